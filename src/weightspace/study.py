@@ -1,0 +1,86 @@
+"""What a study holds, read off its config: datasets, tasks, seeds and model ids.
+
+The one place that names models. A model id is one of
+  pretrained                  the base model's encoder
+  {dataset}.seed{seed}        a model fine-tuned on a dataset with a seed
+  fused.{target}.{scope}      the average of other datasets' models (see fusion)
+  mix.{hash}                  a point built from stored models (lines, planes, regions)
+Dataset names are lower-case words joined by '_' so that ids parse back unambiguously.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from . import WeightspaceError
+
+DATASET_PATTERN = r"[a-z][a-z0-9_]*"
+SEED_PATTERN = r"[0-9]+"
+PRETRAINED = "pretrained"
+FINETUNED_PATTERN = rf"(?P<dataset>{DATASET_PATTERN})\.seed(?P<seed>{SEED_PATTERN})"
+MODEL_ID_PATTERN = r"[a-z][a-z0-9_.]*"
+
+
+@dataclass(frozen=True)
+class ModelId:
+    model_id: str
+    kind: str  # pretrained | finetuned | fused | mix
+    dataset: str | None = None
+    seed: int | None = None
+
+
+def datasets(config: dict) -> list[str]:
+    return list(config["datasets"])
+
+
+def task_of(config: dict, dataset: str) -> str:
+    try:
+        return config["datasets"][dataset]["task"]
+    except KeyError:
+        raise WeightspaceError(f"dataset '{dataset}' is not in the config's datasets") from None
+
+
+def tasks(config: dict) -> dict[str, list[str]]:
+    """Task name -> its datasets, in config order."""
+    out: dict[str, list[str]] = {}
+    for name in datasets(config):
+        out.setdefault(task_of(config, name), []).append(name)
+    return out
+
+
+def seeds(config: dict) -> list[int]:
+    return [int(s) for s in config["seeds"]]
+
+
+def finetuned_id(dataset: str, seed: int) -> str:
+    return f"{dataset}.seed{seed}"
+
+
+def finetuned_ids(config: dict) -> list[str]:
+    return [finetuned_id(d, s) for d in datasets(config) for s in seeds(config)]
+
+
+def parse(model_id: str) -> ModelId:
+    if model_id == PRETRAINED:
+        return ModelId(model_id, "pretrained")
+    m = re.fullmatch(FINETUNED_PATTERN, model_id)
+    if m:
+        return ModelId(model_id, "finetuned", m["dataset"], int(m["seed"]))
+    m = re.fullmatch(rf"fused\.(?P<dataset>{DATASET_PATTERN})\.[a-z]+", model_id)
+    if m:
+        return ModelId(model_id, "fused", m["dataset"])
+    if re.fullmatch(r"mix\.[0-9a-f]+", model_id):
+        return ModelId(model_id, "mix")
+    raise WeightspaceError(f"'{model_id}' is not a model id of this study")
+
+
+def model_table(config: dict, model_ids: list[str]) -> list[dict]:
+    """One row per model: id, kind, dataset, task, seed (None where not applicable)."""
+    rows = []
+    for mid in model_ids:
+        m = parse(mid)
+        task = task_of(config, m.dataset) if m.kind == "finetuned" else None
+        rows.append({"model_id": mid, "kind": m.kind, "dataset": m.dataset if m.kind == "finetuned" else None,
+                     "task": task, "seed": m.seed})
+    return rows
