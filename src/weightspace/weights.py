@@ -86,3 +86,26 @@ def average(paths: Iterable[str | Path]) -> dict[str, torch.Tensor]:
     """Element-wise mean over models (the fusion of a region)."""
     paths = list(paths)
     return combine(paths, [1.0 / len(paths)] * len(paths))
+
+
+def extract(base_dir: str | Path, model_dir: str | Path | None, out_path: str | Path) -> dict[str, tuple]:
+    """Write the encoder weights of a fine-tuned model (or of the base when ``model_dir`` is None).
+
+    Returns the parameter names and shapes, which are also logged.
+    """
+    import logging
+
+    from . import base_model
+    from .finetune import load_finetuned
+
+    if model_dir is None:
+        model, model_id = base_model.load_encoder(base_dir), "pretrained"
+    else:
+        model, model_id = load_finetuned(model_dir, base_dir), f"{Path(model_dir).parent.name}.{Path(model_dir).name}"
+    tensors = encoder_weights(model)
+    save(out_path, tensors, model_id)
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    logging.getLogger(__name__).info(
+        "%s: %d encoder tensors, %d parameters", model_id, len(shapes), sum(t.numel() for t in tensors.values())
+    )
+    return shapes

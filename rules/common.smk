@@ -1,0 +1,72 @@
+# Shared by every stage: config validation, model ids, and the input functions.
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from weightspace import study  # noqa: E402
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+RESULTS = "results"
+DATASETS = study.datasets(config)
+SEEDS = study.seeds(config)
+FINETUNED = study.finetuned_ids(config)
+
+
+wildcard_constraints:
+    dataset=study.DATASET_PATTERN,
+    seed=study.SEED_PATTERN,
+    model_id=study.MODEL_ID_PATTERN,
+
+
+def study_models():
+    """Every model that joins the geometry and the probe matrix."""
+    return [study.PRETRAINED] + FINETUNED
+
+
+def model_recipe(model_id):
+    """(weights files, coefficients) whose combination is this model's encoder."""
+    return [f"{RESULTS}/weights/{model_id}.safetensors"], [1.0]
+
+
+def model_weight_inputs(wildcards):
+    return model_recipe(wildcards.model_id)[0]
+
+
+def all_targets():
+    targets = expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=DATASETS)
+    targets += expand(f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json", dataset=DATASETS, seed=SEEDS)
+    targets += expand(f"{RESULTS}/weights/{{model_id}}.safetensors", model_id=study_models())
+    return targets
+
+
+def dataset_max_length(dataset):
+    return config["datasets"][dataset].get("max_length", config.get("data", {}).get("max_length", 128))
+
+
+def finetune_settings(dataset):
+    """The fine-tuning recipe of one dataset: the finetune section plus its max_length."""
+    keys = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "warmup_ratio",
+            "early_stopping_patience", "checkpoint_every", "mixed_precision")
+    settings = {k: config["finetune"][k] for k in keys if k in config["finetune"]}
+    settings["max_length"] = dataset_max_length(dataset)
+    return settings
+
+
+def _finetune_resources():
+    section = config["finetune"]
+    resources = {
+        "mem_mb": section.get("mem_mb", 4000),
+        # each SLURM retry (a time-limit kill) asks for more time; the job resumes from its checkpoint
+        "runtime": lambda wc, attempt: section.get("runtime", 60) * attempt,
+    }
+    if section.get("gpu", 0):
+        resources["gpu"] = section["gpu"]
+    return resources
+
+
+FINETUNE_RESOURCES = _finetune_resources()

@@ -1,0 +1,40 @@
+# The base model, and one fine-tuning job per dataset x seed.
+
+
+rule base_model:
+    output:
+        directory(f"{RESULTS}/base"),
+    params:
+        spec=config["base_model"],
+    log:
+        f"{RESULTS}/logs/base_model.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/base_model.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../workflow/scripts/base_model.py"
+
+
+rule finetune:
+    input:
+        base=rules.base_model.output[0],
+        data=multiext(f"{RESULTS}/data/{{dataset}}/", "train.parquet", "validation.parquet", "test.parquet", "meta.json"),
+    output:
+        model=f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/model.safetensors",
+        config=f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/config.json",
+        log_csv=f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/train_log.csv",
+        metrics=f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json",
+    params:
+        settings=lambda wc: finetune_settings(wc.dataset),
+    log:
+        f"{RESULTS}/logs/finetune/{{dataset}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/finetune/{{dataset}}/seed{{seed}}.tsv"
+    threads: config["finetune"].get("threads", 2)
+    resources:
+        **FINETUNE_RESOURCES,
+    script:
+        "../workflow/scripts/finetune.py"

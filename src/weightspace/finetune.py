@@ -1,0 +1,425 @@
+"""Full fine-tuning of the base on one dataset: deterministic, resumable, with a new head.
+
+The loop is plain PyTorch (no Trainer) so that every source of randomness is ours to
+seed and to checkpoint: the head's initialisation and dropout follow the global torch
+RNG (seeded, saved in checkpoints), the data order of epoch e is a permutation drawn
+from a generator seeded by (seed, e), so a resumed run replays exactly the batches an
+uninterrupted run would have seen and ends with bitwise identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import WeightspaceError, base_model
+from .atomic import atomic_path, write_csv, write_json, write_safetensors
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class Settings:
+    """The fine-tuning recipe (config.yaml `finetune:` plus the dataset's max_length)."""
+
+    seed: int = 0
+    epochs: int = 3
+    max_steps: int | None = None
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    early_stopping_patience: int | None = None
+    checkpoint_every: int = 50
+    mixed_precision: str = "auto"
+    max_length: int = 128
+    trainable: str = "all"  # all | bitfit (biases and head only)
+    log_every: int = 10
+
+    @classmethod
+    def from_config(cls, section: dict, **overrides) -> "Settings":
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in section.items() if k in known}
+        values.update(overrides)
+        return cls(**values)
+
+
+class Stopped(Exception):
+    """The job was asked to stop (SIGTERM, e.g. a SLURM time limit); a checkpoint was saved."""
+
+
+@dataclass
+class _State:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    log_rows: list = field(default_factory=list)
+    resumed_from_step: int | None = None
+    train_seconds: float = 0.0
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_split(data_dir: Path, split: str) -> pd.DataFrame:
+    path = Path(data_dir) / f"{split}.parquet"
+    if not path.exists():
+        raise WeightspaceError(f"prepared data file {path} is missing; run prepare_dataset first")
+    return pd.read_parquet(path)
+
+
+def tokenize(tokenizer, frame: pd.DataFrame, max_length: int) -> list[dict]:
+    texts = frame["text"].tolist()
+    pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
+    enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    labels = frame["label"].astype("int64").tolist()
+    return [dict({k: enc[k][i] for k in keys}, labels=labels[i]) for i in range(len(labels))]
+
+
+def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Dynamic padding: pad to the longest example of this batch only."""
+    width = max(len(e["input_ids"]) for e in examples)
+    batch = {}
+    for key in examples[0]:
+        if key == "labels":
+            batch[key] = torch.tensor([e[key] for e in examples], dtype=torch.long)
+            continue
+        fill = pad_id if key == "input_ids" else 0
+        batch[key] = torch.tensor([e[key] + [fill] * (width - len(e[key])) for e in examples], dtype=torch.long)
+    return batch
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+# ---------------------------------------------------------------- device and precision
+
+
+def autocast_context(device: torch.device, mixed_precision: str):
+    if device.type != "cuda" or mixed_precision == "no":
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+@torch.inference_mode()
+def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, device, autocast) -> dict:
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    # sort by length so padding is minimal; the metrics do not depend on order
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
+    for start in range(0, len(order), batch_size * 2):
+        batch = collate([examples[i] for i in order[start : start + batch_size * 2]], pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast:
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+        total_loss += torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum").item()
+        correct += (logits.argmax(-1) == batch["labels"]).sum().item()
+        count += len(batch["labels"])
+    model.train()
+    return {"loss": total_loss / max(count, 1), "accuracy": correct / max(count, 1), "n": count}
+
+
+# ---------------------------------------------------------------- optimisation
+
+
+def parameter_groups(model, settings: Settings) -> list[dict]:
+    """AdamW groups: no weight decay on biases and LayerNorm; BitFit trains biases and the head only."""
+    encoder_names = {f"{model.base_model_prefix}.{n}" for n, _ in model.base_model.named_parameters()}
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if settings.trainable == "bitfit" and name in encoder_names and not name.endswith("bias"):
+            param.requires_grad_(False)
+            continue
+        (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": settings.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def linear_schedule(optimizer, warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fingerprint(settings: Settings, *files: Path) -> str:
+    """What a checkpoint must match to be resumed: the recipe and its inputs' contents."""
+    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
+    for path in files:
+        stat = Path(path).stat()
+        digest.update(f"{Path(path).name}:{stat.st_size}".encode())
+        with open(path, "rb") as handle:
+            digest.update(handle.read(1 << 20))
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(resume_dir: Path, model, optimizer, scheduler, scaler, state: _State, key: str) -> None:
+    payload = {
+        "key": key,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python_rng": random.getstate(),
+        "state": asdict(state),
+    }
+    with atomic_path(resume_dir / CHECKPOINT) as tmp:
+        torch.save(payload, tmp)
+    log.info("checkpoint saved at step %d", state.step)
+
+
+def load_checkpoint(resume_dir: Path, key: str):
+    path = resume_dir / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        # weights_only: a checkpoint is read with the safe unpickler, tensors and plain types only
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        log.warning("ignoring unreadable checkpoint %s: %s", path, err)
+        return None
+    if payload.get("key") != key:
+        log.warning("ignoring checkpoint %s: it was made with another recipe or other inputs", path)
+        return None
+    return payload
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def finetune(
+    base_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    settings: Settings,
+    threads: int = 1,
+    init_weights: str | Path | None = None,
+    model_id: str | None = None,
+) -> dict:
+    """Fine-tune the base (or ``init_weights``, encoder weights of another start) on a dataset.
+
+    Writes out_dir/{model.safetensors, config.json, train_log.csv, metrics.json}
+    (metrics.json last: it marks the job finished) and keeps resumable checkpoints in
+    out_dir/resume/ until the run completes.
+    """
+    from . import weights as encoder_files
+
+    base_dir, data_dir, out_dir = Path(base_dir), Path(data_dir), Path(out_dir)
+    resume_dir = out_dir / "resume"
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    meta = json.loads((data_dir / "meta.json").read_text())
+    tokenizer = base_model.load_tokenizer(base_dir)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    train = tokenize(tokenizer, load_split(data_dir, "train"), settings.max_length)
+    validation = tokenize(tokenizer, load_split(data_dir, "validation"), settings.max_length)
+    test = tokenize(tokenizer, load_split(data_dir, "test"), settings.max_length)
+    if not train:
+        raise WeightspaceError(f"dataset {meta.get('name', data_dir.name)}: the training split is empty")
+
+    torch.manual_seed(settings.seed)
+    random.seed(settings.seed)
+    start = encoder_files.load(init_weights) if init_weights else None
+    model = base_model.load_classifier(base_dir, meta["num_labels"], encoder_weights=start)
+    model.config.id2label = {i: name for i, name in enumerate(meta["label_names"])}
+    model.config.label2id = {name: i for i, name in enumerate(meta["label_names"])}
+    model.to(device).train()
+
+    steps_per_epoch = math.ceil(len(train) / settings.batch_size)
+    total_steps = settings.epochs * steps_per_epoch
+    if settings.max_steps:
+        total_steps = min(total_steps, settings.max_steps)
+    optimizer = torch.optim.AdamW(parameter_groups(model, settings), lr=settings.learning_rate)
+    scheduler = linear_schedule(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
+    autocast, scaler = autocast_context(device, settings.mixed_precision)
+
+    inputs = [data_dir / f"{s}.parquet" for s in ("train", "validation", "test")] + [base_dir / "config.json"]
+    key = fingerprint(settings, *inputs, *([init_weights] if init_weights else []))
+    state = _State()
+    best_model_state = None
+    checkpoint = load_checkpoint(resume_dir, key)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if scaler is not None and checkpoint["scaler"]:
+            scaler.load_state_dict(checkpoint["scaler"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if checkpoint["cuda_rng"]:
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+        random.setstate(_as_tuple(checkpoint["python_rng"]))
+        state = _State(**checkpoint["state"])
+        state.resumed_from_step = state.step
+        best_path = resume_dir / "best.safetensors"
+        if best_path.exists():
+            from safetensors.torch import load_file
+
+            best_model_state = load_file(str(best_path))
+        log.info("resuming from the checkpoint at step %d of %d", state.step, total_steps)
+
+    stop_requested = []
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
+    log.info(
+        "fine-tuning %s on %s: %d train examples, %d steps (%d per epoch), batch %d, %s, %d threads",
+        model_id or out_dir.name, meta.get("name"), len(train), total_steps, steps_per_epoch,
+        settings.batch_size, device, threads,
+    )
+    progress = Progress(total_steps, f"train {model_id or out_dir.name}", logger=log)
+    progress.update(state.step)
+    running_loss, running_count = 0.0, 0
+    started = time.perf_counter() - state.train_seconds
+    try:
+        while state.step < total_steps and state.epoch < settings.epochs:
+            order = epoch_order(len(train), settings.seed, state.epoch)
+            batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
+            while state.batch_in_epoch < len(batches) and state.step < total_steps:
+                batch = collate([train[i] for i in batches[state.batch_in_epoch]], pad_id)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                with autocast:
+                    loss = model(**batch).loss
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                scheduler.step()
+                state.step += 1
+                state.batch_in_epoch += 1
+                running_loss += loss.item()
+                running_count += 1
+                progress.update()
+                if state.step % settings.log_every == 0:
+                    state.log_rows.append(_log_row(state, scheduler, running_loss / running_count, started))
+                    running_loss, running_count = 0.0, 0
+                state.train_seconds = time.perf_counter() - started
+                if state.step % settings.checkpoint_every == 0 or stop_requested:
+                    save_checkpoint(resume_dir, model, optimizer, scheduler, scaler, state, key)
+                if stop_requested:
+                    raise Stopped(f"stopped by SIGTERM at step {state.step}; the next attempt resumes from here")
+            if state.batch_in_epoch >= len(batches):  # a full epoch: validate, maybe stop early
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                val = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
+                row = _log_row(state, scheduler, running_loss / running_count if running_count else None, started)
+                state.log_rows.append(dict(row, val_loss=val["loss"], val_accuracy=val["accuracy"]))
+                running_loss, running_count = 0.0, 0
+                log.info("epoch %d: validation loss %.4f accuracy %.4f", state.epoch, val["loss"], val["accuracy"])
+                if settings.early_stopping_patience:
+                    if val["loss"] < state.best_val_loss:
+                        state.best_val_loss, state.best_epoch = val["loss"], state.epoch
+                        state.epochs_without_improvement = 0
+                        best_model_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                        write_safetensors(resume_dir / "best.safetensors", best_model_state)
+                    else:
+                        state.epochs_without_improvement += 1
+                        if state.epochs_without_improvement >= settings.early_stopping_patience:
+                            log.info("early stopping after epoch %d (best epoch %d)", state.epoch, state.best_epoch)
+                            break
+                    save_checkpoint(resume_dir, model, optimizer, scheduler, scaler, state, key)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+    if best_model_state is not None:
+        model.load_state_dict(best_model_state)
+    validation_metrics = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
+    test_metrics = evaluate(model, test, settings.batch_size, pad_id, device, autocast)
+    train_seconds = time.perf_counter() - started
+    trained_examples = min(state.step * settings.batch_size, state.epoch * len(train) + state.batch_in_epoch * settings.batch_size)
+    metrics = {
+        "model_id": model_id,
+        "dataset": meta.get("name"),
+        "task": meta.get("task"),
+        "seed": settings.seed,
+        "steps": state.step,
+        "epochs_completed": state.epoch,
+        "best_epoch": state.best_epoch,
+        "n_train": len(train),
+        "validation": validation_metrics,
+        "test": test_metrics,
+        "train_seconds": round(train_seconds, 3),
+        "examples_per_second": round(trained_examples / max(train_seconds, 1e-9), 2),
+        "resumed_from_step": state.resumed_from_step,
+        "device": str(device),
+        "threads": threads,
+        "settings": asdict(settings),
+    }
+    log.info("done: validation accuracy %.4f, test accuracy %.4f", validation_metrics["accuracy"], test_metrics["accuracy"])
+
+    model = model.to("cpu")
+    write_safetensors(out_dir / "model.safetensors", model.state_dict(), {"model_id": model_id or ""})
+    with atomic_path(out_dir / "config.json") as tmp:
+        model.config.to_json_file(str(tmp))
+    write_csv(out_dir / "train_log.csv", pd.DataFrame(state.log_rows, columns=LOG_COLUMNS))
+    write_json(out_dir / "metrics.json", metrics)
+    shutil.rmtree(resume_dir, ignore_errors=True)
+    return metrics
+
+
+LOG_COLUMNS = ["step", "epoch", "learning_rate", "train_loss", "val_loss", "val_accuracy", "elapsed_seconds"]
+
+
+def _log_row(state: _State, scheduler, train_loss, started) -> dict:
+    return {
+        "step": state.step,
+        "epoch": state.epoch,
+        "learning_rate": scheduler.get_last_lr()[0],
+        "train_loss": train_loss,
+        "val_loss": None,
+        "val_accuracy": None,
+        "elapsed_seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _as_tuple(value):
+    """random.setstate needs tuples; a checkpoint round-trip may give lists."""
+    if isinstance(value, list):
+        return tuple(_as_tuple(v) for v in value)
+    return value
+
+
+def load_finetuned(out_dir: str | Path, base_dir: str | Path):
+    """A fine-tuned model (head included) from its results folder."""
+    from safetensors.torch import load_file
+
+    out_dir = Path(out_dir)
+    meta_labels = json.loads((out_dir / "config.json").read_text()).get("id2label", {})
+    model = base_model.load_classifier(base_dir, max(len(meta_labels), 2))
+    model.load_state_dict(load_file(str(out_dir / "model.safetensors")))
+    return model

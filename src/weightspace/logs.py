@@ -1,0 +1,24 @@
+"""Logging for rule scripts: everything (ours, transformers', warnings) goes to the rule's log file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+
+def to_file(path: str | Path | None, level: int = logging.INFO) -> None:
+    """Send the root logger and Python warnings to ``path`` (stderr when None)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handlers = [logging.FileHandler(path, mode="w")]
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    logging.captureWarnings(True)
+    for noisy in ("httpx", "urllib3", "filelock", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,148 @@
+"""Fine-tuning: it learns, it is deterministic, and a killed run resumes to the same weights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import generated_frame
+from weightspace import finetune, weights
+
+
+def write_dataset(folder: Path, n_train=96, seed=0, pairs=False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, s in (("train", n_train, seed), ("validation", 32, seed + 1), ("test", 32, seed + 2)):
+        generated_frame(n, seed=s, pairs=pairs).to_parquet(folder / f"{split}.parquet", index=False)
+    meta = {"name": folder.name, "task": "sentiment", "num_labels": 2, "label_names": ["neg", "pos"],
+            "has_text_pair": pairs}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+SETTINGS = dict(epochs=2, batch_size=8, learning_rate=5e-4, max_length=24, checkpoint_every=4, log_every=2)
+
+
+def run(tiny_base, data, out, **overrides):
+    settings = finetune.Settings(**{**SETTINGS, **overrides})
+    return finetune.finetune(tiny_base, data, out, settings, threads=1, model_id="toy.seed0")
+
+
+def test_finetune_writes_every_output_and_learns(tiny_base, tmp_path):
+    data = write_dataset(tmp_path / "toy", n_train=160)
+    metrics = run(tiny_base, data, tmp_path / "out", epochs=4, learning_rate=1e-3)
+    out = tmp_path / "out"
+    for name in ("model.safetensors", "config.json", "train_log.csv", "metrics.json"):
+        assert (out / name).exists(), name
+    assert not (out / "resume").exists(), "checkpoints are removed once the run completes"
+    assert metrics["steps"] == 4 * 20
+    assert metrics["validation"]["accuracy"] >= 0.75, metrics  # the label is carried by sentiment words
+    assert metrics["test"]["n"] == 32
+    log = pd.read_csv(out / "train_log.csv")
+    assert log["val_loss"].notna().sum() == 4  # validated once per epoch
+    assert log["learning_rate"].iloc[-1] < log["learning_rate"].max()  # linear decay
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"}
+
+
+def test_same_seed_gives_bitwise_identical_weights(tiny_base, tmp_path):
+    data = write_dataset(tmp_path / "toy")
+    run(tiny_base, data, tmp_path / "a")
+    run(tiny_base, data, tmp_path / "b")
+    run(tiny_base, data, tmp_path / "c", seed=1)
+    a, b, c = (load_file(str(tmp_path / x / "model.safetensors")) for x in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_sentence_pairs_train(tiny_base, tmp_path):
+    data = write_dataset(tmp_path / "pairs", pairs=True)
+    metrics = run(tiny_base, data, tmp_path / "out", epochs=1)
+    assert metrics["steps"] == 12
+
+
+def test_max_steps_and_early_stopping(tiny_base, tmp_path):
+    data = write_dataset(tmp_path / "toy")
+    assert run(tiny_base, data, tmp_path / "a", max_steps=5)["steps"] == 5
+    # a learning rate this large makes validation loss worse after the first epoch
+    metrics = run(tiny_base, data, tmp_path / "b", epochs=6, learning_rate=0.5, early_stopping_patience=1)
+    assert metrics["epochs_completed"] < 6
+    assert metrics["best_epoch"] is not None
+
+
+def test_bitfit_trains_only_biases_and_head(tiny_base, tmp_path):
+    data = write_dataset(tmp_path / "toy")
+    run(tiny_base, data, tmp_path / "out", trainable="bitfit", epochs=1)
+    tuned = weights.encoder_weights(finetune.load_finetuned(tmp_path / "out", tiny_base))
+    base = weights.encoder_weights(finetune.base_model.load_encoder(tiny_base))
+    changed = {k for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed and all(k.endswith("bias") for k in changed), sorted(changed)[:5]
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from weightspace import finetune
+    kill_at = int(sys.argv[4])
+    calls = [0]
+    real_collate = finetune.collate
+    def collate(examples, pad_id):
+        # training batches are settings.batch_size long; evaluation batches are twice that
+        if len(examples) <= 8:
+            calls[0] += 1
+            if calls[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real_collate(examples, pad_id)
+    finetune.collate = collate
+    settings = finetune.Settings(**{SETTINGS})
+    finetune.finetune(sys.argv[1], sys.argv[2], sys.argv[3], settings, threads=1, model_id="toy.seed0")
+    """
+).replace("{SETTINGS}", repr(SETTINGS))
+
+
+def test_killed_run_resumes_to_identical_weights(tiny_base, tmp_path):
+    data = write_dataset(tmp_path / "toy")
+    run(tiny_base, data, tmp_path / "straight")
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    out = tmp_path / "resumed"
+    # killed at the 19th training batch: the checkpoint of step 16 survives, steps 17-18 are lost
+    first = subprocess.run([sys.executable, str(script), str(tiny_base), str(data), str(out), "19"])
+    assert first.returncode == -9
+    assert (out / "resume" / "checkpoint.pt").exists()
+    assert not (out / "metrics.json").exists(), "a killed job must not look finished"
+    second = subprocess.run([sys.executable, str(script), str(tiny_base), str(data), str(out), "0"])
+    assert second.returncode == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from_step"] == 16
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_another_recipe_is_ignored(tiny_base, tmp_path):
+    data = write_dataset(tmp_path / "toy")
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, str(script), str(tiny_base), str(data), str(out), "10"])
+    assert (out / "resume" / "checkpoint.pt").exists()
+    metrics = run(tiny_base, data, out, learning_rate=1e-4)  # another recipe: start over
+    assert metrics["resumed_from_step"] is None
+
+
+def test_extracted_encoder_weights_drop_the_head(tiny_base, tmp_path):
+    data = write_dataset(tmp_path / "toy")
+    run(tiny_base, data, tmp_path / "toy_ft" / "seed0", epochs=1)
+    shapes = weights.extract(tiny_base, tmp_path / "toy_ft" / "seed0", tmp_path / "w.safetensors")
+    pre = weights.extract(tiny_base, None, tmp_path / "p.safetensors")
+    assert set(shapes) == set(pre)
+    assert not any(name.startswith("classifier") for name in shapes)
+    assert all(t.dtype == torch.float32 for t in weights.load(tmp_path / "w.safetensors").values())
