@@ -358,9 +358,9 @@ def finetune(
 
     if best_model_state is not None:
         model.load_state_dict(best_model_state)
+    train_seconds = state.train_seconds
     validation_metrics = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
     test_metrics = evaluate(model, test, settings.batch_size, pad_id, device, autocast)
-    train_seconds = time.perf_counter() - started
     trained_examples = min(state.step * settings.batch_size, state.epoch * len(train) + state.batch_in_epoch * settings.batch_size)
     metrics = {
         "model_id": model_id,

