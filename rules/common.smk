@@ -1,10 +1,14 @@
 # Shared by every stage: config validation, model ids, and the input functions.
+import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+# rule scripts (local, conda or SLURM jobs) import the library from the same checkout
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
 from weightspace import study  # noqa: E402
 

@@ -336,7 +336,9 @@ def finetune(
             if state.batch_in_epoch >= len(batches):  # a full epoch: validate, maybe stop early
                 state.epoch += 1
                 state.batch_in_epoch = 0
+                eval_started = time.perf_counter()
                 val = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
+                started += time.perf_counter() - eval_started  # train_seconds counts training only
                 row = _log_row(state, scheduler, running_loss / running_count if running_count else None, started)
                 state.log_rows.append(dict(row, val_loss=val["loss"], val_accuracy=val["accuracy"]))
                 running_loss, running_count = 0.0, 0
