@@ -10,7 +10,7 @@ sys.path.insert(0, SRC)
 # rule scripts (local, conda or SLURM jobs) import the library from the same checkout
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
-from weightspace import study  # noqa: E402
+from weightspace import fusion, study, traversal  # noqa: E402
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -19,6 +19,8 @@ RESULTS = "results"
 DATASETS = study.datasets(config)
 SEEDS = study.seeds(config)
 FINETUNED = study.finetuned_ids(config)
+FUSED = {f.model_id: f for f in fusion.fused_bases(config)}
+MIXES = traversal.mix_recipes(config)
 
 
 wildcard_constraints:
@@ -28,13 +30,24 @@ wildcard_constraints:
 
 
 def study_models():
-    """Every model that joins the geometry and the probe matrix."""
-    return [study.PRETRAINED] + FINETUNED
+    """Every stored model: it joins the geometry and the probe matrix."""
+    return [study.PRETRAINED] + FINETUNED + list(FUSED)
 
 
 def model_recipe(model_id):
-    """(weights files, coefficients) whose combination is this model's encoder."""
+    """(weights files, coefficients) whose combination is this model's encoder.
+
+    Stored models are one file; a mix (a point on a line, plane or region) is built in
+    memory from its stored endpoints, never written.
+    """
+    if model_id in MIXES:
+        ids, coefficients = zip(*MIXES[model_id])
+        return [f"{RESULTS}/weights/{m}.safetensors" for m in ids], list(coefficients)
     return [f"{RESULTS}/weights/{model_id}.safetensors"], [1.0]
+
+
+def probe_results(pairs):
+    return [f"{RESULTS}/probe/{m}/{d}.json" for m, d in sorted(pairs)]
 
 
 def model_weight_inputs(wildcards):
@@ -74,3 +87,14 @@ def _finetune_resources():
 
 
 FINETUNE_RESOURCES = _finetune_resources()
+
+
+def fusion_settings(target, mode, size):
+    """The target's fine-tuning recipe, in a mode (full or BitFit) and at a training-set size."""
+    settings = finetune_settings(target)
+    settings.update(config.get("fusion", {}).get("finetune", {}))
+    if mode == "bitfit":
+        settings["trainable"] = "bitfit"
+        settings["learning_rate"] = config.get("fusion", {}).get("bitfit_learning_rate", 1e-3)
+    settings["train_size"] = None if size == "all" else int(size)
+    return settings

@@ -49,6 +49,7 @@ class Settings:
     mixed_precision: str = "auto"
     max_length: int = 128
     trainable: str = "all"  # all | bitfit (biases and head only)
+    train_size: int | None = None  # a seeded, stratified subset of the training split (few-shot runs)
     log_every: int = 10
 
     @classmethod
@@ -84,6 +85,18 @@ def load_split(data_dir: Path, split: str) -> pd.DataFrame:
     if not path.exists():
         raise WeightspaceError(f"prepared data file {path} is missing; run prepare_dataset first")
     return pd.read_parquet(path)
+
+
+def subsample(frame: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
+    """A seeded subset with every label kept where possible (the same for every base, so runs compare)."""
+    if not size or size >= len(frame):
+        return frame
+    from sklearn.model_selection import train_test_split
+
+    counts = frame["label"].value_counts()
+    stratify = frame["label"] if counts.min() >= 2 and size >= len(counts) else None
+    subset, _ = train_test_split(frame, train_size=size, random_state=seed, stratify=stratify)
+    return subset.reset_index(drop=True)
 
 
 def tokenize(tokenizer, frame: pd.DataFrame, max_length: int) -> list[dict]:
@@ -227,6 +240,7 @@ def finetune(
     threads: int = 1,
     init_weights: str | Path | None = None,
     model_id: str | None = None,
+    save_model: bool = True,
 ) -> dict:
     """Fine-tune the base (or ``init_weights``, encoder weights of another start) on a dataset.
 
@@ -245,7 +259,8 @@ def finetune(
     meta = json.loads((data_dir / "meta.json").read_text())
     tokenizer = base_model.load_tokenizer(base_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    train = tokenize(tokenizer, load_split(data_dir, "train"), settings.max_length)
+    train = tokenize(tokenizer, subsample(load_split(data_dir, "train"), settings.train_size, settings.seed),
+                     settings.max_length)
     validation = tokenize(tokenizer, load_split(data_dir, "validation"), settings.max_length)
     test = tokenize(tokenizer, load_split(data_dir, "test"), settings.max_length)
     if not train:
@@ -373,6 +388,7 @@ def finetune(
         "epochs_completed": state.epoch,
         "best_epoch": state.best_epoch,
         "n_train": len(train),
+        "init": str(init_weights) if init_weights else "pretrained",
         "validation": validation_metrics,
         "test": test_metrics,
         "train_seconds": round(train_seconds, 3),
@@ -384,10 +400,11 @@ def finetune(
     }
     log.info("done: validation accuracy %.4f, test accuracy %.4f", validation_metrics["accuracy"], test_metrics["accuracy"])
 
-    model = model.to("cpu")
-    write_safetensors(out_dir / "model.safetensors", model.state_dict(), {"model_id": model_id or ""})
-    with atomic_path(out_dir / "config.json") as tmp:
-        model.config.to_json_file(str(tmp))
+    if save_model:
+        model = model.to("cpu")
+        write_safetensors(out_dir / "model.safetensors", model.state_dict(), {"model_id": model_id or ""})
+        with atomic_path(out_dir / "config.json") as tmp:
+            model.config.to_json_file(str(tmp))
     write_csv(out_dir / "train_log.csv", pd.DataFrame(state.log_rows, columns=LOG_COLUMNS))
     write_json(out_dir / "metrics.json", metrics)
     shutil.rmtree(resume_dir, ignore_errors=True)

@@ -1,0 +1,67 @@
+# Fusion: fused bases (the mean of a region's models) and fine-tuning from them vs the pretrained base.
+
+
+rule fuse:
+    input:
+        lambda wc: [f"{RESULTS}/weights/{m}.safetensors" for m in FUSED[f"fused.{wc.target}.{wc.scope}"].members],
+    output:
+        f"{RESULTS}/weights/fused.{{target}}.{{scope}}.safetensors",
+    wildcard_constraints:
+        target=study.DATASET_PATTERN,
+        scope="task|all",
+    log:
+        f"{RESULTS}/logs/fuse/{{target}}.{{scope}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fuse/{{target}}.{{scope}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    script:
+        "../workflow/scripts/fuse.py"
+
+
+rule finetune_from:
+    input:
+        base=rules.base_model.output[0],
+        init=f"{RESULTS}/weights/{{start}}.safetensors",
+        data=multiext(f"{RESULTS}/data/{{target}}/", "train.parquet", "validation.parquet", "test.parquet", "meta.json"),
+    output:
+        metrics=f"{RESULTS}/fusion/runs/{{target}}/{{start}}/{{mode}}/n{{size}}/seed{{seed}}/metrics.json",
+        log_csv=f"{RESULTS}/fusion/runs/{{target}}/{{start}}/{{mode}}/n{{size}}/seed{{seed}}/train_log.csv",
+    wildcard_constraints:
+        target=study.DATASET_PATTERN,
+        start=r"pretrained|fused\.[a-z][a-z0-9_]*\.(task|all)",
+        mode="full|bitfit",
+        size=r"all|[0-9]+",
+    params:
+        settings=lambda wc: fusion_settings(wc.target, wc.mode, wc.size),
+    log:
+        f"{RESULTS}/logs/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}/seed{{seed}}.tsv"
+    threads: config["finetune"].get("threads", 2)
+    resources:
+        **FINETUNE_RESOURCES,
+    script:
+        "../workflow/scripts/finetune_from.py"
+
+
+rule fusion_summary:
+    input:
+        runs=[f"{RESULTS}/{run.path}/metrics.json" for run in fusion.runs(config)],
+    output:
+        summary=report(f"{RESULTS}/fusion/summary.csv", caption="../report/fusion_summary.rst", category="Fusion"),
+        wins=report(f"{RESULTS}/fusion/wins.csv", caption="../report/fusion_wins.rst", category="Fusion"),
+        overview=f"{RESULTS}/fusion/wins_overview.csv",
+        figure=report(f"{RESULTS}/figures/fusion.png", caption="../report/fusion.rst", category="Fusion"),
+    params:
+        runs=[vars(run) for run in fusion.runs(config)],
+    log:
+        f"{RESULTS}/logs/fusion_summary.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow/scripts/fusion_summary.py"

@@ -1,0 +1,54 @@
+"""Fusion tables and figure: how the fused starts compare with the pretrained start."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from . import study
+from .atomic import save_figure, write_csv
+from .fusion import summary_table, wins_overview, wins_table
+
+
+def collect(runs: list[dict], metrics_files: list[str]) -> pd.DataFrame:
+    rows = []
+    for run, path in zip(runs, metrics_files):
+        metrics = json.loads(open(path).read())
+        scope = "pretrained" if run["base"] == study.PRETRAINED else run["base"].rsplit(".", 1)[-1]
+        rows.append({**run, "scope": scope, "accuracy": metrics["test"]["accuracy"], "loss": metrics["test"]["loss"],
+                     "validation_accuracy": metrics["validation"]["accuracy"]})
+    return summary_table(rows)
+
+
+def figure(wins: pd.DataFrame):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    panels = wins.groupby(["mode", "size"], sort=True) if not wins.empty else []
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4.2), squeeze=False, sharey=True)
+    for ax, ((mode, size), frame) in zip(axes[0], panels):
+        sns.barplot(frame, x="target", y="gain", hue="scope", ax=ax, palette="colorblind",
+                    hue_order=sorted(frame["scope"].unique()))
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(f"{mode} fine-tuning, training size {size}")
+        ax.set_xlabel("target dataset")
+        ax.set_ylabel("test accuracy gain over pretrained start (points ×100 = %)")
+        ax.tick_params(axis="x", rotation=45)
+        ax.legend(title="fused region", loc="best", fontsize=8)
+    fig.suptitle("Fused start (mean of other datasets' models) vs the pretrained start")
+    fig.tight_layout()
+    return fig
+
+
+def write(runs, metrics_files, summary_path, wins_path, overview_path, figure_path) -> None:
+    summary = collect(runs, metrics_files)
+    wins = wins_table(summary)
+    write_csv(summary_path, summary)
+    write_csv(wins_path, wins)
+    write_csv(overview_path, wins_overview(wins))
+    save_figure(figure(wins), figure_path)

@@ -1,0 +1,18 @@
+"""Rule finetune_from: fine-tune a start (pretrained or fused) on a fusion target."""
+from pathlib import Path
+
+from weightspace import finetune, logs
+
+logs.to_file(snakemake.log[0])
+w = snakemake.wildcards
+settings = finetune.Settings.from_config(dict(snakemake.params.settings), seed=int(w.seed))
+finetune.finetune(
+    base_dir=snakemake.input.base,
+    data_dir=Path(snakemake.input.data[0]).parent,
+    out_dir=Path(snakemake.output.metrics).parent,
+    settings=settings,
+    threads=snakemake.threads,
+    init_weights=snakemake.input.init,
+    model_id=f"{w.start}->{w.target}",
+    save_model=False,
+)

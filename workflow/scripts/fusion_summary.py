@@ -1,0 +1,12 @@
+"""Rule fusion_summary: runs -> summary.csv, wins.csv, wins_overview.csv, fusion.png."""
+from weightspace import fusion_report, logs
+
+logs.to_file(snakemake.log[0])
+fusion_report.write(
+    runs=snakemake.params.runs,
+    metrics_files=snakemake.input.runs,
+    summary_path=snakemake.output.summary,
+    wins_path=snakemake.output.wins,
+    overview_path=snakemake.output.overview,
+    figure_path=snakemake.output.figure,
+)
