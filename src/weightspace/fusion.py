@@ -113,7 +113,8 @@ def wins_table(summary: pd.DataFrame) -> pd.DataFrame:
     for (scope, target, mode, size), group in summary[summary["base"] != study.PRETRAINED].groupby(
         ["scope", "target", "mode", "size"], sort=True
     ):
-        paired = group.set_index(keys)[["accuracy", "loss"]].join(pretrained, rsuffix="_pretrained", how="inner")
+        paired = group.set_index(keys)[["accuracy", "loss"]].merge(
+            pretrained, left_index=True, right_index=True, suffixes=("", "_pretrained"))
         if paired.empty:
             continue
         gain = paired["accuracy"] - paired["accuracy_pretrained"]

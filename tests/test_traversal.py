@@ -1,0 +1,152 @@
+"""Lines, planes, regions and fusion: the plans and the arithmetic of weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from weightspace import fusion, study, traversal, weights
+from weightspace.interpolation_report import claims
+
+
+def config(**sections):
+    base = {
+        "seeds": [0, 1],
+        "datasets": {"a": {"task": "s"}, "b": {"task": "s"}, "c": {"task": "t"}},
+        "interpolation": {"alphas": [-0.5, 0.0, 0.5, 1.0, 1.5], "planes": {"grid": [0.0, 0.5, 1.0]}},
+        "region": {"groups": ["dataset", "task"], "samples": 2},
+    }
+    base.update(sections)
+    return base
+
+
+def write_models(tmp_path, ids, seed=0):
+    rng = np.random.default_rng(seed)
+    paths = {}
+    for mid in ids:
+        tensors = {"w": torch.tensor(rng.normal(size=(4, 3)), dtype=torch.float32),
+                   "b": torch.tensor(rng.normal(size=(3,)), dtype=torch.float32)}
+        paths[mid] = tmp_path / f"{mid}.safetensors"
+        weights.save(paths[mid], tensors, mid)
+    return paths
+
+
+def test_alpha_zero_and_one_are_the_endpoints_exactly(tmp_path):
+    paths = write_models(tmp_path, ["a.seed0", "a.seed1"])
+    a, b = weights.load(paths["a.seed0"]), weights.load(paths["a.seed1"])
+    ends = {0.0: a, 1.0: b}
+    for alpha, expected in ends.items():
+        mixed = weights.combine([paths["a.seed0"], paths["a.seed1"]], [1 - alpha, alpha])
+        assert all(torch.equal(mixed[k], expected[k]) for k in a)
+    half = weights.combine([paths["a.seed0"], paths["a.seed1"]], [0.5, 0.5])
+    assert torch.allclose(half["w"], (a["w"] + b["w"]) / 2)
+
+
+def test_line_endpoints_are_the_models_themselves():
+    points = traversal.lines(config())
+    by_alpha = {}
+    for p in points:
+        info = dict(p.info)
+        by_alpha.setdefault(info["alpha"], []).append((p.model_id, info))
+    for model_id, info in by_alpha[0.0]:
+        assert model_id == info["model_a"]  # same id: the cached probe results are shared
+    for model_id, info in by_alpha[1.0]:
+        assert model_id == info["model_b"]
+    assert all(m.startswith("mix.") for m, _ in by_alpha[0.5])
+    relations = {dict(p.info)["relation"] for p in points}
+    assert relations == set(traversal.RELATIONS)
+
+
+def test_same_recipe_is_one_model_and_plans_are_stable():
+    assert traversal.point_id({"a.seed0": 0.5, "b.seed0": 0.5}) == traversal.point_id({"b.seed0": 0.5, "a.seed0": 0.5})
+    assert traversal.point_id({"a.seed0": 1.0}) == "a.seed0"
+    assert traversal.all_points(config()) == traversal.all_points(config())
+    for mid, recipe in traversal.mix_recipes(config()).items():
+        assert study.parse(mid).kind == "mix"
+        assert abs(sum(c for _, c in recipe) - 1.0) < 1e-9  # affine combinations stay in the model's scale
+
+
+def test_relations_pick_the_right_pairs():
+    c = config()
+    for a, b in traversal.candidate_pairs(c, "same_dataset"):
+        assert study.parse(a).dataset == study.parse(b).dataset
+    for a, b in traversal.candidate_pairs(c, "same_task"):
+        assert study.parse(a).dataset != study.parse(b).dataset
+        assert study.task_of(c, study.parse(a).dataset) == study.task_of(c, study.parse(b).dataset)
+    for a, b in traversal.candidate_pairs(c, "cross_task"):
+        assert study.task_of(c, study.parse(a).dataset) != study.task_of(c, study.parse(b).dataset)
+
+
+def test_region_has_centroid_samples_and_members():
+    points = [p for p in traversal.region_points(config()) if dict(p.info)["group"] == "task:s"]
+    kinds = [dict(p.info)["kind"] for p in points]
+    assert kinds.count("centroid") == 1 and kinds.count("sample") == 2 and kinds.count("member") == 4
+    centroid = next(p for p in points if dict(p.info)["kind"] == "centroid")
+    assert all(abs(c - 0.25) < 1e-12 for _, c in centroid.recipe)
+
+
+def test_mean_of_identical_models_is_that_model(tmp_path):
+    paths = write_models(tmp_path, ["a.seed0"])
+    copies = [paths["a.seed0"]] * 3
+    fused = weights.average(copies)
+    original = weights.load(paths["a.seed0"])
+    assert all(torch.allclose(fused[k], original[k], atol=0, rtol=1e-7) for k in original)
+
+
+def test_average_is_element_wise_over_models_only(tmp_path):
+    paths = write_models(tmp_path, ["a.seed0", "b.seed0", "c.seed0"])
+    fused = weights.average(paths.values())
+    stacked = torch.stack([weights.load(p)["w"] for p in paths.values()])
+    assert torch.allclose(fused["w"], stacked.mean(dim=0))
+    assert fused["w"].shape == (4, 3)  # not torch.mean over everything (the authors' bug)
+
+
+def test_fusion_never_includes_the_target():
+    c = config(fusion={"scopes": ["task", "all"]})
+    bases = fusion.fused_bases(c)
+    assert bases
+    for fused in bases:
+        assert all(study.parse(m).dataset != fused.target for m in fused.members)
+        if fused.scope == "task":
+            assert all(study.task_of(c, study.parse(m).dataset) == study.task_of(c, fused.target)
+                       for m in fused.members)
+    # c is alone in its task: no task-scope base for it, only the all-scope one
+    assert {f.scope for f in bases if f.target == "c"} == {"all"}
+
+
+def test_fusion_runs_pair_every_fused_base_with_the_pretrained_start():
+    c = config(fusion={"scopes": ["all"], "modes": ["full", "bitfit"], "train_sizes": [8, None], "seeds": [0]})
+    runs = fusion.runs(c)
+    assert {r.base for r in runs if r.target == "a"} == {"pretrained", "fused.a.all"}
+    assert len(runs) == 3 * 2 * 2 * 2
+
+
+def test_wins_pair_seeds_and_count_targets():
+    rows = []
+    for target, gain in (("a", 0.1), ("b", -0.05)):
+        for seed in (0, 1):
+            rows.append(dict(target=target, base="pretrained", scope="pretrained", mode="full", size="all",
+                             seed=seed, accuracy=0.5, loss=1.0, validation_accuracy=0.5))
+            rows.append(dict(target=target, base=f"fused.{target}.all", scope="all", mode="full", size="all",
+                             seed=seed, accuracy=0.5 + gain, loss=0.9, validation_accuracy=0.5))
+    wins = fusion.wins_table(fusion.summary_table(rows))
+    assert wins.set_index("target")["gain"].round(6).to_dict() == {"a": 0.1, "b": -0.05}
+    overview = fusion.wins_overview(wins)
+    assert overview.iloc[0]["as_good_or_better"] == 1 and overview.iloc[0]["targets"] == 2
+
+
+def test_claims_report_what_the_numbers_say():
+    def line(relation, losses):
+        return pd.DataFrame({"pair": "x — y", "relation": relation, "eval_dataset": "a",
+                             "alpha": [-0.5, 0.0, 0.5, 1.0, 1.5], "loss": losses})
+
+    good = pd.concat([line("same_dataset", [0.9, 0.5, 0.45, 0.5, 0.95])])
+    bad = pd.concat([line("same_dataset", [0.3, 0.5, 0.9, 0.5, 0.2])])
+    empty_region = pd.DataFrame(columns=["group", "eval_dataset", "kind", "loss"])
+    verdicts = claims(good, empty_region).set_index("statistic")["verdict"].tolist()
+    assert verdicts[0] == "holds" and "holds" in verdicts[3]
+    verdicts = claims(bad, empty_region)["verdict"].tolist()
+    assert verdicts[0] == "does not hold" and verdicts[3] == "does not hold"
+    assert verdicts[-1].startswith("n/a")  # no region points: said so, not invented
