@@ -98,3 +98,12 @@ def fusion_settings(target, mode, size):
         settings["learning_rate"] = config.get("fusion", {}).get("bitfit_learning_rate", 1e-3)
     settings["train_size"] = None if size == "all" else int(size)
     return settings
+
+
+def fusion_run_metrics(run):
+    """A run's metrics.json. Full fine-tuning of the pretrained start on all the data with the
+    study's own recipe is exactly the main fine-tune of that dataset and seed: reuse it."""
+    same_recipe = fusion_settings(run.target, run.mode, run.size) == dict(finetune_settings(run.target), train_size=None)
+    if run.base == study.PRETRAINED and run.mode == "full" and run.size == "all" and same_recipe and run.seed in SEEDS:
+        return f"{RESULTS}/finetune/{run.target}/seed{run.seed}/metrics.json"
+    return f"{RESULTS}/{run.path}/metrics.json"

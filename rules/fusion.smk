@@ -49,7 +49,7 @@ rule finetune_from:
 
 rule fusion_summary:
     input:
-        runs=[f"{RESULTS}/{run.path}/metrics.json" for run in fusion.runs(config)],
+        runs=[fusion_run_metrics(run) for run in fusion.runs(config)],
     output:
         summary=report(f"{RESULTS}/fusion/summary.csv", caption="../report/fusion_summary.rst", category="Fusion"),
         wins=report(f"{RESULTS}/fusion/wins.csv", caption="../report/fusion_wins.rst", category="Fusion"),

@@ -1,0 +1,16 @@
+"""Rule summary: results/summary.md from the tables it cites."""
+from weightspace import base_model, logs, summary
+
+logs.to_file(snakemake.log[0])
+i = snakemake.input
+summary.write(
+    config=snakemake.params.config,
+    out_path=snakemake.output[0],
+    base_description=base_model.base_info(i.base)["source"],
+    meta_files=i.metas,
+    metrics_files=i.metrics,
+    geometry_claims=i.geometry_claims,
+    interpolation_claims=i.interpolation_claims,
+    fusion_overview=i.fusion_overview or None,
+    figures={k: i[k] for k in ("tsne", "heatmap", "probe", "interpolation", "fusion") if i[k]},
+)
