@@ -8,10 +8,18 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/finetune.smk"
 include: "rules/weights.smk"
+include: "rules/geometry.smk"
+include: "rules/probe.smk"
+include: "rules/fusion.smk"
+include: "rules/interpolation.smk"
+include: "rules/report.smk"
 
 
 rule all:

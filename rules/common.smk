@@ -55,9 +55,21 @@ def model_weight_inputs(wildcards):
 
 
 def all_targets():
-    targets = expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=DATASETS)
-    targets += expand(f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json", dataset=DATASETS, seed=SEEDS)
+    """What a run produces: every stage's tables and figures, and the summary page."""
+    targets = expand(f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json", dataset=DATASETS, seed=SEEDS)
     targets += expand(f"{RESULTS}/weights/{{model_id}}.safetensors", model_id=study_models())
+    targets += [
+        f"{RESULTS}/geometry/claims.csv",
+        f"{RESULTS}/geometry/cluster_stats.csv",
+        f"{RESULTS}/figures/tsne.png",
+        f"{RESULTS}/figures/distance_heatmap.png",
+        f"{RESULTS}/probe/matrix.csv",
+        f"{RESULTS}/interpolation/claims.csv",
+        f"{RESULTS}/tables/datasets.csv",
+        f"{RESULTS}/summary.md",
+    ]
+    if fusion.runs(config):
+        targets.append(f"{RESULTS}/fusion/wins.csv")
     return targets
 
 

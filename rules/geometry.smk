@@ -20,11 +20,12 @@ def geometry_settings():
 
 
 def distances_mem_mb(wildcards, attempt):
-    """n×n float64 matrices per group, the long table (~150 bytes a row), one block per model, the interpreter."""
+    """n×n float64 matrices per group, the long table (~150 bytes a row), the block of every model (X, its
+    float32 read buffer and the reference: < 2 × block_mb), the interpreter with numpy and pandas."""
     n = len(study_models())
     groups = 1 + len(GEOMETRY["groups"]) + (12 if GEOMETRY["per_layer"] else 0)
     rows = n * n * groups * len(GEOMETRY["metrics"]) * len(GEOMETRY["spaces"])
-    return int((600 + GEOMETRY["block_mb"] + (n * n * groups * 8 * 4 + rows * 150) / 2**20) * attempt)
+    return int((600 + 2 * GEOMETRY["block_mb"] + (n * n * groups * 8 * 4 + rows * 150) / 2**20) * attempt)
 
 
 rule distances:
@@ -45,6 +46,8 @@ rule distances:
     resources:
         mem_mb=distances_mem_mb,
         runtime=lambda wc, attempt: 30 * attempt,
+    conda:
+        "../envs/weightspace.yaml"
     script:
         "../workflow/scripts/distances.py"
 
@@ -68,6 +71,8 @@ rule cluster_stats:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        "../envs/weightspace.yaml"
     script:
         "../workflow/scripts/cluster_stats.py"
 
@@ -92,5 +97,7 @@ rule projection:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        "../envs/weightspace.yaml"
     script:
         "../workflow/scripts/projection.py"

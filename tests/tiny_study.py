@@ -64,10 +64,38 @@ def snakemake(root: Path, *args: str, timeout: int = 900, check: bool = True) ->
 
 def planned_jobs(root: Path, *targets: str) -> dict[str, int]:
     """rule -> job count of a dry run (what would run now)."""
-    out = snakemake(root, "-n", "--quiet", "rules", *targets).stdout
+    # --quiet=rules: the spaced form takes a list and would swallow the targets
+    out = snakemake(root, "-n", "--quiet=rules", *targets).stdout
     jobs = {}
     for line in out.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
             jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def core_targets(config: dict) -> list[str]:
+    """The per-dataset artifacts of every study: prepared data, fine-tunes and encoder weights (later stages'
+    aggregates left out, so a run of these stays small)."""
+    datasets, seeds = list(config["datasets"]), config["seeds"]
+    targets = [f"results/data/{d}/meta.json" for d in datasets]
+    targets += [f"results/finetune/{d}/seed{s}/metrics.json" for d in datasets for s in seeds]
+    targets += [f"results/weights/{d}.seed{s}.safetensors" for d in datasets for s in seeds]
+    return targets + ["results/weights/pretrained.safetensors"]
+
+
+def dry_run_jobs(root: Path, *targets: str) -> list[dict]:
+    """The jobs a dry run plans (what would run now), each {"rule", "input": [...], "output": [...]}."""
+    out = snakemake(root, "-n", *targets).stdout
+    jobs, job = [], None
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("rule", "localrule") and words[1].endswith(":"):
+            job = {"rule": words[1][:-1], "input": [], "output": []}
+            jobs.append(job)
+        elif job and line.startswith(("    input: ", "    output: ")):
+            key, files = line.strip().split(": ", 1)
+            job[key] = files.split(", ")
+        elif not line.startswith(" "):
+            job = None
     return jobs

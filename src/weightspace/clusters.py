@@ -129,7 +129,9 @@ def distance_summary(D: pd.DataFrame, table, n_boot: int = 1000, seed: int = 0) 
         row = {"statistic": "distance", "subset": kind, "n": int(len(values))}
         if len(values) == 0 or not np.all(np.isfinite(values)):
             why = {"within_dataset": "no dataset has two seeds", "within_task": "no task has two datasets",
-                   "across_tasks": "only one task", "to_pretrained": "no pretrained model"}[kind]
+                   "across_tasks": "only one task",
+                   "to_pretrained": "no pretrained model" if to_pre is None else "no fine-tuned model"}[kind]
+            why = why if ft else "no fine-tuned model"
             row.update(value=np.nan, note=why if len(values) == 0 else "undefined distances (NaN)")
         else:
             low, high = _ci(boots.get(kind, np.array([])))
@@ -228,10 +230,16 @@ def cluster_stats(frame: pd.DataFrame, table, n_boot: int = 1000, seed: int = 0)
         D = square(frame, metric, space, group)
         for row in distance_summary(D, table, n_boot, seed) + label_recovery(D, table, seed):
             rows.append({"metric": metric, "space": space, "group": group, **row})
-    return pd.DataFrame(rows).reindex(columns=STAT_COLUMNS)
+    out = pd.DataFrame(rows).reindex(columns=STAT_COLUMNS)
+    return out.astype({"k": "Int64", "n": "Int64"})
 
 
 # ---------------------------------------------------------------- the paper's claims
+
+
+def _not_applicable(row: dict, why: str) -> dict:
+    # 'n/a (why)', not a bare 'n/a', which CSV readers (pandas) turn into a missing value
+    return {**row, "verdict": f"n/a ({why})", "note": why}
 
 
 def _compare(claim, closer, farther, sub, datasets, tasks, to_pre, n_boot, seed) -> dict:
@@ -243,9 +251,9 @@ def _compare(claim, closer, farther, sub, datasets, tasks, to_pre, n_boot, seed)
            "n": int(len(a) + len(b))}
     if len(a) == 0 or len(b) == 0:
         missing = closer if len(a) == 0 else farther
-        return {**row, "verdict": "n/a", "note": f"no {missing} pairs"}
+        return _not_applicable(row, f"no {missing} pairs")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        return {**row, "verdict": "n/a", "note": "undefined distances (NaN)"}
+        return _not_applicable(row, "undefined distances (NaN)")
     boots = _bootstrap_means(sub, datasets, tasks, to_pre, n_boot, seed) if n_boot else {}
     low, high = _ci(boots[closer] - boots[farther]) if boots else (np.nan, np.nan)
     share = float(np.mean(a[:, None] < b[None, :]))
@@ -262,11 +270,11 @@ def _closer_to_pretrained(claim, sub, datasets, tasks, to_pre) -> dict:
                                         "below their distance to every model of another task (value); "
                                         "mean distance to pretrained (reference)", "n": int(len(tasks))}
     if to_pre is None:
-        return {**row, "verdict": "n/a", "note": "no pretrained model"}
+        return _not_applicable(row, "no pretrained model")
     if len(set(tasks)) < 2:
-        return {**row, "verdict": "n/a", "note": "only one task"}
+        return _not_applicable(row, "only one task")
     if not (np.all(np.isfinite(to_pre)) and np.all(np.isfinite(sub))):
-        return {**row, "verdict": "n/a", "note": "undefined distances (NaN), e.g. cosine to the zero task vector"}
+        return _not_applicable(row, "undefined distances (NaN), e.g. cosine to the zero task vector")
     other = tasks[:, None] != tasks[None, :]
     nearest_other = np.where(other, sub, np.inf).min(axis=1)
     closer = to_pre < nearest_other

@@ -1,34 +1,39 @@
 """Pairwise distances between models' encoder weights: one streamed Gram matrix, cached by file content.
 
 Every distance reported here is a function of inner products, so one pass over the
-weights that accumulates the Gram matrix G = X Xᵀ (X: one flattened model per row) gives
-all of them, for every parameter group at once:
+weights gives all of them, for every parameter group at once. The pass accumulates the
+Gram matrix of the weights *centred on a reference* p (the pretrained model; the first
+file when there is none), C_ab = <a - p, b - p>, plus v_a = <a - p, p> and s = <p, p>:
 
-  raw weights   ||a - b||² = G_aa + G_bb - 2 G_ab        cos(a, b) = G_ab / sqrt(G_aa G_bb)
-  task vectors  <a - p, b - p> = G_ab - G_ap - G_bp + G_pp   (p: the pretrained weights)
+  task vectors  C itself                  (the pretrained model is the zero vector)
+  raw weights   G_ab = <a, b> = C_ab + v_a + v_b + s
+  Euclidean     ||a - b||² = C_aa + C_bb - 2 C_ab   (the same on raw weights and task vectors)
+  cosine        1 - G_ab / sqrt(G_aa G_bb) on raw weights, the same with C on task vectors
+                (computed in a cancellation-free form, see distance_matrix)
 
-Euclidean distance is translation invariant, so it is the same on raw weights and on task
-vectors; cosine is not. The pretrained model is the zero task vector: its cosine distances
-in task-vector space are undefined (NaN).
+Why centred: a squared distance taken from an uncentred Gram, G_aa + G_bb - 2 G_ab, loses
+digits to cancellation in proportion to ||a||² (≈ 4.5e7 for MiniLM), which puts a floor of
+~1e-4 under any distance; centred on p the loss is in proportion to ||a - p||², the scale of
+the distances themselves. Float32 weights are exact in float64, the products are summed in
+float64, small negative squared distances (identical models) are clamped to 0, and a
+vector whose squared norm is below 1e-12 of the largest raw squared norm counts as zero
+(its cosine distances are NaN: a zero vector has no direction).
 
-Streaming: the files are memory-mapped (safetensors ``safe_open``) and read tensor by tensor
-in blocks of rows, one block of every model at a time, so the peak memory is the n×n
-matrices plus one block per model (``block_mb`` in all), whatever the number of models, and
-each file's bytes are read once.
+Streaming: the tensors are read straight from each safetensors file in blocks of rows
+(positional reads at the offsets its header gives), one block of every model at a time, so
+the peak memory is the n×n matrices plus one block per model (``block_mb`` in all), whatever
+the number of models, and each file's bytes are read once. Not a memory map: the pages of
+a mapped file count toward the process's resident memory (and a SLURM job's memory) until
+it is unmapped, which for n open files grows to n × the file size.
 
-Numerical care: float32 weights are exact in float64 and the products are summed in float64.
-A squared distance taken from G loses digits to cancellation, about 1e-16·||a||² in absolute
-terms (~1e-8 for MiniLM, ||θ||² ≈ 4.5e7), far below the squared distance of two fine-tuned
-models; small negative results (identical models) are clamped to 0, and a task vector whose
-squared norm is below 1e-12·||p||² counts as the zero vector.
-
-Cache: G_ab depends only on the contents of files a and b, so the Gram entries of the last
-run are stored under ``cache_dir`` keyed by the sha256 of each file (``gram.npz``, no pickle),
-and the digests themselves are remembered per (path, size, mtime, inode) (``digests.json``) so
-unchanged files are not rehashed. What the cache saves: with no new or changed file, no
-weights file is read at all; with m new or changed files out of n, only the m rows of G are
-computed (m·n instead of n² block products) — but every file is still read once, because
-the new rows need the old models' blocks.
+Cache: C_ab depends only on the contents of files a, b and p, so the Gram entries of the
+last run are stored under ``cache_dir`` (``gram.npz``, no pickle) keyed by the sha256 of each
+file and of the reference, and the digests themselves are remembered per (path, size,
+mtime, inode) (``digests.json``) so unchanged files are not rehashed. What the cache saves:
+with no new or changed file, no weights file is read at all; with m new or changed files out
+of n, only the m rows of the Gram are computed (m·n block products instead of n²/2), but
+every file is still read once, because the new rows need the old models' blocks. A changed
+reference (another base model) invalidates the whole cache.
 """
 
 from __future__ import annotations
@@ -45,7 +50,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from safetensors import safe_open
 
 from . import WeightspaceError
 from .atomic import write_csv, write_json, write_npz, write_parquet
@@ -55,7 +59,7 @@ log = logging.getLogger(__name__)
 METRICS = ("euclidean", "cosine")
 SPACES = ("raw", "task_vector")
 ALL = "all"
-CACHE_FORMAT = "weightspace-gram-v1"
+CACHE_FORMAT = "weightspace-centred-gram-v1"
 ZERO_VECTOR_RTOL = 1e-12
 LAYER_PATTERN = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 
@@ -146,70 +150,156 @@ class DigestCache:
 # ---------------------------------------------------------------- streaming
 
 
-def _open_all(stack: contextlib.ExitStack, paths: list[str]) -> list:
-    handles = []
-    for p in paths:
-        try:
-            handles.append(stack.enter_context(safe_open(p, framework="numpy")))
-        except Exception as err:  # safetensors raises its own types for missing or corrupt files
-            raise WeightspaceError(f"weights file {p} is not a readable safetensors file: {err}") from None
-    return handles
+FLOAT_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2"}
+MAX_HEADER = 100 * 2**20
 
 
-def _float_layout(handle, path: str) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the floating-point tensors (weights) of one file."""
+def read_header(path: str | Path) -> dict[str, tuple[str, tuple[int, ...], int, int]]:
+    """name -> (dtype, shape, first byte, end byte) of every tensor, from the safetensors header alone.
+
+    The format: 8 bytes (little-endian length N), N bytes of JSON, then the tensor data;
+    offsets in the JSON count from the end of the header.
+    """
+    try:
+        size_on_disk = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 2 <= size <= min(MAX_HEADER, size_on_disk - 8):
+                raise ValueError(f"header length {size}")
+            raw = json.loads(handle.read(size))
+        base = 8 + size
+        out = {}
+        for name, entry in raw.items():
+            if name == "__metadata__":
+                continue
+            start, end = (base + int(o) for o in entry["data_offsets"])
+            if end > size_on_disk:
+                raise ValueError(f"tensor {name} ends past the end of the file (truncated?)")
+            out[name] = (entry["dtype"], tuple(int(d) for d in entry["shape"]), start, end)
+        return out
+    except FileNotFoundError:
+        raise WeightspaceError(f"weights file {path} does not exist") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise WeightspaceError(f"weights file {path} is not a readable safetensors file: {err}") from None
+
+
+def _float_layout_of(header: dict, path: str) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the floating-point tensors (the weights)."""
     layout = {}
-    for name in handle.keys():
-        sl = handle.get_slice(name)
-        if sl.get_dtype() in ("F64", "F32", "F16"):
-            layout[name] = tuple(sl.get_shape())
-        elif sl.get_dtype() in ("BF16", "F8_E4M3", "F8_E5M2"):
-            raise WeightspaceError(f"weights file {path}: tensor {name} is {sl.get_dtype()}; weights files are float32")
+    for name, (dtype, shape, *_) in header.items():
+        if dtype in FLOAT_DTYPES:
+            layout[name] = tuple(shape)
+        elif dtype.startswith(("BF", "F8")):  # numpy cannot hold these: weights files are float32
+            raise WeightspaceError(f"weights file {path}: tensor {name} is {dtype}; weights files are float32")
     if not layout:
         raise WeightspaceError(f"weights file {path} holds no floating-point tensors")
     return layout
 
 
 def read_layout(path: str | Path) -> dict[str, tuple[int, ...]]:
-    with contextlib.ExitStack() as stack:
-        return _float_layout(_open_all(stack, [str(path)])[0], str(path))
+    return _float_layout_of(read_header(path), str(path))
+
+
+class WeightsFile:
+    """A weights file open for positional reads of whole rows of its tensors."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self.tensors = read_header(path)
+        self.layout = _float_layout_of(self.tensors, self.path)
+        self.fd = os.open(self.path, os.O_RDONLY)
+
+    def __enter__(self) -> "WeightsFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+    def read_rows(self, name: str, r0: int, r1: int, buffers: dict | None = None) -> np.ndarray:
+        """Rows r0:r1 of a tensor, flattened.
+
+        With ``buffers`` (dtype -> array, shared by the caller across files) the result is a
+        view of a reused buffer: copy it before the next read.
+        """
+        dtype, shape, start, end = self.tensors[name]
+        row = math.prod(shape[1:]) if len(shape) > 1 else 1
+        count = (r1 - r0) * row
+        buffers = {} if buffers is None else buffers
+        scratch = buffers.get(dtype)
+        if scratch is None or len(scratch) < count:
+            scratch = buffers[dtype] = np.empty(count, dtype=FLOAT_DTYPES[dtype])
+        out = scratch[:count]
+        view = memoryview(out).cast("B")
+        offset = start + r0 * row * out.itemsize
+        got = 0
+        while got < len(view):
+            n = os.preadv(self.fd, [view[got:]], offset + got)
+            if n <= 0:
+                raise WeightspaceError(f"weights file {self.path}: tensor {name} is cut short (truncated file?)")
+            got += n
+        return out
+
+
+def _open_all(stack: contextlib.ExitStack, paths: list[str]) -> list[WeightsFile]:
+    return [stack.enter_context(WeightsFile(p)) for p in paths]
+
+
+@dataclass
+class Gram:
+    """Inner products of models centred on a reference p: C (n×n), v_a = <a - p, p>, s = <p, p>."""
+
+    C: np.ndarray
+    v: np.ndarray
+    s: float
+
+    def raw(self) -> np.ndarray:
+        """<a, b> = <a - p, b - p> + <a - p, p> + <b - p, p> + <p, p>."""
+        return self.C + self.v[:, None] + self.v[None, :] + self.s
+
+    def take(self, index) -> "Gram":
+        index = np.asarray(index)
+        return Gram(self.C[np.ix_(index, index)], self.v[index], self.s)
 
 
 def stream_gram(
     paths: list[str],
     groups: dict[str, list[str]],
     rows: list[int] | None = None,
+    reference: int = 0,
     block_mb: float = 256,
-) -> dict[str, np.ndarray]:
-    """Gram rows ``rows`` × all files, one matrix per group, in one pass over the files.
+) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """Per group, the centred Gram rows ``rows`` × all files, v[rows] and s, in one pass over the files.
 
     Each tensor is cut into blocks of whole rows; a block of every model is stacked into a
-    (n, b) float64 array X and X[rows] Xᵀ is added to the Gram of every group that holds the
-    tensor. ``rows=None`` means every file (the full Gram).
+    (n, b) float64 array X, the reference's block is subtracted, and X[rows] Xᵀ is added to
+    the Gram of every group that holds the tensor. ``rows=None`` means every file.
     """
     paths = [str(p) for p in paths]
     n = len(paths)
     rows = list(range(n)) if rows is None else list(rows)
-    acc = {g: np.zeros((len(rows), n)) for g in groups}
+    acc = {g: (np.zeros((len(rows), n)), np.zeros(len(rows)), np.zeros(1)) for g in groups}
     if not rows:
-        return acc
+        return {g: (C, v, 0.0) for g, (C, v, _) in acc.items()}
     member_of: dict[str, list[str]] = {}
     for g, names in groups.items():
         for name in names:
             member_of.setdefault(name, []).append(g)
     with contextlib.ExitStack() as stack:
         handles = _open_all(stack, paths)
-        layout = _float_layout(handles[0], paths[0])
+        layout = handles[0].layout
         for p, h in zip(paths[1:], handles[1:]):
-            if _float_layout(h, p) != layout:
+            if h.layout != layout:
                 raise WeightspaceError(f"weights file {p} has other parameters or shapes than {paths[0]}")
         missing = set(member_of) - set(layout)
         if missing:
             raise WeightspaceError(f"weights file {paths[0]} lacks parameters {sorted(missing)[:3]}")
-        per_model = max(1024, int(block_mb * 2**20 // (8 * n)))
+        per_model = max(1024, int(block_mb * 2**20 // (8 * (n + 1))))
         widest = max((math.prod(s[1:]) for s in layout.values() if len(s) > 1), default=1)
         X = np.empty((n, max(per_model, widest)))  # one block per model: the only weights in memory
-        row_sel = None if len(rows) == n and rows == list(range(n)) else np.asarray(rows)
+        ref = np.empty(X.shape[1])
+        buffers: dict[str, np.ndarray] = {}  # one read buffer for all files: each block is copied into X at once
+        sel = np.asarray(rows)
+        everything = len(rows) == n and rows == list(range(n))
         for name, shape in layout.items():
             targets = member_of.get(name)
             if not targets:
@@ -222,13 +312,21 @@ def stream_gram(
                 r1 = min(n_rows, r0 + step)
                 width = (r1 - r0) * row_size
                 for i, h in enumerate(handles):
-                    sl = h.get_slice(name)
-                    X[i, :width] = (sl[r0:r1] if shape else h.get_tensor(name)).reshape(-1)
+                    X[i, :width] = h.read_rows(name, r0, r1, buffers)
+                p = ref[:width]
+                p[:] = X[reference, :width]
                 block = X[:, :width]
-                prod = block @ block.T if row_sel is None else block[row_sel] @ block.T
+                block -= p  # centred on the reference (exact: float32 differences fit in float64)
+                mine = block if everything else block[sel]
+                prod = mine @ block.T
+                dots = mine @ p
+                pp = p @ p
                 for g in targets:
-                    acc[g] += prod
-    return acc
+                    C, v, s = acc[g]
+                    C += prod
+                    v += dots
+                    s += pp
+    return {g: (C, v, float(s[0])) for g, (C, v, s) in acc.items()}
 
 
 # ---------------------------------------------------------------- the cache
@@ -236,10 +334,11 @@ def stream_gram(
 
 @dataclass
 class GramCache:
-    """Gram entries between files known by content (sha256), one matrix per group."""
+    """Centred Gram entries between files known by content (sha256), one set per group."""
 
     digests: list[str] = field(default_factory=list)
-    grams: dict[str, np.ndarray] = field(default_factory=dict)
+    reference: str = ""
+    grams: dict[str, Gram] = field(default_factory=dict)
     signature: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -254,7 +353,8 @@ class GramCache:
                 names = [str(s) for s in z["group_names"]]
                 return cls(
                     digests=[str(d) for d in z["digests"]],
-                    grams={g: z[f"gram.{g}"] for g in names},
+                    reference=str(z["reference"]),
+                    grams={g: Gram(z[f"C.{g}"], z[f"v.{g}"], float(z[f"s.{g}"])) for g in names},
                     signature=dict(zip(names, (str(s) for s in z["group_signatures"]))),
                 )
         except (OSError, ValueError, KeyError) as err:
@@ -263,24 +363,35 @@ class GramCache:
 
     def save(self, path: Path) -> None:
         names = list(self.grams)
+        arrays = {}
+        for g in names:
+            arrays.update({f"C.{g}": self.grams[g].C, f"v.{g}": self.grams[g].v, f"s.{g}": np.array(self.grams[g].s)})
         write_npz(
             path,
             format=np.array(CACHE_FORMAT),
             digests=np.array(self.digests, dtype="U64"),
+            reference=np.array(self.reference),
             group_names=np.array(names, dtype=str),
             group_signatures=np.array([self.signature[g] for g in names], dtype=str),
-            **{f"gram.{g}": self.grams[g] for g in names},
+            **arrays,
         )
 
-    def usable_for(self, signature: dict[str, str]) -> bool:
-        return bool(self.digests) and all(self.signature.get(g) == s for g, s in signature.items())
+    def why_unusable(self, reference: str, signature: dict[str, str]) -> str | None:
+        if not self.digests:
+            return "empty"
+        if self.reference != reference:
+            return "another reference model"
+        if any(self.signature.get(g) != s for g, s in signature.items()):
+            return "other parameter groups"
+        return None
 
 
 @dataclass
 class GramResult:
-    """Gram matrices over models (rows in model order) and what the run had to compute."""
+    """Centred Gram matrices over models (rows in model order), the reference's index, and what was computed."""
 
-    grams: dict[str, np.ndarray]
+    grams: dict[str, Gram]
+    reference: int
     digests: list[str]
     info: dict
 
@@ -289,10 +400,11 @@ def gram_matrices(
     paths: list[str],
     groups: dict[str, str] | None = None,
     per_layer: bool = False,
+    reference: int = 0,
     cache_dir: str | Path | None = None,
     block_mb: float = 256,
 ) -> GramResult:
-    """Gram matrices (per group) of the weights files ``paths``, reusing cached pairs.
+    """Gram matrices (per group) of the weights files ``paths``, centred on ``paths[reference]``, reusing cached pairs.
 
     Files with the same content share one row. With a cache, only rows of files whose
     digest the cache does not know are computed; the cache is then rewritten for exactly
@@ -307,32 +419,38 @@ def gram_matrices(
     unique = list(dict.fromkeys(digests))
     path_of = {d: p for d, p in zip(reversed(digests), reversed(paths))}  # first path of each content
     unique_paths = [path_of[d] for d in unique]
+    ref = unique.index(digests[reference])
 
     layout = read_layout(unique_paths[0])
     members = parameter_groups(list(layout), groups, per_layer)
     signature = group_signature(members)
 
     cache = GramCache.load(cache_dir / "gram.npz") if cache_dir else GramCache()
-    if cache.digests and not cache.usable_for(signature):
-        log.info("Gram cache holds other parameter groups: recomputing every pair")
-        cache = GramCache()
-    known = {d: i for i, d in enumerate(cache.digests)}
+    why = cache.why_unusable(unique[ref], signature)
+    if why and why != "empty":
+        log.info("Gram cache holds %s: recomputing every pair", why)
+    known = {} if why else {d: i for i, d in enumerate(cache.digests)}
     old = [i for i, d in enumerate(unique) if d in known]
     new = [i for i, d in enumerate(unique) if d not in known]
 
     u = len(unique)
-    grams = {g: np.full((u, u), np.nan) for g in members}
+    grams = {g: Gram(np.full((u, u), np.nan), np.full(u, np.nan), np.nan) for g in members}
     if old:
         src = np.array([known[unique[i]] for i in old])
-        for g in members:
-            grams[g][np.ix_(old, old)] = cache.grams[g][np.ix_(src, src)]
+        for g, gram in grams.items():
+            gram.C[np.ix_(old, old)] = cache.grams[g].C[np.ix_(src, src)]
+            gram.v[old] = cache.grams[g].v[src]
+            gram.s = cache.grams[g].s
     if new:
-        rows = stream_gram(unique_paths, members, rows=new, block_mb=block_mb)
-        for g in members:
-            grams[g][new, :] = rows[g]
-            grams[g][:, new] = rows[g].T
-            block = rows[g][:, new]
-            grams[g][np.ix_(new, new)] = (block + block.T) / 2  # the same pair summed in two orders
+        computed = stream_gram(unique_paths, members, rows=new, reference=ref, block_mb=block_mb)
+        for g, gram in grams.items():
+            C, v, s = computed[g]
+            gram.C[new, :] = C
+            gram.C[:, new] = C.T
+            block = C[:, new]
+            gram.C[np.ix_(new, new)] = (block + block.T) / 2  # the same pair summed in two orders
+            gram.v[new] = v
+            gram.s = s
     info = {
         "models": len(paths),
         "distinct_files": u,
@@ -345,42 +463,46 @@ def gram_matrices(
     }
     log.info("Gram matrices: %s", info)
     if cache_dir:
-        GramCache(unique, grams, signature).save(cache_dir / "gram.npz")
+        GramCache(unique, unique[ref], grams, signature).save(cache_dir / "gram.npz")
         digests_cache.save()
     index = [unique.index(d) for d in digests]
-    return GramResult({g: G[np.ix_(index, index)] for g, G in grams.items()}, digests, info)
+    return GramResult({g: gram.take(index) for g, gram in grams.items()}, reference, digests, info)
 
 
 # ---------------------------------------------------------------- from Gram to distances
 
 
-def task_vector_gram(G: np.ndarray, reference: int) -> np.ndarray:
-    """<a - p, b - p> = G_ab - G_ap - G_bp + G_pp, with p the model at index ``reference``."""
-    g = G[:, reference]
-    return G - g[:, None] - g[None, :] + G[reference, reference]
+def distance_matrix(gram: Gram, metric: str, space: str = "raw") -> np.ndarray:
+    """n×n distances: 'euclidean' or 'cosine' (1 - cos), on 'raw' weights or 'task_vector' (weights - reference).
 
-
-def distance_matrix(G: np.ndarray, metric: str, space: str = "raw", reference: int | None = None) -> np.ndarray:
-    """n×n distances from a Gram matrix: 'euclidean' or 'cosine' (1 - cos), on 'raw' or 'task_vector'."""
+    Both come from the centred Gram: ||a - b||² = C_aa + C_bb - 2 C_ab in either space, and
+    1 - cos(a, b) = (||a - b||² - (|a| - |b|)²) / (2 |a| |b|), where |a| - |b| =
+    (|a|² - |b|²) / (|a| + |b|) and |a|² - |b|² is itself taken from centred terms. Unlike
+    1 - G_ab / (|a||b|), this keeps its digits when the models are nearly parallel, as
+    fine-tuned models are to each other (1 - cos ~ 1e-7 on raw weights).
+    """
     if metric not in METRICS:
         raise WeightspaceError(f"geometry.metrics: unknown metric '{metric}' (known: {', '.join(METRICS)})")
     if space not in SPACES:
         raise WeightspaceError(f"geometry.spaces: unknown space '{space}' (known: {', '.join(SPACES)})")
-    scale = float(np.nanmax(np.abs(np.diag(G)))) or 1.0
-    if space == "task_vector":
-        if reference is None:
-            raise WeightspaceError("geometry.spaces: task_vector needs the pretrained model among the models")
-        G = task_vector_gram(G, reference)
-    sq = np.clip(np.diag(G), 0.0, None)
-    if metric == "euclidean":
-        d2 = sq[:, None] + sq[None, :] - 2.0 * G
-        D = np.sqrt(np.clip(d2, 0.0, None))  # cancellation can leave -1e-9 for identical models
-        np.fill_diagonal(D, 0.0)
+    C = gram.C
+    c = np.diag(C)
+    d2 = np.clip(c[:, None] + c[None, :] - 2.0 * C, 0.0, None)  # rounding can leave -1e-12 for identical models
+    np.fill_diagonal(d2, 0.0)
+    if metric == "euclidean":  # translation invariant: the same in both spaces
+        D = np.sqrt(d2)
         return (D + D.T) / 2
+    raw_sq = c + 2.0 * gram.v + gram.s  # |a|² = |a - p|² + 2 <a - p, p> + |p|²
+    scale = float(np.max(np.abs(raw_sq))) or 1.0
+    if space == "task_vector":
+        sq, diff = c, c[:, None] - c[None, :]
+    else:
+        sq, diff = raw_sq, (c[:, None] - c[None, :]) + 2.0 * (gram.v[:, None] - gram.v[None, :])
+    sq = np.clip(sq, 0.0, None)
     zero = sq <= ZERO_VECTOR_RTOL * scale
     norms = np.sqrt(np.where(zero, 1.0, sq))
-    cos = np.clip(G / np.outer(norms, norms), -1.0, 1.0)
-    D = 1.0 - cos
+    gap = diff / (norms[:, None] + norms[None, :])  # |a| - |b|
+    D = np.clip((d2 - gap**2) / (2.0 * np.outer(norms, norms)), 0.0, 2.0)
     np.fill_diagonal(D, 0.0)
     D[zero, :] = np.nan  # the direction of a zero vector is undefined
     D[:, zero] = np.nan
@@ -408,16 +530,17 @@ def pairwise_distances(
         raise WeightspaceError("model ids are not unique")
     if "task_vector" in spaces and reference not in model_ids:
         raise WeightspaceError(f"geometry.spaces has task_vector but no '{reference}' model is among the models")
-    ref = model_ids.index(reference) if reference in model_ids else None
-    result = gram_matrices(paths, groups, per_layer, cache_dir, block_mb)
+    # centred on the pretrained model (any fixed model keeps the Euclidean distances accurate)
+    ref = model_ids.index(reference) if reference in model_ids else 0
+    result = gram_matrices(paths, groups, per_layer, ref, cache_dir, block_mb)
     n = len(model_ids)
     a = np.repeat(np.array(model_ids, dtype=object), n)
     b = np.tile(np.array(model_ids, dtype=object), n)
     frames = []
-    for group, G in result.grams.items():
+    for group, gram in result.grams.items():
         for metric in metrics:
             for space in spaces:
-                D = distance_matrix(G, metric, space, ref)
+                D = distance_matrix(gram, metric, space)
                 frames.append(pd.DataFrame({"model_a": a, "model_b": b, "metric": metric, "space": space,
                                             "group": group, "distance": D.reshape(-1)}))
     return pd.concat(frames, ignore_index=True), result.info
@@ -427,7 +550,8 @@ def square(frame: pd.DataFrame, metric: str, space: str, group: str = ALL) -> pd
     """One square matrix (model ids as index and columns, in first-seen order) out of the long table."""
     part = frame[(frame["metric"] == metric) & (frame["space"] == space) & (frame["group"] == group)]
     if part.empty:
-        raise WeightspaceError(f"the distances have no metric '{metric}', space '{space}', group '{group}'")
+        raise WeightspaceError(f"the distances have no metric '{metric}', space '{space}', group '{group}' "
+                               "(geometry.metrics, geometry.spaces, geometry.primary)")
     order = list(dict.fromkeys(part["model_a"]))
     out = part.pivot(index="model_a", columns="model_b", values="distance").loc[order, order]
     out.index.name = "model_id"

@@ -3,6 +3,8 @@
 The linear probe never trains through the encoder: it reads these pooled features,
 computed once per (model, dataset) and cached as results/features/{model_id}/{dataset}.npz
 (train_x, train_y, test_x, test_y, num_labels, pooling).
+torch and pandas are imported where they are used: a probe job reads features files
+with numpy alone and does not pay for them.
 """
 
 from __future__ import annotations
@@ -15,11 +17,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
-import torch
 
 from . import WeightspaceError, base_model
-from . import weights as weight_files
 from .atomic import write_npz
 from .progress import Progress
 
@@ -32,8 +31,10 @@ SPLITS = ("train", "test")
 # ---------------------------------------------------------------- the model's encoder
 
 
-def recipe_weights(paths: Sequence[str | Path], coefficients: Sequence[float]) -> dict[str, torch.Tensor]:
+def recipe_weights(paths: Sequence[str | Path], coefficients: Sequence[float]) -> dict[str, "torch.Tensor"]:
     """The encoder weights Σ c_i θ_i; a stored model (one file, coefficient 1) is read as is."""
+    from . import weights as weight_files
+
     paths, coefficients = list(paths), [float(c) for c in coefficients]
     if len(paths) != len(coefficients) or not paths:
         raise WeightspaceError(f"a model recipe needs one coefficient per weights file: {paths} / {coefficients}")
@@ -53,7 +54,9 @@ def resolve_pooling(base_dir: str | Path, pooling: str | None) -> str:
 # ---------------------------------------------------------------- data
 
 
-def read_split(data_dir: str | Path, split: str, num_labels: int) -> pd.DataFrame:
+def read_split(data_dir: str | Path, split: str, num_labels: int) -> "pd.DataFrame":
+    import pandas as pd
+
     path = Path(data_dir) / f"{split}.parquet"
     if not path.exists():
         raise WeightspaceError(f"prepared data file {path} is missing; run prepare_dataset first")
@@ -78,8 +81,10 @@ def tokenize(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_l
     return [{k: enc[k][i] for k in keys} for i in range(len(enc["input_ids"]))]
 
 
-def collate(examples: list[dict], pad_id: int, width: int | None = None) -> dict[str, torch.Tensor]:
+def collate(examples: list[dict], pad_id: int, width: int | None = None) -> dict[str, "torch.Tensor"]:
     """Right-pad a batch to its longest example (dynamic padding) or to ``width``."""
+    import torch
+
     width = width or max(len(e["input_ids"]) for e in examples)
     batch = {}
     for key in examples[0]:
@@ -91,7 +96,7 @@ def collate(examples: list[dict], pad_id: int, width: int | None = None) -> dict
 # ---------------------------------------------------------------- the pass
 
 
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+def pool(hidden: "torch.Tensor", attention_mask: "torch.Tensor", pooling: str) -> "torch.Tensor":
     """cls: the first token's last hidden state; mean: the mean over real (unmasked) tokens."""
     if pooling == "cls":
         return hidden[:, 0]
@@ -101,8 +106,10 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     raise WeightspaceError(f"unknown pooling '{pooling}'; use one of {', '.join(POOLINGS)}")
 
 
-def autocast_for(device: torch.device, mixed_precision: str = "auto"):
+def autocast_for(device: "torch.device", mixed_precision: str = "auto"):
     """bf16 (or fp16 where bf16 is missing) autocast on CUDA; nothing on CPU."""
+    import torch
+
     if device.type != "cuda" or mixed_precision == "no":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -115,7 +122,7 @@ def encode(
     pooling: str,
     pad_id: int,
     batch_size: int = 64,
-    device: torch.device | str = "cpu",
+    device: "torch.device | str" = "cpu",
     mixed_precision: str = "auto",
     padding: str = "dynamic",
     max_length: int | None = None,
@@ -127,6 +134,8 @@ def encode(
     longest example, then restores the original order; padding='max_length' pads
     every batch, in the given order, to ``max_length`` (the slow reference).
     """
+    import torch
+
     device = torch.device(device)
     if padding == "dynamic":
         order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
@@ -167,6 +176,8 @@ def extract(
     model_id: str | None = None,
 ) -> dict:
     """Write the frozen encoder's pooled features of a dataset's train and test splits to ``out_path`` (npz)."""
+    import torch
+
     base_dir, data_dir = Path(base_dir), Path(data_dir)
     torch.set_num_threads(max(int(threads), 1))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

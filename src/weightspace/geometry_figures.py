@@ -93,7 +93,8 @@ def _bar_colors(tab: pd.DataFrame) -> pd.DataFrame:
     ft = tab[tab["kind"] == "finetuned"]
     t_colors = task_colors(ft["task"].dropna())
     names = sorted(ft["dataset"].dropna().unique())
-    d_palette = sns.color_palette("tab20" if len(names) > 10 else "tab10", n_colors=max(len(names), 1)).as_hex()
+    # a palette unlike the task colours, so a dataset bar is not read as a task
+    d_palette = sns.color_palette("Set2" if len(names) <= 8 else "husl", n_colors=max(len(names), 1)).as_hex()
     d_colors = {d: d_palette[i % len(d_palette)] for i, d in enumerate(names)}
 
     def pick(row, mapping, key):

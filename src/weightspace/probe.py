@@ -1,10 +1,11 @@
 """The linear probe: a new, seeded linear head trained on a frozen encoder's cached features.
 
 The head sees standardised features (train mean and std) and minimises the mean
-cross-entropy plus (l2/2)·||W||² (bias unpenalised) with full-batch L-BFGS in float64.
-The problem is convex and strictly so in W, so the result hardly depends on the seed
-and is bitwise reproducible on one machine and thread count. The reported loss is the
-test cross-entropy in nats: comparable across models on one target dataset.
+cross-entropy plus (l2/2)·||W||² (bias unpenalised) with full-batch L-BFGS (scipy's
+L-BFGS-B, float64, analytic gradient). The problem is convex, strictly so in W, so the
+result hardly depends on the seed and is bitwise reproducible for a given BLAS thread
+count. The reported loss is the test cross-entropy in nats: comparable across models
+on one target dataset. numpy and scipy only: a probe job does not pay for importing torch.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from . import WeightspaceError
 from . import features as feature_files
@@ -39,7 +39,7 @@ class Protocol:
     seed: int = 0
     standardize: bool = True
     history_size: int = 20
-    tolerance_change: float = 1e-12  # ... or when the objective stops moving
+    tolerance_change: float = 1e-12  # ... or when the objective stops moving (relative)
 
     @classmethod
     def from_config(cls, section: dict) -> "Protocol":
@@ -52,87 +52,105 @@ class Protocol:
         return protocol
 
 
-class LinearHead(torch.nn.Module):
-    """logits = standardise(x) Wᵀ + b, float64; W and b drawn like torch.nn.Linear from a seeded generator."""
+class LinearHead:
+    """logits = standardise(x) Wᵀ + b in float64; W and b drawn like torch.nn.Linear's, from a seeded generator."""
 
     def __init__(self, dim: int, num_labels: int, seed: int = 0):
-        super().__init__()
-        generator = torch.Generator().manual_seed(int(seed))
+        rng = np.random.default_rng(int(seed))
         bound = 1.0 / math.sqrt(dim)
-        draw = lambda *shape: (torch.rand(*shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound  # noqa: E731
-        self.weight = torch.nn.Parameter(draw(num_labels, dim))
-        self.bias = torch.nn.Parameter(draw(num_labels))
-        self.register_buffer("shift", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("scale", torch.ones(dim, dtype=torch.float64))
+        self.weight = rng.uniform(-bound, bound, size=(num_labels, dim))
+        self.bias = rng.uniform(-bound, bound, size=num_labels)
+        self.shift = np.zeros(dim)
+        self.scale = np.ones(dim)
 
-    def standardise_with(self, x: torch.Tensor) -> None:
-        x = x.to(torch.float64)
-        std = x.std(0, unbiased=False)
-        self.shift.copy_(x.mean(0))
-        self.scale.copy_(torch.where(std > 1e-12, std, torch.ones_like(std)))  # a constant feature stays 0
+    def standardise_with(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        std = x.std(0)
+        self.shift = x.mean(0)
+        self.scale = np.where(std > 1e-12, std, 1.0)  # a constant feature stays 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x.to(torch.float64) - self.shift) / self.scale
-        return z @ self.weight.T + self.bias
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.shift) / self.scale
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self.standardise(x) @ self.weight.T + self.bias
+
+    @property
+    def theta(self) -> np.ndarray:
+        return np.concatenate([self.weight.ravel(), self.bias])
+
+    @theta.setter
+    def theta(self, value: np.ndarray) -> None:
+        c, d = self.weight.shape
+        self.weight = value[: c * d].reshape(c, d).copy()
+        self.bias = value[c * d :].copy()
 
 
-def objective(head: LinearHead, x: torch.Tensor, y: torch.Tensor, l2: float) -> torch.Tensor:
-    return torch.nn.functional.cross_entropy(head(x), y) + 0.5 * l2 * head.weight.pow(2).sum()
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
 
 
-def fit(head: LinearHead, train_features: Callable[[], torch.Tensor], train_y: torch.Tensor,
-        protocol: Protocol) -> dict:
+def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(-log_softmax(logits)[np.arange(len(y)), y].mean())
+
+
+def objective(head: LinearHead, z: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy + (l2/2)·||W||² on standardised features z, and its gradient in θ = (W, b)."""
+    logp = log_softmax(z @ head.weight.T + head.bias)
+    n = len(y)
+    loss = -logp[np.arange(n), y].mean() + 0.5 * l2 * np.square(head.weight).sum()
+    g = np.exp(logp)
+    g[np.arange(n), y] -= 1.0
+    g /= n
+    return float(loss), np.concatenate([(g.T @ z + l2 * head.weight).ravel(), g.sum(0)])
+
+
+def fit(head: LinearHead, train_features: Callable[[], np.ndarray], train_y: np.ndarray, protocol: Protocol) -> dict:
     """Train ``head`` with full-batch L-BFGS; ``train_features()`` is called once per evaluation.
 
-    With cached features it returns the same tensor every time; with the encoder in the
+    With cached features it returns the same array every time; with the encoder in the
     loop it runs the frozen encoder over the training split (the slow reference the
     cache replaces). Standardisation statistics come from one extra call first.
     """
+    from scipy.optimize import minimize
+
+    train_y = np.asarray(train_y, dtype=np.int64)
     calls = 0
 
-    def features() -> torch.Tensor:
+    def features() -> np.ndarray:
         nonlocal calls
         calls += 1
         return train_features()
 
     if protocol.standardize:
         head.standardise_with(features())
-    params = [head.weight, head.bias]
-    optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=protocol.max_iter, tolerance_grad=protocol.tolerance,
-                                  tolerance_change=protocol.tolerance_change, history_size=protocol.history_size,
-                                  line_search_fn="strong_wolfe")
-    last = {}
 
-    def closure():
-        optimizer.zero_grad(set_to_none=False)
-        x = features()
-        loss = objective(head, x, train_y, protocol.l2)
-        loss.backward()
-        last["x"] = x
-        return loss
+    def fun(theta):
+        head.theta = theta
+        return objective(head, head.standardise(features()), train_y, protocol.l2)
 
-    optimizer.step(closure)
-    state = optimizer.state[params[0]]
-    with torch.no_grad():
-        final = objective(head, last["x"], train_y, protocol.l2)
-    grad_max = max(float(p.grad.abs().max()) for p in params)
+    result = minimize(fun, head.theta, jac=True, method="L-BFGS-B",
+                      options={"maxiter": protocol.max_iter, "gtol": protocol.tolerance,
+                               "ftol": protocol.tolerance_change, "maxcor": protocol.history_size,
+                               "maxfun": max(15000, 2 * protocol.max_iter)})
+    head.theta = result.x
+    grad_max = float(np.abs(result.jac).max())
     return {
-        "iterations": int(state.get("n_iter", 0)),
-        "evaluations": int(state.get("func_evals", 0)),
+        "iterations": int(result.nit),
+        "evaluations": int(result.nfev),
         "feature_passes": calls,
-        "objective": float(final),
+        "objective": float(result.fun),
         "grad_max": grad_max,
-        "converged": grad_max <= protocol.tolerance or int(state.get("n_iter", 0)) < protocol.max_iter,
+        "converged": bool(result.success),
+        "message": str(result.message),
     }
 
 
-@torch.no_grad()
-def evaluate(head: LinearHead, x: torch.Tensor, y: torch.Tensor) -> dict:
-    logits = head(x)
-    return {
-        "loss": float(torch.nn.functional.cross_entropy(logits, y)),
-        "accuracy": float((logits.argmax(-1) == y).double().mean()),
-    }
+def evaluate(head: LinearHead, x: np.ndarray, y: np.ndarray) -> dict:
+    logits = head.logits(x)
+    y = np.asarray(y, dtype=np.int64)
+    return {"loss": cross_entropy(logits, y), "accuracy": float((logits.argmax(1) == y).mean())}
 
 
 def chance(train_y: np.ndarray, test_y: np.ndarray, num_labels: int) -> dict:
@@ -144,10 +162,8 @@ def chance(train_y: np.ndarray, test_y: np.ndarray, num_labels: int) -> dict:
 def train_probe(data: dict, protocol: Protocol) -> dict:
     """Train and evaluate a head on cached features (the arrays of a features file)."""
     num_labels = int(data["num_labels"])
-    train_x = torch.from_numpy(np.asarray(data["train_x"])).to(torch.float64)
-    test_x = torch.from_numpy(np.asarray(data["test_x"])).to(torch.float64)
-    train_y = torch.from_numpy(np.asarray(data["train_y"], dtype=np.int64))
-    test_y = torch.from_numpy(np.asarray(data["test_y"], dtype=np.int64))
+    train_x, test_x = np.asarray(data["train_x"]), np.asarray(data["test_x"])
+    train_y, test_y = np.asarray(data["train_y"], dtype=np.int64), np.asarray(data["test_y"], dtype=np.int64)
     if len(train_y) == 0 or len(test_y) == 0:
         raise WeightspaceError("the probe needs training and test examples")
     head = LinearHead(train_x.shape[1], num_labels, protocol.seed)
@@ -155,10 +171,9 @@ def train_probe(data: dict, protocol: Protocol) -> dict:
     info = fit(head, lambda: train_x, train_y, protocol)
     seconds = time.perf_counter() - started
     if not info["converged"]:
-        log.warning("the probe did not converge in %d iterations (max gradient %.2e)", protocol.max_iter,
-                    info["grad_max"])
-    test = evaluate(head, test_x, test_y)
-    train = evaluate(head, train_x, train_y)
+        log.warning("the probe did not converge in %d iterations (max gradient %.2e): %s", info["iterations"],
+                    info["grad_max"], info["message"])
+    test, train = evaluate(head, test_x, test_y), evaluate(head, train_x, train_y)
     return {
         "loss": test["loss"],
         "accuracy": test["accuracy"],
@@ -167,8 +182,9 @@ def train_probe(data: dict, protocol: Protocol) -> dict:
         "num_labels": num_labels,
         "train_loss": train["loss"],
         "train_accuracy": train["accuracy"],
-        "chance": chance(data["train_y"], data["test_y"], num_labels),
-        "protocol": dict(asdict(protocol), feature_dim=int(train_x.shape[1]), pooling=data.get("pooling")),
+        "chance": chance(train_y, test_y, num_labels),
+        "protocol": dict(asdict(protocol), implementation="scipy L-BFGS-B", feature_dim=int(train_x.shape[1]),
+                         pooling=data.get("pooling")),
         "fit": dict(info, seconds=round(seconds, 4)),
     }
 
@@ -176,8 +192,10 @@ def train_probe(data: dict, protocol: Protocol) -> dict:
 def run(features_path: str | Path, out_path: str | Path, protocol: Protocol, model_id: str | None = None,
         dataset: str | None = None, threads: int = 1) -> dict:
     """Rule entry: a features file in, results/probe/{model_id}/{dataset}.json out."""
-    torch.set_num_threads(max(int(threads), 1))
-    result = dict(model_id=model_id, dataset=dataset, **train_probe(feature_files.load(features_path), protocol))
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=max(int(threads), 1)):  # the job's threads, and one BLAS summation order
+        result = dict(model_id=model_id, dataset=dataset, **train_probe(feature_files.load(features_path), protocol))
     write_json(out_path, result)
     log.info("probe of %s on %s: test loss %.4f, accuracy %.4f (chance %.4f / %.4f), %d iterations, %.2fs",
              model_id, dataset, result["loss"], result["accuracy"], result["chance"]["loss"],

@@ -1,0 +1,203 @@
+"""The linear probe: cached features give the in-the-loop result, it is deterministic, it learns; the matrix and figures."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_features import write_dataset
+from weightspace import WeightspaceError, base_model, features, probe, probe_figures, weights
+
+PROTOCOL = probe.Protocol()  # the config defaults: L-BFGS, l2 0.01, tolerance 1e-6
+
+
+@pytest.fixture(scope="module")
+def pretrained_file(tiny_base, tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "pretrained.safetensors"
+    weights.save(path, weights.encoder_weights(base_model.load_encoder(tiny_base)), "pretrained")
+    return path
+
+
+@pytest.fixture(scope="module")
+def learnable(tiny_base, pretrained_file, tmp_path_factory):
+    """Features of the tiny model on a learnable generated set (300 train, 200 test)."""
+    root = tmp_path_factory.mktemp("learnable")
+    data = write_dataset(root / "gen", n_train=300, n_test=200, seed=10)
+    features.extract(tiny_base, [pretrained_file], [1.0], data, root / "f.npz", max_length=32)
+    return features.load(root / "f.npz")
+
+
+def test_cached_features_give_the_same_loss_as_the_encoder_in_the_loop(tiny_base, pretrained_file, tmp_path):
+    """Same init, same full-batch L-BFGS: only where the features come from differs.
+
+    Cached: one dynamic-padding pass, stored as float32 in the npz. In the loop: the frozen
+    encoder re-run over the training split (padded to max length, in data order) at every
+    evaluation of the objective. Tolerance: 1e-4 relative on the test loss.
+    """
+    data = write_dataset(tmp_path / "eq", n_train=96, n_test=64, pairs=True, seed=4)
+    features.extract(tiny_base, [pretrained_file], [1.0], data, tmp_path / "f.npz", batch_size=8, max_length=24)
+    cached = probe.train_probe(features.load(tmp_path / "f.npz"), PROTOCOL)
+
+    encoder = base_model.load_encoder(tiny_base, weights.load(pretrained_file))
+    tokenizer = base_model.load_tokenizer(tiny_base)
+    frames = {s: pd.read_parquet(data / f"{s}.parquet") for s in ("train", "test")}
+    tokens = {s: features.tokenize(tokenizer, f["text"], f["text_pair"], 24) for s, f in frames.items()}
+
+    def through_encoder(split):
+        return features.encode(encoder, tokens[split], "mean", tokenizer.pad_token_id, batch_size=32,
+                               padding="max_length", max_length=24)
+
+    head = probe.LinearHead(32, 2, PROTOCOL.seed)
+    passes = []
+    info = probe.fit(head, lambda: passes.append(1) or through_encoder("train"), frames["train"]["label"], PROTOCOL)
+    in_loop = probe.evaluate(head, through_encoder("test"), frames["test"]["label"])
+
+    assert len(passes) == info["feature_passes"] > 10  # the encoder really ran at every evaluation
+    assert info["converged"] and cached["fit"]["converged"]
+    assert in_loop["loss"] == pytest.approx(cached["loss"], rel=1e-4)
+    assert in_loop["accuracy"] == pytest.approx(cached["accuracy"], abs=1.0 / 64)
+
+
+def test_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(20, 5)), rng.integers(0, 3, size=20)
+    head = probe.LinearHead(5, 3, seed=2)
+    theta = head.theta
+    loss, grad = probe.objective(head, z, y, l2=0.3)
+    numeric = np.zeros_like(theta)
+    for i in range(len(theta)):
+        for sign in (1, -1):
+            head.theta = theta + sign * 1e-6 * np.eye(len(theta))[i]
+            numeric[i] += sign * probe.objective(head, z, y, l2=0.3)[0] / 2e-6
+    np.testing.assert_allclose(grad, numeric, atol=1e-7)
+    head.theta = theta
+    assert loss == pytest.approx(probe.cross_entropy(z @ head.weight.T + head.bias, y)
+                                 + 0.15 * np.square(head.weight).sum())
+
+
+def test_probe_is_deterministic_and_converges_from_any_init(learnable):
+    first, again = probe.train_probe(learnable, PROTOCOL), probe.train_probe(learnable, PROTOCOL)
+    for result in (first, again):
+        result["fit"].pop("seconds")
+    assert first == again  # bitwise: every number the same
+    heads = [probe.LinearHead(32, 2, seed) for seed in (0, 1)]
+    assert not np.array_equal(heads[0].weight, heads[1].weight)  # the seed changes the init ...
+    other = probe.train_probe(learnable, probe.Protocol(seed=1))
+    assert other["loss"] == pytest.approx(first["loss"], rel=1e-4)  # ... not the (convex) optimum
+
+
+def test_probe_learns_real_labels_and_not_shuffled_ones(learnable):
+    """Would catch a broken pipeline: misaligned rows, a head that never trains, test on train."""
+    real = probe.train_probe(learnable, PROTOCOL)
+    assert real["chance"]["accuracy"] < 0.6
+    assert real["accuracy"] > 0.8 and real["loss"] < 0.5 < real["chance"]["loss"]
+    shuffled = []
+    for seed in range(5):
+        data = dict(learnable, train_y=np.random.default_rng(seed).permutation(learnable["train_y"]))
+        shuffled.append(probe.train_probe(data, PROTOCOL))
+    assert np.mean([r["accuracy"] for r in shuffled]) < 0.6
+    assert np.mean([r["loss"] for r in shuffled]) > real["chance"]["loss"]
+    # a head that is not trained is no better than chance either
+    untrained = probe.LinearHead(32, 2, 0)
+    untrained.standardise_with(learnable["train_x"])
+    scored = probe.evaluate(untrained, learnable["test_x"], learnable["test_y"])
+    assert scored["loss"] > real["loss"] + 0.1
+
+
+def test_l2_shrinks_the_head(learnable):
+    loose = probe.train_probe(learnable, probe.Protocol(l2=1e-4))
+    tight = probe.train_probe(learnable, probe.Protocol(l2=10.0))
+    assert tight["train_loss"] > loose["train_loss"]
+    assert tight["loss"] < learnable["num_labels"] and tight["protocol"]["l2"] == 10.0
+
+
+def test_run_writes_the_result(learnable, tmp_path):
+    from weightspace.atomic import write_npz
+
+    write_npz(tmp_path / "f.npz", **{k: v for k, v in learnable.items() if k != "pooling"},
+              pooling=np.str_("mean"))
+    result = probe.run(tmp_path / "f.npz", tmp_path / "out" / "gen.json", PROTOCOL, "pretrained", "gen")
+    written = json.loads((tmp_path / "out" / "gen.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    assert written["model_id"] == "pretrained" and written["dataset"] == "gen"
+    assert (written["n_train"], written["n_test"], written["num_labels"]) == (300, 200, 2)
+    assert 0 < written["loss"] < written["chance"]["loss"] and 0.5 < written["accuracy"] <= 1
+    assert written["protocol"]["optimizer"] == "lbfgs" and written["protocol"]["pooling"] == "mean"
+
+
+def test_protocol_from_config():
+    section = {"pooling": None, "batch_size": 64, "optimizer": "lbfgs", "max_iter": 50, "tolerance": 1e-5,
+               "l2": 0.1, "seed": 3, "standardize": False, "threads": 1}
+    protocol = probe.Protocol.from_config(section)
+    assert (protocol.max_iter, protocol.tolerance, protocol.l2, protocol.seed, protocol.standardize) == (
+        50, 1e-5, 0.1, 3, False)
+    with pytest.raises(WeightspaceError, match="probe.optimizer"):
+        probe.Protocol.from_config({"optimizer": "sgd"})
+
+
+# ---------------------------------------------------------------- matrix and figures
+
+TASKS = {"alpha": "sentiment", "beta": "sentiment", "gamma": "topic"}
+MODELS = ["pretrained", "alpha.seed0", "alpha.seed1", "beta.seed0", "beta.seed1", "gamma.seed0", "gamma.seed1"]
+
+
+def fake_study(root):
+    """Probe results where a model's own dataset gives the lowest loss, and a long distance table."""
+    rng = np.random.default_rng(0)
+    for model, target in itertools.product(MODELS, TASKS):
+        own = model.split(".")[0]
+        loss = 0.3 if own == target else 0.5 if TASKS.get(own) == TASKS[target] else 0.7
+        result = {"loss": loss + 0.01 * rng.random(), "accuracy": 1 - loss / 2, "n_train": 10, "n_test": 5,
+                  "num_labels": 2, "chance": {"loss": 0.69, "accuracy": 0.5}}
+        (root / "probe" / model).mkdir(parents=True, exist_ok=True)
+        (root / "probe" / model / f"{target}.json").write_text(json.dumps(result))
+    position = {m: float(i) for i, m in enumerate(MODELS)}  # on a line: distance = |i - j|
+    rows = [{"model_a": a, "model_b": b, "metric": metric, "space": "raw", "group": "all",
+             "distance": abs(position[a] - position[b]) * (1 if metric == "euclidean" else 100)}
+            for a in MODELS for b in MODELS for metric in ("euclidean", "cosine")]
+    rows.append({"model_a": "pretrained", "model_b": "alpha.seed0", "metric": "euclidean", "space": "task_vector",
+                 "group": "all", "distance": 999.0})
+    pd.DataFrame(rows).to_parquet(root / "distances.parquet")
+    return root
+
+
+def probe_paths(root):
+    return [root / "probe" / m / f"{d}.json" for m, d in itertools.product(MODELS, TASKS)]
+
+
+def test_matrix_csv_and_figures(tmp_path):
+    root = fake_study(tmp_path)
+    out = {"matrix_path": root / "probe" / "matrix.csv", "heatmap_path": root / "figures" / "heat.png",
+           "distance_figure_path": root / "figures" / "dist.png"}
+    probe_figures.write(probe_paths(root), TASKS, root / "distances.parquet", **out)
+    matrix = pd.read_csv(out["matrix_path"])
+    for column in ("model", "model_kind", "model_dataset", "model_task", "seed", "target_dataset", "target_task",
+                   "loss", "accuracy", "distance_to_target"):
+        assert column in matrix.columns
+    assert len(matrix) == len(MODELS) * len(TASKS)
+    row = matrix.set_index(["model", "target_dataset"])
+    assert row.loc[("alpha.seed1", "gamma"), ["model_kind", "model_dataset", "model_task", "seed", "target_task"]
+                   ].tolist() == ["finetuned", "alpha", "sentiment", 1, "topic"]
+    assert row.loc[("pretrained", "alpha"), "model_kind"] == "pretrained"
+    # the mean Euclidean (raw, all) distance to the target's own models, itself excluded
+    assert row.loc[("alpha.seed0", "alpha"), "distance_to_target"] == 1.0  # only alpha.seed1
+    assert row.loc[("pretrained", "alpha"), "distance_to_target"] == 1.5  # (1 + 2) / 2, not the task_vector row
+    assert row.loc[("gamma.seed1", "beta"), "distance_to_target"] == 2.5  # |6-3|, |6-4|
+    for figure in (out["heatmap_path"], out["distance_figure_path"]):
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
+
+
+def test_matrix_inputs_are_checked(tmp_path):
+    root = fake_study(tmp_path)
+    (root / "probe" / "beta.seed1" / "gamma.json").unlink()
+    with pytest.raises(WeightspaceError, match=r"beta.seed1/gamma.json is missing"):
+        probe_figures.probe_matrix(probe_paths(root), TASKS)
+    pd.DataFrame({"model_a": ["a"], "model_b": ["b"], "distance": [1.0]}).to_parquet(root / "bad.parquet")
+    with pytest.raises(WeightspaceError, match=r"bad.parquet has no column 'metric'"):
+        probe_figures.read_distances(root / "bad.parquet")
+    with pytest.raises(WeightspaceError, match="metric=euclidean, space=raw, group=layer.0"):
+        probe_figures.read_distances(root / "distances.parquet", group="layer.0")

@@ -1,0 +1,262 @@
+"""Real SLURM: the tiny workflow goes through sbatch on a one-node cluster on this machine and matches a
+local run; a fine-tune that SLURM kills at its time limit is resubmitted and resumes from its checkpoint.
+
+The cluster comes from tests/slurm/cluster.sh (root, Debian: it installs slurm-wlm when missing); without
+root or apt the tests skip, unless CI or WEIGHTSPACE_REQUIRE_SLURM=1 is set, where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from tiny_study import SNAKEMAKE, core_targets, snakemake, tiny_config, write_config
+
+pytestmark = pytest.mark.slurm
+
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+CLUSTER_DIR = Path(tempfile.gettempdir()) / "weightspace-slurm"
+# The profile as a user runs it, plus what a cluster without slurmdbd needs (squeue for job states)
+# and short waits, so that a test does not sit idle between status checks.
+SLURM_ARGS = (
+    "--profile", str(REPO / "profiles" / "slurm"),
+    "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--seconds-between-status-checks", "1",
+    "--latency-wait", "5",
+    "--slurm-keep-successful-logs",
+)
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+
+
+def _cluster_answers() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    try:
+        result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return False
+    return result.returncode == 0 and bool({"idle", "mix", "alloc"} & set(result.stdout.split()))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A one-node SLURM cluster on this machine for the session; stopped afterwards by its daemons' pids.
+    A cluster that already answers (someone's) is used as it is and left running."""
+    if _cluster_answers():
+        yield
+        return
+    required = bool(os.environ.get("CI")) or os.environ.get("WEIGHTSPACE_REQUIRE_SLURM") == "1"
+    env = dict(os.environ, SLURM_LOCAL_DIR=str(CLUSTER_DIR))
+    result = subprocess.run(["bash", str(CLUSTER), "start"], env=env, capture_output=True, text=True, timeout=900)
+    if result.returncode in (3, 4) and not required:  # not root / no apt: this machine cannot host a cluster
+        pytest.skip(f"no local SLURM cluster: {result.stderr.strip()}")
+    if result.returncode != 0:
+        subprocess.run(["bash", str(CLUSTER), "stop"], env=env, timeout=120)
+        pytest.fail(f"tests/slurm/cluster.sh start failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    pids = [int(p.read_text()) for p in (CLUSTER_DIR / "run").glob("*.pid")]
+    assert len(pids) >= 2, "slurmctld and slurmd pid files expected"
+    try:
+        yield
+    finally:
+        subprocess.run(["bash", str(CLUSTER), "stop"], env=env, timeout=120)
+        assert not [pid for pid in pids if _alive(pid)], "the cluster's daemons still run after stop"
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", **extra)
+    env.pop("SBATCH_ACCOUNT", None)  # the test cluster has no accounts
+    return env
+
+
+class Background:
+    """A snakemake run in its own process group, its output in a file; killed (SIGKILL) at its deadline."""
+
+    def __init__(self, root: Path, *args: str, env: dict, name: str):
+        self.log = root.parent / f"{root.name}.{name}.out"
+        # targets first: --configfile takes a list and would swallow them
+        cmd = [SNAKEMAKE, *args, "--snakefile", str(REPO / "Snakefile"), "--directory", str(root),
+               "--configfile", str(root / "config.yaml")]
+        with open(self.log, "w") as handle:
+            self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def wait(self, timeout: float) -> tuple[int, str]:
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            code = None
+        output = self.log.read_text()
+        if code is None:
+            ids = [m.group(1) for m in SUBMITTED.finditer(output)]
+            if ids:
+                subprocess.run(["scancel", *ids], timeout=60)
+            pytest.fail(f"snakemake did not finish in {timeout} s (killed):\n{output[-6000:]}")
+        return code, output
+
+
+def on_slurm(root: Path, *targets: str) -> Background:
+    return Background(root, *targets, *SLURM_ARGS, env=_env(SBATCH_PARTITION="debug"), name="slurm")
+
+
+def locally(root: Path, *targets: str, cores: int = 2) -> Background:
+    return Background(root, *targets, "--cores", str(cores), env=_env(), name="local")
+
+
+def submissions(output: str) -> list[tuple[str, Path]]:
+    """(SLURM job id, SLURM log file) of every sbatch call, in order."""
+    return [(m.group(1), Path(m.group(2))) for m in SUBMITTED.finditer(output)]
+
+
+def job_records() -> dict[str, dict]:
+    """SLURM's job completion records (jobcomp/filetxt) by job id."""
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    location = re.search(r"^JobCompLoc\s*=\s*(\S+)", config, re.M)
+    assert location and Path(location.group(1)).is_file(), "the cluster keeps no job completion records (JobCompLoc)"
+    location = location.group(1)
+    records = {}
+    for line in Path(location).read_text().splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        records[fields["JobId"]] = fields
+    return records
+
+
+def same_tensors(a: Path, b: Path) -> bool:
+    from safetensors.torch import load_file
+    import torch
+
+    left, right = load_file(str(a)), load_file(str(b))
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+
+
+def test_tiny_workflow_runs_through_sbatch_and_matches_a_local_run(slurm_cluster, tmp_path):
+    config = tiny_config(tmp_path, {"alpha": "sentiment", "gamma_pairs": "nli"}, seeds=(0,))
+    roots = {where: tmp_path / where for where in ("slurm", "local")}
+    for root in roots.values():
+        root.mkdir()
+        write_config(root, config)
+    targets = core_targets(config)
+
+    started = time.monotonic()
+    local = locally(roots["local"], *targets, cores=1)  # alongside, leaving the SLURM jobs a core
+    code, output = on_slurm(roots["slurm"], *targets).wait(timeout=480)
+    slurm_seconds = time.monotonic() - started
+    assert code == 0, output[-6000:]
+    local_code, local_output = local.wait(timeout=300)
+    assert local_code == 0, local_output[-6000:]
+    assert "Error in rule" not in output  # no job needed a retry
+
+    # every job went through sbatch: a SLURM job id, its SLURM log and SLURM's completion record
+    jobs = submissions(output)
+    logs_by_rule = {}
+    for job_id, log in jobs:
+        assert log.exists(), log
+        logs_by_rule.setdefault(log.relative_to(roots["slurm"] / ".snakemake" / "slurm_logs").parts[0], []).append(log)
+    counts = {rule: len(logs) for rule, logs in logs_by_rule.items()}
+    assert {k: counts.get(k) for k in ("rule_prepare_dataset", "rule_finetune", "rule_extract_weights")} == {
+        "rule_prepare_dataset": 2, "rule_finetune": 2, "rule_extract_weights": 2}
+    assert {"rule_base_model", "rule_extract_pretrained_weights"} <= set(counts)
+    records = job_records()
+    for job_id, _ in jobs:
+        assert records[job_id]["JobState"] == "COMPLETED", records.get(job_id)
+        assert Path(records[job_id]["WorkDir"]) == roots["slurm"]
+
+    # the same artifacts as a local run: identical data, bitwise identical fine-tuned and encoder weights
+    import pandas as pd
+
+    for dataset in config["datasets"]:
+        for split in ("train", "validation", "test"):
+            pd.testing.assert_frame_equal(*(pd.read_parquet(r / f"results/data/{dataset}/{split}.parquet")
+                                            for r in roots.values()))
+        model_id = f"{dataset}.seed0"
+        assert same_tensors(*(r / f"results/finetune/{dataset}/seed0/model.safetensors" for r in roots.values()))
+        assert same_tensors(*(r / f"results/weights/{model_id}.safetensors" for r in roots.values()))
+        metrics = [json.loads((r / f"results/finetune/{dataset}/seed0/metrics.json").read_text())
+                   for r in roots.values()]
+        assert metrics[0]["test"] == metrics[1]["test"]
+    assert same_tensors(*(r / "results/weights/pretrained.safetensors" for r in roots.values()))
+    print(f"tiny workflow on SLURM: {len(jobs)} jobs in {slurm_seconds:.0f} s")
+
+
+def seconds_per_step(root: Path, config: dict) -> float:
+    """This machine's time for one fine-tuning step of the tiny study (two short runs, setup cancelled out)."""
+    from weightspace import finetune
+
+    times = {}
+    for steps in (40, 240):
+        settings = finetune.Settings.from_config(
+            dict(config["finetune"], epochs=steps, max_steps=steps, checkpoint_every=steps),
+            seed=0, max_length=config["data"]["max_length"])
+        started = time.perf_counter()
+        finetune.finetune(root / "results/base", root / "results/data/alpha", root / f"calibrate{steps}", settings,
+                          threads=config["finetune"]["threads"], save_model=False)
+        times[steps] = time.perf_counter() - started
+    return (times[240] - times[40]) / 200
+
+
+def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, tmp_path):
+    root, reference = tmp_path / "slurm", tmp_path / "local"
+    root.mkdir()
+    config = tiny_config(root, {"alpha": "sentiment"}, seeds=(0,))
+    write_config(root, config)
+    snakemake(root, "--cores", "2", "results/base", "results/data/alpha/meta.json")  # only the fine-tune goes to SLURM
+
+    # SLURM's smallest time limit is a minute and slurmctld enforces limits every 30 s: the job gets SIGTERM
+    # 60-90 s after it starts. Train ~105 s (this machine's speed), so the first attempt is cut short; the rule's
+    # runtime = finetune.runtime x attempt gives the retry 2 minutes. checkpoint_every = all the steps: the only
+    # checkpoint to resume from is the one the SIGTERM handler writes.
+    steps = int(105 / seconds_per_step(root, config))
+    config["finetune"].update(epochs=steps, max_steps=steps, checkpoint_every=steps, runtime=1)
+    write_config(root, config)
+    shutil.copytree(root, reference, symlinks=True)
+    target = "results/finetune/alpha/seed0/metrics.json"
+
+    started = time.monotonic()
+    local = locally(reference, target, cores=1)
+    code, output = on_slurm(root, target).wait(timeout=540)
+    slurm_seconds = time.monotonic() - started
+    assert code == 0, output[-6000:]
+    local_code, local_output = local.wait(timeout=300)
+    assert local_code == 0, local_output[-6000:]
+
+    # attempt 1 hit its 1-minute limit, attempt 2 (2 minutes) finished
+    attempts = submissions(output)
+    assert len(attempts) >= 2, output[-6000:]
+    records = job_records()
+    first, last = records[attempts[0][0]], records[attempts[-1][0]]
+    assert (first["JobState"], first["TimeLimit"]) == ("TIMEOUT", "1"), first
+    assert (last["JobState"], last["TimeLimit"]) == ("COMPLETED", str(len(attempts))), last
+    assert "DUE TO TIME LIMIT" in attempts[0][1].read_text()
+
+    # it resumed from the SIGTERM checkpoint and ended where an uninterrupted run ends, bitwise
+    metrics = json.loads((root / target).read_text())
+    uninterrupted = json.loads((reference / target).read_text())
+    assert metrics["steps"] == uninterrupted["steps"] == steps
+    assert isinstance(metrics["resumed_from_step"], int) and 0 < metrics["resumed_from_step"] < steps
+    assert uninterrupted["resumed_from_step"] is None
+    assert same_tensors(root / "results/finetune/alpha/seed0/model.safetensors",
+                        reference / "results/finetune/alpha/seed0/model.safetensors")
+    assert metrics["test"] == uninterrupted["test"]
+    assert not (root / "results/finetune/alpha/seed0/resume").exists()
+    print(f"time limit: {steps} steps, resumed from step {metrics['resumed_from_step']}, "
+          f"{len(attempts)} attempts, {slurm_seconds:.0f} s on SLURM")
