@@ -1,8 +1,8 @@
-"""Incremental reruns on a finished tiny study: adding a dataset or a seed plans only the new jobs, removing a
-dataset keeps its cached artifacts, changing one dataset's config reruns only that dataset's jobs.
+"""Incremental reruns on a finished tiny study: adding a dataset or a seed plans only the new jobs, changing one
+dataset's config reruns only that dataset's jobs, removing a dataset keeps its cached artifacts.
 
-The runs build the per-dataset artifacts (tiny_study.core_targets: data, fine-tunes, encoder weights) and
-check exact job counts for those rules; the last dry run covers the whole workflow.
+Runs and dry runs target the per-dataset artifacts (tiny_study.core_targets: data, fine-tunes, encoder
+weights) and check exact job counts for those rules; the last dry run covers the whole workflow.
 """
 
 from __future__ import annotations
@@ -76,25 +76,20 @@ def test_adding_changing_and_removing_datasets_and_seeds(tmp_path):
     assert not any(job["rule"] in SHARED for job in jobs)
     assert all("seed1" in path for path in outputs(jobs))
 
-    # change one dataset's config: its jobs rerun (params trigger), the other dataset's files stay as they were
-    before = artifacts(root)
+    # change one dataset's config (dry run): its prep, fine-tune and weights rerun (params trigger), nothing else
     changed = copy.deepcopy(config)
     changed["datasets"]["alpha"]["max_examples"] = {"train": 40, "validation": 16, "test": 32}
     jobs = plan(root, changed)
     assert counts(jobs) == dict.fromkeys(PER_DATASET, 1)
+    assert not any(job["rule"] in SHARED for job in jobs)
     assert all(belongs(path, "alpha") for path in outputs(jobs))
-    run(root, changed)
-    after = artifacts(root)
-    rewritten = {k for k in before if after[k] != before[k]}
-    assert {"results/data/alpha/train.parquet", "results/finetune/alpha/seed0/model.safetensors",
-            "results/weights/alpha.seed0.safetensors"} <= rewritten
-    assert all(belongs(k, "alpha") for k in rewritten), rewritten
+    assert "results/data/alpha/meta.json" in outputs(jobs)
 
     # remove a dataset: nothing to run, its cached artifacts stay, and no job of the whole workflow touches them
     before = artifacts(root)
-    removed = copy.deepcopy(changed)
+    removed = copy.deepcopy(config)
     del removed["datasets"]["gamma_pairs"]
-    assert plan(root, removed) == []  # and nothing left over from the runs above
+    assert plan(root, removed) == []
     run(root, removed)
     assert artifacts(root) == before
     assert any(belongs(k, "gamma_pairs") for k in before)

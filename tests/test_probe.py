@@ -108,6 +108,22 @@ def test_probe_learns_real_labels_and_not_shuffled_ones(learnable):
     assert scored["loss"] > real["loss"] + 0.1
 
 
+def test_a_head_held_at_zero_weights_reports_the_label_prior(learnable):
+    """With an enormous l2, W = 0 and the bias learns the train label frequencies: the loss is known exactly."""
+    result = probe.train_probe(learnable, probe.Protocol(l2=1e8))
+    frequency = np.bincount(learnable["train_y"], minlength=2) / len(learnable["train_y"])
+    assert result["loss"] == pytest.approx(-np.log(frequency[learnable["test_y"]]).mean(), rel=1e-5)
+    assert result["accuracy"] == np.mean(learnable["test_y"] == frequency.argmax())
+
+
+def test_standardised_probe_ignores_the_units_of_each_feature(learnable):
+    scale = np.random.default_rng(0).uniform(0.01, 100, size=learnable["train_x"].shape[1])
+    shift = np.random.default_rng(1).normal(size=learnable["train_x"].shape[1]) * 10
+    rescaled = dict(learnable, train_x=learnable["train_x"] * scale + shift, test_x=learnable["test_x"] * scale + shift)
+    assert probe.train_probe(rescaled, PROTOCOL)["loss"] == pytest.approx(
+        probe.train_probe(learnable, PROTOCOL)["loss"], rel=1e-4)
+
+
 def test_l2_shrinks_the_head(learnable):
     loose = probe.train_probe(learnable, probe.Protocol(l2=1e-4))
     tight = probe.train_probe(learnable, probe.Protocol(l2=10.0))

@@ -38,6 +38,11 @@ def tiny_config(root: Path, datasets: dict[str, str] | None = None, seeds=(0, 1)
         "datasets": {},
         "finetune": {"epochs": 1, "max_steps": 6, "batch_size": 8, "learning_rate": 1e-3, "checkpoint_every": 3,
                      "threads": 1, "mem_mb": 1000, "runtime": 10},
+        "interpolation": {"alphas": [-0.5, 0.0, 0.5, 1.0, 1.5], "pairs_per_relation": 1,
+                          "planes": {"kinds": ["same_task"], "grid": [0.0, 0.5, 1.0]}},
+        "region": {"groups": ["task"], "samples": 1},
+        "fusion": {"scopes": ["all"], "modes": ["full", "bitfit"], "train_sizes": [8, None], "seeds": [0],
+                   "targets": ["alpha"]},
     }
     for i, (name, task) in enumerate(datasets.items()):
         entry = write_files_dataset(root / "inputs" / name, seed=i, pairs=name.endswith("_pairs"))

@@ -13,6 +13,8 @@ D=${SLURM_LOCAL_DIR:-${TMPDIR:-/tmp}/slurm-local}; AUTH=${SLURM_AUTH:-munge}; DB
 # The time-limit test relies on these: SIGTERM at the limit, SIGKILL KILL_WAIT seconds later.
 KILL_WAIT=${SLURM_KILL_WAIT:-5}
 
+MARK="# written by tests/slurm/cluster.sh"
+
 stop() {
   for f in run/slurmd run/slurmctld run/slurmdbd mysqld/mariadbd run/munged; do
     f=$D/$f.pid; [ -s "$f" ] || continue; p=$(cat "$f")
@@ -21,6 +23,11 @@ stop() {
       kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null || true
     fi
     rm -f "$f"
+  done
+  # Take our config away too: with a slurm.conf but no slurmctld, every SLURM client call (and so every
+  # snakemake start, whose slurm plugin runs `scontrol show config`) waits ~10 s for the controller.
+  for f in /etc/slurm/slurm.conf /etc/slurm/slurmdbd.conf; do
+    if [ -f "$f" ] && head -n 1 "$f" | grep -qxF "$MARK"; then rm -f "$f"; fi
   done
 }
 
@@ -50,6 +57,7 @@ AccountingStorageHost=127.0.0.1"; GATHER=jobacct_gather/linux; }
 # MinJobAge: finished jobs stay in squeue for 10 min (the executor's squeue status check needs >= 3 x its init seconds).
 # DefMemPerCPU: a job without a memory request would otherwise take the whole node.
 cat > /etc/slurm/slurm.conf <<EOF
+$MARK
 ClusterName=localcluster
 SlurmctldHost=$H(127.0.0.1)
 SlurmUser=root
@@ -95,7 +103,7 @@ if [ "$DBD" = 1 ]; then
   for _ in $(seq 60); do mariadb-admin --socket="$S" ping >/dev/null 2>&1 && break; sleep 0.5; done
   mariadb --socket="$S" -e "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurmpw';
     GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
-  printf '%s\n' AuthType=auth/$AUTH DbdHost=localhost DbdAddr=127.0.0.1 SlurmUser=root \
+  printf '%s\n' "$MARK" AuthType=auth/$AUTH DbdHost=localhost DbdAddr=127.0.0.1 SlurmUser=root \
     StorageType=accounting_storage/mysql StorageHost=127.0.0.1 StoragePort=3306 StorageUser=slurm \
     StoragePass=slurmpw StorageLoc=slurm_acct_db PidFile=$D/run/slurmdbd.pid LogFile=$D/log/slurmdbd.log \
     > /etc/slurm/slurmdbd.conf
