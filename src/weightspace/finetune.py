@@ -313,8 +313,7 @@ def finetune(
         model_id or out_dir.name, meta.get("name"), len(train), total_steps, steps_per_epoch,
         settings.batch_size, device, threads,
     )
-    progress = Progress(total_steps, f"train {model_id or out_dir.name}", logger=log)
-    progress.update(state.step)
+    progress = Progress(total_steps, f"train {model_id or out_dir.name}", logger=log, initial=state.step)
     running_loss, running_count = 0.0, 0
     started = time.perf_counter() - state.train_seconds
     try:
