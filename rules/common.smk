@@ -8,7 +8,8 @@ from snakemake.utils import validate
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 # rule scripts (local, conda or SLURM jobs) import the library from the same checkout
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p))
+CONDA_ENV = "../envs/weightspace.yaml"
 
 from weightspace import fusion, study, traversal  # noqa: E402
 

@@ -23,5 +23,7 @@ rule prepare_dataset:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/prepare_dataset.py"

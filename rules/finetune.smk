@@ -14,6 +14,8 @@ rule base_model:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/base_model.py"
 
@@ -36,5 +38,7 @@ rule finetune:
     threads: config["finetune"].get("threads", 2)
     resources:
         **FINETUNE_RESOURCES,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/finetune.py"

@@ -17,6 +17,8 @@ rule fuse:
     resources:
         mem_mb=3000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/fuse.py"
 
@@ -43,6 +45,8 @@ rule finetune_from:
     threads: config["finetune"].get("threads", 2)
     resources:
         **FINETUNE_RESOURCES,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/finetune_from.py"
 
@@ -63,5 +67,7 @@ rule fusion_summary:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/fusion_summary.py"

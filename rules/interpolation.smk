@@ -19,12 +19,13 @@ rule interpolation_summary:
                              category="Interpolation"),
     params:
         points=[dict(p.as_row(), eval_datasets=list(p.eval_datasets)) for p in traversal.all_points(config)],
-        probe_root=f"{RESULTS}/probe",
     log:
         f"{RESULTS}/logs/interpolation_summary.log",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/interpolation_summary.py"

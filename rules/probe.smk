@@ -31,6 +31,8 @@ rule features:
     threads: PROBE["threads"]
     resources:
         **PROBE_FEATURE_RESOURCES,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/features.py"
 
@@ -50,6 +52,8 @@ rule probe:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/probe.py"
 
@@ -74,5 +78,7 @@ rule probe_matrix:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/probe_matrix.py"

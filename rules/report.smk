@@ -18,6 +18,8 @@ rule study_tables:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/study_tables.py"
 
@@ -45,5 +47,7 @@ rule summary:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/summary.py"

@@ -16,6 +16,8 @@ rule extract_weights:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/extract_weights.py"
 
@@ -33,5 +35,7 @@ rule extract_pretrained_weights:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../workflow/scripts/extract_weights.py"

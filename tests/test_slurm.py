@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -198,20 +199,29 @@ def test_tiny_workflow_runs_through_sbatch_and_matches_a_local_run(slurm_cluster
     print(f"tiny workflow on SLURM: {len(jobs)} jobs in {slurm_seconds:.0f} s")
 
 
-def seconds_per_step(root: Path, config: dict) -> float:
-    """This machine's time for one fine-tuning step of the tiny study (two short runs, setup cancelled out)."""
-    from weightspace import finetune
+CALIBRATE = """
+import json, sys, time
+from weightspace import finetune
+root, section, max_length = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+times = {}
+for steps in (40, 240):
+    settings = finetune.Settings.from_config(dict(section, epochs=steps, max_steps=steps, checkpoint_every=steps),
+                                             seed=0, max_length=max_length)
+    started = time.perf_counter()
+    finetune.finetune(f"{root}/results/base", f"{root}/results/data/alpha", f"{root}/calibrate{sys.argv[4]}_{steps}",
+                      settings, threads=section["threads"], save_model=False)
+    times[steps] = time.perf_counter() - started
+print((times[240] - times[40]) / 200)
+"""
 
-    times = {}
-    for steps in (40, 240):
-        settings = finetune.Settings.from_config(
-            dict(config["finetune"], epochs=steps, max_steps=steps, checkpoint_every=steps),
-            seed=0, max_length=config["data"]["max_length"])
-        started = time.perf_counter()
-        finetune.finetune(root / "results/base", root / "results/data/alpha", root / f"calibrate{steps}", settings,
-                          threads=config["finetune"]["threads"], save_model=False)
-        times[steps] = time.perf_counter() - started
-    return (times[240] - times[40]) / 200
+
+def seconds_per_step(root: Path, config: dict) -> float:
+    """This machine's time for one step of the tiny fine-tune (two short runs, setup cancelled out), measured
+    in two processes at once: the test runs the SLURM job and the local reference side by side."""
+    args = [str(root), json.dumps(config["finetune"]), str(config["data"]["max_length"])]
+    procs = [subprocess.Popen([sys.executable, "-c", CALIBRATE, *args, str(i)], env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) for i in range(2)]
+    return max(float(proc.communicate(timeout=300)[0]) for proc in procs)
 
 
 def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, tmp_path):
@@ -222,10 +232,10 @@ def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, t
     snakemake(root, "--cores", "2", "results/base", "results/data/alpha/meta.json")  # only the fine-tune goes to SLURM
 
     # SLURM's smallest time limit is a minute and slurmctld enforces limits every 30 s: the job gets SIGTERM
-    # 60-90 s after it starts. Train ~105 s (this machine's speed), so the first attempt is cut short; the rule's
+    # 60-90 s after it starts. Train ~110 s (this machine's speed), so the first attempt is cut short; the rule's
     # runtime = finetune.runtime x attempt gives the retry 2 minutes. checkpoint_every = all the steps: the only
     # checkpoint to resume from is the one the SIGTERM handler writes.
-    steps = int(105 / seconds_per_step(root, config))
+    steps = int(110 / seconds_per_step(root, config))
     config["finetune"].update(epochs=steps, max_steps=steps, checkpoint_every=steps, runtime=1)
     write_config(root, config)
     shutil.copytree(root, reference, symlinks=True)

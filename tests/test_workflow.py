@@ -77,3 +77,75 @@ def test_tiny_study_produces_every_output(finished_study):
 
 def test_finished_study_has_nothing_left_to_do(finished_study):
     assert planned_jobs(finished_study) == {}
+
+
+def test_geometry_outputs(finished_study):
+    results = finished_study / "results"
+    distances = pd.read_parquet(results / "geometry" / "distances.parquet")
+    assert {"model_a", "model_b", "metric", "space", "group", "distance"} <= set(distances.columns)
+    models = set(distances["model_a"]) | set(distances["model_b"])
+    assert {"pretrained", "alpha.seed0", "gamma_pairs.seed1", "fused.alpha.all"} <= models
+    assert {"euclidean", "cosine"} <= set(distances["metric"])
+    for name in ("cluster_stats.csv", "claims.csv", "tsne.csv", "pca.csv"):
+        assert len(pd.read_csv(results / "geometry" / name)) > 0, name
+    for figure in ("tsne.png", "distance_heatmap.png"):
+        assert (results / "figures" / figure).stat().st_size > 10_000
+
+
+def test_probe_matrix_covers_every_model_on_every_dataset(finished_study):
+    results = finished_study / "results"
+    matrix = pd.read_csv(results / "probe" / "matrix.csv")
+    models = {"pretrained", "fused.alpha.all"} | {f"{d}.seed{s}" for d in ("alpha", "beta", "gamma_pairs") for s in (0, 1)}
+    assert set(matrix["model"]) == models
+    assert len(matrix) == len(models) * 3
+    assert matrix["loss"].notna().all() and matrix["accuracy"].between(0, 1).all()
+    for figure in ("probe_loss_heatmap.png", "probe_vs_distance.png"):
+        assert (results / "figures" / figure).stat().st_size > 10_000
+
+
+def test_interpolation_and_fusion_outputs(finished_study):
+    results = finished_study / "results"
+    lines = pd.read_csv(results / "interpolation" / "lines.csv")
+    assert set(lines["relation"]) == {"same_dataset", "same_task", "cross_task", "pretrained"}
+    assert sorted(lines["alpha"].unique()) == [-0.5, 0.0, 0.5, 1.0, 1.5]
+    # α=0 and α=1 are the endpoints: the same probe result as the model itself
+    matrix = pd.read_csv(results / "probe" / "matrix.csv").set_index(["model", "target_dataset"])
+    for _, row in lines[lines["alpha"].isin([0.0, 1.0])].iterrows():
+        end = row["model_a"] if row["alpha"] == 0.0 else row["model_b"]
+        assert row["loss"] == pytest.approx(matrix.loc[(end, row["eval_dataset"]), "loss"], rel=1e-12)
+    assert len(pd.read_csv(results / "interpolation" / "planes.csv")) == 9 * 2
+    region = pd.read_csv(results / "interpolation" / "region.csv")
+    assert {"centroid", "sample", "member"} <= set(region["kind"])
+    claims = pd.read_csv(results / "interpolation" / "claims.csv")
+    assert claims["verdict"].str.match(r"holds|does not hold|n/a").all()
+    summary = pd.read_csv(results / "fusion" / "summary.csv")
+    assert set(summary["base"]) == {"pretrained", "fused.alpha.all"}
+    assert set(summary["mode"]) == {"full", "bitfit"}
+    wins = pd.read_csv(results / "fusion" / "wins.csv")
+    assert len(wins) == 2  # alpha × {full, bitfit} at size 8
+    for figure in ("interpolation.png", "planes.png", "region.png", "fusion.png"):
+        assert (results / "figures" / figure).stat().st_size > 10_000
+
+
+def test_summary_numbers_come_from_the_tables(finished_study):
+    results = finished_study / "results"
+    page = (results / "summary.md").read_text()
+    assert "all-MiniLM" not in page and "tiny_source" in page  # the run's own base
+    for claim in pd.read_csv(results / "interpolation" / "claims.csv").itertuples():
+        assert claim.claim in page and str(claim.value if isinstance(claim.value, str) else f"{claim.value:.4g}") in page
+    geometry = pd.read_csv(results / "geometry" / "claims.csv")
+    for claim in geometry[geometry["primary"].astype(bool)].itertuples():
+        assert claim.claim in page and f"{claim.value:.4g}" in page and claim.verdict in page
+    tables = pd.read_csv(results / "tables" / "finetune_metrics.csv")
+    alpha = tables[tables["dataset"] == "alpha"]["test_accuracy"].mean()
+    assert f"{alpha:.4g}" in page
+    for figure in ("figures/tsne.png", "figures/interpolation.png", "figures/fusion.png"):
+        assert f"({figure})" in page
+
+
+def test_snakemake_report_holds_every_figure(finished_study):
+    snakemake(finished_study, "--report", "results/report.html")
+    html = (finished_study / "results" / "report.html").read_text(errors="replace")
+    for name in ("tsne.png", "distance_heatmap.png", "probe_loss_heatmap.png", "interpolation.png", "fusion.png",
+                 "summary.md", "datasets.csv"):
+        assert name in html, name

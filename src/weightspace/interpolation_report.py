@@ -14,13 +14,17 @@ from .atomic import save_figure, write_csv
 SIMILAR = 0.05
 
 
-def evaluated(points: list[dict], probe_root: str | Path) -> pd.DataFrame:
-    """One row per (point, eval dataset) with the probe's loss and accuracy."""
+def evaluated(points: list[dict], probe_files: list[str | Path]) -> pd.DataFrame:
+    """One row per (point, eval dataset) with the probe's loss and accuracy.
+
+    probe_files are .../probe/{model_id}/{dataset}.json.
+    """
+    by_key = {(Path(p).parent.name, Path(p).stem): Path(p) for p in probe_files}
     rows = []
     for point in points:
         info = {k: v for k, v in point.items() if k != "eval_datasets"}
         for dataset in point["eval_datasets"]:
-            result = json.loads((Path(probe_root) / point["model_id"] / f"{dataset}.json").read_text())
+            result = json.loads(by_key[(point["model_id"], dataset)].read_text())
             rows.append({**info, "eval_dataset": dataset, "loss": result["loss"], "accuracy": result["accuracy"]})
     return pd.DataFrame(rows)
 
@@ -189,8 +193,8 @@ def region_figure(region: pd.DataFrame):
     return fig
 
 
-def write(points, probe_root, fusion_overview_path, out: dict) -> None:
-    frame = evaluated(points, probe_root)
+def write(points, probe_files, fusion_overview_path, out: dict) -> None:
+    frame = evaluated(points, probe_files)
     lines, planes, region = line_table(frame), plane_table(frame), region_table(frame)
     overview = pd.read_csv(fusion_overview_path) if fusion_overview_path else None
     write_csv(out["lines"], lines)
