@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml requirements-data.txt
 
 study: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/snakemake --cores $(CORES) --profile profiles/workstation
-	@echo "Results: results/  (figures in results/figures/)"
+	HF_HUB_OFFLINE=1 $(VENV)/bin/snakemake --cores $(CORES) --profile profiles/workstation --report results/report.html
+	@echo
+	@echo "Summary: $(CURDIR)/results/summary.md"
+	@echo "Report:  $(CURDIR)/results/report.html"
+	@echo "Figures: $(CURDIR)/results/figures/"
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -ra

@@ -35,7 +35,7 @@ alive() { [ -s "$D/run/$1.pid" ] && kill -0 "$(cat "$D/run/$1.pid")" 2>/dev/null
 
 case "${1:-start}" in
   stop) stop; exit 0 ;;
-  status) alive slurmctld && alive slurmd && sinfo -h -o %t 2>/dev/null | grep -qx idle; exit $? ;;
+  status) alive slurmctld && alive slurmd && sinfo -h -o %t 2>/dev/null | grep -qxE 'idle|mix|alloc'; exit $? ;;
   start) ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
@@ -56,6 +56,8 @@ AccountingStorageHost=127.0.0.1"; GATHER=jobacct_gather/linux; }
 # /etc/slurm/slurm.conf, the compiled-in path: the jobstep plugin strips SLURM_* (SLURM_CONF too) before its srun.
 # MinJobAge: finished jobs stay in squeue for 10 min (the executor's squeue status check needs >= 3 x its init seconds).
 # DefMemPerCPU: a job without a memory request would otherwise take the whole node.
+# proctrack/pgid (no cgroups here): at a time limit linuxproc lost the batch step's snakemake once bash had died
+# of the SIGTERM and it was reparented; the process group still holds it, so SIGKILL reaches it after KillWait.
 cat > /etc/slurm/slurm.conf <<EOF
 $MARK
 ClusterName=localcluster
@@ -69,7 +71,7 @@ SlurmctldPidFile=$D/run/slurmctld.pid
 SlurmdPidFile=$D/run/slurmd.pid
 SlurmctldLogFile=$D/log/slurmctld.log
 SlurmdLogFile=$D/log/slurmd.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/pgid
 TaskPlugin=task/affinity
 JobAcctGatherType=$GATHER
 AccountingStorageType=$ACCT
