@@ -1,33 +1,6 @@
 # Weight geometry: pairwise distances (one streamed Gram matrix, cached by file content),
 # cluster statistics and the paper's claims, t-SNE / PCA maps and the distance heatmap.
 
-GEOMETRY = config["geometry"]
-GEOMETRY_SQUARES = expand(
-    f"{RESULTS}/geometry/square/{{metric}}_{{space}}.csv", metric=GEOMETRY["metrics"], space=GEOMETRY["spaces"]
-)
-
-
-def geometry_weights():
-    return [f"{RESULTS}/weights/{model_id}.safetensors" for model_id in study_models()]
-
-
-def geometry_table():
-    return study.model_table(config, study_models())
-
-
-def geometry_settings():
-    return {key: GEOMETRY[key] for key in ("primary", "bootstrap", "tsne", "seed")}
-
-
-def distances_mem_mb(wildcards, attempt):
-    """n×n float64 matrices per group, the long table (~150 bytes a row), the block of every model (X, its
-    float32 read buffer and the reference: < 2 × block_mb), the interpreter with numpy and pandas."""
-    n = len(study_models())
-    groups = 1 + len(GEOMETRY["groups"]) + (12 if GEOMETRY["per_layer"] else 0)
-    rows = n * n * groups * len(GEOMETRY["metrics"]) * len(GEOMETRY["spaces"])
-    return int((600 + 2 * GEOMETRY["block_mb"] + (n * n * groups * 8 * 4 + rows * 150) / 2**20) * attempt)
-
-
 rule distances:
     input:
         weights=geometry_weights(),

@@ -27,7 +27,7 @@ def write_dataset(folder: Path, n_train=96, seed=0, pairs=False) -> Path:
     return folder
 
 
-SETTINGS = dict(epochs=2, batch_size=8, learning_rate=5e-4, max_length=24, checkpoint_every=4, log_every=2)
+SETTINGS = dict(epochs=2, batch_size=8, learning_rate=5e-4, max_length=24, checkpoint_every=4, log_every=3)  # logs between checkpoints
 
 
 def run(tiny_base, data, out, **overrides):
@@ -125,6 +125,10 @@ def test_killed_run_resumes_to_identical_weights(tiny_base, tmp_path):
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(out / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the training log too: the loss accumulated before the kill was checkpointed with the rest
+    columns = ["step", "epoch", "learning_rate", "train_loss", "val_loss", "val_accuracy"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "straight" / "train_log.csv")[columns],
+                                  pd.read_csv(out / "train_log.csv")[columns])
 
 
 def test_checkpoint_of_another_recipe_is_ignored(tiny_base, tmp_path):

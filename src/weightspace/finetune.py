@@ -75,6 +75,9 @@ class _State:
     log_rows: list = field(default_factory=list)
     resumed_from_step: int | None = None
     train_seconds: float = 0.0
+    # the loss since the last log row: checkpointed so that a resumed run logs what an uninterrupted one does
+    running_loss: float = 0.0
+    running_count: int = 0
 
 
 # ---------------------------------------------------------------- data
@@ -314,7 +317,6 @@ def finetune(
         settings.batch_size, device, threads,
     )
     progress = Progress(total_steps, f"train {model_id or out_dir.name}", logger=log, initial=state.step)
-    running_loss, running_count = 0.0, 0
     started = time.perf_counter() - state.train_seconds
     try:
         while state.step < total_steps and state.epoch < settings.epochs:
@@ -336,12 +338,12 @@ def finetune(
                 scheduler.step()
                 state.step += 1
                 state.batch_in_epoch += 1
-                running_loss += loss.item()
-                running_count += 1
+                state.running_loss += loss.item()
+                state.running_count += 1
                 progress.update()
                 if state.step % settings.log_every == 0:
-                    state.log_rows.append(_log_row(state, scheduler, running_loss / running_count, started))
-                    running_loss, running_count = 0.0, 0
+                    state.log_rows.append(_log_row(state, scheduler, state.running_loss / state.running_count, started))
+                    state.running_loss, state.running_count = 0.0, 0
                 state.train_seconds = time.perf_counter() - started
                 if state.step % settings.checkpoint_every == 0 or stop_requested:
                     save_checkpoint(resume_dir, model, optimizer, scheduler, scaler, state, key)
@@ -353,9 +355,10 @@ def finetune(
                 eval_started = time.perf_counter()
                 val = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
                 started += time.perf_counter() - eval_started  # train_seconds counts training only
-                row = _log_row(state, scheduler, running_loss / running_count if running_count else None, started)
+                mean_loss = state.running_loss / state.running_count if state.running_count else None
+                row = _log_row(state, scheduler, mean_loss, started)
                 state.log_rows.append(dict(row, val_loss=val["loss"], val_accuracy=val["accuracy"]))
-                running_loss, running_count = 0.0, 0
+                state.running_loss, state.running_count = 0.0, 0
                 log.info("epoch %d: validation loss %.4f accuracy %.4f", state.epoch, val["loss"], val["accuracy"])
                 if settings.early_stopping_patience:
                     if val["loss"] < state.best_val_loss:

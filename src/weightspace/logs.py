@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 
 
-def to_file(path: str | Path | None, level: int = logging.INFO) -> None:
-    """Send the root logger and Python warnings to ``path`` (stderr when None)."""
+def to_file(path: str | Path | None, level: int = logging.INFO, append: bool = False) -> None:
+    """Send the root logger and Python warnings to ``path`` (stderr when None).
+
+    append: keep what earlier attempts wrote (a resumed fine-tune's log tells the whole story).
+    """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handlers = [logging.FileHandler(path, mode="w")]
+        handlers = [logging.FileHandler(path, mode="a" if append else "w")]
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from weightspace import finetune, logs
 
-logs.to_file(snakemake.log[0])
+logs.to_file(snakemake.log[0], append=True)  # a retry after a time limit appends
 settings = finetune.Settings.from_config(dict(snakemake.params.settings), seed=int(snakemake.wildcards.seed))
 finetune.finetune(
     base_dir=snakemake.input.base,
