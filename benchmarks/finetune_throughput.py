@@ -5,7 +5,7 @@ prints examples per second of both and the ratio (ours / Trainer). Run by hand:
 
     .venv/bin/python benchmarks/finetune_throughput.py [--base builtin|tiny] [--steps 30] [--threads 2]
 
-Needs `pip install accelerate` (the Trainer's dependency; not needed by the workflow).
+Needs the Trainer's dependency accelerate: `.venv/bin/pip install -e ".[bench]"` (not needed by the workflow).
 """
 
 from __future__ import annotations

@@ -281,7 +281,10 @@ def finetune(
     total_steps = settings.epochs * steps_per_epoch
     if settings.max_steps:
         total_steps = min(total_steps, settings.max_steps)
-    optimizer = torch.optim.AdamW(parameter_groups(model, settings), lr=settings.learning_rate)
+    # fused: one kernel for all parameters (CPU and CUDA), what the Trainer uses too; the loop-per-tensor
+    # default made our steps ~25% slower on CPU
+    optimizer = torch.optim.AdamW(parameter_groups(model, settings), lr=settings.learning_rate,
+                                  fused=device.type in ("cpu", "cuda"))
     scheduler = linear_schedule(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
     autocast, scaler = autocast_context(device, settings.mixed_precision)
 
