@@ -127,12 +127,20 @@ def test_interpolation_and_fusion_outputs(finished_study):
         assert (results / "figures" / figure).stat().st_size > 10_000
 
 
+def as_shown(value) -> str:
+    """How the summary shows a table's value: numbers to 4 significant digits, text as it is."""
+    try:
+        return f"{float(value):.4g}"
+    except ValueError:
+        return str(value)
+
+
 def test_summary_numbers_come_from_the_tables(finished_study):
     results = finished_study / "results"
     page = (results / "summary.md").read_text()
     assert "all-MiniLM" not in page and "tiny_source" in page  # the run's own base
     for claim in pd.read_csv(results / "interpolation" / "claims.csv").itertuples():
-        assert claim.claim in page and str(claim.value if isinstance(claim.value, str) else f"{claim.value:.4g}") in page
+        assert claim.claim in page and as_shown(claim.value) in page
     geometry = pd.read_csv(results / "geometry" / "claims.csv")
     for claim in geometry[geometry["primary"].astype(bool)].itertuples():
         assert claim.claim in page and f"{claim.value:.4g}" in page and claim.verdict in page

@@ -30,14 +30,15 @@ def figure(wins: pd.DataFrame):
 
     panels = wins.groupby(["mode", "size"], sort=True) if not wins.empty else []
     n = max(len(panels), 1)
-    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, n, figsize=(max(5.5 * n, 7), 4.6), squeeze=False, sharey=True)
     for ax, ((mode, size), frame) in zip(axes[0], panels):
-        sns.barplot(frame, x="target", y="gain", hue="scope", ax=ax, palette="colorblind",
+        sns.barplot(frame.assign(points=100 * frame["gain"]), x="target", y="points", hue="scope", ax=ax,
+                    palette="colorblind",
                     hue_order=sorted(frame["scope"].unique()))
         ax.axhline(0, color="black", lw=0.8)
         ax.set_title(f"{mode} fine-tuning, training size {size}")
         ax.set_xlabel("target dataset")
-        ax.set_ylabel("test accuracy gain over pretrained start (points ×100 = %)")
+        ax.set_ylabel("test accuracy gain over the\npretrained start (percentage points)")
         ax.tick_params(axis="x", rotation=45)
         ax.legend(title="fused region", loc="best", fontsize=8)
     fig.suptitle("Fused start (mean of other datasets' models) vs the pretrained start")

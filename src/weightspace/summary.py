@@ -18,6 +18,12 @@ PAPER = "Gueta et al. 2023, *Knowledge is a Region in Weight Space for Fine-tune
 
 
 def _fmt(value) -> str:
+    """Numbers to 4 significant digits, also when a CSV column of mixed values read them as text."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -72,6 +78,8 @@ def claims_section(title: str, claims: pd.DataFrame, paper_column: str | None, f
             cols.insert(1, paper_column)
         if "reference" in claims.columns:
             cols.insert(cols.index("value") + 1, "reference")
+        if "statistic" in claims.columns:  # what the value measures
+            cols.insert(cols.index("verdict"), "statistic")
         text += markdown_table(claims[[c for c in cols if c in claims.columns]])
     for caption, path in figures:
         if Path(path).exists():
