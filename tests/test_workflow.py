@@ -154,6 +154,9 @@ def test_summary_numbers_come_from_the_tables(finished_study):
 def test_snakemake_report_holds_every_figure(finished_study):
     snakemake(finished_study, "--report", "results/report.html")
     html = (finished_study / "results" / "report.html").read_text(errors="replace")
-    for name in ("tsne.png", "distance_heatmap.png", "probe_loss_heatmap.png", "interpolation.png", "fusion.png",
-                 "summary.md", "datasets.csv"):
+    # every figure and table of the study, the datasets, the fine-tuning metrics and the run's config
+    for name in ("tsne.png", "distance_heatmap.png", "cluster_stats.csv", "claims.csv", "matrix.csv",
+                 "probe_loss_heatmap.png", "probe_vs_distance.png", "interpolation.png", "planes.png", "region.png",
+                 "lines.csv", "fusion.png", "wins.csv", "summary.md", "datasets.csv", "finetune_metrics.csv",
+                 "config.yaml"):
         assert name in html, name
