@@ -27,6 +27,13 @@ def test_default_config_plans_one_finetune_per_dataset_and_seed(tmp_path):
     assert len({d["task"] for d in config["datasets"].values()}) >= 3
 
 
+def test_workflow_passes_snakemakes_lint(tmp_path):
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    result = snakemake(tmp_path, "--lint", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "Lints for" not in output, output[-4000:]
+
+
 @pytest.mark.parametrize(
     "mutate, key",
     [
