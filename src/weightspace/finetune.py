@@ -79,6 +79,12 @@ class _State:
     running_loss: float = 0.0
     running_count: int = 0
 
+    def take_train_loss(self) -> float | None:
+        """The mean training loss since the last log row (None if no step since), and start anew."""
+        mean = self.running_loss / self.running_count if self.running_count else None
+        self.running_loss, self.running_count = 0.0, 0
+        return mean
+
 
 # ---------------------------------------------------------------- data
 
@@ -345,8 +351,7 @@ def finetune(
                 state.running_count += 1
                 progress.update()
                 if state.step % settings.log_every == 0:
-                    state.log_rows.append(_log_row(state, scheduler, state.running_loss / state.running_count, started))
-                    state.running_loss, state.running_count = 0.0, 0
+                    state.log_rows.append(_log_row(state, scheduler, state.take_train_loss(), started))
                 state.train_seconds = time.perf_counter() - started
                 if state.step % settings.checkpoint_every == 0 or stop_requested:
                     save_checkpoint(resume_dir, model, optimizer, scheduler, scaler, state, key)
@@ -358,10 +363,8 @@ def finetune(
                 eval_started = time.perf_counter()
                 val = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
                 started += time.perf_counter() - eval_started  # train_seconds counts training only
-                mean_loss = state.running_loss / state.running_count if state.running_count else None
-                row = _log_row(state, scheduler, mean_loss, started)
+                row = _log_row(state, scheduler, state.take_train_loss(), started)
                 state.log_rows.append(dict(row, val_loss=val["loss"], val_accuracy=val["accuracy"]))
-                state.running_loss, state.running_count = 0.0, 0
                 log.info("epoch %d: validation loss %.4f accuracy %.4f", state.epoch, val["loss"], val["accuracy"])
                 if settings.early_stopping_patience:
                     if val["loss"] < state.best_val_loss:
