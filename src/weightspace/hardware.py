@@ -1,0 +1,67 @@
+"""What the CPU can do, read at run time: its name and whether it computes bf16 natively.
+
+Machines of one kind differ: on AVX2-only CPUs bf16 matmuls are emulated and ~100x
+slower than fp32; with AMX or AVX512-BF16 they are faster than fp32. Precision choices
+(`auto`) therefore ask here, never assume.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    path = Path("/proc/cpuinfo")
+    fields: dict[str, str] = {}
+    if not path.exists():
+        return fields
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_flags() -> set[str]:
+    return set(_cpuinfo().get("flags", "").split())
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as a timing should name it."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
+def torch_cpu_capability() -> str:
+    """torch's dispatch level on this CPU (e.g. AVX2, AVX512); 'unknown' where torch cannot say."""
+    try:
+        import torch
+
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # an old torch without the call
+        return "unknown"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where bf16 matmuls run in hardware (AMX or AVX512-BF16), so bf16 autocast pays."""
+    return any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS)
+
+
+def describe() -> dict:
+    """One line of facts to log and to print next to every timing."""
+    import os
+
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "torch_capability": torch_cpu_capability(),
+        "native_bf16": cpu_has_native_bf16(),
+    }
