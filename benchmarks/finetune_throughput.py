@@ -1,11 +1,18 @@
 """Training throughput of weightspace's finetune against a plain Hugging Face Trainer.
 
-Same base model, data, batch size, sequence length, steps and threads, in one run;
-prints examples per second of both and the ratio (ours / Trainer). Run by hand:
+Same base model, data, batch size, sequence length, steps, threads and precision, in one run,
+interleaved (drift on a shared machine hits both alike). Both are timed over their training
+loop only (setup, tokenization and evaluation left out: ours from its metrics, the Trainer's
+from on_train_begin to on_train_end). Prints, with the CPU they ran on, examples per second
+of wall time and examples per CPU-second (the process's CPU time during the loop: steadier
+than wall time when other work shares the machine), and the ratios ours / Trainer.
 
     .venv/bin/python benchmarks/finetune_throughput.py [--base builtin|tiny] [--steps 30] [--threads 2]
+        [--precision fp32|bf16] [--trainer-clip 1.0]
 
-Needs the Trainer's dependency accelerate: `.venv/bin/pip install -e ".[bench]"` (not needed by the workflow).
+The Trainer keeps its defaults (gradient clipping at 1.0 included, which our recipe does not
+do); --trainer-clip 0 turns it off, for the exact same recipe. Needs the Trainer's dependency
+accelerate: `.venv/bin/pip install -e ".[bench]"` (not needed by the workflow).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import torch  # noqa: E402
 
 from conftest import generated_frame, make_tiny_source  # noqa: E402
-from weightspace import base_model, finetune  # noqa: E402
+from weightspace import base_model, finetune, hardware  # noqa: E402
 
 
 def make_data(folder: Path, n: int) -> Path:
@@ -38,17 +45,26 @@ def make_data(folder: Path, n: int) -> Path:
     return folder
 
 
-def ours(base: Path, data: Path, out: Path, args) -> float:
+def ours(base: Path, data: Path, out: Path, args) -> dict:
     settings = finetune.Settings(epochs=100, max_steps=args.steps, batch_size=args.batch, learning_rate=5e-5,
-                                 max_length=args.length, checkpoint_every=10**9, log_every=10**9)
-    metrics = finetune.finetune(base, data, out, settings, threads=args.threads)
-    return metrics["examples_per_second"]
+                                 max_length=args.length, checkpoint_every=None, checkpoint_minutes=None,
+                                 log_every=10**9, mixed_precision="bf16" if args.precision == "bf16" else "no")
+    metrics = finetune.finetune(base, data, out, settings, threads=args.threads, save_model=False)
+    examples = args.steps * args.batch
+    return {"wall": examples / metrics["train_seconds"], "cpu": examples / metrics["train_cpu_seconds"]}
 
 
-def trainer(base: Path, data: Path, out: Path, args) -> float:
+def trainer(base: Path, data: Path, out: Path, args) -> dict:
     import pandas as pd
     from datasets import Dataset
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *_, **__):
+            self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+        def on_train_end(self, *_, **__):
+            self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
     torch.set_num_threads(args.threads)
     tokenizer = base_model.load_tokenizer(base)
@@ -61,14 +77,16 @@ def trainer(base: Path, data: Path, out: Path, args) -> float:
     model = base_model.load_classifier(base, 2)
     training_args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=args.batch, max_steps=args.steps, learning_rate=5e-5,
-        weight_decay=0.01, warmup_steps=int(0.1 * args.steps), lr_scheduler_type="linear", logging_steps=10**9, save_strategy="no",
-        report_to=[], use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, seed=0, disable_tqdm=True,
+        weight_decay=0.01, warmup_steps=int(0.1 * args.steps), lr_scheduler_type="linear", logging_steps=10**9,
+        save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, seed=0,
+        disable_tqdm=True, bf16=args.precision == "bf16", max_grad_norm=args.trainer_clip,
     )
+    clock = Clock()
     run = Trainer(model=model, args=training_args, train_dataset=dataset,
-                  data_collator=DataCollatorWithPadding(tokenizer))
-    started = time.perf_counter()
+                  data_collator=DataCollatorWithPadding(tokenizer), callbacks=[clock])
     run.train()
-    return args.steps * args.batch / (time.perf_counter() - started)
+    examples = args.steps * args.batch
+    return {"wall": examples / clock.wall, "cpu": examples / clock.cpu}
 
 
 def main() -> None:
@@ -78,7 +96,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--trainer-clip", type=float, default=1.0, help="the Trainer's max_grad_norm (0: off)")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -90,11 +110,18 @@ def main() -> None:
         for r in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
             results["ours"].append(ours(base, data, tmp / f"ours{r}", args))
             results["trainer"].append(trainer(base, data, tmp / f"trainer{r}", args))
-        best = {k: max(v) for k, v in results.items()}
-    print(f"base={args.base} steps={args.steps} batch={args.batch} length={args.length} threads={args.threads}")
-    print(f"weightspace finetune : {best['ours']:8.1f} examples/s  (runs: {results['ours']})")
-    print(f"HF Trainer           : {best['trainer']:8.1f} examples/s  (runs: {[round(x, 1) for x in results['trainer']]})")
-    print(f"ratio ours/Trainer   : {best['ours'] / best['trainer']:.2f}x")
+    best = {k: {m: max(run[m] for run in v) for m in ("wall", "cpu")} for k, v in results.items()}
+    facts = hardware.describe()
+    print(f"cpu={facts['cpu']} cores={facts['cores']} torch={facts['torch_capability']} "
+          f"native_bf16={facts['native_bf16']} load={os.getloadavg()[0]:.1f}")
+    print(f"base={args.base} steps={args.steps} batch={args.batch} length={args.length} threads={args.threads} "
+          f"precision={args.precision} trainer_max_grad_norm={args.trainer_clip} repeats={args.repeats} (best of)")
+    for name, label in (("ours", "weightspace finetune"), ("trainer", "HF Trainer")):
+        runs = ", ".join(f"{run['wall']:.1f}/{run['cpu']:.1f}" for run in results[name])
+        print(f"{label:21}: {best[name]['wall']:8.1f} examples/s  {best[name]['cpu']:8.1f} examples/CPU-s"
+              f"  (runs wall/cpu: {runs})")
+    print(f"ratio ours/Trainer   : {best['ours']['wall'] / best['trainer']['wall']:.2f}x wall, "
+          f"{best['ours']['cpu'] / best['trainer']['cpu']:.2f}x CPU")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,12 @@ sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p))
 CONDA_ENV = "../envs/weightspace.yaml"
 
-from weightspace import fusion, study, traversal  # noqa: E402
+from weightspace import evaluation, fusion, study, traversal  # noqa: E402
 
 
+# fills every key the config leaves out with the schema's default, then the checks a schema cannot make
 validate(config, schema="../schemas/config.schema.yaml")
+study.check(config)
 
 RESULTS = "results"
 DATASETS = study.datasets(config)
@@ -22,6 +24,7 @@ SEEDS = study.seeds(config)
 FINETUNED = study.finetuned_ids(config)
 FUSED = {f.model_id: f for f in fusion.fused_bases(config)}
 MIXES = traversal.mix_recipes(config)
+TRAVERSAL_POINTS = traversal.all_points(config)
 
 
 wildcard_constraints:
@@ -47,12 +50,58 @@ def model_recipe(model_id):
     return [f"{RESULTS}/weights/{model_id}.safetensors"], [1.0]
 
 
-def probe_results(pairs):
-    return [f"{RESULTS}/probe/{m}/{d}.json" for m, d in sorted(pairs)]
+# ---------------------------------------------------------------- probe evaluation (rules/probe.smk)
 
 
-def model_weight_inputs(wildcards):
-    return model_recipe(wildcards.model_id)[0]
+def _traversal_groups():
+    """group name -> the traversal points evaluated in that job (a line, a plane, a region group)."""
+    groups = {}
+    for point in TRAVERSAL_POINTS:
+        groups.setdefault(evaluation.group_name(point.as_row()), []).append(point)
+    return groups
+
+
+TRAVERSAL_GROUPS = _traversal_groups()
+
+
+def _group_mix_points(group):
+    return [p for p in TRAVERSAL_GROUPS[group] if p.model_id in MIXES]
+
+
+def group_pairs(group):
+    """(mix id, dataset) pairs of a group; its stored models are evaluated by their own jobs."""
+    return sorted({(p.model_id, d) for p in _group_mix_points(group) for d in p.eval_datasets})
+
+
+def group_recipes(group):
+    return {p.model_id: model_recipe(p.model_id) for p in _group_mix_points(group)}
+
+
+def group_datasets(group):
+    return sorted({d for _, d in group_pairs(group)})
+
+
+def group_weight_inputs(group):
+    return sorted({path for paths, _ in group_recipes(group).values() for path in paths})
+
+
+def evaluation_dataset(dataset):
+    return {"name": dataset, "data_dir": f"{RESULTS}/data/{dataset}", "max_length": dataset_max_length(dataset)}
+
+
+def probe_l2_files(datasets):
+    return [f"{RESULTS}/probe/l2/{d}.json" for d in datasets]
+
+
+def model_results(model_ids):
+    """The results files of stored models' evaluation jobs (each: the model on every dataset)."""
+    return [f"{RESULTS}/probe/models/{m}.json" for m in model_ids]
+
+
+def traversal_results():
+    """Every results file the traversal studies read: their groups' and their stored models'."""
+    stored = sorted({p.model_id for p in TRAVERSAL_POINTS if p.model_id not in MIXES})
+    return [f"{RESULTS}/probe/groups/{g}.json" for g in TRAVERSAL_GROUPS] + model_results(stored)
 
 
 def all_targets():
@@ -68,9 +117,12 @@ def all_targets():
         f"{RESULTS}/interpolation/claims.csv",
         f"{RESULTS}/tables/datasets.csv",
         f"{RESULTS}/summary.md",
+        f"{RESULTS}/summary.html",
     ]
     if fusion.runs(config):
         targets.append(f"{RESULTS}/fusion/wins.csv")
+    targets += list(rules.report_pages.output)  # the report's pages (rules/report.smk, included after this file)
+    targets += [f"{RESULTS}/tables/stage_times.csv", f"{RESULTS}/tables/stage_times.html"]  # rules/stage_times.smk
     return targets
 
 
@@ -79,9 +131,10 @@ def dataset_max_length(dataset):
 
 
 def finetune_settings(dataset):
-    """The fine-tuning recipe of one dataset: the finetune section plus its max_length."""
+    """The fine-tuning recipe of one dataset: the finetune section plus its max_length. (How often a job
+    checkpoints is not the recipe: the scripts read it from the config, so changing it reruns nothing.)"""
     keys = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "warmup_ratio",
-            "early_stopping_patience", "checkpoint_every", "mixed_precision")
+            "early_stopping_patience", "mixed_precision")
     settings = {k: config["finetune"][k] for k in keys if k in config["finetune"]}
     settings["max_length"] = dataset_max_length(dataset)
     return settings
@@ -90,8 +143,9 @@ def finetune_settings(dataset):
 def _finetune_resources():
     section = config["finetune"]
     resources = {
-        "mem_mb": section.get("mem_mb", 4000),
-        # each SLURM retry (a time-limit kill) asks for more time; the job resumes from its checkpoint
+        # each SLURM retry (a time limit, preemption, out of memory) asks for more memory and time; the job
+        # resumes from its checkpoint
+        "mem_mb": lambda wc, attempt: section.get("mem_mb", 4000) * attempt,
         "runtime": lambda wc, attempt: section.get("runtime", 60) * attempt,
     }
     if section.get("gpu", 0):
@@ -139,7 +193,7 @@ def geometry_table():
 
 
 def geometry_settings():
-    return {key: GEOMETRY[key] for key in ("primary", "bootstrap", "tsne", "seed")}
+    return {key: GEOMETRY[key] for key in ("primary", "bootstrap", "permutations", "tsne", "seed") if key in GEOMETRY}
 
 
 def distances_mem_mb(wildcards, attempt):

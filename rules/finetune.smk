@@ -1,4 +1,5 @@
-# The base model, and one fine-tuning job per dataset x seed.
+# The base model, and one fine-tuning job per dataset x seed. A fine-tune writes its model's encoder
+# weights (results/weights/{dataset}.seed{seed}.safetensors) itself: no extraction job per model.
 
 
 rule base_model:
@@ -29,6 +30,7 @@ rule finetune:
         config=f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/config.json",
         log_csv=f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/train_log.csv",
         metrics=f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json",
+        weights=f"{RESULTS}/weights/{{dataset}}.seed{{seed}}.safetensors",
     params:
         settings=lambda wc: finetune_settings(wc.dataset),
     log:

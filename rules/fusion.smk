@@ -55,12 +55,15 @@ rule fusion_summary:
     input:
         runs=[fusion_run_metrics(run) for run in fusion.runs(config)],
     output:
-        summary=report(f"{RESULTS}/fusion/summary.csv", caption="../report/fusion_summary.rst", category="Fusion"),
-        wins=report(f"{RESULTS}/fusion/wins.csv", caption="../report/fusion_wins.rst", category="Fusion"),
+        summary=f"{RESULTS}/fusion/summary.csv",
+        wins=f"{RESULTS}/fusion/wins.csv",
         overview=f"{RESULTS}/fusion/wins_overview.csv",
+        claims=f"{RESULTS}/fusion/claims.csv",
         figure=report(f"{RESULTS}/figures/fusion.png", caption="../report/fusion.rst", category="Fusion"),
     params:
         runs=[vars(run) for run in fusion.runs(config)],
+        bootstrap=config["geometry"]["bootstrap"],
+        seed=config["geometry"]["seed"],
     log:
         f"{RESULTS}/logs/fusion_summary.log",
     threads: 1

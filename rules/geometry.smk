@@ -29,10 +29,8 @@ rule cluster_stats:
     input:
         distances=rules.distances.output.long,
     output:
-        stats=report(f"{RESULTS}/geometry/cluster_stats.csv", caption="../report/cluster_stats.rst",
-                     category="Geometry"),
-        claims=report(f"{RESULTS}/geometry/claims.csv", caption="../report/geometry_claims.rst",
-                      category="Geometry"),
+        stats=f"{RESULTS}/geometry/cluster_stats.csv",
+        claims=f"{RESULTS}/geometry/claims.csv",
     params:
         table=geometry_table(),
         settings=geometry_settings(),

@@ -3,14 +3,13 @@
 
 rule interpolation_summary:
     input:
-        probes=probe_results(traversal.evaluations(config)),
-        fusion=rules.fusion_summary.output.overview if fusion.runs(config) else [],
+        probes=traversal_results(),
+        pretrained=model_results([study.PRETRAINED]),  # the centroid is compared with it
     output:
-        lines=report(f"{RESULTS}/interpolation/lines.csv", caption="../report/lines.rst", category="Interpolation"),
-        planes=report(f"{RESULTS}/interpolation/planes.csv", caption="../report/planes.rst", category="Interpolation"),
-        region=report(f"{RESULTS}/interpolation/region.csv", caption="../report/region.rst", category="Interpolation"),
-        claims=report(f"{RESULTS}/interpolation/claims.csv", caption="../report/interpolation_claims.rst",
-                      category="Claims"),
+        lines=f"{RESULTS}/interpolation/lines.csv",
+        planes=f"{RESULTS}/interpolation/planes.csv",
+        region=f"{RESULTS}/interpolation/region.csv",
+        claims=f"{RESULTS}/interpolation/claims.csv",
         line_figure=report(f"{RESULTS}/figures/interpolation.png", caption="../report/interpolation.rst",
                            category="Interpolation"),
         plane_figure=report(f"{RESULTS}/figures/planes.png", caption="../report/planes_figure.rst",
@@ -18,7 +17,9 @@ rule interpolation_summary:
         region_figure=report(f"{RESULTS}/figures/region.png", caption="../report/region_figure.rst",
                              category="Interpolation"),
     params:
-        points=[dict(p.as_row(), eval_datasets=list(p.eval_datasets)) for p in traversal.all_points(config)],
+        points=[dict(p.as_row(), eval_datasets=list(p.eval_datasets)) for p in TRAVERSAL_POINTS],
+        bootstrap=config["geometry"]["bootstrap"],
+        seed=config["geometry"]["seed"],
     log:
         f"{RESULTS}/logs/interpolation_summary.log",
     threads: 1

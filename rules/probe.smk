@@ -1,66 +1,106 @@
-# Linear probing: every model's frozen-encoder features on every dataset, a new linear head per
-# (model, dataset), and the matrix of test losses. One job per pair, so a new dataset or model
-# adds its row and column of jobs and nothing already probed runs again.
+# Linear probing, in jobs sized by their work: one L2 selection per dataset, one evaluation job per
+# stored model (its features and probes on every dataset) and one per traversal group (the mixes of a
+# line, a plane or a region, built in memory from their stored endpoints). Inside, features and probe
+# results are cached by content (results/probe/cache): adding a dataset computes only the pairs that
+# involve it, and a rerun reads what is already there. The number of jobs grows as models + datasets.
 
 PROBE = config["probe"]
-PROBE_PROTOCOL_KEYS = ("optimizer", "max_iter", "tolerance", "l2", "seed", "standardize")
-PROBE_FEATURE_RESOURCES = {"mem_mb": PROBE["mem_mb"], "runtime": PROBE["runtime"]}
+PROBE_PROTOCOL_KEYS = ("optimizer", "max_iter", "tolerance", "l2", "l2_grid", "cv_folds", "seed", "standardize")
+PROBE_SETTINGS = {
+    "pooling": PROBE["pooling"],
+    "batch_size": PROBE["batch_size"],
+    "mixed_precision": PROBE["mixed_precision"],
+    "protocol": {k: PROBE[k] for k in PROBE_PROTOCOL_KEYS if k in PROBE},
+}
+PROBE_CACHE = f"{RESULTS}/probe/cache"
+PROBE_RESOURCES = {  # a retry (time limit, preemption, out of memory) asks for more of both
+    "mem_mb": lambda wc, attempt: PROBE["mem_mb"] * attempt,
+    "runtime": lambda wc, attempt: PROBE["runtime"] * attempt,
+}
 if PROBE["gpu"]:
-    PROBE_FEATURE_RESOURCES["gpu"] = PROBE["gpu"]
+    PROBE_RESOURCES["gpu"] = PROBE["gpu"]
 
 
-rule features:
+rule probe_l2:
     input:
-        weights=model_weight_inputs,
+        weights=f"{RESULTS}/weights/pretrained.safetensors",
         base=rules.base_model.output[0],
-        train=f"{RESULTS}/data/{{dataset}}/train.parquet",
-        test=f"{RESULTS}/data/{{dataset}}/test.parquet",
-        meta=f"{RESULTS}/data/{{dataset}}/meta.json",
+        data=multiext(f"{RESULTS}/data/{{dataset}}/", "train.parquet", "test.parquet", "meta.json"),
     output:
-        f"{RESULTS}/features/{{model_id}}/{{dataset}}.npz",
+        f"{RESULTS}/probe/l2/{{dataset}}.json",
     params:
-        coefficients=lambda wc: model_recipe(wc.model_id)[1],
-        pooling=PROBE["pooling"],
-        batch_size=PROBE["batch_size"],
-        max_length=lambda wc: dataset_max_length(wc.dataset),
-        mixed_precision=PROBE["mixed_precision"],
+        dataset=lambda wc: evaluation_dataset(wc.dataset),
+        settings=PROBE_SETTINGS,
+        cache_dir=PROBE_CACHE,
     log:
-        f"{RESULTS}/logs/features/{{model_id}}/{{dataset}}.log",
+        f"{RESULTS}/logs/probe_l2/{{dataset}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/features/{{model_id}}/{{dataset}}.tsv"
+        f"{RESULTS}/benchmarks/probe_l2/{{dataset}}.tsv"
     threads: PROBE["threads"]
     resources:
-        **PROBE_FEATURE_RESOURCES,
+        **PROBE_RESOURCES,
     conda:
         CONDA_ENV
     script:
-        "../workflow/scripts/features.py"
+        "../workflow/scripts/probe_l2.py"
 
 
-rule probe:
+rule evaluate_model:
     input:
-        f"{RESULTS}/features/{{model_id}}/{{dataset}}.npz",
+        weights=f"{RESULTS}/weights/{{model_id}}.safetensors",
+        base=rules.base_model.output[0],
+        l2=probe_l2_files(DATASETS),  # each stands for its dataset: probe_l2 reads (and reruns with) the data
     output:
-        f"{RESULTS}/probe/{{model_id}}/{{dataset}}.json",
+        f"{RESULTS}/probe/models/{{model_id}}.json",
     params:
-        protocol={k: PROBE[k] for k in PROBE_PROTOCOL_KEYS},
+        pairs=lambda wc: [(wc.model_id, d) for d in DATASETS],
+        datasets={d: evaluation_dataset(d) for d in DATASETS},
+        settings=PROBE_SETTINGS,
+        cache_dir=PROBE_CACHE,
     log:
-        f"{RESULTS}/logs/probe/{{model_id}}/{{dataset}}.log",
+        f"{RESULTS}/logs/evaluate_model/{{model_id}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/probe/{{model_id}}/{{dataset}}.tsv"
-    threads: 1
+        f"{RESULTS}/benchmarks/evaluate_model/{{model_id}}.tsv"
+    threads: PROBE["threads"]
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **PROBE_RESOURCES,
     conda:
         CONDA_ENV
     script:
-        "../workflow/scripts/probe.py"
+        "../workflow/scripts/evaluate.py"
+
+
+rule evaluate_group:
+    input:
+        weights=lambda wc: group_weight_inputs(wc.group),
+        base=rules.base_model.output[0],
+        l2=lambda wc: probe_l2_files(group_datasets(wc.group)),
+    output:
+        f"{RESULTS}/probe/groups/{{group}}.json",
+    wildcard_constraints:
+        group=evaluation.GROUP_PATTERN,
+    params:
+        pairs=lambda wc: group_pairs(wc.group),
+        recipes=lambda wc: group_recipes(wc.group),
+        datasets=lambda wc: {d: evaluation_dataset(d) for d in group_datasets(wc.group)},
+        settings=PROBE_SETTINGS,
+        cache_dir=PROBE_CACHE,
+    log:
+        f"{RESULTS}/logs/evaluate_group/{{group}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_group/{{group}}.tsv"
+    threads: PROBE["threads"]
+    resources:
+        **PROBE_RESOURCES,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow/scripts/evaluate.py"
 
 
 rule probe_matrix:
     input:
-        probes=expand(f"{RESULTS}/probe/{{model_id}}/{{dataset}}.json", model_id=study_models(), dataset=DATASETS),
+        probes=model_results(study_models()),
         distances=f"{RESULTS}/geometry/distances.parquet",
     output:
         matrix=report(f"{RESULTS}/probe/matrix.csv", caption="../report/probe_matrix.rst", category="Probe"),

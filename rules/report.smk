@@ -1,4 +1,5 @@
-# The study on one page (results/summary.md) and the tables the report shows.
+# The study on one page (results/summary.md and summary.html) and the tables the report shows, each rendered as an
+# HTML page (Snakemake's report shows .html files inline; a CSV would only be a download button).
 
 
 rule study_tables:
@@ -6,10 +7,9 @@ rule study_tables:
         metas=expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=DATASETS),
         metrics=expand(f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json", dataset=DATASETS, seed=SEEDS),
     output:
-        datasets=report(f"{RESULTS}/tables/datasets.csv", caption="../report/datasets.rst", category="Setup"),
-        finetune=report(f"{RESULTS}/tables/finetune_metrics.csv", caption="../report/finetune_metrics.rst",
-                        category="Setup"),
-        config=report(f"{RESULTS}/tables/config.yaml", caption="../report/config.rst", category="Setup"),
+        datasets=f"{RESULTS}/tables/datasets.csv",
+        finetune=f"{RESULTS}/tables/finetune_metrics.csv",
+        config=f"{RESULTS}/tables/config.yaml",
     params:
         config=config,
     log:
@@ -24,21 +24,72 @@ rule study_tables:
         "../workflow/scripts/study_tables.py"
 
 
+# page name -> (the table it renders, its title, report category, caption)
+REPORT_PAGES = {
+    "geometry_claims": (rules.cluster_stats.output.claims, "Weight geometry: the paper's claims", "Claims",
+                        "geometry_claims.rst"),
+    "interpolation_claims": (rules.interpolation_summary.output.claims, "Lines and regions: the paper's claims",
+                             "Claims", "interpolation_claims.rst"),
+    "cluster_stats": (rules.cluster_stats.output.stats, "Cluster statistics", "Geometry", "cluster_stats.rst"),
+    "probe_matrix": (f"{RESULTS}/probe/matrix.csv", "Linear-probe results, every model on every dataset", "Probe",
+                     "probe_matrix.rst"),
+    "lines": (rules.interpolation_summary.output.lines, "Interpolation lines", "Interpolation", "lines.rst"),
+    "planes": (rules.interpolation_summary.output.planes, "Planes through three models", "Interpolation",
+               "planes.rst"),
+    "region": (rules.interpolation_summary.output.region, "Inside the regions", "Interpolation", "region.rst"),
+    "datasets": (rules.study_tables.output.datasets, "Datasets", "Setup", "datasets.rst"),
+    "finetune_metrics": (rules.study_tables.output.finetune, "Fine-tuned models", "Setup", "finetune_metrics.rst"),
+    "config": (rules.study_tables.output.config, "The run's configuration", "Setup", "config.rst"),
+}
+if fusion.runs(config):
+    REPORT_PAGES.update({
+        "fusion_claims": (rules.fusion_summary.output.claims, "Fusion: the paper's claim", "Claims",
+                          "fusion_claims.rst"),
+        "fusion_summary": (rules.fusion_summary.output.summary, "Fusion: every run", "Fusion", "fusion_summary.rst"),
+        "fusion_wins": (rules.fusion_summary.output.wins, "Fusion: gain per target", "Fusion", "fusion_wins.rst"),
+    })
+
+
+rule report_pages:
+    input:
+        **{name: page[0] for name, page in REPORT_PAGES.items()},
+    output:
+        **{
+            name: report(f"{RESULTS}/tables/{name}.html", caption=f"../report/{page[3]}", category=page[2])
+            for name, page in REPORT_PAGES.items()
+        },
+    params:
+        titles={name: page[1] for name, page in REPORT_PAGES.items()},
+    log:
+        f"{RESULTS}/logs/report_pages.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow/scripts/report_pages.py"
+
+
 rule summary:
     input:
         metas=rules.study_tables.input.metas,
         metrics=rules.study_tables.input.metrics,
         base=rules.base_model.output[0],
-        geometry_claims=f"{RESULTS}/geometry/claims.csv",
+        geometry_claims=rules.cluster_stats.output.claims,
         interpolation_claims=rules.interpolation_summary.output.claims,
+        fusion_claims=rules.fusion_summary.output.claims if fusion.runs(config) else [],
         fusion_overview=rules.fusion_summary.output.overview if fusion.runs(config) else [],
+        probe_matrix=f"{RESULTS}/probe/matrix.csv",
         tsne=f"{RESULTS}/figures/tsne.png",
         heatmap=f"{RESULTS}/figures/distance_heatmap.png",
         probe=f"{RESULTS}/figures/probe_loss_heatmap.png",
         interpolation=rules.interpolation_summary.output.line_figure,
         fusion=rules.fusion_summary.output.figure if fusion.runs(config) else [],
     output:
-        report(f"{RESULTS}/summary.md", caption="../report/summary.rst", category="Summary"),
+        markdown=f"{RESULTS}/summary.md",
+        html=report(f"{RESULTS}/summary.html", caption="../report/summary.rst", category="Summary"),
     params:
         config=config,
     log:

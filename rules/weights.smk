@@ -1,25 +1,5 @@
-# Encoder weights (head removed, float32): the unit of the geometry.
-
-
-rule extract_weights:
-    input:
-        base=rules.base_model.output[0],
-        model=f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/model.safetensors",
-        config=f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/config.json",
-    output:
-        f"{RESULTS}/weights/{{dataset}}.seed{{seed}}.safetensors",
-    log:
-        f"{RESULTS}/logs/extract_weights/{{dataset}}.seed{{seed}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/extract_weights/{{dataset}}.seed{{seed}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        CONDA_ENV
-    script:
-        "../workflow/scripts/extract_weights.py"
+# Encoder weights (head removed, float32): the unit of the geometry. A fine-tuned model's are written by its
+# fine-tuning job (rules/finetune.smk); the pretrained base's by this one job.
 
 
 rule extract_pretrained_weights:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.spatial.distance import cdist
 
-from weightspace import clusters
+from weightspace import clusters, verdicts
 
 
 def long_frame(ids, X, metric="euclidean", space="raw", group="all"):
@@ -47,13 +47,13 @@ def clustered(seed=0):
 
 
 def contrary(seed=0):
-    """Seed offsets dominate, datasets of different tasks coincide, the pretrained model is far: no claim holds."""
+    """Seed offsets shared across datasets dominate: a model is nearer the same seed of another dataset of its task
+    than the other seeds of its own dataset. Same-dataset models are *farther* apart than same-task ones."""
     rng = np.random.default_rng(seed)
     eye = np.eye(DIM)
-    layout = {"a1": "alpha", "a2": "alpha", "b1": "beta", "b2": "beta"}
-    place = {0: 10 * eye[1], 1: 10 * eye[2], 2: 10 * eye[1] + 0.5 * eye[3], 3: 10 * eye[2] + 0.5 * eye[3]}
-    return synthetic(layout, [0, 1, 2], lambda d, t, s: place[d] + 20 * eye[4 + s] + 0.01 * rng.normal(size=DIM),
-                     pretrained=100 * eye[0])
+    return synthetic(LAYOUT, [0, 1, 2],
+                     lambda d, t, s: 10 * eye[t] + 0.5 * eye[6 + d] + 20 * eye[12 + s] + 0.01 * rng.normal(size=DIM),
+                     pretrained=np.zeros(DIM))
 
 
 def stat(frame, statistic, subset, method=None):
@@ -96,25 +96,46 @@ def test_bootstrap_resamples_models_not_pairs():
     assert np.isfinite(boots["across_tasks"]).all()
 
 
-def test_claims_hold_on_clustered_vectors():
+def verdicts_of(found, metric="euclidean"):
+    part = found[found["metric"] == metric]
+    return dict(zip(part["claim_id"], part["verdict"]))
+
+
+def test_claims_on_clustered_vectors():
+    """6 datasets in 3 tasks: every dataset claim holds with p < 0.01; the task claims that rest on a permutation
+    of 6 datasets among 3 tasks (15 distinct partitions, p >= 1/15) cannot, and say inconclusive."""
     ids, table, X = clustered()
     found = clusters.claims(long_frame(ids, X), table, n_boot=200)
     assert list(found.columns) == clusters.CLAIM_COLUMNS
-    assert found["primary"].all() and len(found) == 3
-    assert (found["verdict"] == "holds").all(), found[["claim", "verdict", "note"]]
-    assert found.iloc[2]["value"] == 1.0
-    assert (found.iloc[:2]["ci_high"] < 0).all()  # the differences are clearly negative
+    assert found["primary"].all() and len(found) == 10
+    assert set(found["verdict"]) <= set(verdicts.VERDICTS)
+    assert verdicts_of(found) == {
+        "dataset_closer_than_task": "holds", "task_closer_than_across": "holds", "nn1_dataset": "holds",
+        "purity_dataset": "holds", "ari_dataset": "holds", "nn1_task": "inconclusive",
+        "purity_task": "inconclusive", "ari_task": "inconclusive"}
+    assert verdicts_of(found, "cosine") == {"task_vectors_align_by_dataset": "holds",
+                                            "task_vectors_align_by_task": "holds"}
+    dataset_rows = found[found["unit"].str.startswith("models")]
+    assert (dataset_rows["p_value"] < 0.01).all()
+    assert (found[found["claim_id"] == "nn1_task"]["p_value"] > 1 / 16).all()
+    first = found.iloc[0]
+    assert first["effect"] == pytest.approx(first["reference"] - first["value"]) and first["ci_low"] > 0
+    assert first["n"] == 18 and first["unit"] == "models (6 datasets)"
 
 
 def test_claims_do_not_hold_on_contrary_vectors():
+    """Seed offsets dominate and same-task datasets are apart: the distance claims do not hold."""
     ids, table, X = contrary()
     found = clusters.claims(long_frame(ids, X), table, n_boot=200)
-    assert (found["verdict"] == "does not hold").all(), found[["claim", "verdict", "note"]]
+    got = verdicts_of(found)
+    assert got["dataset_closer_than_task"] == "does not hold"
+    for claim in ("nn1_dataset", "purity_dataset", "ari_dataset"):  # below chance: the interval reaches 0 from below
+        assert got[claim] == "inconclusive", claim
+    assert found.iloc[0]["ci_high"] < 0
     assert found.iloc[0]["value"] > found.iloc[0]["reference"]
-    assert found.iloc[2]["value"] == 0.0 and "0 of 12" in found.iloc[2]["note"]
 
 
-def test_one_seed_per_dataset_and_one_dataset_per_task_give_na_not_errors():
+def test_one_seed_per_dataset_and_one_dataset_per_task_give_inconclusive_not_errors():
     eye = np.eye(DIM)
     ids, table, X = synthetic({"a1": "alpha", "b1": "beta", "c1": "gamma"}, [0],
                               lambda d, t, s: 10 * eye[t], pretrained=np.zeros(DIM))
@@ -128,18 +149,20 @@ def test_one_seed_per_dataset_and_one_dataset_per_task_give_na_not_errors():
     assert np.isnan(stat(stats, "nn1_accuracy", "task").value)
     assert stat(stats, "distance", "across_tasks").value == pytest.approx(10 * np.sqrt(2))
     found = clusters.claims(frame, table, n_boot=50)
-    assert list(found["verdict"]) == ["n/a (no within_dataset pairs)", "n/a (no within_task pairs)", "holds"]
+    assert (found["verdict"] == "inconclusive").all()
+    assert found.set_index("claim_id").loc["dataset_closer_than_task", "note"] == "no within_dataset pairs"
 
 
-def test_only_pretrained_and_one_model_is_all_na():
+def test_only_pretrained_and_one_model_is_all_inconclusive():
     ids, table, X = synthetic({"a1": "alpha"}, [0], lambda d, t, s: np.ones(DIM), pretrained=np.zeros(DIM))
     stats = clusters.cluster_stats(long_frame(ids, X), table, n_boot=20)
     assert stat(stats, "distance", "to_pretrained").value == pytest.approx(np.sqrt(DIM))
     assert stats[stats.statistic != "distance"]["value"].isna().all()
-    assert clusters.claims(long_frame(ids, X), table, n_boot=20)["verdict"].str.startswith("n/a (").all()
+    found = clusters.claims(long_frame(ids, X), table, n_boot=20)
+    assert (found["verdict"] == "inconclusive").all() and found["note"].str.len().gt(0).all()
 
 
-def test_undefined_cosine_to_the_zero_task_vector_is_na():
+def test_undefined_cosine_to_the_zero_task_vector_is_inconclusive():
     ids, table, X = clustered()
     frame = long_frame(ids, X, metric="cosine", space="task_vector")
     frame.loc[(frame.model_a == "pretrained") | (frame.model_b == "pretrained"), "distance"] = np.nan
@@ -147,8 +170,45 @@ def test_undefined_cosine_to_the_zero_task_vector_is_na():
     assert np.isnan(stat(stats, "distance", "to_pretrained").value)
     assert stat(stats, "nn1_accuracy", "dataset").value == 1.0  # the fine-tuned models' distances are finite
     found = clusters.claims(frame, table, n_boot=50, primary={"metric": "euclidean", "space": "raw"})
-    assert not found["primary"].any()
-    assert found.iloc[2]["verdict"].startswith("n/a")
+    assert not found[found["metric"] == "cosine"].empty
+    cos = found[found["claim_id"].str.startswith("task_vectors")]
+    assert (cos["verdict"] == "inconclusive").all()  # no Euclidean distances to derive task-vector cosines from
+
+
+def test_task_vector_cosines_from_euclidean_distances():
+    rng = np.random.default_rng(0)
+    ids, table, X = synthetic(LAYOUT, [0, 1], lambda d, t, s: rng.normal(size=DIM), pretrained=rng.normal(size=DIM))
+    D = pd.DataFrame(cdist(X, X), index=ids, columns=ids)
+    C, datasets, _ = clusters.task_vector_cosines(D, table)
+    V = X[1:] - X[0]
+    expected = (V @ V.T) / np.outer(np.linalg.norm(V, axis=1), np.linalg.norm(V, axis=1))
+    np.testing.assert_allclose(C, expected, atol=1e-10)
+
+
+def test_permutation_nulls_keep_the_structure_they_should():
+    rng = np.random.default_rng(0)
+    datasets = np.array(["a1"] * 3 + ["a2"] * 3 + ["b1"] * 3 + ["b2"] * 3)
+    tasks = np.array(["alpha"] * 6 + ["beta"] * 6)
+    d, t = clusters.shuffle_datasets(datasets, tasks, rng)
+    assert (d == datasets).all()
+    for name in set(datasets):  # a dataset's models move together
+        assert len(set(t[d == name])) == 1
+    assert sorted(t) == sorted(tasks)
+    d, t = clusters.shuffle_models_within_tasks(datasets, tasks, rng)
+    assert (t == tasks).all() and set(d[:6]) == {"a1", "a2"} and sorted(d) == sorted(datasets)
+    d, t = clusters.shuffle_models(datasets, tasks, rng)
+    assert sorted(d) == sorted(datasets)
+    assert all(len(set(t[d == name])) == 1 for name in set(d))  # labels move as (dataset, task)
+
+
+def test_adjusted_rand_matches_sklearn():
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.integers(0, 4, 15), rng.integers(0, 3, 15)
+        assert clusters.adjusted_rand(a, b) == pytest.approx(adjusted_rand_score(a, b))
+    assert clusters.adjusted_rand([0, 0, 1, 1], [5, 5, 7, 7]) == 1.0
 
 
 def test_purity_and_nn1_by_hand():

@@ -120,6 +120,49 @@ def test_integer_labels_keep_their_order_and_become_contiguous_ids(tmp_path):
     assert all(int(meta["label_names"][lab]) == truth[t] for t, lab in zip(splits["train"]["text"], splits["train"]["label"]))
 
 
+def mixed_labels(n: int = 40) -> pd.DataFrame:
+    """Two classes written two ways each, as happens when files from two sources are concatenated."""
+    spelled = ["0", "1", "neg", "pos"]
+    return pd.DataFrame({"text": [f"text number {i}" for i in range(n)], "label": [spelled[i % 4] for i in range(n)]})
+
+
+def test_text_columns_named_as_lists_are_joined(tmp_path):
+    frame = pd.DataFrame({"premise": [f"premise {i}" for i in range(40)], "question": ["cause", "effect"] * 20,
+                          "choice1": [f"one {i}" for i in range(40)], "choice2": [f"two {i}" for i in range(40)],
+                          "label": [i % 2 for i in range(40)]})
+    frame.loc[3, "choice2"] = ""
+    spec = files_spec(tmp_path, frame, columns={"text": ["premise", "question"], "text_pair": ["choice1", "choice2"]})
+    splits, meta = data.prepare("copa", spec, DEFAULTS)
+    every = pd.concat(splits.values())
+    assert "premise 0 cause" in set(every["text"]) and "one 0 two 0" in set(every["text_pair"])
+    assert meta["dropped"]["empty"] == 1 and meta["columns"]["text"] == ["premise", "question"]
+
+
+def test_labels_that_mix_numbers_and_names_are_refused(tmp_path):
+    message = _error(files_spec(tmp_path, mixed_labels()))
+    assert "mydata" in message and "train.csv" in message and "'label'" in message
+    assert all(repr(v) in message for v in ("0", "1", "neg", "pos")) and "label_map" in message
+
+
+def test_a_label_map_merges_the_spellings(tmp_path):
+    spec = files_spec(tmp_path / "in", mixed_labels(), label_map={0: "neg", 1: "pos"})
+    meta = data.prepare_dataset("mydata", spec, DEFAULTS, tmp_path / "out")
+    assert meta["label_names"] == ["neg", "pos"] and meta["num_labels"] == 2
+    assert sum(meta["label_counts"]["train"].values()) == meta["counts"]["train"]
+    splits, _ = read_out(tmp_path / "out")
+    truth = {f"text number {i}": ["neg", "pos"][i % 2] for i in range(40)}
+    assert all(meta["label_names"][lab] == truth[t] for t, lab in zip(splits["train"]["text"], splits["train"]["label"]))
+
+
+def test_splits_labelled_in_different_kinds_are_refused(tmp_path):
+    train = generated_frame(40, seed=1)  # 0 / 1
+    test = generated_frame(20, seed=2, string_labels=True)  # neg / pos
+    message = _error(files_spec(tmp_path, train, test=test))
+    assert "mydata" in message and "train.csv" in message and "test.csv" in message and "label_map" in message
+    spec = files_spec(tmp_path / "mapped", train, test=test, label_map={"neg": 0, "pos": 1})
+    assert data.prepare("mydata", spec, DEFAULTS)[1]["label_names"] == ["0", "1"]
+
+
 # ---------------------------------------------------------------- cleaning
 
 
@@ -365,6 +408,22 @@ def test_hub_source_through_load_dataset(monkeypatch):
 
     message = _error(dict(spec, splits={"train": "train", "test": "dev"}), name="rte")
     assert "rte" in message and "'dev'" in message and "validation" in message
+
+
+def test_hub_dataset_is_read_at_one_commit_recorded_in_meta(monkeypatch):
+    import datasets
+
+    from weightspace import hub
+
+    frame = generated_frame(40, seed=3)
+    loaded = datasets.DatasetDict({"train": datasets.Dataset.from_pandas(frame, preserve_index=False)})
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, **kw: calls.append(kw) or loaded)
+    monkeypatch.setattr(hub, "resolve_commit", lambda repo, revision=None, repo_type="model": "c" * 40)
+    _, meta = data.prepare("imdb", {"task": "t", "hub": "stanfordnlp/imdb", "revision": "main"}, DEFAULTS)
+    assert calls == [{"revision": "c" * 40}]
+    assert meta["source"]["revision"] == "main" and meta["source"]["commit"] == "c" * 40
+    assert meta["checksum"]["commit"] == "c" * 40
 
 
 def test_hub_failure_is_a_clear_error(monkeypatch):

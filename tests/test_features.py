@@ -145,3 +145,26 @@ def test_bad_inputs_are_named(tiny_base, pretrained_file, tmp_path):
     with pytest.raises(WeightspaceError, match="does not exist"):
         features.recipe_weights([tmp_path / "missing.safetensors"], [1.0])
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_precision_is_bf16_on_cpu_only_where_the_cpu_has_it(monkeypatch):
+    from weightspace import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)  # AVX2: emulated bf16, 100x slower
+    assert features.precision("cpu", "auto") == "float32"
+    assert isinstance(features.autocast_for(torch.device("cpu"), "auto"), type(features.contextlib.nullcontext()))
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)  # AMX / AVX512-BF16
+    assert features.precision("cpu", "auto") == "bfloat16"
+    assert features.precision("cpu", "no") == "float32"
+    assert features.precision("cpu", "bf16") == "bfloat16"
+    with pytest.raises(WeightspaceError, match="mixed_precision"):
+        features.precision("cpu", "fp8")
+
+
+def test_bf16_features_stay_close_to_fp32(encoder, tokenizer):
+    examples = features.tokenize(tokenizer, TEXTS, None, max_length=64)
+    fp32 = features.encode(encoder, examples, "mean", tokenizer.pad_token_id, mixed_precision="no")
+    bf16 = features.encode(encoder, examples, "mean", tokenizer.pad_token_id, mixed_precision="bf16")
+    assert bf16.dtype == np.float32
+    assert np.abs(bf16 - fp32).max() < 0.1 * np.abs(fp32).max()  # bf16 keeps ~3 significant digits
+    assert np.abs(bf16 - fp32).max() > 0  # it did run in bf16

@@ -131,6 +131,84 @@ def test_killed_run_resumes_to_identical_weights(tiny_base, tmp_path):
                                   pd.read_csv(out / "train_log.csv")[columns])
 
 
+TERMINATOR = KILLER.replace("os.kill(os.getpid(), signal.SIGKILL)", "os.kill(os.getpid(), signal.SIGTERM)")
+
+
+def test_sigterm_writes_the_only_checkpoint_and_the_retry_ends_identical(tiny_base, tmp_path):
+    """By time only (no step interval, minutes far off): no checkpoint but the one SIGTERM asks for."""
+    data = write_dataset(tmp_path / "toy")
+    policy = dict(checkpoint_every=None, checkpoint_minutes=60)
+    run(tiny_base, data, tmp_path / "straight", **policy)
+    script = tmp_path / "terminator.py"
+    script.write_text(TERMINATOR.replace(repr(SETTINGS), repr({**SETTINGS, **policy})))
+    out = tmp_path / "stopped"
+    first = subprocess.run([sys.executable, str(script), str(tiny_base), str(data), str(out), "7"],
+                           capture_output=True, text=True)
+    assert first.returncode != 0 and "Stopped" in first.stderr, first.stderr[-2000:]
+    assert not (out / "metrics.json").exists()
+    second = subprocess.run([sys.executable, str(script), str(tiny_base), str(data), str(out), "0"])
+    assert second.returncode == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from_step"] == 7  # the step the signal arrived in, nothing lost
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoints_by_time(tiny_base, tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "toy")
+    saved = []
+    real_save = finetune.save_checkpoint
+    monkeypatch.setattr(finetune, "save_checkpoint", lambda *a, **k: (saved.append(a[-2].step), real_save(*a, **k)))
+    run(tiny_base, data, tmp_path / "never", checkpoint_every=None, checkpoint_minutes=None)
+    assert saved == []
+    run(tiny_base, data, tmp_path / "always", checkpoint_every=None, checkpoint_minutes=1e-9)
+    # every step is past the (tiny) interval, and so is each epoch's end (after its validation); 2 epochs of 12 steps
+    assert saved == list(range(1, 13)) + [12] + list(range(13, 25)) + [24]
+    # the checkpoint policy is not the recipe: a checkpoint made under another policy is resumed
+    a = finetune.Settings(**{**SETTINGS, "checkpoint_minutes": 1.0, "checkpoint_every": None})
+    b = finetune.Settings(**{**SETTINGS, "checkpoint_minutes": 10.0})
+    files = [data / "train.parquet"]
+    assert finetune.fingerprint(a, *files) == finetune.fingerprint(b, *files)
+    assert finetune.fingerprint(a, *files) != finetune.fingerprint(a, *files, precision="bf16")
+
+
+def test_precision_auto_uses_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(finetune.hardware, "cpu_has_native_bf16", lambda: False)
+    assert finetune.autocast_dtype(cpu, "auto") is None  # AVX2: bf16 is emulated, fp32 is faster
+    monkeypatch.setattr(finetune.hardware, "cpu_has_native_bf16", lambda: True)
+    assert finetune.autocast_dtype(cpu, "auto") == torch.bfloat16
+    assert finetune.autocast_dtype(cpu, "no") is None
+    assert finetune.autocast_dtype(cpu, "bf16") == torch.bfloat16
+    with pytest.raises(finetune.WeightspaceError, match="mixed_precision"):
+        finetune.autocast_dtype(cpu, "fp8")
+
+
+def test_bf16_on_cpu_trains_and_says_so(tiny_base, tmp_path):
+    data = write_dataset(tmp_path / "toy")
+    metrics = run(tiny_base, data, tmp_path / "bf16", epochs=1, mixed_precision="bf16")
+    assert metrics["precision"] == "bf16" and metrics["steps"] == 12
+    assert metrics["cpu"] and metrics["train_cpu_seconds"] > 0
+    assert all(t.dtype == torch.float32 for t in load_file(str(tmp_path / "bf16" / "model.safetensors")).values())
+
+
+def test_finetune_writes_the_encoder_weights_an_extraction_would(tiny_base, tmp_path):
+    data = write_dataset(tmp_path / "toy")
+    out = tmp_path / "toy_ft" / "seed0"
+    finetune.finetune(tiny_base, data, out, finetune.Settings(**{**SETTINGS, "epochs": 1}), threads=1,
+                      model_id="toy_ft.seed0", weights_path=tmp_path / "direct.safetensors")
+    weights.extract(tiny_base, out, tmp_path / "extracted.safetensors")
+    direct, extracted = (load_file(str(tmp_path / f"{x}.safetensors")) for x in ("direct", "extracted"))
+    assert sorted(direct) == sorted(extracted)
+    assert all(torch.equal(direct[k], extracted[k]) for k in direct)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "direct.safetensors"), "pt") as a, \
+            safe_open(str(tmp_path / "extracted.safetensors"), "pt") as b:
+        assert a.metadata() == b.metadata()
+
+
 def test_checkpoint_of_another_recipe_is_ignored(tiny_base, tmp_path):
     data = write_dataset(tmp_path / "toy")
     script = tmp_path / "killer.py"

@@ -95,3 +95,76 @@ def test_adding_changing_and_removing_datasets_and_seeds(tmp_path):
     assert any(belongs(k, "gamma_pairs") for k in before)
     for job in dry_run_jobs(root):
         assert not any(belongs(path, "gamma_pairs") for path in job["input"] + job["output"]), job
+
+
+# ---------------------------------------------------------------- the probe stage: one job per model, cached pairs
+
+
+def evaluation_targets(config: dict) -> list[str]:
+    """Every stored model's evaluation results (pretrained and fine-tunes) and the datasets' L2 files."""
+    models = ["pretrained"] + [f"{d}.seed{s}" for d in config["datasets"] for s in config["seeds"]]
+    return [f"results/probe/models/{m}.json" for m in models]
+
+
+def job_infos(root: Path) -> dict[str, dict]:
+    from weightspace import probe_store
+
+    return {p.stem: probe_store.job_info(p) for p in (root / "results" / "probe" / "models").glob("*.json")}
+
+
+def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
+    from weightspace import probe_store
+
+    root = tmp_path
+    full = tiny_config(root, {"alpha": "sentiment", "gamma_pairs": "nli"}, seeds=(0,))
+    config = copy.deepcopy(full)
+    del config["datasets"]["gamma_pairs"]
+    write_config(root, config)
+    snakemake(root, "--cores", "2", *evaluation_targets(config))
+    infos = job_infos(root)
+    assert set(infos) == {"pretrained", "alpha.seed0"}
+    assert infos["pretrained"].get("features_computed", 0) == 0  # probe_l2 computed them (cache)
+    assert infos["alpha.seed0"]["features_computed"] == 1 and infos["alpha.seed0"]["probes_computed"] == 1
+
+    # add a dataset: one L2 job and one evaluation job per model; the old models compute the new pair only
+    write_config(root, full)
+    jobs = dry_run_jobs(root, *evaluation_targets(full))
+    rules = sorted(job["rule"] for job in jobs if job["rule"] in ("probe_l2", "evaluate_model"))
+    assert rules == ["evaluate_model"] * 3 + ["probe_l2"]
+    assert [o for job in jobs if job["rule"] == "probe_l2" for o in job["output"]] == ["results/probe/l2/gamma_pairs.json"]
+    old = probe_store.read([root / "results/probe/models/alpha.seed0.json"])
+    snakemake(root, "--cores", "2", *evaluation_targets(full))
+    infos = job_infos(root)
+    assert infos["alpha.seed0"]["probes_cached"] == 1
+    assert infos["alpha.seed0"]["features_computed"] == 1 and infos["alpha.seed0"]["probes_computed"] == 1
+    assert infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"].get("features_computed", 0) == 0
+    assert infos["gamma_pairs.seed0"]["features_computed"] == 2
+    new = probe_store.read([root / "results/probe/models/alpha.seed0.json"])
+    assert new[("alpha.seed0", "alpha")] == old[("alpha.seed0", "alpha")]  # the cached result, as it was
+    assert set(new) == {("alpha.seed0", "alpha"), ("alpha.seed0", "gamma_pairs")}
+
+    # a deleted output: the rerun reads every pair from the cache
+    (root / "results/probe/models/gamma_pairs.seed0.json").unlink()
+    snakemake(root, "--cores", "2", *evaluation_targets(full))
+    info = job_infos(root)["gamma_pairs.seed0"]
+    assert info["probes_cached"] == 2 and info.get("features_computed", 0) == 0 and info.get("probes_computed", 0) == 0
+
+    # change one dataset's entry: its pairs are recomputed, the other dataset's come from the cache
+    changed = copy.deepcopy(full)
+    changed["datasets"]["gamma_pairs"]["max_examples"] = {"train": 40, "validation": 16, "test": 24}
+    write_config(root, changed)
+    snakemake(root, "--cores", "2", *evaluation_targets(changed))
+    infos = job_infos(root)
+    assert infos["alpha.seed0"]["probes_cached"] == 1 and infos["alpha.seed0"]["features_computed"] == 1
+    assert infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"].get("features_computed", 0) == 0
+    assert probe_store.read([root / "results/probe/models/pretrained.json"])[("pretrained", "gamma_pairs")]["n_test"] == 24
+
+    # remove a dataset: the remaining jobs rerun from the cache alone and drop its pairs
+    removed = copy.deepcopy(changed)
+    del removed["datasets"]["gamma_pairs"]
+    write_config(root, removed)
+    snakemake(root, "--cores", "2", *evaluation_targets(removed))
+    infos = job_infos(root)
+    for model in ("pretrained", "alpha.seed0"):
+        assert infos[model]["probes_cached"] == 1 and infos[model].get("probes_computed", 0) == 0
+        assert set(probe_store.read([root / f"results/probe/models/{model}.json"])) == {(model, "alpha")}

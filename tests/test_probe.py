@@ -131,6 +131,44 @@ def test_l2_shrinks_the_head(learnable):
     assert tight["loss"] < learnable["num_labels"] and tight["protocol"]["l2"] == 10.0
 
 
+def test_the_result_keeps_per_example_test_losses_and_the_prior(learnable):
+    result = probe.train_probe(learnable, PROTOCOL, l2=0.5)
+    assert len(result["test_losses"]) == result["n_test"] == len(learnable["test_y"])
+    assert np.mean(result["test_losses"]) == pytest.approx(result["loss"], rel=1e-12)
+    assert min(result["test_losses"]) > 0
+    assert result["l2"] == 0.5 and result["protocol"]["l2"] == 0.5
+    assert result["prior"] == result["chance"] == probe.chance(learnable["train_y"], learnable["test_y"], 2)
+    assert probe.train_probe(learnable, PROTOCOL)["l2"] == PROTOCOL.l2  # default: the protocol's
+
+
+def test_select_l2_regularises_noise_and_not_signal():
+    """On pure-noise features the CV picks a large L2 (the prior); on informative ones a loss well below it."""
+    rng = np.random.default_rng(3)
+    n, d = 160, 60
+    x = rng.normal(size=(n, d))
+    protocol = probe.Protocol(l2_grid=(0.001, 0.1, 10.0, 1000.0), cv_folds=4)
+    noise = probe.select_l2(x, rng.integers(0, 2, n), 2, protocol)
+    assert noise["grid"] == [0.001, 0.1, 10.0, 1000.0] and len(noise["cv_loss"]) == 4 and noise["folds"] == 4
+    assert noise["l2"] >= 10.0
+    assert noise["cv_loss_best"] == min(noise["cv_loss"]) < noise["cv_loss"][0]  # the smallest L2 overfits
+    signal_y = (x[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(int)
+    signal = probe.select_l2(x, signal_y, 2, protocol)
+    assert signal["l2"] <= 0.1 and signal["cv_loss_best"] < 0.6 * signal["cv_prior_loss"]
+    again = probe.select_l2(x, signal_y, 2, protocol)
+    assert again.pop("seconds") and signal.pop("seconds") and again == signal  # deterministic
+    folds = probe.folds(signal_y, 4, seed=0)
+    for label in (0, 1):  # stratified: every fold has its share of each label
+        counts = np.bincount(folds[signal_y == label], minlength=4)
+        assert counts.max() - counts.min() <= 1
+
+
+def test_select_l2_gives_a_probe_below_the_prior(learnable):
+    chosen = probe.select_l2(learnable["train_x"], learnable["train_y"], 2, PROTOCOL)
+    assert chosen["l2"] in PROTOCOL.l2_grid and chosen["grid"] == sorted(PROTOCOL.l2_grid)
+    result = probe.train_probe(learnable, PROTOCOL, l2=chosen["l2"])
+    assert result["loss"] < result["prior"]["loss"]
+
+
 def test_run_writes_the_result(learnable, tmp_path):
     from weightspace.atomic import write_npz
 
@@ -151,6 +189,9 @@ def test_protocol_from_config():
     protocol = probe.Protocol.from_config(section)
     assert (protocol.max_iter, protocol.tolerance, protocol.l2, protocol.seed, protocol.standardize) == (
         50, 1e-5, 0.1, 3, False)
+    assert probe.Protocol.from_config(dict(section, l2_grid=[1, 10], cv_folds=3)).l2_grid == (1.0, 10.0)
+    with pytest.raises(WeightspaceError, match="probe.l2_grid"):
+        probe.Protocol.from_config({"l2_grid": []})
     with pytest.raises(WeightspaceError, match="probe.optimizer"):
         probe.Protocol.from_config({"optimizer": "sgd"})
 
@@ -167,8 +208,10 @@ def fake_study(root):
     for model, target in itertools.product(MODELS, TASKS):
         own = model.split(".")[0]
         loss = 0.3 if own == target else 0.5 if TASKS.get(own) == TASKS[target] else 0.7
-        result = {"loss": loss + 0.01 * rng.random(), "accuracy": 1 - loss / 2, "n_train": 10, "n_test": 5,
-                  "num_labels": 2, "chance": {"loss": 0.69, "accuracy": 0.5}}
+        losses = loss + 0.01 * rng.random() + np.array([-0.02, -0.01, 0.0, 0.01, 0.02])
+        result = {"loss": float(losses.mean()), "accuracy": 1 - loss / 2, "n_train": 10, "n_test": 5,
+                  "num_labels": 2, "chance": {"loss": 0.69, "accuracy": 0.5}, "test_losses": losses.tolist(),
+                  "l2": 0.3}
         (root / "probe" / model).mkdir(parents=True, exist_ok=True)
         (root / "probe" / model / f"{target}.json").write_text(json.dumps(result))
     position = {m: float(i) for i, m in enumerate(MODELS)}  # on a line: distance = |i - j|
@@ -199,6 +242,13 @@ def test_matrix_csv_and_figures(tmp_path):
     assert row.loc[("alpha.seed1", "gamma"), ["model_kind", "model_dataset", "model_task", "seed", "target_task"]
                    ].tolist() == ["finetuned", "alpha", "sentiment", 1, "topic"]
     assert row.loc[("pretrained", "alpha"), "model_kind"] == "pretrained"
+    # every result next to the label prior and the pretrained model's loss, with a paired interval
+    assert (matrix["chance_loss"] == 0.69).all() and (matrix["l2"] == 0.3).all()
+    assert (row.xs("pretrained")["loss_minus_pretrained"] == 0).all()
+    own = row.loc[("alpha.seed0", "alpha")]
+    assert own["loss_minus_pretrained"] == pytest.approx(own["loss"] - own["pretrained_loss"])
+    assert own["loss_minus_pretrained_low"] - 1e-12 <= own["loss_minus_pretrained"]
+    assert own["loss_minus_pretrained"] <= own["loss_minus_pretrained_high"] + 1e-12 < 0
     # the mean Euclidean (raw, all) distance to the target's own models, itself excluded
     assert row.loc[("alpha.seed0", "alpha"), "distance_to_target"] == 1.0  # only alpha.seed1
     assert row.loc[("pretrained", "alpha"), "distance_to_target"] == 1.5  # (1 + 2) / 2, not the task_vector row

@@ -1,13 +1,18 @@
-"""Real SLURM: the tiny workflow goes through sbatch on a one-node cluster on this machine and matches a
-local run; a fine-tune that SLURM kills at its time limit is resubmitted and resumes from its checkpoint.
+"""Real SLURM: the whole tiny study goes through sbatch on a one-node cluster on this machine and matches a
+local run; a fine-tune that SLURM kills at its time limit is resubmitted and resumes from its checkpoint; a
+fine-tune cancelled with SIGTERM (what preemption and scancel send) resumes on the rerun; and a study of 10
+datasets x 2 seeds needs a bounded number of submissions.
 
 The cluster comes from tests/slurm/cluster.sh (root, Debian: it installs slurm-wlm when missing); without
-root or apt the tests skip, unless CI or WEIGHTSPACE_REQUIRE_SLURM=1 is set, where they fail.
+root or apt the tests skip, unless CI or WEIGHTSPACE_REQUIRE_SLURM=1 is set, where they fail. The
+submissions count needs no cluster: it reads a dry run with the SLURM profile, the way the whole-study test
+checks against what sbatch really received.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -16,12 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO
-from tiny_study import SNAKEMAKE, core_targets, snakemake, tiny_config, write_config
+from tiny_study import SNAKEMAKE, planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.slurm
 
@@ -38,6 +44,27 @@ SLURM_ARGS = (
     "--slurm-keep-successful-logs",
 )
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+PROFILE = REPO / "profiles" / "slurm"
+
+
+def local_rules() -> set[str]:
+    """Rules that never go to SLURM: every `localrules:` block of the workflow (Snakefile and rules/*.smk), and
+    `all`. (The hub-download rules join them only for hub sources, which the tests do not use.)"""
+    names = {"all"}
+    for path in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]:
+        for block in re.findall(r"^localrules:((?:[ \t]*\w+,?)?\n(?:[ \t]+\w+,?[ \t]*\n)*)", path.read_text(), re.M):
+            names.update(re.findall(r"\w+", block))
+    return names
+
+
+def planned_submissions(root: Path, *targets: str) -> Counter:
+    """What the SLURM profile would submit for root/config.yaml, read off a dry run: one submission per job of a
+    rule that is neither local nor grouped (key: the rule), one per group job (key: "group <name>")."""
+    out = snakemake(root, "-n", "--profile", str(PROFILE), *targets).stdout
+    local = local_rules()
+    counts = Counter(f"group {name}" for name in re.findall(r"Group job (\S+) \(jobs", out))
+    counts.update(rule for rule in re.findall(r"^rule (\w+):", out, re.M) if rule not in local)  # top level only
+    return counts
 
 
 def _cluster_answers() -> bool:
@@ -145,8 +172,8 @@ class Background:
         return code, output
 
 
-def on_slurm(root: Path, *targets: str) -> Background:
-    return Background(root, *targets, *SLURM_ARGS, env=_env(SBATCH_PARTITION="debug"), name="slurm")
+def on_slurm(root: Path, *targets: str, extra: tuple[str, ...] = (), name: str = "slurm") -> Background:
+    return Background(root, *targets, *SLURM_ARGS, *extra, env=_env(SBATCH_PARTITION="debug"), name=name)
 
 
 def locally(root: Path, *targets: str, cores: int = 2) -> Background:
@@ -156,6 +183,14 @@ def locally(root: Path, *targets: str, cores: int = 2) -> Background:
 def submissions(output: str) -> list[tuple[str, Path]]:
     """(SLURM job id, SLURM log file) of every sbatch call, in order."""
     return [(m.group(1), Path(m.group(2))) for m in SUBMITTED.finditer(output)]
+
+
+def submitted_as(log: Path, root: Path) -> str:
+    """What a submission was, from its SLURM log's folder: .../slurm_logs/rule_<rule>/... or group_<name>_<rules>/."""
+    folder = log.relative_to(root / ".snakemake" / "slurm_logs").parts[0]
+    if folder.startswith("group_"):
+        return "group " + folder.removeprefix("group_").split("_")[0]
+    return folder.removeprefix("rule_")
 
 
 def job_records() -> dict[str, dict]:
@@ -179,53 +214,61 @@ def same_tensors(a: Path, b: Path) -> bool:
     return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
 
 
-def test_tiny_workflow_runs_through_sbatch_and_matches_a_local_run(slurm_cluster, tmp_path):
+def test_whole_tiny_study_runs_through_sbatch_and_matches_a_local_run(slurm_cluster, tmp_path):
     config = tiny_config(tmp_path, {"alpha": "sentiment", "gamma_pairs": "nli"}, seeds=(0,))
+    config["fusion"].update(modes=["full"])  # two fusion fine-tunes (pretrained and fused start) keep it short
     roots = {where: tmp_path / where for where in ("slurm", "local")}
     for root in roots.values():
         root.mkdir()
         write_config(root, config)
-    targets = core_targets(config)
+    planned = planned_submissions(roots["slurm"])
 
     started = time.monotonic()
-    local = locally(roots["local"], *targets, cores=1)  # alongside, leaving the SLURM jobs a core
-    code, output = on_slurm(roots["slurm"], *targets).wait(timeout=480)
+    local = locally(roots["local"], cores=1)  # alongside, leaving the SLURM jobs a core
+    code, output = on_slurm(roots["slurm"]).wait(timeout=1500)
     slurm_seconds = time.monotonic() - started
     assert code == 0, output[-6000:]
-    local_code, local_output = local.wait(timeout=300)
+    local_code, local_output = local.wait(timeout=600)
     assert local_code == 0, local_output[-6000:]
     assert "Error in rule" not in output  # no job needed a retry
 
-    # every job went through sbatch: a SLURM job id, its SLURM log and SLURM's completion record
+    # every job that is not local went through sbatch, the short ones in groups, exactly as the dry run said;
+    # every submission has its SLURM log and SLURM's completion record
     jobs = submissions(output)
-    logs_by_rule = {}
+    assert Counter(submitted_as(log, roots["slurm"]) for _, log in jobs) == planned
+    assert {"finetune", "finetune_from", "evaluate_model", "group traversal", "group l2"} <= set(planned)
+    assert not set(planned) & local_rules()
+    records = job_records()
     for job_id, log in jobs:
         assert log.exists(), log
-        logs_by_rule.setdefault(log.relative_to(roots["slurm"] / ".snakemake" / "slurm_logs").parts[0], []).append(log)
-    counts = {rule: len(logs) for rule, logs in logs_by_rule.items()}
-    assert {k: counts.get(k) for k in ("rule_prepare_dataset", "rule_finetune", "rule_extract_weights")} == {
-        "rule_prepare_dataset": 2, "rule_finetune": 2, "rule_extract_weights": 2}
-    assert {"rule_base_model", "rule_extract_pretrained_weights"} <= set(counts)
-    records = job_records()
-    for job_id, _ in jobs:
         assert records[job_id]["JobState"] == "COMPLETED", records.get(job_id)
         assert Path(records[job_id]["WorkDir"]) == roots["slurm"]
 
-    # the same artifacts as a local run: identical data, bitwise identical fine-tuned and encoder weights
+    # the same study as a local run: identical data, bitwise identical fine-tuned and encoder weights, the same
+    # probe matrix, distances, lines and fusion results
     import pandas as pd
 
     for dataset in config["datasets"]:
         for split in ("train", "validation", "test"):
             pd.testing.assert_frame_equal(*(pd.read_parquet(r / f"results/data/{dataset}/{split}.parquet")
                                             for r in roots.values()))
-        model_id = f"{dataset}.seed0"
         assert same_tensors(*(r / f"results/finetune/{dataset}/seed0/model.safetensors" for r in roots.values()))
-        assert same_tensors(*(r / f"results/weights/{model_id}.safetensors" for r in roots.values()))
+        assert same_tensors(*(r / f"results/weights/{dataset}.seed0.safetensors" for r in roots.values()))
         metrics = [json.loads((r / f"results/finetune/{dataset}/seed0/metrics.json").read_text())
                    for r in roots.values()]
         assert metrics[0]["test"] == metrics[1]["test"]
-    assert same_tensors(*(r / "results/weights/pretrained.safetensors" for r in roots.values()))
-    print(f"tiny workflow on SLURM: {len(jobs)} jobs in {slurm_seconds:.0f} s")
+    for name in ("pretrained", "fused.alpha.all"):
+        assert same_tensors(*(r / f"results/weights/{name}.safetensors" for r in roots.values()))
+    tables = {"probe/matrix.csv": ["model", "target_dataset", "loss", "accuracy"],
+              "interpolation/lines.csv": ["pair", "alpha", "eval_dataset", "model_id", "loss", "accuracy"],
+              "fusion/summary.csv": ["target", "base", "mode", "seed", "accuracy", "loss"]}
+    for table, columns in tables.items():
+        slurm, here = (pd.read_csv(r / "results" / table)[columns] for r in roots.values())
+        pd.testing.assert_frame_equal(slurm, here, check_exact=False, rtol=1e-6)
+    distances = [pd.read_parquet(r / "results/geometry/distances.parquet") for r in roots.values()]
+    pd.testing.assert_frame_equal(*distances, check_exact=False, rtol=1e-6)
+    assert (roots["slurm"] / "results/summary.md").stat().st_size > 1000
+    print(f"whole tiny study on SLURM: {len(jobs)} submissions ({dict(planned)}) in {slurm_seconds:.0f} s")
 
 
 CALIBRATE = """
@@ -300,3 +343,83 @@ def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, t
     assert not processes_under(root), "a process of the killed attempt outlived its job"
     print(f"time limit: {steps} steps, resumed from step {metrics['resumed_from_step']}, "
           f"{len(attempts)} attempts, {slurm_seconds:.0f} s on SLURM")
+
+
+def test_finetune_cancelled_with_sigterm_resumes_on_the_rerun(slurm_cluster, tmp_path):
+    """scancel --signal=TERM is what a preempting or cancelling SLURM sends first: the running fine-tune writes a
+    checkpoint and its job fails; running Snakemake again resumes it, ending with an uninterrupted run's weights."""
+    root, reference = tmp_path / "slurm", tmp_path / "local"
+    root.mkdir()
+    config = tiny_config(root, {"alpha": "sentiment"}, seeds=(0,))
+    write_config(root, config)
+    snakemake(root, "--cores", "2", "results/base", "results/data/alpha/meta.json")  # only the fine-tune goes to SLURM
+    seconds = 90
+    steps = int(seconds / seconds_per_step(root, config))
+    config["finetune"].update(epochs=steps, max_steps=steps, checkpoint_every=steps, runtime=10)
+    write_config(root, config)
+    shutil.copytree(root, reference, symlinks=True)
+    target = "results/finetune/alpha/seed0/metrics.json"
+    log = root / "results/logs/finetune/alpha/seed0.log"
+
+    local = locally(reference, target, cores=1)
+    # this first run gives up after the cancelled attempt (no retry), as when SLURM cancels a job for good
+    first = on_slurm(root, target, extra=("--preemptible-retries", "0"), name="cancelled")
+    deadline = time.monotonic() + 300
+    while not (log.exists() and "fine-tuning alpha.seed0" in log.read_text()):
+        assert first.proc.poll() is None and time.monotonic() < deadline, first.log.read_text()[-4000:]
+        time.sleep(1)
+    time.sleep(0.3 * seconds)  # well into the training, well before its end
+    [(job_id, _)] = submissions(first.log.read_text())
+    subprocess.run(["scancel", "--signal=TERM", job_id], check=True, timeout=60)
+    code, output = first.wait(timeout=300)
+    assert code != 0, output[-4000:]
+    saved = [int(step) for step in re.findall(r"checkpoint saved at step (\d+)", log.read_text())]
+    assert len(saved) == 1 and 0 < saved[0] < steps, log.read_text()[-4000:]  # the SIGTERM handler's, at once
+    assert (root / "results/finetune/alpha/seed0/resume").is_dir()
+    assert not (root / target).exists()
+    assert job_records()[job_id]["JobState"] in ("FAILED", "CANCELLED"), job_records()[job_id]
+
+    code, output = on_slurm(root, target, name="rerun").wait(timeout=480)  # the rerun: it resumes
+    assert code == 0, output[-6000:]
+    local_code, local_output = local.wait(timeout=300)
+    assert local_code == 0, local_output[-6000:]
+    metrics = json.loads((root / target).read_text())
+    uninterrupted = json.loads((reference / target).read_text())
+    assert metrics["resumed_from_step"] == saved[0] and uninterrupted["resumed_from_step"] is None
+    assert metrics["steps"] == uninterrupted["steps"] == steps
+    assert same_tensors(root / "results/finetune/alpha/seed0/model.safetensors",
+                        reference / "results/finetune/alpha/seed0/model.safetensors")
+    assert same_tensors(root / "results/weights/alpha.seed0.safetensors",
+                        reference / "results/weights/alpha.seed0.safetensors")
+    assert metrics["test"] == uninterrupted["test"]
+    assert not processes_under(root), "a process of the cancelled attempt outlived its job"
+    print(f"scancel --signal=TERM at step {saved[0]} of {steps}; the rerun resumed and matched bitwise")
+
+
+# A study of 10 datasets x 2 seeds in 4 tasks (the tiny config's traversal and fusion settings: every group of
+# lines studied, fusion for one target). Its jobs, grouped as the SLURM profile groups them:
+#   finetune 20, evaluate_model 23 (20 fine-tuned, the pretrained and 2 fused bases), prepare_dataset 10,
+#   finetune_from 4, base_model, extract_pretrained_weights, distances: one submission each          = 61
+#   probe_l2 (10 jobs, 4 a group): 3, fuse (2): 1, evaluate_group (one per studied line, plane and region
+#   group: ~45 jobs, 8 a group): ~6                                                                       ~ 10
+# The bound leaves room for a rule added later; a job per (model, dataset) as before needs ~500 submissions.
+SUBMISSIONS_10x2 = 80
+
+
+def test_submissions_of_a_10_dataset_2_seed_study_stay_bounded(tmp_path):
+    tasks = ("sentiment", "topic", "nli", "twitter")
+    names = ["alpha"] + [f"d{i}" for i in range(1, 10)]
+    config = tiny_config(tmp_path, {name: tasks[i % len(tasks)] for i, name in enumerate(names)}, seeds=(0, 1))
+    write_config(tmp_path, config)
+    planned = planned_submissions(tmp_path)
+    jobs = planned_jobs(tmp_path)
+    total = sum(planned.values())
+    assert total <= SUBMISSIONS_10x2, planned
+    assert total < sum(jobs.values())  # the short jobs share submissions, the aggregates run on the submitting host
+    # what grows: one submission per fine-tune, per stored model's evaluation and per dataset's preparation
+    assert planned["finetune"] == 20 and planned["prepare_dataset"] == 10
+    assert planned["evaluate_model"] == 20 + 1 + len(config["fusion"]["scopes"])
+    # the short jobs: a submission per (up to) group-components of them
+    for rule, group, size in (("probe_l2", "l2", 4), ("evaluate_group", "traversal", 8), ("fuse", "fused", 12)):
+        assert rule not in planned and planned[f"group {group}"] == math.ceil(jobs[rule] / size), (rule, planned)
+    print(f"10 datasets x 2 seeds: {sum(jobs.values())} jobs, {total} submissions: {dict(planned)}")

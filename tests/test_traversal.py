@@ -87,6 +87,116 @@ def test_region_has_centroid_samples_and_members():
     assert all(abs(c - 0.25) < 1e-12 for _, c in centroid.recipe)
 
 
+def _grown(base: dict, datasets: dict | None = None, seeds=None) -> dict:
+    grown = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    grown["datasets"] = {**base["datasets"], **(datasets or {})}
+    grown["seeds"] = list(base["seeds"]) + list(seeds or [])
+    return grown
+
+
+def _unchanged_region_groups(before: dict, after: dict) -> set[str]:
+    members = [{dict(p.info)["group"]: set() for p in traversal.region_points(c)} for c in (before, after)]
+    for c, groups in zip((before, after), members):
+        for p in traversal.region_points(c):
+            groups[dict(p.info)["group"]].update(m for m, _ in p.recipe)
+    return {g for g, m in members[0].items() if members[1].get(g) == m}
+
+
+def _survives(before: dict, after: dict) -> None:
+    """Every line and plane point of `before` is in `after` with the same id, recipe and evaluation datasets;
+    so is every region point of a group whose members did not change. No new point among old models only."""
+    old, new = traversal.all_points(before), traversal.all_points(after)
+    kept = _unchanged_region_groups(before, after)
+    new_set = set(new)
+    for point in old:
+        info = dict(point.info)
+        if info["study"] != "region" or info["group"] in kept:
+            assert point in new_set, info
+    old_models = set(study.finetuned_ids(before)) | {study.PRETRAINED}
+    old_lines = {p for p in old if dict(p.info)["study"] in ("line", "plane")}
+    for point in new:
+        info = dict(point.info)
+        ends = {info[k] for k in ("model_a", "model_b", "model_c") if k in info}
+        if info["study"] in ("line", "plane") and ends <= old_models:
+            assert point in old_lines, dict(point.info)  # no new line or plane between models that were there
+
+
+def paper_like(n_datasets: int = 12, seeds=(0, 1, 2)) -> dict:
+    tasks = ("sentiment", "topic", "nli", "twitter")
+    return config(seeds=list(seeds), datasets={f"d{i:02d}": {"task": tasks[i % len(tasks)]} for i in range(n_datasets)},
+                  interpolation={"alphas": [0.0, 0.5, 1.0], "pairs_per_relation": 1,
+                                 "fraction": {"same_dataset": 0.5, "same_task": 0.5, "cross_task": 0.2,
+                                              "pretrained": 0.5},
+                                 "planes": {"kinds": ["same_task", "pretrained"], "fraction": 0.5,
+                                            "grid": [0.0, 0.5, 1.0]}},
+                  region={"groups": ["dataset", "task"], "samples": 2})
+
+
+@pytest.mark.parametrize("grow", [
+    pytest.param(dict(datasets={"sms_spam": {"task": "spam"}}), id="a dataset of a new task"),
+    pytest.param(dict(datasets={"d99": {"task": "topic"}}), id="a dataset of an existing task"),
+    pytest.param(dict(datasets={"a00": {"task": "nli"}, "zz": {"task": "sentiment"}}), id="two datasets"),
+    pytest.param(dict(seeds=[3]), id="a seed"),
+    pytest.param(dict(seeds=[7, 11], datasets={"e": {"task": "twitter"}}), id="seeds and a dataset"),
+])
+def test_adding_a_dataset_or_a_seed_keeps_every_existing_point(grow):
+    before = paper_like()
+    after = _grown(before, **grow)
+    _survives(before, after)
+    assert len(traversal.all_points(after)) > len(traversal.all_points(before))
+    # the mixes of the old study keep their recipes, so their cached features and probe results stay valid
+    old, new = traversal.mix_recipes(before), traversal.mix_recipes(after)
+    kept_groups = _unchanged_region_groups(before, after)
+    for point in traversal.all_points(before):
+        info = dict(point.info)
+        if point.model_id in old and (info["study"] != "region" or info["group"] in kept_groups):
+            assert new[point.model_id] == old[point.model_id]
+    # and the evaluations they need: only new (model, dataset) pairs are added to those kept
+    assert {e for e in traversal.evaluations(before) if e[0] in new or not e[0].startswith("mix.")} <= \
+        traversal.evaluations(after)
+
+
+def test_a_new_task_changes_no_region_group_and_a_new_seed_only_regroups():
+    before = paper_like()
+    new_task = _grown(before, datasets={"sms_spam": {"task": "spam"}})
+    old_groups = {dict(p.info)["group"] for p in traversal.region_points(before)}
+    assert _unchanged_region_groups(before, new_task) == old_groups  # nothing of the old study moves at all
+    assert set(traversal.mix_recipes(before)) <= set(traversal.mix_recipes(new_task))
+    # a new seed joins every group: each is a new group with its own samples (the old ones are not re-drawn)
+    assert _unchanged_region_groups(before, _grown(before, seeds=[3])) == set()
+
+
+def test_dataset_order_in_the_config_does_not_matter():
+    c = paper_like()
+    reordered = dict(c, datasets=dict(reversed(list(c["datasets"].items()))), seeds=list(reversed(c["seeds"])))
+    assert set(traversal.all_points(c)) == set(traversal.all_points(reordered))
+
+
+def test_the_fraction_sets_the_rate_and_every_studied_group_has_its_lines():
+    c = paper_like(n_datasets=40)
+    groups = {r: traversal.line_groups(c, r) for r in traversal.RELATIONS}
+    fraction = c["interpolation"]["fraction"]
+    for relation in traversal.RELATIONS:
+        chosen = traversal.chosen_pairs(c, relation)
+        assert set(chosen) <= set(traversal.candidate_pairs(c, relation))
+        # a hash is a fair coin: the count is near fraction × groups (a 4-sigma band)
+        n, p = len(groups[relation]), fraction[relation]
+        assert abs(len(chosen) - n * p) <= 4 * (n * p * (1 - p)) ** 0.5 + 1, (relation, len(chosen), n)
+    everything = dict(c, interpolation=dict(c["interpolation"], fraction=1.0, pairs_per_relation=2))
+    for relation in traversal.RELATIONS:
+        assert len(traversal.chosen_pairs(everything, relation)) == 2 * len(groups[relation])
+    nothing = dict(c, interpolation=dict(c["interpolation"], fraction=0.0))
+    assert traversal.lines(nothing) == []
+
+
+def test_region_samples_depend_on_the_members_only():
+    c = paper_like()
+    samples = {p.model_id: p.recipe for p in traversal.region_points(c) if dict(p.info)["kind"] == "sample"}
+    other_salt = dict(c, region=dict(c["region"], seed=5))
+    assert samples and not set(samples) & {p.model_id for p in traversal.region_points(other_salt)}
+    assert len({tuple(sorted(r)) for r in samples.values()}) == len(samples)  # no two groups share a draw
+
+
 def test_mean_of_identical_models_is_that_model(tmp_path):
     paths = write_models(tmp_path, ["a.seed0"])
     copies = [paths["a.seed0"]] * 3

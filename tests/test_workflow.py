@@ -10,6 +10,7 @@ from safetensors import safe_open
 
 from conftest import REPO
 from tiny_study import planned_jobs, snakemake, tiny_config, write_config
+from weightspace.verdicts import CLAIM_COLUMNS, VERDICTS
 
 pytestmark = pytest.mark.workflow
 
@@ -95,6 +96,11 @@ def test_geometry_outputs(finished_study):
     assert {"euclidean", "cosine"} <= set(distances["metric"])
     for name in ("cluster_stats.csv", "claims.csv", "tsne.csv", "pca.csv"):
         assert len(pd.read_csv(results / "geometry" / name)) > 0, name
+    claims = pd.read_csv(results / "geometry" / "claims.csv")
+    assert list(claims.columns) == ["metric", "space", "group", "primary", *CLAIM_COLUMNS]
+    assert_verdicts(claims)
+    assert {"dataset_closer_than_task", "task_closer_than_across", "nn1_dataset", "ari_dataset",
+            "task_vectors_align_by_dataset"} <= set(claims["claim_id"])
     for figure in ("tsne.png", "distance_heatmap.png"):
         assert (results / "figures" / figure).stat().st_size > 10_000
 
@@ -124,14 +130,30 @@ def test_interpolation_and_fusion_outputs(finished_study):
     region = pd.read_csv(results / "interpolation" / "region.csv")
     assert {"centroid", "sample", "member"} <= set(region["kind"])
     claims = pd.read_csv(results / "interpolation" / "claims.csv")
-    assert claims["verdict"].str.match(r"holds|does not hold|n/a").all()
+    assert list(claims.columns) == CLAIM_COLUMNS
+    assert_verdicts(claims)
+    assert {"interior_same_dataset", "extrapolation_raises_loss", "centroid_beats_own_members",
+            "centroid_beats_pretrained", "interior_as_good_as_members"} <= set(claims["claim_id"])
+    fused = pd.read_csv(results / "fusion" / "claims.csv")
+    assert list(fused.columns) == [*CLAIM_COLUMNS, "scope", "mode", "size"]
+    assert_verdicts(fused)
+    assert set(fused["size"].astype(str)) == {"8"} and len(fused) == 2  # full and bitfit, few-shot size 8
     summary = pd.read_csv(results / "fusion" / "summary.csv")
     assert set(summary["base"]) == {"pretrained", "fused.alpha.all"}
     assert set(summary["mode"]) == {"full", "bitfit"}
     wins = pd.read_csv(results / "fusion" / "wins.csv")
     assert len(wins) == 2  # alpha × {full, bitfit} at size 8
+    assert set(wins["outcome"]) <= {"win", "tie", "loss"}
     for figure in ("interpolation.png", "planes.png", "region.png", "fusion.png"):
         assert (results / "figures" / figure).stat().st_size > 10_000
+
+
+def assert_verdicts(claims: pd.DataFrame) -> None:
+    """Every verdict is one of the three, and every row says what it measured and on how many units."""
+    assert claims["verdict"].isin(VERDICTS).all(), claims["verdict"].tolist()
+    assert claims["claim"].notna().all() and claims["unit"].notna().all() and claims["n"].notna().all()
+    judged = claims[claims["verdict"] != "inconclusive"]  # a verdict other than inconclusive rests on an interval
+    assert (judged["ci_low"] <= judged["ci_high"]).all()
 
 
 def as_shown(value) -> str:
@@ -146,24 +168,36 @@ def test_summary_numbers_come_from_the_tables(finished_study):
     results = finished_study / "results"
     page = (results / "summary.md").read_text()
     assert "all-MiniLM" not in page and "tiny_source" in page  # the run's own base
-    for claim in pd.read_csv(results / "interpolation" / "claims.csv").itertuples():
-        assert claim.claim in page and as_shown(claim.value) in page
+    assert "How a verdict is decided" in page
     geometry = pd.read_csv(results / "geometry" / "claims.csv")
-    for claim in geometry[geometry["primary"].astype(bool)].itertuples():
-        assert claim.claim in page and f"{claim.value:.4g}" in page and claim.verdict in page
+    for path, claims in ((results / "interpolation" / "claims.csv", None), (results / "fusion" / "claims.csv", None),
+                         (None, geometry[geometry["primary"].astype(bool)])):
+        claims = pd.read_csv(path) if claims is None else claims
+        for claim in claims.itertuples():
+            assert claim.claim in page and claim.verdict in page
+            if pd.notna(claim.effect):
+                assert as_shown(claim.effect) in page
+            if pd.notna(claim.ci_low):
+                assert f"[{claim.ci_low:.4g}, {claim.ci_high:.4g}]" in page
+            assert f"{claim.n} {claim.unit}" in page
     tables = pd.read_csv(results / "tables" / "finetune_metrics.csv")
     alpha = tables[tables["dataset"] == "alpha"]["test_accuracy"].mean()
     assert f"{alpha:.4g}" in page
     for figure in ("figures/tsne.png", "figures/interpolation.png", "figures/fusion.png"):
         assert f"({figure})" in page
+    html = (results / "summary.html").read_text()
+    assert "<table>" in html and "data:image/png;base64," in html and "How a verdict is decided" in html
 
 
 def test_snakemake_report_holds_every_figure(finished_study):
     snakemake(finished_study, "--report", "results/report.html")
     html = (finished_study / "results" / "report.html").read_text(errors="replace")
     # every figure and table of the study, the datasets, the fine-tuning metrics and the run's config
-    for name in ("tsne.png", "distance_heatmap.png", "cluster_stats.csv", "claims.csv", "matrix.csv",
-                 "probe_loss_heatmap.png", "probe_vs_distance.png", "interpolation.png", "planes.png", "region.png",
-                 "lines.csv", "fusion.png", "wins.csv", "summary.md", "datasets.csv", "finetune_metrics.csv",
-                 "config.yaml"):
+    # tables and the summary are HTML pages shown inline, not download buttons
+    for name in ("tsne.png", "distance_heatmap.png", "cluster_stats.html", "geometry_claims.html",
+                 "interpolation_claims.html", "fusion_claims.html", "probe_matrix.html", "probe_loss_heatmap.png",
+                 "probe_vs_distance.png", "interpolation.png", "planes.png", "region.png", "lines.html", "fusion.png",
+                 "fusion_wins.html", "summary.html", "datasets.html", "finetune_metrics.html", "config.html"):
         assert name in html, name
+    for name in ("claims.csv", "matrix.csv", "summary.md", "wins.csv"):
+        assert name not in html, name

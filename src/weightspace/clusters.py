@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import WeightspaceError
+from . import WeightspaceError, verdicts
 from .atomic import write_csv
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,6 @@ PAIR_KINDS = ("within_dataset", "within_task", "across_tasks", "to_pretrained")
 LABELS = ("dataset", "task")
 STAT_COLUMNS = ["metric", "space", "group", "statistic", "subset", "method", "k", "n", "value", "std",
                 "ci_low", "ci_high", "note"]
-CLAIM_COLUMNS = ["claim", "metric", "space", "group", "primary", "statistic", "value", "reference", "ci_low",
-                 "ci_high", "n", "verdict", "note"]
 
 
 def table_frame(table, model_ids: list[str]) -> pd.DataFrame:
@@ -144,10 +142,29 @@ def distance_summary(D: pd.DataFrame, table, n_boot: int = 1000, seed: int = 0) 
 # ---------------------------------------------------------------- recovering the labels
 
 
+def contingency(labels, clusters) -> np.ndarray:
+    """Counts of (label, cluster) pairs."""
+    a = np.unique(np.asarray(labels), return_inverse=True)[1]
+    b = np.unique(np.asarray(clusters), return_inverse=True)[1]
+    table = np.zeros((a.max(initial=-1) + 1, b.max(initial=-1) + 1))
+    np.add.at(table, (a, b), 1)
+    return table
+
+
 def purity(labels, clusters) -> float:
     """Share of models whose cluster's majority label is their own label."""
-    frame = pd.DataFrame({"label": np.asarray(labels), "cluster": np.asarray(clusters)})
-    return float(frame.groupby("cluster")["label"].agg(lambda s: s.value_counts().iloc[0]).sum() / len(frame))
+    table = contingency(labels, clusters)
+    return float(table.max(axis=0).sum() / table.sum())
+
+
+def adjusted_rand(labels, clusters) -> float:
+    """The adjusted Rand index (Hubert & Arabie 1985), as sklearn.metrics.adjusted_rand_score."""
+    table = contingency(labels, clusters)
+    pairs = lambda x: (x * (x - 1) / 2).sum()  # noqa: E731
+    index, rows, cols, total = pairs(table), pairs(table.sum(1)), pairs(table.sum(0)), pairs(np.array([table.sum()]))
+    expected = rows * cols / total if total else 0.0
+    best = (rows + cols) / 2
+    return 1.0 if best == expected else float((index - expected) / (best - expected))
 
 
 def nn1_accuracy(D: np.ndarray, labels) -> float:
@@ -234,90 +251,280 @@ def cluster_stats(frame: pd.DataFrame, table, n_boot: int = 1000, seed: int = 0)
     return out.astype({"k": "Int64", "n": "Int64"})
 
 
-# ---------------------------------------------------------------- the paper's claims
+# ---------------------------------------------------------------- the paper's claims, with intervals and nulls
+#
+# Labels are assigned at two levels: a model is fine-tuned on a dataset, a dataset belongs
+# to a task. Each claim is tested at the level of its label:
+#   dataset claims: the null shuffles models between datasets (group sizes kept);
+#   task claims:    the null shuffles datasets between tasks (a dataset's models stay together).
+# Intervals of mean differences come from a two-stage bootstrap stratified by task
+# (datasets of each task resampled with replacement, then each drawn dataset's models);
+# pairs of one model with its own copy never enter. Statistics whose chance level is only
+# known through the null (1-NN accuracy, purity, adjusted Rand) get the interval that
+# inverts the permutation test: effect = observed - null mean (verdicts.inverted_interval).
 
-
-def _not_applicable(row: dict, why: str) -> dict:
-    # 'n/a (why)', not a bare 'n/a', which CSV readers (pandas) turn into a missing value
-    return {**row, "verdict": f"n/a ({why})", "note": why}
-
-
-def _compare(claim, closer, farther, sub, datasets, tasks, to_pre, n_boot, seed) -> dict:
-    """Claim: pairs of kind ``closer`` are nearer than pairs of kind ``farther`` (means, CI of the difference)."""
-    pairs = pair_distances(sub, datasets, tasks, to_pre)
-    a, b = pairs[closer], pairs[farther]
-    row = {"claim": claim, "statistic": f"mean distance {closer} (value) vs {farther} (reference); "
-                                         f"CI: bootstrap 95% of the difference value - reference",
-           "n": int(len(a) + len(b))}
-    if len(a) == 0 or len(b) == 0:
-        missing = closer if len(a) == 0 else farther
-        return _not_applicable(row, f"no {missing} pairs")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        return _not_applicable(row, "undefined distances (NaN)")
-    boots = _bootstrap_means(sub, datasets, tasks, to_pre, n_boot, seed) if n_boot else {}
-    low, high = _ci(boots[closer] - boots[farther]) if boots else (np.nan, np.nan)
-    share = float(np.mean(a[:, None] < b[None, :]))
-    holds = a.mean() < b.mean()
-    note = f"{share:.0%} of ({closer}, {farther}) pair comparisons have the {closer} pair closer"
-    if holds and np.isfinite(high) and high >= 0:
-        note += "; the bootstrap CI of the difference reaches 0"
-    return {**row, "value": float(a.mean()), "reference": float(b.mean()), "ci_low": low, "ci_high": high,
-            "verdict": "holds" if holds else "does not hold", "note": note}
-
-
-def _closer_to_pretrained(claim, sub, datasets, tasks, to_pre) -> dict:
-    row = {"claim": claim, "statistic": "share of fine-tuned models whose distance to the pretrained model is "
-                                        "below their distance to every model of another task (value); "
-                                        "mean distance to pretrained (reference)", "n": int(len(tasks))}
-    if to_pre is None:
-        return _not_applicable(row, "no pretrained model")
-    if len(set(tasks)) < 2:
-        return _not_applicable(row, "only one task")
-    if not (np.all(np.isfinite(to_pre)) and np.all(np.isfinite(sub))):
-        return _not_applicable(row, "undefined distances (NaN), e.g. cosine to the zero task vector")
-    other = tasks[:, None] != tasks[None, :]
-    nearest_other = np.where(other, sub, np.inf).min(axis=1)
-    closer = to_pre < nearest_other
-    share = float(closer.mean())
-    note = f"{int(closer.sum())} of {len(closer)} models"
-    if not closer.all():
-        note += f"; mean ratio d(pretrained) / d(nearest other-task model) = {float(np.mean(to_pre / nearest_other)):.3g}"
-    return {**row, "value": share, "reference": float(to_pre.mean()),
-            "verdict": "holds" if closer.all() else "does not hold", "note": note}
-
+PAPER_CLUSTERS = ("t-SNE of the weights: models of one dataset form tight clusters, models of one task looser "
+                  "ones (Gueta et al. 2023, Fig. 1; qualitative)")
+PAPER_PURITY = "~98% of models cluster by dataset (Gueta et al. 2023)"
+PAPER_TASK = "same-task models cluster, more loosely than same-dataset ones (Gueta et al. 2023, Fig. 1)"
 
 CLAIMS = {
-    "same_dataset_closer_than_same_task": "Models fine-tuned on the same dataset are closer to each other than "
-                                          "models fine-tuned on different datasets of the same task",
-    "same_task_closer_than_cross_task": "Models of the same task (different datasets) are closer to each other "
-                                        "than models of different tasks",
-    "closer_to_pretrained_than_to_other_tasks": "Every fine-tuned model is closer to the pretrained model than to "
-                                                "any model of another task",
+    "dataset_closer_than_task": "Models fine-tuned on the same dataset are closer to each other than models of "
+                                "different datasets of the same task",
+    "task_closer_than_across": "Models of the same task (different datasets) are closer to each other than models "
+                               "of different tasks",
+    "nn1_dataset": "A model's nearest neighbour is a model of its own dataset (1-NN accuracy by dataset above "
+                   "chance)",
+    "purity_dataset": "Clustering the models (average linkage, k = #datasets) recovers the datasets: purity above "
+                      "chance",
+    "ari_dataset": "Clustering the models (average linkage, k = #datasets) recovers the datasets: adjusted Rand "
+                   "index above chance",
+    "nn1_task": "The nearest model of another dataset is of the same task (1-NN accuracy by task above chance)",
+    "purity_task": "Clustering the models (average linkage, k = #tasks) recovers the tasks: purity above chance",
+    "ari_task": "Clustering the models (average linkage, k = #tasks) recovers the tasks: adjusted Rand index "
+                "above chance",
+    "task_vectors_align_by_dataset": "Task vectors (weights - pretrained) of the same dataset point in more similar "
+                                     "directions than those of different datasets (cosine)",
+    "task_vectors_align_by_task": "Task vectors of the same task (different datasets) point in more similar "
+                                  "directions than those of different tasks (cosine)",
 }
+CLAIM_COLUMNS = ["metric", "space", "group", "primary", *verdicts.CLAIM_COLUMNS]
+NULL_MODELS = "models shuffled between datasets"
+NULL_DATASETS = "datasets shuffled between tasks"
+
+
+def shuffle_models(datasets: np.ndarray, tasks: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset-level null: models trade (dataset, task) labels; every dataset keeps its size."""
+    perm = rng.permutation(len(datasets))
+    return datasets[perm], tasks[perm]
+
+
+def shuffle_models_within_tasks(datasets: np.ndarray, tasks: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """The null of 'same dataset closer than same task': models trade datasets within their task only."""
+    out = datasets.copy()
+    for task in np.unique(tasks):
+        where = np.flatnonzero(tasks == task)
+        out[where] = datasets[where][rng.permutation(len(where))]
+    return out, tasks
+
+
+def shuffle_datasets(datasets: np.ndarray, tasks: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """The task-level null: datasets trade tasks; a dataset's models stay together, every task keeps its size."""
+    names, first = np.unique(datasets, return_index=True)
+    moved = dict(zip(names, tasks[first][rng.permutation(len(names))]))
+    return datasets, np.array([moved[d] for d in datasets])
+
+
+def resample(datasets: np.ndarray, tasks: np.ndarray, rng) -> np.ndarray:
+    """Model indices of one two-stage bootstrap replicate, stratified by task."""
+    out = []
+    for task in np.unique(tasks):
+        names = np.unique(datasets[tasks == task])
+        for name in rng.choice(names, size=len(names), replace=True):
+            members = np.flatnonzero(datasets == name)
+            out.append(rng.choice(members, size=len(members), replace=True))
+    return np.concatenate(out) if out else np.array([], dtype=int)
+
+
+def pair_means(M: np.ndarray, datasets, tasks, idx: np.ndarray | None = None) -> dict[str, float]:
+    """Mean of M over pairs of distinct models of each kind: within_dataset, within_task, across_tasks and
+    other_dataset (any two datasets)."""
+    idx = np.arange(len(datasets)) if idx is None else idx
+    sub = M[np.ix_(idx, idx)]
+    d, t = np.asarray(datasets)[idx], np.asarray(tasks)[idx]
+    distinct = idx[:, None] != idx[None, :]
+    same_d, same_t = d[:, None] == d[None, :], t[:, None] == t[None, :]
+    masks = {"within_dataset": distinct & same_d, "within_task": distinct & same_t & ~same_d,
+             "across_tasks": distinct & ~same_t, "other_dataset": distinct & ~same_d}
+    return {k: float(sub[m].mean()) if m.any() else float("nan") for k, m in masks.items()}
+
+
+def nn1_other_dataset(D: np.ndarray, datasets, tasks) -> float:
+    """Share of models whose nearest model of *another* dataset has the same task."""
+    datasets, tasks = np.asarray(datasets), np.asarray(tasks)
+    masked = np.where(datasets[:, None] == datasets[None, :], np.inf, D)
+    has = np.isfinite(masked).any(axis=1)
+    if not has.any():
+        return float("nan")
+    return float(np.mean(tasks[has][np.argmin(masked[has], axis=1)] == tasks[has]))
+
+
+def _null(statistic, datasets, tasks, shuffle, n_perm: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.array([statistic(*shuffle(datasets, tasks, rng)) for _ in range(int(n_perm))], dtype=float)
+
+
+def _difference_claim(claim_id, M, datasets, tasks, closer, farther, sign, shuffle, n_boot, n_perm, seed,
+                      unit, n, paper, quantity) -> dict:
+    """effect = sign * (mean over `farther` pairs - mean over `closer` pairs); sign -1 for similarities."""
+    def effect(d, t, idx=None):
+        means = pair_means(M, d, t, idx)
+        return sign * (means[farther] - means[closer]), means
+
+    observed, means = effect(datasets, tasks)
+    if not np.isfinite(observed):
+        missing = closer if not np.isfinite(means[closer]) else farther
+        return verdicts.not_computable(claim_id, CLAIMS[claim_id], f"no {missing} pairs", unit, paper, n=n)
+    rng = np.random.default_rng(seed)
+    boots = np.array([effect(datasets, tasks, resample(datasets, tasks, rng))[0] for _ in range(int(n_boot))])
+    low, high = verdicts.interval(boots)
+    null = _null(lambda d, t: effect(d, t)[0], datasets, tasks, shuffle, n_perm, seed + 1)
+    p = verdicts.permutation_p(observed, null)
+    note = f"mean {quantity}: {closer} {means[closer]:.4g}, {farther} {means[farther]:.4g}"
+    if sign > 0 and means[farther] > 0:
+        note += f"; ratio {closer} / {farther} = {means[closer] / means[farther]:.4g}"
+    nan_share = float(np.mean(~np.isfinite(boots))) if len(boots) else 0.0
+    if nan_share > 0.01:
+        note += f"; {nan_share:.0%} of bootstrap replicates had no pair of one kind and were dropped"
+    return verdicts.claim_row(
+        claim_id, CLAIMS[claim_id], observed, low, high, n, unit, p_value=p, paper=paper,
+        value=means[closer], reference=means[farther],
+        statistic=f"mean {quantity} of {farther} pairs minus {closer} pairs" if sign > 0 else
+        f"mean {quantity} of {closer} pairs minus {farther} pairs",
+        interval="bootstrap 95%, datasets within tasks then models within datasets", null=shuffle_name(shuffle),
+        note=note)
+
+
+def shuffle_name(shuffle) -> str:
+    return {shuffle_models: NULL_MODELS, shuffle_models_within_tasks: NULL_MODELS + " of the same task"}.get(
+        shuffle, NULL_DATASETS)
+
+
+def _recovery_claim(claim_id, statistic, datasets, tasks, shuffle, n_perm, seed, unit, n, paper, what) -> dict:
+    observed = statistic(datasets, tasks)
+    if not np.isfinite(observed):
+        return verdicts.not_computable(claim_id, CLAIMS[claim_id], f"{what} is undefined here", unit, paper, n=n)
+    null = _null(statistic, datasets, tasks, shuffle, n_perm, seed)
+    effect, low, high = verdicts.inverted_interval(observed, null)
+    distinct = len(np.unique(np.round(null[np.isfinite(null)], 12)))
+    note = f"{what} {observed:.4g}; null mean {np.nanmean(null):.4g}"
+    if distinct <= 20:
+        note += f" (the null takes only {distinct} distinct values)"
+    return verdicts.claim_row(claim_id, CLAIMS[claim_id], effect, low, high, n, unit,
+                              p_value=verdicts.permutation_p(observed, null), paper=paper, value=observed,
+                              reference=float(np.nanmean(null)), statistic=f"{what} minus its null mean",
+                              interval="inverted permutation test 95%", null=shuffle_name(shuffle), note=note)
+
+
+def label_claims(D: np.ndarray, datasets, tasks, n_perm: int = 1000, seed: int = 0) -> list[dict]:
+    """1-NN accuracy, purity and adjusted Rand by dataset (null: models shuffled between datasets) and by task
+    (null: datasets shuffled between tasks; 1-NN among models of other datasets)."""
+    datasets, tasks = np.asarray(datasets), np.asarray(tasks)
+    m, n_d, n_t = len(datasets), len(set(datasets)), len(set(tasks))
+    unit_m, unit_d = f"models ({n_d} datasets)", f"datasets ({n_t} tasks)"
+    rows = []
+    finite = m > 0 and bool(np.all(np.isfinite(D)))
+    has_seeds = m > n_d
+    if finite and has_seeds and 2 <= n_d < m:
+        by_dataset = cluster_labels(D, n_d, "agglomerative", seed)
+        rows.append(_recovery_claim("nn1_dataset", lambda d, t: nn1_accuracy(D, d), datasets, tasks, shuffle_models,
+                                    n_perm, seed, unit_m, m, PAPER_PURITY, "1-NN accuracy by dataset"))
+        rows.append(_recovery_claim("purity_dataset", lambda d, t: purity(d, by_dataset), datasets, tasks,
+                                    shuffle_models, n_perm, seed, unit_m, m, PAPER_PURITY, "purity by dataset"))
+        rows.append(_recovery_claim("ari_dataset", lambda d, t: adjusted_rand(d, by_dataset), datasets,
+                                    tasks, shuffle_models, n_perm, seed, unit_m, m, PAPER_PURITY,
+                                    "adjusted Rand by dataset"))
+    else:
+        why = ("undefined distances (NaN)" if not finite else "no dataset has two seeds" if not has_seeds
+               else f"needs 2 <= #datasets < #models ({n_d} of {m})")
+        rows += [verdicts.not_computable(c, CLAIMS[c], why, unit_m, PAPER_PURITY, n=m)
+                 for c in ("nn1_dataset", "purity_dataset", "ari_dataset")]
+    several = n_t >= 2 and any(len(set(datasets[tasks == t])) >= 2 for t in set(tasks))
+    if finite and several and n_t < m:
+        by_task = cluster_labels(D, n_t, "agglomerative", seed)
+        rows.append(_recovery_claim("nn1_task", lambda d, t: nn1_other_dataset(D, d, t), datasets, tasks,
+                                    shuffle_datasets, n_perm, seed, unit_d, n_d, PAPER_TASK,
+                                    "1-NN accuracy by task (neighbours of other datasets)"))
+        rows.append(_recovery_claim("purity_task", lambda d, t: purity(t, by_task), datasets, tasks, shuffle_datasets,
+                                    n_perm, seed, unit_d, n_d, PAPER_TASK, "purity by task"))
+        rows.append(_recovery_claim("ari_task", lambda d, t: adjusted_rand(t, by_task), datasets, tasks,
+                                    shuffle_datasets, n_perm, seed, unit_d, n_d, PAPER_TASK, "adjusted Rand by task"))
+    else:
+        why = ("undefined distances (NaN)" if not finite else
+               "needs two tasks and a task with two datasets" if not several else "too few models")
+        rows += [verdicts.not_computable(c, CLAIMS[c], why, unit_d, PAPER_TASK, n=n_d)
+                 for c in ("nn1_task", "purity_task", "ari_task")]
+    return rows
+
+
+def distance_claims(D: np.ndarray, datasets, tasks, n_boot: int = 1000, n_perm: int = 1000,
+                    seed: int = 0) -> list[dict]:
+    datasets, tasks = np.asarray(datasets), np.asarray(tasks)
+    n_d, n_t = len(set(datasets)), len(set(tasks))
+    if len(datasets) and not np.all(np.isfinite(D)):
+        return [verdicts.not_computable(c, CLAIMS[c], "undefined distances (NaN)", u, PAPER_CLUSTERS, n=n)
+                for c, u, n in (("dataset_closer_than_task", "models", len(datasets)),
+                                ("task_closer_than_across", "datasets", n_d))]
+    return [
+        _difference_claim("dataset_closer_than_task", D, datasets, tasks, "within_dataset", "within_task", 1,
+                          shuffle_models_within_tasks, n_boot, n_perm, seed, f"models ({n_d} datasets)", len(datasets),
+                          PAPER_CLUSTERS, "distance"),
+        _difference_claim("task_closer_than_across", D, datasets, tasks, "within_task", "across_tasks", 1,
+                          shuffle_datasets, n_boot, n_perm, seed, f"datasets ({n_t} tasks)", n_d, PAPER_CLUSTERS,
+                          "distance"),
+    ]
+
+
+def task_vector_cosines(D: pd.DataFrame, table) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Cosines between the fine-tuned models' task vectors, from Euclidean raw distances and the pretrained
+    model (law of cosines: ||a-b||² = ||a-p||² + ||b-p||² - 2 (a-p)·(b-p)); None without a pretrained model."""
+    ft, sub, datasets, tasks, to_pre = _labelled(D, table)
+    if to_pre is None or not len(ft) or np.any(to_pre <= 0):
+        return None
+    C = (to_pre[:, None] ** 2 + to_pre[None, :] ** 2 - sub**2) / (2 * to_pre[:, None] * to_pre[None, :])
+    return np.clip(C, -1.0, 1.0), datasets, tasks
+
+
+def cosine_claims(C: np.ndarray | None, datasets, tasks, n_boot: int = 1000, n_perm: int = 1000,
+                  seed: int = 0) -> list[dict]:
+    """Random perturbations of the pretrained weights have task-vector cosines near 0 whatever their labels:
+    these claims fail for them, unlike 'closer to the pretrained model than to other tasks'."""
+    paper = ("the paper reports distances, not task-vector directions; this replaces 'closer to the pretrained "
+             "model than to other tasks', which random perturbations also satisfy")
+    if C is None or not np.all(np.isfinite(C)):
+        why = "no pretrained model or undefined task vectors"
+        return [verdicts.not_computable(c, CLAIMS[c], why, "models", paper)
+                for c in ("task_vectors_align_by_dataset", "task_vectors_align_by_task")]
+    datasets, tasks = np.asarray(datasets), np.asarray(tasks)
+    n_d, n_t = len(set(datasets)), len(set(tasks))
+    return [
+        _difference_claim("task_vectors_align_by_dataset", C, datasets, tasks, "within_dataset", "other_dataset", -1,
+                          shuffle_models, n_boot, n_perm, seed, f"models ({n_d} datasets)", len(datasets), paper,
+                          "cosine"),
+        _difference_claim("task_vectors_align_by_task", C, datasets, tasks, "within_task", "across_tasks", -1,
+                          shuffle_datasets, n_boot, n_perm, seed, f"datasets ({n_t} tasks)", n_d, paper, "cosine"),
+    ]
 
 
 def claims(frame: pd.DataFrame, table, primary: dict | None = None, n_boot: int = 1000, seed: int = 0,
-           group: str = "all") -> pd.DataFrame:
-    """The paper's claims with this run's numbers and a verdict, for every metric and space (group 'all')."""
+           group: str = "all", n_perm: int | None = None) -> pd.DataFrame:
+    """The paper's clustering claims for every metric and space (parameter group ``group``), and the task-vector
+    cosine claims once, each with its effect, interval, permutation p-value and verdict."""
     from .distances import square
 
     primary = primary or {"metric": "euclidean", "space": "raw"}
+    n_perm = n_boot if n_perm is None else n_perm
     rows = []
     part = frame[frame["group"] == group]
-    for metric, space in part[["metric", "space"]].drop_duplicates().itertuples(index=False):
+    combos = list(part[["metric", "space"]].drop_duplicates().itertuples(index=False))
+    for metric, space in combos:
         D = square(frame, metric, space, group)
-        _, sub, datasets, tasks, to_pre = _labelled(D, table)
-        found = [
-            _compare(CLAIMS["same_dataset_closer_than_same_task"], "within_dataset", "within_task",
-                     sub, datasets, tasks, to_pre, n_boot, seed),
-            _compare(CLAIMS["same_task_closer_than_cross_task"], "within_task", "across_tasks",
-                     sub, datasets, tasks, to_pre, n_boot, seed),
-            _closer_to_pretrained(CLAIMS["closer_to_pretrained_than_to_other_tasks"], sub, datasets, tasks, to_pre),
-        ]
+        _, sub, datasets, tasks, _ = _labelled(D, table)
         is_primary = metric == primary.get("metric") and space == primary.get("space")
-        for row in found:
-            rows.append({"metric": metric, "space": space, "group": group, "primary": is_primary, **row})
+        found = distance_claims(sub, datasets, tasks, n_boot, n_perm, seed) + label_claims(sub, datasets, tasks,
+                                                                                            n_perm, seed)
+        rows += [{"metric": metric, "space": space, "group": group, "primary": is_primary, **row} for row in found]
+    cosines = None
+    if ("euclidean", "raw") in {tuple(c) for c in combos}:
+        cosines = task_vector_cosines(square(frame, "euclidean", "raw", group), table)
+    if cosines is None and ("euclidean", "task_vector") in {tuple(c) for c in combos}:
+        cosines = task_vector_cosines(square(frame, "euclidean", "task_vector", group), table)
+    if combos:
+        C, datasets, tasks = cosines if cosines is not None else (None, [], [])
+        rows += [{"metric": "cosine", "space": "task_vector", "group": group, "primary": True, **row}
+                 for row in cosine_claims(C, datasets, tasks, n_boot, n_perm, seed)]
     out = pd.DataFrame(rows).reindex(columns=CLAIM_COLUMNS)
+    out["n"] = out["n"].astype("Int64")
     # the primary measure (the paper's: Euclidean on flattened raw encoder weights) first
     return out.sort_values("primary", ascending=False, kind="stable").reset_index(drop=True)
 
@@ -328,11 +535,13 @@ def run(distances_path, table, stats_path, claims_path, settings: dict, threads:
 
     frame = pd.read_parquet(distances_path)
     n_boot = int(settings.get("bootstrap", 1000))
+    n_perm = int(settings.get("permutations", n_boot))
     seed = int(settings.get("seed", 0))
     with threadpool_limits(limits=threads):
         stats = cluster_stats(frame, table, n_boot, seed)
-        found = claims(frame, table, settings.get("primary"), n_boot, seed)
+        found = claims(frame, table, settings.get("primary"), n_boot, seed, n_perm=n_perm)
     write_csv(stats_path, stats)
     write_csv(claims_path, found)
     for row in found[found["primary"]].itertuples():
-        log.info("claim %s: %s (%s)", row.claim, row.verdict, row.note)
+        log.info("claim %s: %s (effect %.4g [%.4g, %.4g], p %.3g)", row.claim_id, row.verdict, row.effect,
+                 row.ci_low, row.ci_high, row.p_value)

@@ -35,6 +35,7 @@ COMPRESSIONS = (".gz", ".bz2", ".xz", ".zip", ".zst")
 DEFAULTS = {"validation_fraction": 0.1, "test_fraction": 0.2, "split_seed": 0}
 DROP_REASONS = ("missing_label", "empty", "duplicate", "in_earlier_split")
 _INTEGER = re.compile(r"^[+-]?\d+$")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 # ---------------------------------------------------------------- settings
@@ -51,6 +52,8 @@ def settings(spec: dict, defaults: dict | None = None) -> dict:
     caps = {**dict(defaults.get("max_examples") or {}), **dict(spec.get("max_examples") or {})}
     merged["max_examples"] = caps
     merged.pop("max_length", None)
+    if merged.get("label_map"):  # YAML may give integer keys: values are matched as text
+        merged["label_map"] = {str(k).strip(): v for k, v in merged["label_map"].items()}
     # a canonical order: Snakemake compares params, and reordering keys in the YAML must not rerun
     return _canonical(merged)
 
@@ -167,9 +170,13 @@ def _load_hub(name: str, spec: dict) -> _Source:
     """Hugging Face datasets (users with internet). Split map: ours -> the source's."""
     import datasets
 
+    from . import hub as hub_pins
+
     hub, subset, revision = spec["hub"], spec.get("subset"), spec.get("revision")
     shown = f"hub dataset {hub}" + (f"[{subset}]" if subset else "") + (f"@{revision}" if revision else "")
-    kwargs = {"revision": revision} if revision else {}
+    # one commit for every split, recorded in meta.json (None where the hub cannot say, e.g. offline)
+    commit = hub_pins.resolve_commit(hub, revision, repo_type="dataset")
+    kwargs = {"revision": commit or revision} if commit or revision else {}
     try:
         loaded = datasets.load_dataset(hub, subset, **kwargs)
     except Exception as exc:
@@ -205,8 +212,9 @@ def _load_hub(name: str, spec: dict) -> _Source:
             continue
         splits[ours] = _Raw(frame, f"{ours} split of {shown} (split '{theirs}')")
         fingerprints[theirs] = getattr(part, "_fingerprint", None)
-    description = {"kind": "hub", "hub": hub, "subset": subset, "revision": revision, "splits": mapping}
-    checksum = {"hub": shown, "fingerprints": fingerprints}
+    description = {"kind": "hub", "hub": hub, "subset": subset, "revision": revision, "commit": commit,
+                   "splits": mapping}
+    checksum = {"hub": shown, "commit": commit, "fingerprints": fingerprints}
     return _Source(splits=splits, description=description, checksum=checksum, columns=columns,
                    label_names=names, notes=notes)
 
@@ -227,16 +235,27 @@ def load_source(name: str, spec: dict) -> _Source:
 
 
 def _select(name: str, split: str, raw: _Raw, columns: dict) -> pd.DataFrame:
+    """Our columns from the source's. A text column named as a list joins those columns with a space
+    (e.g. COPA's premise and question); a row with any of them empty counts as empty."""
     wanted = {key: col for key, col in columns.items() if col}
-    missing = [(key, col) for key, col in wanted.items() if col not in raw.frame.columns]
-    if missing:
-        key, col = missing[0]
-        raise WeightspaceError(
-            f"dataset '{name}': {raw.where} has no column '{col}' (config key datasets.{name}.columns.{key}); "
-            f"columns found: {', '.join(map(str, raw.frame.columns))}"
-        )
-    frame = raw.frame[list(wanted.values())].copy()
-    frame.columns = list(wanted)
+    for key, col in wanted.items():
+        for one in ([col] if isinstance(col, str) else col):
+            if one not in raw.frame.columns:
+                raise WeightspaceError(
+                    f"dataset '{name}': {raw.where} has no column '{one}' (config key datasets.{name}.columns.{key}); "
+                    f"columns found: {', '.join(map(str, raw.frame.columns))}"
+                )
+    frame = pd.DataFrame(index=raw.frame.index)
+    for key, col in wanted.items():
+        if isinstance(col, str):
+            frame[key] = raw.frame[col]
+        else:
+            parts = [raw.frame[c] for c in col]
+            blank = pd.concat([_is_blank(p) for p in parts], axis=1).any(axis=1)
+            joined = parts[0].astype(str).str.strip()
+            for part in parts[1:]:
+                joined = joined + " " + part.astype(str).str.strip()
+            frame[key] = joined.where(~blank)
     return frame
 
 
@@ -263,8 +282,33 @@ def _clean(frame: pd.DataFrame, pairs: bool) -> tuple[pd.DataFrame, dict]:
     return frame[~duplicate].reset_index(drop=True), dropped
 
 
+def _label_key(value) -> str:
+    """How a label value is written, for matching a label_map key (1, 1.0 and '1' are all '1')."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _apply_label_map(labels: pd.Series, label_map: dict | None) -> pd.Series:
+    if not label_map:
+        return labels
+    return labels.map(lambda v: label_map.get(_label_key(v), v))
+
+
+def _mixed_kinds_error(name: str, where: str, column: str, values) -> WeightspaceError:
+    shown = ", ".join(repr(v) for v in sorted({str(v) for v in values})[:12])
+    return WeightspaceError(
+        f"dataset '{name}': {where}, column '{column}': the labels mix numbers and names ({shown}), which would "
+        f"make each spelling its own class; say how to merge them with datasets.{name}.label_map "
+        f"(e.g. label_map: {{0: neg, 1: pos}}) or fix the file"
+    )
+
+
 def _label_values(name: str, split: str, raw: _Raw, column: str, labels: pd.Series) -> tuple[str, pd.Series]:
-    """('int', ints) or ('str', strings): integer-looking labels are ints, anything else a class name."""
+    """('int', ints) or ('str', strings): integer-looking labels are ints, anything else a class name.
+
+    A column that mixes numbers and names (0, 1, pos, neg) is refused: see label_map.
+    """
     if pd.api.types.is_bool_dtype(labels):
         return "str", labels.astype(str)
     if pd.api.types.is_integer_dtype(labels):
@@ -280,6 +324,9 @@ def _label_values(name: str, split: str, raw: _Raw, column: str, labels: pd.Seri
     text = labels.astype(str).str.strip()
     if len(text) and text.map(lambda v: bool(_INTEGER.match(v))).all():
         return "int", text.astype("int64")
+    numeric = text.map(lambda v: bool(_NUMBER.match(v)))
+    if numeric.any() and not numeric.all():
+        raise _mixed_kinds_error(name, raw.where, column, text.unique())
     return "str", text
 
 
@@ -353,6 +400,7 @@ def prepare(name: str, spec: dict, defaults: dict | None = None) -> tuple[dict[s
             continue
         raw = source.splits[split]
         frame, dropped[split] = _clean(_select(name, split, raw, columns), pairs)
+        frame["label"] = _apply_label_map(frame["label"], config.get("label_map"))
         if len(frame):
             kinds[split], frame["label"] = _label_values(name, split, raw, columns["label"], frame["label"])
         frames[split] = frame
@@ -380,6 +428,10 @@ def prepare(name: str, spec: dict, defaults: dict | None = None) -> tuple[dict[s
             )
 
     # labels: one kind for all splits; names from the training split (or the source's class names)
+    if len(set(kinds.values())) > 1:  # e.g. train labelled 0/1, test pos/neg
+        where = "; ".join(f"{source.splits[s].where}: {kinds[s]}" for s in kinds)
+        values = [v for f in frames.values() for v in f["label"].astype(str).unique()]
+        raise _mixed_kinds_error(name, f"splits of different label kinds ({where})", columns["label"], values)
     kind = "int" if all(k == "int" for k in kinds.values()) else "str"
     if kind == "str":
         for frame in frames.values():

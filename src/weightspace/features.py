@@ -1,10 +1,13 @@
 """Frozen-encoder features: one pass of a model's encoder over a dataset's train and test splits.
 
 The linear probe never trains through the encoder: it reads these pooled features,
-computed once per (model, dataset) and cached as results/features/{model_id}/{dataset}.npz
-(train_x, train_y, test_x, test_y, num_labels, pooling).
-torch and pandas are imported where they are used: a probe job reads features files
-with numpy alone and does not pay for them.
+computed once per (model, dataset) by an evaluation job (weightspace.evaluation, which
+caches them by content under results/probe/cache/features/) and stored as arrays
+(train_x, train_y, test_x, test_y, num_labels, pooling). Batches are length-sorted and
+padded to their own longest example; the encoder runs under torch.inference_mode in the
+precision `precision` picks: fp32 on CPUs without native bf16 (AVX2 emulates it ~100x
+slower), bf16 autocast where the CPU has it (AMX, AVX512-BF16) or on CUDA.
+torch and pandas are imported where they are used.
 """
 
 from __future__ import annotations
@@ -106,14 +109,38 @@ def pool(hidden: "torch.Tensor", attention_mask: "torch.Tensor", pooling: str) -
     raise WeightspaceError(f"unknown pooling '{pooling}'; use one of {', '.join(POOLINGS)}")
 
 
-def autocast_for(device: "torch.device", mixed_precision: str = "auto"):
-    """bf16 (or fp16 where bf16 is missing) autocast on CUDA; nothing on CPU."""
+def precision(device: "torch.device | str", mixed_precision: str = "auto") -> str:
+    """The dtype the encoder's matmuls run in: 'float32', 'bfloat16' or 'float16'.
+
+    auto: bf16 (fp16 where bf16 is missing) on CUDA; bf16 on a CPU that computes it
+    natively (AMX or AVX512-BF16, `hardware.cpu_has_native_bf16`), float32 on any other
+    CPU (on AVX2, bf16 is emulated and ~100x slower). bf16: bf16 wherever it runs (the
+    benchmark's accuracy check); no: float32.
+    """
     import torch
 
-    if device.type != "cuda" or mixed_precision == "no":
+    from . import hardware
+
+    device = torch.device(device)
+    if mixed_precision == "no":
+        return "float32"
+    if mixed_precision not in ("auto", "bf16"):
+        raise WeightspaceError(f"config key probe.mixed_precision: '{mixed_precision}' is not one of auto, bf16, no")
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if mixed_precision == "bf16" or hardware.cpu_has_native_bf16():
+        return "bfloat16"
+    return "float32"
+
+
+def autocast_for(device: "torch.device", mixed_precision: str = "auto"):
+    """The autocast context of `precision` on this device (nothing for float32)."""
+    import torch
+
+    dtype = precision(device, mixed_precision)
+    if dtype == "float32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(torch.device(device).type, dtype=getattr(torch, dtype))
 
 
 def encode(

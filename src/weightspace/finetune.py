@@ -5,6 +5,12 @@ seed and to checkpoint: the head's initialisation and dropout follow the global 
 RNG (seeded, saved in checkpoints), the data order of epoch e is a permutation drawn
 from a generator seeded by (seed, e), so a resumed run replays exactly the batches an
 uninterrupted run would have seen and ends with bitwise identical weights on CPU.
+
+Checkpoints (model, optimizer, scheduler, RNG states: ~3x the model's size) are written every
+``checkpoint_minutes`` of training and when the job is asked to stop (SIGTERM: a SLURM time
+limit, a Ctrl-C of Snakemake), not every few steps; ``checkpoint_every`` adds a step interval
+(tests). Precision: ``mixed_precision`` autocasts to bf16 on a CPU only where it computes bf16
+natively (hardware.py) or when asked to; on AVX2-only CPUs bf16 is emulated and far slower.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import WeightspaceError, base_model
+from . import WeightspaceError, base_model, hardware
 from .atomic import atomic_path, write_csv, write_json, write_safetensors
 from .progress import Progress
 
@@ -45,8 +51,9 @@ class Settings:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     early_stopping_patience: int | None = None
-    checkpoint_every: int = 50
-    mixed_precision: str = "auto"
+    checkpoint_minutes: float | None = 10.0  # of training between checkpoints (None: only on SIGTERM)
+    checkpoint_every: int | None = None  # steps between checkpoints as well (None: by time only)
+    mixed_precision: str = "auto"  # auto | no | bf16 | fp16 (see autocast_dtype)
     max_length: int = 128
     trainable: str = "all"  # all | bitfit (biases and head only)
     train_size: int | None = None  # a seeded, stratified subset of the training split (few-shot runs)
@@ -58,6 +65,14 @@ class Settings:
         values = {k: v for k, v in section.items() if k in known}
         values.update(overrides)
         return cls(**values)
+
+    def recipe(self) -> dict:
+        """What decides the trained weights (and so what a checkpoint must match): all but the checkpoint policy."""
+        return {k: v for k, v in asdict(self).items() if k not in CHECKPOINT_POLICY}
+
+
+CHECKPOINT_POLICY = ("checkpoint_minutes", "checkpoint_every")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
 
 
 class Stopped(Exception):
@@ -75,6 +90,7 @@ class _State:
     log_rows: list = field(default_factory=list)
     resumed_from_step: int | None = None
     train_seconds: float = 0.0
+    train_cpu_seconds: float = 0.0  # CPU time of this process (all its threads) while training
     # the loss since the last log row: checkpointed so that a resumed run logs what an uninterrupted one does
     running_loss: float = 0.0
     running_count: int = 0
@@ -138,12 +154,39 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 # ---------------------------------------------------------------- device and precision
 
 
+def autocast_dtype(device: torch.device, mixed_precision: str) -> torch.dtype | None:
+    """The dtype autocast computes in (None: float32 throughout).
+
+    auto: on CUDA bf16 where supported, else fp16; on a CPU bf16 only where it has native bf16
+    (AMX or AVX512-BF16: faster than fp32), float32 elsewhere (AVX2 emulates bf16, ~100x slower
+    matmuls). bf16 / fp16 ask for that dtype on any device; no: float32.
+    """
+    if mixed_precision not in PRECISIONS:
+        raise WeightspaceError(f"finetune.mixed_precision: '{mixed_precision}' is not one of {', '.join(PRECISIONS)}")
+    if mixed_precision == "no":
+        return None
+    if mixed_precision == "bf16":
+        return torch.bfloat16
+    if mixed_precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    from . import hardware
+
+    return torch.bfloat16 if hardware.cpu_has_native_bf16() else None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
 def autocast_context(device: torch.device, mixed_precision: str):
-    if device.type != "cuda" or mixed_precision == "no":
+    """(autocast context, gradient scaler or None) for a precision setting (see autocast_dtype)."""
+    dtype = autocast_dtype(device, mixed_precision)
+    if dtype is None:
         return contextlib.nullcontext(), None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return torch.autocast("cuda", dtype=dtype), scaler
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    return torch.autocast(device.type, dtype=dtype), scaler
 
 
 @torch.inference_mode()
@@ -191,9 +234,11 @@ def linear_schedule(optimizer, warmup: int, total: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def fingerprint(settings: Settings, *files: Path) -> str:
-    """What a checkpoint must match to be resumed: the recipe and its inputs' contents."""
-    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
+def fingerprint(settings: Settings, *files: Path, precision: str = "fp32") -> str:
+    """What a checkpoint must match to be resumed: the recipe, the precision it resolved to on this
+    machine (auto may differ between the nodes of a cluster) and its inputs' contents. Not the
+    checkpoint policy: a retry with another interval resumes."""
+    digest = hashlib.sha256(json.dumps(dict(settings.recipe(), precision=precision), sort_keys=True).encode())
     for path in files:
         stat = Path(path).stat()
         digest.update(f"{Path(path).name}:{stat.st_size}".encode())
@@ -250,12 +295,14 @@ def finetune(
     init_weights: str | Path | None = None,
     model_id: str | None = None,
     save_model: bool = True,
+    weights_path: str | Path | None = None,
 ) -> dict:
     """Fine-tune the base (or ``init_weights``, encoder weights of another start) on a dataset.
 
     Writes out_dir/{model.safetensors, config.json, train_log.csv, metrics.json}
-    (metrics.json last: it marks the job finished) and keeps resumable checkpoints in
-    out_dir/resume/ until the run completes.
+    (metrics.json last: it marks the job finished), and the encoder weights to ``weights_path``
+    when given (what an extraction job would write, without one); keeps resumable checkpoints
+    in out_dir/resume/ until the run completes.
     """
     from . import weights as encoder_files
 
@@ -293,9 +340,10 @@ def finetune(
                                   fused=device.type in ("cpu", "cuda"))
     scheduler = linear_schedule(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
     autocast, scaler = autocast_context(device, settings.mixed_precision)
+    precision = precision_name(autocast_dtype(device, settings.mixed_precision))
 
     inputs = [data_dir / f"{s}.parquet" for s in ("train", "validation", "test")] + [base_dir / "config.json"]
-    key = fingerprint(settings, *inputs, *([init_weights] if init_weights else []))
+    key = fingerprint(settings, *inputs, *([init_weights] if init_weights else []), precision=precision)
     state = _State()
     best_model_state = None
     checkpoint = load_checkpoint(resume_dir, key)
@@ -311,32 +359,50 @@ def finetune(
         random.setstate(_as_tuple(checkpoint["python_rng"]))
         state = _State(**checkpoint["state"])
         state.resumed_from_step = state.step
-        best_path = resume_dir / "best.safetensors"
-        if best_path.exists():
-            from safetensors.torch import load_file
-
-            best_model_state = load_file(str(best_path))
+        best_model_state = _load_best(resume_dir, state.best_epoch)
         log.info("resuming from the checkpoint at step %d of %d", state.step, total_steps)
 
     stop_requested = []
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
     log.info(
-        "fine-tuning %s on %s: %d train examples, %d steps (%d per epoch), batch %d, %s, %d threads",
+        "fine-tuning %s on %s: %d train examples, %d steps (%d per epoch), batch %d, %s %s, %d threads",
         model_id or out_dir.name, meta.get("name"), len(train), total_steps, steps_per_epoch,
-        settings.batch_size, device, threads,
+        settings.batch_size, device, precision, threads,
     )
     progress = Progress(total_steps, f"train {model_id or out_dir.name}", logger=log, initial=state.step)
     started = time.perf_counter() - state.train_seconds
+    cpu_started = time.process_time() - state.train_cpu_seconds
+    checkpoint_seconds = settings.checkpoint_minutes * 60 if settings.checkpoint_minutes else math.inf
+    last_checkpoint = time.monotonic()
+    # the running loss stays on the device (float64, what Python's float sum would give): no sync per step
+    running_loss = torch.tensor(state.running_loss, dtype=torch.float64, device=device)
+    last_validation = None  # (step, metrics) of the latest epoch-end validation in this process
+
+    def sync_state():
+        state.running_loss = running_loss.item()
+        state.train_seconds = time.perf_counter() - started
+        state.train_cpu_seconds = time.process_time() - cpu_started
+
+    def take_train_loss():
+        sync_state()
+        running_loss.zero_()
+        return state.take_train_loss()
+
+    def write_checkpoint():
+        nonlocal last_checkpoint
+        sync_state()
+        save_checkpoint(resume_dir, model, optimizer, scheduler, scaler, state, key)
+        last_checkpoint = time.monotonic()
+
     try:
         while state.step < total_steps and state.epoch < settings.epochs:
             order = epoch_order(len(train), settings.seed, state.epoch)
             batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
             while state.batch_in_epoch < len(batches) and state.step < total_steps:
                 batch = collate([train[i] for i in batches[state.batch_in_epoch]], pad_id)
-                batch = {k: v.to(device) for k, v in batch.items()}
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with autocast:
                     loss = model(**batch).loss
-                optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
@@ -344,26 +410,31 @@ def finetune(
                 else:
                     loss.backward()
                     optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 state.step += 1
                 state.batch_in_epoch += 1
-                state.running_loss += loss.item()
+                running_loss += loss.detach()
                 state.running_count += 1
                 progress.update()
                 if state.step % settings.log_every == 0:
-                    state.log_rows.append(_log_row(state, scheduler, state.take_train_loss(), started))
-                state.train_seconds = time.perf_counter() - started
-                if state.step % settings.checkpoint_every == 0 or stop_requested:
-                    save_checkpoint(resume_dir, model, optimizer, scheduler, scaler, state, key)
+                    state.log_rows.append(_log_row(state, scheduler, take_train_loss(), started))
+                if (stop_requested or time.monotonic() - last_checkpoint >= checkpoint_seconds
+                        or (settings.checkpoint_every and state.step % settings.checkpoint_every == 0)):
+                    write_checkpoint()
                 if stop_requested:
                     raise Stopped(f"stopped by SIGTERM at step {state.step}; the next attempt resumes from here")
             if state.batch_in_epoch >= len(batches):  # a full epoch: validate, maybe stop early
                 state.epoch += 1
                 state.batch_in_epoch = 0
-                eval_started = time.perf_counter()
+                sync_state()
+                eval_started, eval_cpu_started = time.perf_counter(), time.process_time()
                 val = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
-                started += time.perf_counter() - eval_started  # train_seconds counts training only
-                row = _log_row(state, scheduler, state.take_train_loss(), started)
+                # train_seconds and train_cpu_seconds count training only
+                started += time.perf_counter() - eval_started
+                cpu_started += time.process_time() - eval_cpu_started
+                last_validation = (state.step, val)
+                row = _log_row(state, scheduler, take_train_loss(), started)
                 state.log_rows.append(dict(row, val_loss=val["loss"], val_accuracy=val["accuracy"]))
                 log.info("epoch %d: validation loss %.4f accuracy %.4f", state.epoch, val["loss"], val["accuracy"])
                 if settings.early_stopping_patience:
@@ -371,20 +442,28 @@ def finetune(
                         state.best_val_loss, state.best_epoch = val["loss"], state.epoch
                         state.epochs_without_improvement = 0
                         best_model_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                        write_safetensors(resume_dir / "best.safetensors", best_model_state)
+                        write_safetensors(resume_dir / "best.safetensors", best_model_state,
+                                          {"epoch": str(state.epoch)})
                     else:
                         state.epochs_without_improvement += 1
                         if state.epochs_without_improvement >= settings.early_stopping_patience:
                             log.info("early stopping after epoch %d (best epoch %d)", state.epoch, state.best_epoch)
                             break
-                    save_checkpoint(resume_dir, model, optimizer, scheduler, scaler, state, key)
+                if stop_requested or time.monotonic() - last_checkpoint >= checkpoint_seconds:
+                    write_checkpoint()
+                if stop_requested:
+                    raise Stopped(f"stopped by SIGTERM after epoch {state.epoch}; the next attempt resumes from here")
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+    sync_state()
 
     if best_model_state is not None:
         model.load_state_dict(best_model_state)
     train_seconds = state.train_seconds
-    validation_metrics = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
+    if best_model_state is None and last_validation is not None and last_validation[0] == state.step:
+        validation_metrics = last_validation[1]  # the model was validated after its last step already
+    else:
+        validation_metrics = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
     test_metrics = evaluate(model, test, settings.batch_size, pad_id, device, autocast)
     trained_examples = min(state.step * settings.batch_size, state.epoch * len(train) + state.batch_in_epoch * settings.batch_size)
     metrics = {
@@ -400,19 +479,26 @@ def finetune(
         "validation": validation_metrics,
         "test": test_metrics,
         "train_seconds": round(train_seconds, 3),
+        "train_cpu_seconds": round(state.train_cpu_seconds, 3),
         "examples_per_second": round(trained_examples / max(train_seconds, 1e-9), 2),
         "resumed_from_step": state.resumed_from_step,
         "device": str(device),
+        "cpu": hardware.cpu_name(),
+        "precision": precision,
         "threads": threads,
         "settings": asdict(settings),
     }
     log.info("done: validation accuracy %.4f, test accuracy %.4f", validation_metrics["accuracy"], test_metrics["accuracy"])
 
-    if save_model:
+    if save_model or weights_path:
         model = model.to("cpu")
-        write_safetensors(out_dir / "model.safetensors", model.state_dict(), {"model_id": model_id or ""})
+        state_dict = model.state_dict()
+    if save_model:
+        write_safetensors(out_dir / "model.safetensors", state_dict, {"model_id": model_id or ""})
         with atomic_path(out_dir / "config.json") as tmp:
             model.config.to_json_file(str(tmp))
+    if weights_path:
+        save_encoder_weights(weights_path, state_dict, model.config, base_dir, model_id or out_dir.name)
     write_csv(out_dir / "train_log.csv", pd.DataFrame(state.log_rows, columns=LOG_COLUMNS))
     write_json(out_dir / "metrics.json", metrics)
     shutil.rmtree(resume_dir, ignore_errors=True)
@@ -432,6 +518,35 @@ def _log_row(state: _State, scheduler, train_loss, started) -> dict:
         "val_accuracy": None,
         "elapsed_seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def save_encoder_weights(path, state_dict, config, base_dir: Path, model_id: str) -> None:
+    """The encoder weights of a trained model, as weights.extract writes them for a model folder."""
+    from . import weights as encoder_files
+
+    tensors = encoder_files.encoder_tensors_from_state_dict(state_dict, config)
+    metadata = {}
+    base_json = Path(base_dir) / "base.json"
+    if base_json.exists():
+        info = json.loads(base_json.read_text())
+        metadata.update(base=info.get("source", ""), base_commit=info.get("commit") or "")
+    encoder_files.save(path, tensors, model_id, **metadata)
+    log.info("%s: %d encoder tensors written to %s", model_id, len(tensors), path)
+
+
+def _load_best(resume_dir: Path, best_epoch: int | None):
+    """The best epoch's weights saved for early stopping, if they are the checkpoint's best epoch's."""
+    path = resume_dir / "best.safetensors"
+    if best_epoch is None or not path.exists():
+        return None
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        epoch = (handle.metadata() or {}).get("epoch")
+    if epoch is not None and int(epoch) != best_epoch:
+        return None  # written after the checkpoint: the replayed epochs write it again
+    return load_file(str(path))
 
 
 def _as_tuple(value):

@@ -102,40 +102,93 @@ def summary_table(rows: list[dict]) -> pd.DataFrame:
     return frame[columns].sort_values(["target", "mode", "size", "base", "seed"]).reset_index(drop=True)
 
 
+def paired_gains(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per fused run with its pretrained twin (same target, mode, size, seed): the accuracy gain."""
+    keys = ["target", "mode", "size", "seed"]
+    pretrained = summary[summary["base"] == study.PRETRAINED].set_index(keys)[["accuracy", "loss"]]
+    fused = summary[summary["base"] != study.PRETRAINED]
+    paired = fused.set_index(keys)[["scope", "base", "accuracy", "loss"]].merge(
+        pretrained, left_index=True, right_index=True, suffixes=("", "_pretrained")).reset_index()
+    paired["gain"] = paired["accuracy"] - paired["accuracy_pretrained"]
+    return paired
+
+
+def outcome(gain: float) -> str:
+    """A tie is not a win."""
+    return "win" if gain > 0 else "loss" if gain < 0 else "tie"
+
+
 def wins_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Per target, scope, mode and size: mean gain in test accuracy of the fused start over the pretrained one.
 
-    Seeds are paired (same seed, same few-shot subset, same budget) before averaging.
+    Seeds are paired (same seed, same few-shot subset, same budget) before averaging. 'outcome' is win / tie /
+    loss by the sign of the mean gain: a tie is not a win.
     """
-    keys = ["target", "mode", "size", "seed"]
-    pretrained = summary[summary["base"] == study.PRETRAINED].set_index(keys)[["accuracy", "loss"]]
+    columns = ["scope", "target", "mode", "size", "seeds", "fused_accuracy", "pretrained_accuracy", "gain",
+               "gain_std", "loss_change", "outcome"]
+    paired = paired_gains(summary)
     rows = []
-    for (scope, target, mode, size), group in summary[summary["base"] != study.PRETRAINED].groupby(
-        ["scope", "target", "mode", "size"], sort=True
-    ):
-        paired = group.set_index(keys)[["accuracy", "loss"]].merge(
-            pretrained, left_index=True, right_index=True, suffixes=("", "_pretrained"))
-        if paired.empty:
-            continue
-        gain = paired["accuracy"] - paired["accuracy_pretrained"]
+    for (scope, target, mode, size), group in paired.groupby(["scope", "target", "mode", "size"], sort=True):
+        gain = group["gain"]
         rows.append({
-            "scope": scope, "target": target, "mode": mode, "size": size, "seeds": len(paired),
-            "fused_accuracy": paired["accuracy"].mean(), "pretrained_accuracy": paired["accuracy_pretrained"].mean(),
+            "scope": scope, "target": target, "mode": mode, "size": size, "seeds": len(group),
+            "fused_accuracy": group["accuracy"].mean(), "pretrained_accuracy": group["accuracy_pretrained"].mean(),
             "gain": gain.mean(), "gain_std": gain.std(ddof=1) if len(gain) > 1 else np.nan,
-            "loss_change": (paired["loss"] - paired["loss_pretrained"]).mean(),
-            "as_good_or_better": bool(gain.mean() >= 0),
+            "loss_change": (group["loss"] - group["loss_pretrained"]).mean(), "outcome": outcome(gain.mean()),
         })
-    return pd.DataFrame(rows, columns=["scope", "target", "mode", "size", "seeds", "fused_accuracy",
-                                       "pretrained_accuracy", "gain", "gain_std", "loss_change",
-                                       "as_good_or_better"])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def wins_overview(wins: pd.DataFrame) -> pd.DataFrame:
-    """Per scope, mode and size: targets where fusion is as good or better, of how many, and the mean gain."""
+    """Per scope, mode and size: targets won, tied and lost by the fused start, and the mean gain."""
+    columns = ["scope", "mode", "size", "targets", "wins", "ties", "losses", "mean_gain"]
     if wins.empty:
-        return pd.DataFrame(columns=["scope", "mode", "size", "targets", "as_good_or_better", "mean_gain"])
+        return pd.DataFrame(columns=columns)
     return (
-        wins.groupby(["scope", "mode", "size"], sort=True)
-        .agg(targets=("target", "nunique"), as_good_or_better=("as_good_or_better", "sum"), mean_gain=("gain", "mean"))
+        wins.assign(wins=wins["outcome"] == "win", ties=wins["outcome"] == "tie", losses=wins["outcome"] == "loss")
+        .groupby(["scope", "mode", "size"], sort=True)
+        .agg(targets=("target", "nunique"), wins=("wins", "sum"), ties=("ties", "sum"), losses=("losses", "sum"),
+             mean_gain=("gain", "mean"))
         .reset_index()
+        .reindex(columns=columns)
     )
+
+
+PAPER_FUSION = "fused start better on 11 of 12 targets, +3.06 accuracy points on average (Gueta et al. 2023, Table 2)"
+MIN_UNITS = 5  # fewer paired (target, seed) runs than this: no interval
+
+
+def claims(summary: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per scope, mode and training size: the fused start's accuracy gain over the pretrained start, paired over
+    targets × seeds, with a bootstrap interval over those pairs; few-shot sizes are rows of their own."""
+    from . import verdicts
+
+    paired = paired_gains(summary)
+    rows = []
+    for (scope, mode, size), group in paired.groupby(["scope", "mode", "size"], sort=True):
+        what = "the whole training split" if size == "all" else f"{size} training examples (few-shot)"
+        claim = (f"Fine-tuning from the fused start ({scope} region, {mode}) beats fine-tuning from the pretrained "
+                 f"start, with {what}")
+        gains = 100 * group["gain"].to_numpy(dtype=float)
+        n, targets = len(gains), group["target"].nunique()
+        unit = f"targets × seeds ({targets} targets)"
+        counts = {o: int(sum(outcome(g) == o for g in gains)) for o in ("win", "tie", "loss")}
+        note = f"runs: {counts['win']} wins, {counts['tie']} ties, {counts['loss']} losses"
+        extra = dict(value=float(group["accuracy"].mean()), reference=float(group["accuracy_pretrained"].mean()),
+                     statistic="mean paired test-accuracy gain, fused - pretrained start (percentage points)",
+                     interval="bootstrap 95% over (target, seed) pairs", null="", scope=scope, mode=mode, size=size)
+        if n < MIN_UNITS:
+            rows.append({**verdicts.not_computable(f"fusion_gain_{scope}_{mode}_n{size}", claim,
+                                                   f"{note}; only {n} paired runs (< {MIN_UNITS}): no interval",
+                                                   unit, PAPER_FUSION, n=n), **extra,
+                         "effect": float(gains.mean())})
+            continue
+        effect, low, high = verdicts.paired_bootstrap_mean(gains, n_boot, seed)
+        rows.append(verdicts.claim_row(f"fusion_gain_{scope}_{mode}_n{size}", claim, effect, low, high, n, unit,
+                                       paper=PAPER_FUSION, note=note, **extra))
+    columns = [*verdicts.CLAIM_COLUMNS, "scope", "mode", "size"]
+    out = pd.DataFrame(rows).reindex(columns=columns)
+    out["n"] = out["n"].astype("Int64")
+    # full-data runs first, then the few-shot sizes
+    order = out["size"].map(lambda v: (0, 0) if v == "all" else (1, int(v)) if str(v).isdigit() else (2, 0))
+    return out.iloc[sorted(range(len(out)), key=lambda i: order.iloc[i])].reset_index(drop=True)

@@ -8,7 +8,7 @@ import pandas as pd
 
 from . import study
 from .atomic import save_figure, write_csv
-from .fusion import summary_table, wins_overview, wins_table
+from .fusion import claims, summary_table, wins_overview, wins_table
 
 
 def collect(runs: list[dict], metrics_files: list[str]) -> pd.DataFrame:
@@ -46,10 +46,15 @@ def figure(wins: pd.DataFrame):
     return fig
 
 
-def write(runs, metrics_files, summary_path, wins_path, overview_path, figure_path) -> None:
+def write(runs, metrics_files, summary_path, wins_path, overview_path, figure_path, claims_path=None,
+          n_boot: int = 1000, seed: int = 0) -> None:
+    """Rule entry: the runs, wins and overview tables, the claims (paired gain and its interval), the figure."""
     summary = collect(runs, metrics_files)
     wins = wins_table(summary)
+    found = claims(summary, n_boot, seed)
     write_csv(summary_path, summary)
     write_csv(wins_path, wins)
     write_csv(overview_path, wins_overview(wins))
+    if claims_path:
+        write_csv(claims_path, found)
     save_figure(figure(wins), figure_path)

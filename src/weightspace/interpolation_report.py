@@ -2,109 +2,234 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import probe_store, verdicts
 from .atomic import save_figure, write_csv
 
-# Relative slack for "similar" losses: the midpoint may be up to 5% above the better end.
-SIMILAR = 0.05
 
 
 def evaluated(points: list[dict], probe_files: list[str | Path]) -> pd.DataFrame:
     """One row per (point, eval dataset) with the probe's loss and accuracy.
 
-    probe_files are .../probe/{model_id}/{dataset}.json.
+    probe_files: the evaluation jobs' results files (probe_store.read; per-example losses in "test_losses").
     """
-    by_key = {(Path(p).parent.name, Path(p).stem): Path(p) for p in probe_files}
+    by_key = probe_store.read(probe_files)
     rows = []
     for point in points:
         info = {k: v for k, v in point.items() if k != "eval_datasets"}
         for dataset in point["eval_datasets"]:
-            result = json.loads(by_key[(point["model_id"], dataset)].read_text())
-            rows.append({**info, "eval_dataset": dataset, "loss": result["loss"], "accuracy": result["accuracy"]})
+            result = by_key[(point["model_id"], dataset)]
+            rows.append({**info, "eval_dataset": dataset, "loss": result["loss"], "accuracy": result["accuracy"],
+                         "test_losses": result.get("test_losses")})
     return pd.DataFrame(rows)
 
 
-def line_table(frame: pd.DataFrame) -> pd.DataFrame:
-    lines = frame[frame["study"] == "line"].copy()
-    lines["pair"] = lines["model_a"] + " — " + lines["model_b"]
+def line_table(frame: pd.DataFrame, losses: bool = False) -> pd.DataFrame:
+    """The lines' points; ``losses``: with their per-example test losses (for the claims, not the CSV)."""
     cols = ["pair", "relation", "model_a", "model_b", "alpha", "eval_dataset", "model_id", "loss", "accuracy"]
-    return lines[cols].sort_values(["relation", "pair", "eval_dataset", "alpha"]).reset_index(drop=True)
+    cols += ["test_losses"] if losses else []
+    lines = frame[frame["study"] == "line"].copy() if "study" in frame.columns else pd.DataFrame()
+    if lines.empty:
+        return pd.DataFrame(columns=cols)
+    lines["pair"] = lines["model_a"] + " — " + lines["model_b"]
+    return lines.reindex(columns=cols).sort_values(["relation", "pair", "eval_dataset", "alpha"]).reset_index(drop=True)
 
 
 def plane_table(frame: pd.DataFrame) -> pd.DataFrame:
-    planes = frame[frame["study"] == "plane"]
+    planes = frame[frame["study"] == "plane"] if "study" in frame.columns else pd.DataFrame()
     cols = ["plane", "kind", "model_a", "model_b", "model_c", "u", "v", "eval_dataset", "model_id", "loss", "accuracy"]
     return planes.reindex(columns=cols).sort_values(["plane", "eval_dataset", "u", "v"]).reset_index(drop=True)
 
 
-def region_table(frame: pd.DataFrame) -> pd.DataFrame:
-    region = frame[frame["study"] == "region"]
+def region_table(frame: pd.DataFrame, losses: bool = False) -> pd.DataFrame:
+    region = frame[frame["study"] == "region"] if "study" in frame.columns else pd.DataFrame()
     cols = ["group", "level", "kind", "sample", "eval_dataset", "model_id", "loss", "accuracy"]
+    cols += ["test_losses"] if losses else []
     return region.reindex(columns=cols).sort_values(["group", "eval_dataset", "kind", "sample"]).reset_index(drop=True)
 
 
-def _per_line(lines: pd.DataFrame):
-    for (pair, relation, dataset), g in lines.groupby(["pair", "relation", "eval_dataset"], sort=True):
-        yield relation, g.set_index("alpha")["loss"]
+# ---------------------------------------------------------------- claims, paired over test examples
+#
+# Every point's probe result keeps its per-example test losses (test-split order), so two
+# points on one dataset are compared example by example. An effect is a mean over cells
+# (a line on one evaluation dataset, a region on one dataset) of a per-example difference;
+# its interval is a paired bootstrap that resamples each dataset's test examples (the same
+# draw for every model on that dataset). Lines and regions are fixed, not resampled: the
+# note says how many single lines agree on their own.
+
+PAPER_LINES = ("interpolations between same-dataset models are as good as or better than the ends "
+               "(Gueta et al. 2023, Fig. 4)")
+PAPER_CROSS = "lines between models of different datasets are often good too (Gueta et al. 2023, Sec. 5)"
+PAPER_EDGE = "loss rises beyond the ends: the edge of the region (Gueta et al. 2023, Fig. 4)"
+PAPER_CENTRE = ("the best models lie near the region's centre; its centroid is better than its members "
+                "(Gueta et al. 2023)")
+PAPER_PRETRAINED = "the region's centre is a better model than the pretrained one (Gueta et al. 2023, Sec. 6)"
+CLAIMS = {
+    "interior_same_dataset": "Points between two models of the same dataset have lower loss than the mean of the "
+                             "two ends (no barrier on the line)",
+    "interior_same_task": "Points between models of two datasets of the same task have lower loss than the mean of "
+                          "the two ends",
+    "interior_cross_task": "Points between models of two different tasks have lower loss than the mean of the "
+                           "two ends",
+    "extrapolation_raises_loss": "Extrapolating beyond the ends of a same-dataset line raises the loss above the "
+                                 "nearer end (the edge of the region)",
+    "centroid_beats_own_members": "A region's centroid has lower loss on a dataset than that dataset's own "
+                                  "fine-tuned models in the region",
+    "centroid_beats_pretrained": "A region's centroid has lower loss than the pretrained model",
+    "interior_as_good_as_members": "The interior of a region (random convex combinations of its models) has lower "
+                                   "loss than its members on average",
+}
+RELATION_CLAIMS = {"same_dataset": ("interior_same_dataset", PAPER_LINES),
+                   "same_task": ("interior_same_task", PAPER_CROSS),
+                   "cross_task": ("interior_cross_task", PAPER_CROSS)}
+PAIRED = "paired bootstrap 95% over test examples"
+N_BOOT = 1000
 
 
-def claims(lines: pd.DataFrame, region: pd.DataFrame, fusion_overview: pd.DataFrame | None = None) -> pd.DataFrame:
+def _losses(value) -> np.ndarray | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return np.asarray(value, dtype=float)
+
+
+def paired_cells(cells: list[tuple[str, np.ndarray]], n_boot: int = N_BOOT, seed: int = 0):
+    """Mean over cells of per-example differences, and a paired bootstrap interval resampling each dataset's
+    test examples (one draw per dataset and replicate, shared by every cell on that dataset)."""
+    if not cells:
+        return float("nan"), float("nan"), float("nan")
+    effect = float(np.mean([e.mean() for _, e in cells]))
+    rng = np.random.default_rng(seed)
+    sizes = {}
+    for dataset, e in cells:
+        sizes.setdefault(dataset, len(e))
+    replicates = np.empty(int(n_boot))
+    for r in range(int(n_boot)):
+        draw = {d: rng.integers(0, n, size=n) for d, n in sizes.items()}
+        replicates[r] = np.mean([e[draw[d]].mean() for d, e in cells])
+    low, high = verdicts.interval(replicates)
+    return effect, low, high
+
+
+def _cell_verdicts(cells, n_boot: int, seed: int) -> str:
+    found = [verdicts.verdict(*paired_cells([c], n_boot, seed + i)[1:]) for i, c in enumerate(cells)]
+    return (f"single cells: {found.count(verdicts.HOLDS)} hold, {found.count(verdicts.FAILS)} do not hold, "
+            f"{found.count(verdicts.INCONCLUSIVE)} inconclusive")
+
+
+def _curves(lines: pd.DataFrame):
+    """(relation, pair, eval dataset, {alpha: per-example losses}) per line and evaluation dataset."""
+    if lines.empty or "test_losses" not in lines.columns:
+        return
+    for (relation, pair, dataset), g in lines.groupby(["relation", "pair", "eval_dataset"], sort=True):
+        curve = {float(a): _losses(v) for a, v in zip(g["alpha"], g["test_losses"])}
+        if all(v is not None for v in curve.values()):
+            yield relation, pair, dataset, curve
+
+
+def line_claims(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> list[dict]:
     rows = []
-
-    def add(claim, paper, statistic, value, holds, n):
-        verdict = "n/a (too few cases in this run)" if n == 0 else ("holds" if holds else "does not hold")
-        rows.append({"claim": claim, "paper": paper, "statistic": statistic, "value": value, "cases": n,
-                     "verdict": verdict})
-
-    interior, edge = {}, {}
-    for relation, curve in _per_line(lines):
-        ends = [curve.get(0.0), curve.get(1.0)]
-        if any(e is None or np.isnan(e) for e in ends):
+    interior: dict[str, list] = {r: [] for r in RELATION_CLAIMS}
+    pairs: dict[str, set] = {r: set() for r in RELATION_CLAIMS}
+    edge, edge_pairs = [], set()
+    for relation, pair, dataset, curve in _curves(lines):
+        if 0.0 not in curve or 1.0 not in curve:
             continue
-        inside = curve[(curve.index > 0) & (curve.index < 1)]
-        outside = curve[(curve.index < 0) | (curve.index > 1)]
-        if len(inside):
-            # similar or lower than both ends: the best interior point within SIMILAR of the better end
-            interior.setdefault(relation, []).append(inside.min() <= min(ends) * (1 + SIMILAR))
-        for alpha, loss in outside.items():
-            edge.setdefault(relation, []).append(loss > (ends[0] if alpha < 0 else ends[1]))
-    same = interior.get("same_dataset", [])
-    add("Points between two models of the same dataset reach similar or lower loss than both ends",
-        "holds (Gueta et al. 2023, Fig. 4)", f"fraction of lines whose best interior point is within {SIMILAR:.0%} of "
-        "the better end or below", float(np.mean(same)) if same else np.nan, bool(same) and np.mean(same) >= 0.5,
-        len(same))
-    for relation in ("same_task", "cross_task"):
-        hits = interior.get(relation, [])
-        add(f"Lines between models of different datasets ({relation.replace('_', ' ')}) can still be good",
-            "often holds", "fraction of lines whose best interior point is within the similar band of the better end",
-            float(np.mean(hits)) if hits else np.nan, bool(hits) and np.mean(hits) > 0, len(hits))
-    outs = [x for v in edge.values() for x in v]
-    add("Extrapolating beyond the ends raises the loss (the edge of the region)",
-        "holds", "fraction of extrapolated points with higher loss than the nearest end",
-        float(np.mean(outs)) if outs else np.nan, bool(outs) and np.mean(outs) >= 0.5, len(outs))
-    centre = []
-    if not region.empty:
-        for (group, dataset), g in region.groupby(["group", "eval_dataset"]):
-            members = g[g["kind"] == "member"]["loss"]
-            centroid = g[g["kind"] == "centroid"]["loss"]
-            if len(members) and len(centroid):
-                centre.append(float(centroid.iloc[0]) <= float(members.mean()))
-    add("The best models lie near the centre: a region's centroid beats its members on average",
-        "holds", "fraction of (group, dataset) where the centroid's loss <= the members' mean loss",
-        float(np.mean(centre)) if centre else np.nan, bool(centre) and np.mean(centre) >= 0.5, len(centre))
-    if fusion_overview is not None and not fusion_overview.empty:
-        for _, r in fusion_overview.iterrows():
-            add(f"A fused start ({r['scope']} region, {r['mode']}, training size {r['size']}) is as good as or "
-                "better than the pretrained start", "11 of 12 targets, +3.06 accuracy on average",
-                "targets as good or better / targets; mean accuracy gain in points (the paper's unit)",
-                f"{int(r['as_good_or_better'])}/{int(r['targets'])}; {100 * r['mean_gain']:+.2f} points",
-                r["as_good_or_better"] >= r["targets"] / 2 and r["mean_gain"] >= 0, int(r["targets"]))
-    return pd.DataFrame(rows)
+        ends = 0.5 * (curve[0.0] + curve[1.0])
+        inside = [a for a in curve if 0 < a < 1]
+        if relation in interior and inside:
+            interior[relation].append((dataset, np.mean([ends - curve[a] for a in inside], axis=0)))
+            pairs[relation].add(pair)
+        outside = [a for a in curve if a < 0 or a > 1]
+        if relation == "same_dataset" and outside:
+            edge.append((dataset, np.mean([curve[a] - curve[0.0 if a < 0 else 1.0] for a in outside], axis=0)))
+            edge_pairs.add(pair)
+    for relation, (claim_id, paper) in RELATION_CLAIMS.items():
+        cells = interior[relation]
+        unit = "lines (paired over test examples)"
+        if not cells:
+            rows.append(verdicts.not_computable(claim_id, CLAIMS[claim_id], f"no {relation} line with interior points",
+                                                unit, paper))
+            continue
+        effect, low, high = paired_cells(cells, n_boot, seed)
+        rows.append(verdicts.claim_row(
+            claim_id, CLAIMS[claim_id], effect, low, high, len(pairs[relation]), unit, paper=paper,
+            statistic="mean over lines, interior α and test examples of (mean of the two ends' loss - the point's "
+                      "loss), nats", interval=PAIRED, null="",
+            note=f"{len(cells)} (line, evaluation dataset) cells, {sum(len(e) for _, e in cells)} example losses; "
+                 + _cell_verdicts(cells, n_boot, seed)))
+    claim_id = "extrapolation_raises_loss"
+    if edge:
+        effect, low, high = paired_cells(edge, n_boot, seed)
+        rows.append(verdicts.claim_row(
+            claim_id, CLAIMS[claim_id], effect, low, high, len(edge_pairs), "same-dataset lines (paired over test "
+            "examples)", paper=PAPER_EDGE, statistic="mean over lines, extrapolated α and test examples of (the "
+            "point's loss - the nearer end's loss), nats", interval=PAIRED, null="",
+            note=_cell_verdicts(edge, n_boot, seed)))
+    else:
+        rows.append(verdicts.not_computable(claim_id, CLAIMS[claim_id], "no same-dataset line with α outside [0, 1]",
+                                            "same-dataset lines", PAPER_EDGE))
+    return rows
+
+
+def region_claims(region: pd.DataFrame, pretrained: dict[str, list] | None = None, n_boot: int = N_BOOT,
+                  seed: int = 0) -> list[dict]:
+    """Centroid vs its own dataset's members and vs the pretrained model; Dirichlet samples vs the members.
+
+    pretrained: dataset -> the pretrained model's per-example test losses on it."""
+    from . import study
+
+    pretrained = pretrained or {}
+    own, vs_pre, interior, groups = [], [], [], set()
+    if not region.empty and "test_losses" in region.columns:
+        for (group, dataset), g in region.groupby(["group", "eval_dataset"], sort=True):
+            losses = {kind: [_losses(v) for v in part["test_losses"]] for kind, part in g.groupby("kind")}
+            members = g[g["kind"] == "member"]
+            if "centroid" not in losses or members.empty:
+                continue
+            groups.add(group)
+            centroid = losses["centroid"][0]
+            own_members = [_losses(v) for m, v in zip(members["model_id"], members["test_losses"])
+                           if study.parse(m).dataset == dataset]
+            if own_members:
+                own.append((dataset, np.mean(own_members, axis=0) - centroid))
+            if dataset in pretrained:
+                vs_pre.append((dataset, np.asarray(pretrained[dataset], dtype=float) - centroid))
+            if losses.get("sample"):
+                interior.append((dataset, np.mean(losses["member"], axis=0) - np.mean(losses["sample"], axis=0)))
+    unit = "regions (paired over test examples)"
+    specs = [("centroid_beats_own_members", own, PAPER_CENTRE,
+              "mean over (region, dataset) and test examples of (own members' mean loss - centroid's loss), nats"),
+             ("centroid_beats_pretrained", vs_pre, PAPER_PRETRAINED,
+              "mean over (region, dataset) and test examples of (pretrained loss - centroid's loss), nats"),
+             ("interior_as_good_as_members", interior, PAPER_CENTRE,
+              "mean over (region, dataset) and test examples of (members' mean loss - Dirichlet samples' mean loss), "
+              "nats")]
+    rows = []
+    for claim_id, cells, paper, statistic in specs:
+        if not cells:
+            why = {"centroid_beats_pretrained": "no region, or no pretrained probe result on its datasets",
+                   "interior_as_good_as_members": "no region with Dirichlet samples"}.get(claim_id, "no region")
+            rows.append(verdicts.not_computable(claim_id, CLAIMS[claim_id], why, unit, paper))
+            continue
+        effect, low, high = paired_cells(cells, n_boot, seed)
+        rows.append(verdicts.claim_row(claim_id, CLAIMS[claim_id], effect, low, high, len(groups), unit, paper=paper,
+                                       statistic=statistic, interval=PAIRED, null="",
+                                       note=f"{len(cells)} (region, dataset) cells; "
+                                            + _cell_verdicts(cells, n_boot, seed)))
+    return rows
+
+
+def claims(lines: pd.DataFrame, region: pd.DataFrame, pretrained: dict[str, list] | None = None,
+           n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """Line and region claims, each with its effect, paired interval, n and verdict (verdicts.CLAIM_COLUMNS)."""
+    rows = line_claims(lines, n_boot, seed) + region_claims(region, pretrained, n_boot, seed)
+    out = pd.DataFrame(rows).reindex(columns=verdicts.CLAIM_COLUMNS)
+    out["n"] = out["n"].astype("Int64")
+    return out
 
 
 # ---------------------------------------------------------------- figures
@@ -193,14 +318,22 @@ def region_figure(region: pd.DataFrame):
     return fig
 
 
-def write(points, probe_files, fusion_overview_path, out: dict) -> None:
+def pretrained_losses(probe_files) -> dict[str, list]:
+    """dataset -> the pretrained model's per-example test losses, where the files hold them."""
+    return {dataset: result["test_losses"] for (model, dataset), result in probe_store.read(probe_files).items()
+            if model == "pretrained" and result.get("test_losses") is not None}
+
+
+def write(points, probe_files, out: dict, n_boot: int = N_BOOT, seed: int = 0) -> None:
+    """Rule entry: lines/planes/region CSVs, the claims and three figures."""
     frame = evaluated(points, probe_files)
     lines, planes, region = line_table(frame), plane_table(frame), region_table(frame)
-    overview = pd.read_csv(fusion_overview_path) if fusion_overview_path else None
+    found = claims(line_table(frame, losses=True), region_table(frame, losses=True), pretrained_losses(probe_files),
+                   n_boot, seed)
     write_csv(out["lines"], lines)
     write_csv(out["planes"], planes)
     write_csv(out["region"], region)
-    write_csv(out["claims"], claims(lines, region, overview))
+    write_csv(out["claims"], found)
     save_figure(line_figure(lines), out["line_figure"])
     save_figure(plane_figure(planes), out["plane_figure"])
     save_figure(region_figure(region), out["region_figure"])

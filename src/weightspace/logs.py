@@ -1,11 +1,17 @@
-"""Logging for rule scripts: everything (ours, transformers', warnings) goes to the rule's log file."""
+"""Logging for rule scripts: everything (ours, transformers', warnings, an uncaught error) goes to the rule's log file."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
+
+from . import WeightspaceError
+
+# A rule script's exit status when its input is wrong (a WeightspaceError): retrying cannot help.
+BAD_INPUT_EXIT = 3
 
 
 def to_file(path: str | Path | None, level: int = logging.INFO, append: bool = False) -> None:
@@ -28,3 +34,20 @@ def to_file(path: str | Path | None, level: int = logging.INFO, append: bool = F
     os.environ.setdefault("TQDM_DISABLE", "1")
     for noisy in ("httpx", "urllib3", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind, error, tb) -> None:
+    """An error nobody caught: its traceback into the rule's log (and stderr, the cluster job's log), then exit
+    with BAD_INPUT_EXIT for a WeightspaceError (bad input: the message says what to fix) or 1 for anything else."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, tb)
+        return
+    logging.getLogger("weightspace").critical("uncaught %s: %s\n%s", kind.__name__, error,
+                                              "".join(traceback.format_exception(kind, error, tb)).rstrip())
+    logging.shutdown()
+    sys.__excepthook__(kind, error, tb)
+    if issubclass(kind, WeightspaceError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(BAD_INPUT_EXIT)

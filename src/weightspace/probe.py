@@ -5,7 +5,14 @@ cross-entropy plus (l2/2)·||W||² (bias unpenalised) with full-batch L-BFGS (sc
 L-BFGS-B, float64, analytic gradient). The problem is convex, strictly so in W, so the
 result hardly depends on the seed and is bitwise reproducible for a given BLAS thread
 count. The reported loss is the test cross-entropy in nats: comparable across models
-on one target dataset. numpy and scipy only: a probe job does not pay for importing torch.
+on one target dataset, and compared paired over the same test examples through the
+per-example losses every result keeps ("test_losses", in test-split order).
+
+The L2 strength is one value per dataset (so that every model's loss on it stays
+comparable), chosen by `select_l2`: k-fold cross-validation over a log grid on the
+training features (of the pretrained model, in the workflow). Every result also carries
+the label-prior loss ("prior"/"chance"), the floor a probe that learned nothing reaches.
+numpy and scipy only: a probe job does not pay for importing torch.
 """
 
 from __future__ import annotations
@@ -40,15 +47,26 @@ class Protocol:
     standardize: bool = True
     history_size: int = 20
     tolerance_change: float = 1e-12  # ... or when the objective stops moving (relative)
+    # candidates of select_l2 (a log grid)
+    l2_grid: tuple = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+    cv_folds: int = 5  # folds of select_l2's cross-validation
 
     @classmethod
     def from_config(cls, section: dict) -> "Protocol":
         known = set(cls.__dataclass_fields__)
-        protocol = cls(**{k: v for k, v in section.items() if k in known})
+        values = {k: v for k, v in section.items() if k in known}
+        if values.get("l2_grid") is not None:
+            values["l2_grid"] = tuple(float(v) for v in values["l2_grid"])
+        elif "l2_grid" in values:
+            del values["l2_grid"]
+        protocol = cls(**values)
         if protocol.optimizer not in OPTIMIZERS:
             raise WeightspaceError(f"config key probe.optimizer: '{protocol.optimizer}' is not one of {OPTIMIZERS}")
         if protocol.l2 < 0 or protocol.max_iter < 1 or protocol.tolerance <= 0:
             raise WeightspaceError("config keys probe.l2 >= 0, probe.max_iter >= 1 and probe.tolerance > 0 are required")
+        if not protocol.l2_grid or min(protocol.l2_grid) < 0 or protocol.cv_folds < 2:
+            raise WeightspaceError("config keys probe.l2_grid (non-empty, every value >= 0) and probe.cv_folds >= 2 "
+                                   "are required")
         return protocol
 
 
@@ -91,8 +109,13 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
 
 
+def example_losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The cross-entropy of each example (nats)."""
+    return -log_softmax(logits)[np.arange(len(y)), y]
+
+
 def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
-    return float(-log_softmax(logits)[np.arange(len(y)), y].mean())
+    return float(example_losses(logits, y).mean())
 
 
 def objective(head: LinearHead, z: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
@@ -106,8 +129,11 @@ def objective(head: LinearHead, z: np.ndarray, y: np.ndarray, l2: float) -> tupl
     return float(loss), np.concatenate([(g.T @ z + l2 * head.weight).ravel(), g.sum(0)])
 
 
-def fit(head: LinearHead, train_features: Callable[[], np.ndarray], train_y: np.ndarray, protocol: Protocol) -> dict:
+def fit(head: LinearHead, train_features: Callable[[], np.ndarray], train_y: np.ndarray, protocol: Protocol,
+        l2: float | None = None) -> dict:
     """Train ``head`` with full-batch L-BFGS; ``train_features()`` is called once per evaluation.
+
+    ``l2`` overrides ``protocol.l2`` (the per-dataset value of `select_l2`).
 
     With cached features it returns the same array every time; with the encoder in the
     loop it runs the frozen encoder over the training split (the slow reference the
@@ -116,6 +142,7 @@ def fit(head: LinearHead, train_features: Callable[[], np.ndarray], train_y: np.
     from scipy.optimize import minimize
 
     train_y = np.asarray(train_y, dtype=np.int64)
+    l2 = protocol.l2 if l2 is None else float(l2)
     calls = 0
 
     def features() -> np.ndarray:
@@ -128,7 +155,7 @@ def fit(head: LinearHead, train_features: Callable[[], np.ndarray], train_y: np.
 
     def fun(theta):
         head.theta = theta
-        return objective(head, head.standardise(features()), train_y, protocol.l2)
+        return objective(head, head.standardise(features()), train_y, l2)
 
     result = minimize(fun, head.theta, jac=True, method="L-BFGS-B",
                       options={"maxiter": protocol.max_iter, "gtol": protocol.tolerance,
@@ -147,44 +174,114 @@ def fit(head: LinearHead, train_features: Callable[[], np.ndarray], train_y: np.
     }
 
 
-def evaluate(head: LinearHead, x: np.ndarray, y: np.ndarray) -> dict:
+def evaluate(head: LinearHead, x: np.ndarray, y: np.ndarray, per_example: bool = False) -> dict:
     logits = head.logits(x)
     y = np.asarray(y, dtype=np.int64)
-    return {"loss": cross_entropy(logits, y), "accuracy": float((logits.argmax(1) == y).mean())}
+    losses = example_losses(logits, y)
+    out = {"loss": float(losses.mean()), "accuracy": float((logits.argmax(1) == y).mean())}
+    if per_example:
+        out["losses"] = losses
+    return out
 
 
 def chance(train_y: np.ndarray, test_y: np.ndarray, num_labels: int) -> dict:
     """What knowing only the train label frequencies gives (add-one smoothed): the floor a probe must beat."""
+    train_y, test_y = np.asarray(train_y, dtype=np.int64), np.asarray(test_y, dtype=np.int64)
     prior = (np.bincount(train_y, minlength=num_labels) + 1.0) / (len(train_y) + num_labels)
     return {"loss": float(-np.log(prior[test_y]).mean()), "accuracy": float((test_y == prior.argmax()).mean())}
 
 
-def train_probe(data: dict, protocol: Protocol) -> dict:
-    """Train and evaluate a head on cached features (the arrays of a features file)."""
+def folds(train_y: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Fold index (0..k-1) of every training example, stratified by label, from a seeded shuffle."""
+    train_y = np.asarray(train_y, dtype=np.int64)
+    rng = np.random.default_rng(int(seed))
+    order = rng.permutation(len(train_y))
+    order = order[np.argsort(train_y[order], kind="stable")]  # shuffled within each label
+    fold = np.empty(len(train_y), dtype=np.int64)
+    fold[order] = np.arange(len(train_y)) % k  # round-robin: each fold gets its share of every label
+    return fold
+
+
+def select_l2(train_x: np.ndarray, train_y: np.ndarray, num_labels: int, protocol: Protocol) -> dict:
+    """The L2 strength of a dataset's probes: k-fold cross-validation over ``protocol.l2_grid``.
+
+    Each fold's head is trained on the other folds (standardised with their statistics)
+    and scored by the mean cross-entropy of the held-out examples; ``cv_loss`` is the
+    held-out loss over all training examples. The best value is the grid's argmin (ties:
+    the larger L2). Also returns the label-prior loss under the same folds, which the best
+    value can always approach (a large enough L2 holds W at 0).
+    """
+    train_x = np.asarray(train_x, dtype=np.float64)
+    train_y = np.asarray(train_y, dtype=np.int64)
+    grid = sorted({float(v) for v in protocol.l2_grid}, reverse=True)  # large to small: warm starts
+    k = int(protocol.cv_folds)
+    if len(train_y) < 2 * k:
+        raise WeightspaceError(f"select_l2 needs at least {2 * k} training examples for {k} folds "
+                               f"(has {len(train_y)})")
+    fold = folds(train_y, k, protocol.seed)
+    held_out = np.zeros((len(grid), len(train_y)))
+    prior_losses = np.zeros(len(train_y))
+    started = time.perf_counter()
+    for f in range(k):
+        inside, outside = fold != f, fold == f
+        x_in, y_in, x_out, y_out = train_x[inside], train_y[inside], train_x[outside], train_y[outside]
+        head = LinearHead(train_x.shape[1], num_labels, protocol.seed)
+        for g, l2 in enumerate(grid):
+            fit(head, lambda: x_in, y_in, protocol, l2=l2)  # warm start from the previous (larger) l2
+            held_out[g, outside] = evaluate(head, x_out, y_out, per_example=True)["losses"]
+        prior = (np.bincount(train_y[inside], minlength=num_labels) + 1.0) / (inside.sum() + num_labels)
+        prior_losses[outside] = -np.log(prior[train_y[outside]])
+    cv_loss = held_out.mean(1)
+    best = int(np.argmin(cv_loss))  # the first minimum in large-to-small order: ties go to the larger l2
+    ascending = np.argsort(grid, kind="stable")
+    return {
+        "l2": grid[best],
+        "grid": [grid[i] for i in ascending],
+        "cv_loss": [float(cv_loss[i]) for i in ascending],
+        "cv_loss_best": float(cv_loss[best]),
+        "cv_prior_loss": float(prior_losses.mean()),
+        "folds": k,
+        "n_train": int(len(train_y)),
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+
+
+def train_probe(data: dict, protocol: Protocol, l2: float | None = None) -> dict:
+    """Train and evaluate a head on cached features (the arrays of a features file).
+
+    ``l2``: the dataset's L2 strength (from `select_l2`); default ``protocol.l2``. The result
+    keeps the per-example test losses (``test_losses``, test-split order) for paired
+    comparisons, and the label-prior loss (``prior``, also under its old name ``chance``).
+    """
     num_labels = int(data["num_labels"])
     train_x, test_x = np.asarray(data["train_x"]), np.asarray(data["test_x"])
     train_y, test_y = np.asarray(data["train_y"], dtype=np.int64), np.asarray(data["test_y"], dtype=np.int64)
     if len(train_y) == 0 or len(test_y) == 0:
         raise WeightspaceError("the probe needs training and test examples")
+    l2 = protocol.l2 if l2 is None else float(l2)
     head = LinearHead(train_x.shape[1], num_labels, protocol.seed)
     started = time.perf_counter()
-    info = fit(head, lambda: train_x, train_y, protocol)
+    info = fit(head, lambda: train_x, train_y, protocol, l2=l2)
     seconds = time.perf_counter() - started
     if not info["converged"]:
         log.warning("the probe did not converge in %d iterations (max gradient %.2e): %s", info["iterations"],
                     info["grad_max"], info["message"])
-    test, train = evaluate(head, test_x, test_y), evaluate(head, train_x, train_y)
+    test, train = evaluate(head, test_x, test_y, per_example=True), evaluate(head, train_x, train_y)
+    prior = chance(train_y, test_y, num_labels)
     return {
         "loss": test["loss"],
         "accuracy": test["accuracy"],
+        "test_losses": [float(v) for v in test["losses"]],
+        "l2": l2,
         "n_train": int(len(train_y)),
         "n_test": int(len(test_y)),
         "num_labels": num_labels,
         "train_loss": train["loss"],
         "train_accuracy": train["accuracy"],
-        "chance": chance(train_y, test_y, num_labels),
-        "protocol": dict(asdict(protocol), implementation="scipy L-BFGS-B", feature_dim=int(train_x.shape[1]),
-                         pooling=data.get("pooling")),
+        "prior": prior,
+        "chance": prior,
+        "protocol": dict(asdict(protocol), l2=l2, implementation="scipy L-BFGS-B",
+                         feature_dim=int(train_x.shape[1]), pooling=data.get("pooling")),
         "fit": dict(info, seconds=round(seconds, 4)),
     }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -10,18 +9,20 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import WeightspaceError, palette, study
+from . import WeightspaceError, palette, probe_store, study
 from .atomic import save_figure, write_csv
 
 log = logging.getLogger(__name__)
 
 MATRIX_COLUMNS = ["model", "model_kind", "model_dataset", "model_task", "seed", "target_dataset", "target_task",
-                  "loss", "accuracy", "n_train", "n_test", "chance_loss", "chance_accuracy"]
+                  "loss", "accuracy", "n_train", "n_test", "l2", "chance_loss", "chance_accuracy", "pretrained_loss",
+                  "loss_minus_pretrained", "loss_minus_pretrained_low", "loss_minus_pretrained_high"]
 DISTANCE_COLUMNS = ("model_a", "model_b", "metric", "space", "group", "distance")
 # which of the target's relatives a model is; Okabe-Ito colours (colour-blind safe)
 RELATION_COLORS = {"same dataset": "#0072B2", "same task": "#E69F00", "other task": "#999999",
                    "pretrained": palette.PRETRAINED_COLOR}
 KIND_MARKERS = {"finetuned": "o", "pretrained": "*", "fused": "D", "mix": "s"}
+PRIOR_ROW = "label prior"
 
 
 def _config(tasks: dict[str, str]) -> dict:
@@ -29,27 +30,53 @@ def _config(tasks: dict[str, str]) -> dict:
 
 
 def probe_matrix(paths: Sequence[str | Path], tasks: dict[str, str]) -> pd.DataFrame:
-    """One row per probe result .../{model_id}/{target}.json: the model's identity and its result on the target."""
+    """One row per probe result in the results files (probe_store): the model's identity and its result on the target."""
     config = _config(tasks)
     rows = []
-    for path in map(Path, paths):
-        model_id, target = path.parent.name, path.stem
-        if not path.exists():
-            raise WeightspaceError(f"probe result {path} is missing")
+    for (model_id, target), result in probe_store.read(paths).items():
         if target not in tasks:
-            raise WeightspaceError(f"probe result {path}: '{target}' is not a dataset of the config")
+            raise WeightspaceError(f"probe result of {model_id}: '{target}' is not a dataset of the config")
         model = study.model_table(config, [model_id])[0]
-        result = json.loads(path.read_text())
         rows.append({
             "model": model_id, "model_kind": model["kind"], "model_dataset": model["dataset"],
             "model_task": model["task"], "seed": model["seed"], "target_dataset": target,
             "target_task": tasks[target], "loss": result["loss"], "accuracy": result["accuracy"],
             "n_train": result.get("n_train"), "n_test": result.get("n_test"),
-            "chance_loss": result.get("chance", {}).get("loss"),
-            "chance_accuracy": result.get("chance", {}).get("accuracy"),
+            "l2": result.get("l2", result.get("protocol", {}).get("l2")),
+            "chance_loss": result.get("prior", result.get("chance", {})).get("loss"),
+            "chance_accuracy": result.get("prior", result.get("chance", {})).get("accuracy"),
+            "test_losses": result.get("test_losses"),
         })
-    frame = pd.DataFrame(rows, columns=MATRIX_COLUMNS)
+    frame = pd.DataFrame(rows, columns=[*MATRIX_COLUMNS, "test_losses"])
     frame["seed"] = frame["seed"].astype("Int64")
+    frame = compare_with_pretrained(frame)
+    return frame[MATRIX_COLUMNS]
+
+
+def compare_with_pretrained(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Each row's loss next to the pretrained model's on the same target: the difference, and its 95% interval from
+    a paired bootstrap over the target's test examples (where both results keep per-example losses)."""
+    from . import verdicts
+
+    frame = frame.copy()
+    pre = frame[frame["model_kind"] == "pretrained"].set_index("target_dataset")
+    frame["pretrained_loss"] = frame["target_dataset"].map(pre["loss"]) if len(pre) else np.nan
+    frame["loss_minus_pretrained"] = frame["loss"] - frame["pretrained_loss"]
+    low, high = np.full(len(frame), np.nan), np.full(len(frame), np.nan)
+    rng = np.random.default_rng(seed)
+    for target, rows in frame.groupby("target_dataset").groups.items():
+        reference = pre["test_losses"].get(target) if len(pre) else None
+        if reference is None or (isinstance(reference, float) and np.isnan(reference)):
+            continue
+        reference = np.asarray(reference, dtype=float)
+        draws = rng.integers(0, len(reference), size=(n_boot, len(reference)))
+        for i in rows:
+            losses = frame.at[i, "test_losses"]
+            if losses is None or (isinstance(losses, float) and np.isnan(losses)) or len(losses) != len(reference):
+                continue
+            diff = np.asarray(losses, dtype=float) - reference
+            low[frame.index.get_loc(i)], high[frame.index.get_loc(i)] = verdicts.interval(diff[draws].mean(axis=1))
+    frame["loss_minus_pretrained_low"], frame["loss_minus_pretrained_high"] = low, high
     return frame
 
 
@@ -120,6 +147,8 @@ def _target_order(tasks: dict[str, str], targets) -> list[str]:
 
 
 def _row_color(row, colors) -> str:
+    if row["model_kind"] == "prior":
+        return "#ffffff"
     if row["model_kind"] == "pretrained":
         return palette.PRETRAINED_COLOR
     if row["model_kind"] == "finetuned":
@@ -130,22 +159,31 @@ def _row_color(row, colors) -> str:
 def heatmap(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> None:
     """Models (rows, grouped by task and dataset) × targets (columns, grouped by task).
 
-    Colour: each target column on its own scale, 0 = the lowest loss on that target,
-    1 = the highest (targets differ in classes and difficulty); the numbers are the raw
-    losses. Colour bars at the left and top give the task of the model and of the target.
+    Colour: the loss minus the pretrained model's loss on that target (diverging: blue below
+    the pretrained model, red above, white equal); the numbers are the raw losses. The top
+    row is the label prior (predicting the training label frequencies): red there means the
+    pretrained model's probe beats the prior. Colour bars at the left and top give the task
+    of the model and of the target.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.colors import to_rgb
+    from matplotlib.colors import TwoSlopeNorm, to_rgb
     from matplotlib.patches import Patch
 
-    rows = _model_order(matrix, tasks)
+    prior = matrix.groupby("target_dataset")["chance_loss"].first()
+    matrix = pd.concat([matrix, pd.DataFrame({"model": PRIOR_ROW, "model_kind": "prior", "target_dataset": prior.index,
+                                              "loss": prior.to_numpy(dtype=float)})], ignore_index=True)
+    rows = [PRIOR_ROW] + _model_order(matrix[matrix["model"] != PRIOR_ROW], tasks)
     cols = _target_order(tasks, matrix["target_dataset"])
     loss = matrix.pivot(index="model", columns="target_dataset", values="loss").loc[rows, cols]
-    low, high = loss.min(axis=0), loss.max(axis=0)
-    scaled = (loss - low) / (high - low).where(high > low, 1.0)
+    if "pretrained" in loss.index:
+        scaled = loss - loss.loc["pretrained"]
+    else:
+        scaled = loss - loss.drop(index=PRIOR_ROW).mean(axis=0)
+    span = float(np.nanmax(np.abs(scaled.to_numpy(dtype=float)))) if scaled.notna().any().any() else 1.0
+    span = span if span > 0 else 1.0
     colors = palette.task_colors(tasks.values())
     info = matrix.drop_duplicates("model").set_index("model").loc[rows]
 
@@ -155,14 +193,14 @@ def heatmap(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> No
     grid = fig.add_gridspec(2, 3, width_ratios=[0.25, len(cols), 0.35], height_ratios=[0.25, len(rows)],
                             wspace=0.03, hspace=0.03)
     ax = fig.add_subplot(grid[1, 1])
-    image = ax.imshow(scaled.to_numpy(dtype=float), aspect="auto", cmap="viridis", vmin=0, vmax=1,
-                      interpolation="nearest")
+    image = ax.imshow(scaled.to_numpy(dtype=float), aspect="auto", cmap="RdBu_r",
+                      norm=TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span), interpolation="nearest")
     if len(rows) * len(cols) <= 600:
         for i in range(len(rows)):
             for j in range(len(cols)):
                 value = loss.iat[i, j]
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if scaled.iat[i, j] < 0.6 else "black")
+                        color="white" if abs(scaled.iat[i, j]) > 0.6 * span else "black")
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)
     ax.set_yticks([])
     ax.set_xlabel("target dataset (head trained and tested here)")
@@ -188,17 +226,18 @@ def heatmap(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> No
     top.set_xlim(ax.get_xlim())
     top.set_xticks([])
     top.set_yticks([])
-    top.set_title("linear-probe test loss (nats) of each model on each target")
+    top.set_title("linear-probe test loss (nats) of each model on each target\n"
+                  "colour: loss minus the pretrained model's (blue: better than pretrained)")
     cax = fig.add_subplot(grid[1, 2])
-    fig.colorbar(image, cax=cax, label="loss scaled per target (0 best, 1 worst)")
+    fig.colorbar(image, cax=cax, label="loss − pretrained (nats)")
     handles = [Patch(color=colors[t], label=t) for t in dict.fromkeys(tasks.values())]
     kinds = set(info["model_kind"])
     if "pretrained" in kinds:
         handles.append(Patch(color=palette.PRETRAINED_COLOR, label="pretrained"))
-    if kinds - {"pretrained", "finetuned"}:
+    if kinds - {"pretrained", "finetuned", "prior"}:
         handles.append(Patch(color=palette.FUSED_COLOR, label="fused / other"))
     fig.legend(handles=handles, title="task (left bar: the model's,\ntop bar: the target's)", loc="center left",
-               bbox_to_anchor=(0.98, 0.5), fontsize=7, title_fontsize=8, frameon=False)
+               bbox_to_anchor=(1.01, 0.5), fontsize=7, title_fontsize=8, frameon=False)
     save_figure(fig, path)
     plt.close(fig)
 

@@ -84,3 +84,103 @@ def model_table(config: dict, model_ids: list[str]) -> list[dict]:
         rows.append({"model_id": mid, "kind": m.kind, "dataset": m.dataset if m.kind == "finetuned" else None,
                      "task": task, "seed": m.seed})
     return rows
+
+
+def check(config: dict) -> None:
+    """What the schema cannot say, checked at start-up (before any job): every builtin dataset exists.
+
+    Raises a WeightspaceError that names the config key and lists the known names.
+    """
+    from . import registry
+
+    known = registry.names()
+    for name, entry in config["datasets"].items():
+        builtin = entry.get("builtin")
+        if builtin is not None and builtin not in known:
+            raise WeightspaceError(
+                f"config key datasets.{name}.builtin: unknown builtin dataset '{builtin}'; known: {', '.join(known)}"
+            )
+
+
+# ---------------------------------------------------------------- size and cost of a study
+
+
+def _reused(config: dict, run) -> bool:
+    """Whether a fusion run is the main fine-tune itself (pretrained start, all data, the study's recipe and seed)."""
+    own_recipe = not config.get("fusion", {}).get("finetune")
+    return (run.base == PRETRAINED and run.mode == "full" and run.size == "all" and run.seed in seeds(config)
+            and own_recipe)
+
+
+def core_job_counts(config: dict) -> dict[str, int]:
+    """Jobs per rule that follow from the datasets, seeds and fusion alone (a validated, default-filled config).
+
+    The fine-tune of the pretrained start on all the data with the study's own recipe and seed is the
+    main fine-tune, reused: it is no finetune_from job.
+    """
+    from . import fusion
+
+    n = len(datasets(config)) * len(seeds(config))
+    fusion_runs = fusion.runs(config)
+    reused = [r for r in fusion_runs if _reused(config, r)]
+    return {"base_model": 1, "prepare_dataset": len(datasets(config)), "finetune": n, "extract_weights": n,
+            "extract_pretrained_weights": 1, "fuse": len(fusion.fused_bases(config)),
+            "finetune_from": len(fusion_runs) - len(reused)}
+
+
+def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_second: float,
+         encode_examples_per_second: float, encoder_parameters: int, head_parameters: int, hidden: int) -> dict:
+    """An estimate of a study's GPU-hours and disk from its config and its datasets' sizes.
+
+    ``sizes``: dataset -> (train, test) examples in the source, before the config's caps. Fine-tuning is
+    counted at its upper bound (every epoch, no early stop, max_steps respected) plus a validation pass
+    per epoch; evaluation is one encoder pass over a dataset's train and test split per (model, dataset)
+    pair; disk is the weights files, the fine-tuned models and the features, float32.
+    """
+    from . import fusion, traversal
+
+    data = config.get("data", {})
+    caps = data.get("max_examples") or {}
+    fraction = data.get("validation_fraction", 0.1)
+
+    def capped(name: str) -> tuple[int, int, int]:
+        train, test = sizes[name]
+        spec_caps = {**caps, **(config["datasets"][name].get("max_examples") or {})}
+        validation = round(fraction * train)
+        train -= validation
+        cap = lambda n, split: min(n, spec_caps.get(split) or n)  # noqa: E731
+        return cap(train, "train"), cap(validation, "validation"), cap(test, "test")
+
+    ft = config["finetune"]
+
+    def finetune_seconds(name: str, settings: dict | None = None) -> float:
+        settings = {**ft, **(settings or {})}
+        train, validation, test = capped(name)
+        steps = settings["epochs"] * -(-train // settings["batch_size"])
+        if settings.get("max_steps"):
+            steps = min(steps, settings["max_steps"])
+        trained = steps * settings["batch_size"]
+        evaluated = settings["epochs"] * validation + validation + test
+        return trained / train_examples_per_second + evaluated / encode_examples_per_second
+
+    counts = core_job_counts(config)
+    main = sum(finetune_seconds(d) for d in datasets(config)) * len(seeds(config))
+    runs = [r for r in fusion.runs(config) if not _reused(config, r)]
+    from_fused = sum(finetune_seconds(r.target, fusion.section(config).get("finetune")) for r in runs)
+    stored = 1 + counts["finetune"] + counts["fuse"]
+    pairs = stored * len(datasets(config)) + len({p for p in traversal.evaluations(config) if p[0].startswith("mix.")})
+    per_dataset = {d: sum(capped(d)[::2]) for d in datasets(config)}
+    encoded = stored * sum(per_dataset.values()) + sum(
+        per_dataset[d] for m, d in traversal.evaluations(config) if m.startswith("mix."))
+    gb = 1e9
+    return {
+        "models_stored": stored,
+        "mixes": len({m for m, _ in traversal.evaluations(config) if m.startswith("mix.")}),
+        "probe_pairs": pairs,
+        "gpu_hours_finetune": main / 3600,
+        "gpu_hours_finetune_from": from_fused / 3600,
+        "gpu_hours_evaluate": encoded / encode_examples_per_second / 3600,
+        "disk_weights_gb": stored * encoder_parameters * 4 / gb,
+        "disk_models_gb": counts["finetune"] * (encoder_parameters + head_parameters) * 4 / gb,
+        "disk_features_gb": encoded * hidden * 4 / gb,
+    }

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .atomic import write_text
@@ -69,51 +70,135 @@ def finetune_section(metrics: list[dict]) -> str:
     return "## Fine-tuned models\n\n" + markdown_table(per.reset_index())
 
 
-def claims_section(title: str, claims: pd.DataFrame, paper_column: str | None, figures: list[tuple[str, str]],
-                   root: Path) -> str:
-    text = f"## {title}\n\n"
-    if not claims.empty:
-        cols = ["claim", "value", "verdict"]
-        if paper_column and paper_column in claims.columns:
-            cols.insert(1, paper_column)
-        if "reference" in claims.columns:
-            cols.insert(cols.index("value") + 1, "reference")
-        if "statistic" in claims.columns:  # what the value measures
-            cols.insert(cols.index("verdict"), "statistic")
-        text += markdown_table(claims[[c for c in cols if c in claims.columns]])
+VERDICT_RULE = (
+    "Each claim's **effect** is signed so that the paper's claim predicts a positive value. It **holds** when its 95% "
+    "interval excludes 0 on the positive side, **does not hold** when the interval excludes 0 on the negative side, "
+    "and is **inconclusive** otherwise (also when this run cannot compute an interval; the note says why). "
+    "**n** counts the units that were resampled; **p** is a permutation null's one-sided p-value where one exists "
+    "(reported, not used for the verdict)."
+)
+
+
+def _interval(low, high) -> str:
+    try:
+        low, high = float(low), float(high)
+    except (TypeError, ValueError):
+        return ""
+    if not (pd.notna(low) and pd.notna(high)):
+        return "—"
+    return f"[{low:.4g}, {high:.4g}]"
+
+
+def claims_view(claims: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader needs on one screen: claim, effect, interval, n with its unit, p, verdict, the paper."""
+    if claims.empty:
+        return claims
+    view = pd.DataFrame({
+        "claim": claims["claim"],
+        "effect": claims["effect"],
+        "95% interval": [_interval(lo, hi) for lo, hi in zip(claims["ci_low"], claims["ci_high"])],
+        "n": [f"{'' if pd.isna(n) else int(n)} {u if isinstance(u, str) else ''}".strip()
+              for n, u in zip(claims["n"], claims["unit"])],
+        "p": claims["p_value"] if "p_value" in claims.columns else np.nan,
+        "verdict": claims["verdict"],
+        "paper": claims["paper"] if "paper" in claims.columns else "",
+    })
+    if "metric" in claims.columns:  # geometry: say which measure a row uses
+        view.insert(1, "measure", [f"{m}, {s}" for m, s in zip(claims["metric"], claims["space"])])
+    view["p"] = [("—" if pd.isna(v) else f"{float(v):.3g}") for v in view["p"]]
+    return view
+
+
+def notes(claims: pd.DataFrame) -> str:
+    if claims.empty or "note" not in claims.columns:
+        return ""
+    lines = [f"- *{row.claim_id}*: {row.note}" for row in claims.itertuples() if isinstance(row.note, str) and row.note]
+    return ("Notes:\n\n" + "\n".join(lines) + "\n") if lines else ""
+
+
+def claims_section(title: str, claims: pd.DataFrame, figures: list[tuple[str, str]], root: Path,
+                   intro: str = "") -> str:
+    text = f"## {title}\n\n" + (intro + "\n\n" if intro else "")
+    text += markdown_table(claims_view(claims)) + "\n" + notes(claims)
     for caption, path in figures:
-        if Path(path).exists():
+        if path and Path(path).exists():
             text += f"\n![{caption}]({os.path.relpath(path, root)})\n"
+    return text + "\n"
+
+
+def verdict_counts(frames: list[pd.DataFrame]) -> str:
+    verdicts = pd.concat([f["verdict"] for f in frames if not f.empty]) if any(not f.empty for f in frames) else \
+        pd.Series(dtype=str)
+    counts = verdicts.value_counts()
+    return (f"{len(verdicts)} claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not hold, "
+            f"{counts.get('inconclusive', 0)} inconclusive.")
+
+
+def probe_section(matrix_path, figure: str | None, root: Path) -> str:
+    """Per dataset: the chosen L2, the label-prior loss, the pretrained model's loss and the dataset's own models'."""
+    matrix = pd.read_csv(matrix_path)
+    rows = []
+    for target, part in matrix.groupby("target_dataset", sort=False):
+        pre = part[part["model_kind"] == "pretrained"]["loss"]
+        own = part[(part["model_kind"] == "finetuned") & (part["model_dataset"] == target)]["loss"]
+        prior = part["chance_loss"].iloc[0] if "chance_loss" in part.columns else np.nan
+        pre_loss = float(pre.iloc[0]) if len(pre) else np.nan
+        rows.append({"dataset": target, "l2": part["l2"].iloc[0] if "l2" in part.columns else np.nan,
+                     "label-prior loss": prior, "pretrained loss": pre_loss,
+                     "pretrained below prior": "yes" if pre_loss < prior else "no",
+                     "own models' mean loss": float(own.mean()) if len(own) else np.nan,
+                     "own models below pretrained": f"{int((own < pre_loss).sum())} of {len(own)}"})
+    text = ("## Linear-probe loss\n\nTest cross-entropy (nats) of a linear head trained on each model's frozen "
+            "features, with one L2 strength per dataset chosen by cross-validation on the pretrained model's training "
+            "features; next to it, the loss of predicting the training label frequencies (the label prior) and the "
+            "pretrained model's loss.\n\n" + markdown_table(pd.DataFrame(rows)))
+    if figure:
+        text += f"\n![Probe loss minus the pretrained model's, model × dataset]({os.path.relpath(figure, root)})\n"
     return text + "\n"
 
 
 def write(config: dict, out_path: str | Path, base_description: str, meta_files: list, metrics_files: list,
           geometry_claims: str | None = None, interpolation_claims: str | None = None,
-          fusion_overview: str | None = None, figures: dict | None = None) -> str:
+          fusion_claims: str | None = None, fusion_overview: str | None = None, probe_matrix: str | None = None,
+          figures: dict | None = None, html_path: str | Path | None = None) -> str:
     root = Path(out_path).parent
     figures = figures or {}
     metas = [json.loads(Path(p).read_text()) for p in meta_files]
     metrics = [json.loads(Path(p).read_text()) for p in metrics_files]
+    geometry = pd.read_csv(geometry_claims) if geometry_claims else pd.DataFrame()
+    if "primary" in geometry.columns:
+        geometry = geometry[geometry["primary"].astype(bool)]
+    lines = pd.read_csv(interpolation_claims) if interpolation_claims else pd.DataFrame()
+    fused = pd.read_csv(fusion_claims) if fusion_claims else pd.DataFrame()
     page = f"# weightspace summary\n\nWhat this run found, claim by claim, next to {PAPER}.\n\n"
+    page += "**How a verdict is decided.** " + VERDICT_RULE + "\n\n"
+    page += "**This run:** " + verdict_counts([geometry, lines, fused]) + "\n\n"
     page += setup_section(config, metas, base_description) + "\n"
     page += finetune_section(metrics) + "\n"
-    if geometry_claims:
-        claims = pd.read_csv(geometry_claims)
-        if "primary" in claims.columns:
-            claims = claims[claims["primary"].astype(bool)]
-        page += claims_section("Weight geometry: clusters and the region", claims, None,
+    if not geometry.empty:
+        page += claims_section("Weight geometry: clusters by dataset and task", geometry,
                                [("t-SNE of the fine-tuned weights", figures.get("tsne", "")),
-                                ("Pairwise distances", figures.get("heatmap", ""))], root)
+                                ("Pairwise distances", figures.get("heatmap", ""))], root,
+                               "Dataset claims: null = models shuffled between datasets (the unit where a dataset "
+                               "label was assigned). Task claims: null = datasets shuffled between tasks.")
+    if probe_matrix:
+        page += probe_section(probe_matrix, figures.get("probe"), root)
     if interpolation_claims:
-        claims = pd.read_csv(interpolation_claims)
-        page += claims_section("Lines, the edge of the region, its centre, and fusion", claims, "paper",
-                               [("Interpolation lines", figures.get("interpolation", "")),
-                                ("Fusion gains", figures.get("fusion", ""))], root)
+        page += claims_section("Lines, the edge of the region, and its centre", lines,
+                               [("Interpolation lines", figures.get("interpolation", ""))], root,
+                               "Paired over the same test examples (per-example probe losses).")
+    if fusion_claims:
+        page += claims_section("Fusion: the fused start against the pretrained start", fused,
+                               [("Fusion gains", figures.get("fusion", ""))], root,
+                               "Paired over targets × seeds; few-shot sizes are rows of their own; ties are not wins.")
     if fusion_overview:
-        page += "### Fusion overview\n\n" + markdown_table(pd.read_csv(fusion_overview)) + "\n"
-    if figures.get("probe"):
-        page += f"## Linear-probe loss\n\n![Probe loss, model × dataset]({os.path.relpath(figures['probe'], root)})\n"
+        page += "### Fusion per training size: targets won, tied, lost\n\n" + markdown_table(
+            pd.read_csv(fusion_overview)) + "\n"
     write_text(out_path, page)
+    if html_path:
+        from .html import write_markdown_page
+
+        write_markdown_page(out_path, html_path, "weightspace summary")
     return page
 
 

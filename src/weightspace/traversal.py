@@ -4,8 +4,27 @@ Every point is a *mix*: a linear combination Σ c_i θ_i of stored encoder weigh
 is named by a hash of its recipe, so the same point asked for twice (by two lines, or
 again in a later run) is one model with one set of cached features and probe results;
 a recipe of one model with coefficient 1 is that model itself (α=0 and α=1 of a line
-are its endpoints, exactly). Plans are drawn from the config with a fixed seed, so the
-DAG is the same on every run.
+are its endpoints, exactly).
+
+Which lines, planes and samples a study has is decided by stable hashes of names, never by
+a draw over a list that grows, so that adding a dataset or a seed leaves every existing
+point, and its cached results, as it was. The rule:
+
+* Candidates come in *groups* named by datasets alone: a dataset (same_dataset and
+  pretrained lines), a pair of datasets (same_task and cross_task lines, planes).
+* A group is studied when a hash of (seed, relation, its dataset names) falls below the
+  relation's ``fraction`` — a coin per group that no other dataset can flip.
+* A studied group takes its first ``pairs_per_relation`` (planes: ``count``) seed
+  combinations in an order where combinations with a higher seed rank come later (seeds
+  by value), so a new, larger seed only appends combinations and never displaces one.
+* A region group's Dirichlet samples are drawn from a generator seeded by a hash of the
+  group's members: an unchanged group keeps its samples; a group that gains a member (a
+  new seed, a new dataset of its task) is a new group with its own.
+
+No rule that keeps old choices can hold the number of lines fixed: a pair chosen in a
+study of its two datasets must stay chosen in every larger study, so a stable choice is
+one decision per candidate and the count grows with the candidates; ``fraction`` sets
+the rate.
 """
 
 from __future__ import annotations
@@ -59,17 +78,73 @@ def _eval_sets(config: dict, section: dict, models) -> list[str]:
     return sorted({_dataset(m) for m in models if _dataset(m)})
 
 
+def _score(*parts) -> float:
+    """A number in [0, 1) fixed by the parts alone (sha1): the coin that decides whether a group is studied."""
+    digest = hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return int(digest[:13], 16) / 16**13
+
+
+def _seed_order(config: dict) -> list[int]:
+    return sorted(set(study.seeds(config)))
+
+
+def _combinations(sizes: tuple[int, ...], distinct_first_two: bool = False) -> list[tuple[int, ...]]:
+    """Tuples of seed ranks, those with a smaller highest rank first: adding a seed (a higher rank) only appends.
+    distinct_first_two: the first two ranks index seeds of one dataset, so they must differ (i < j)."""
+    combos = [c for c in itertools.product(*(range(n) for n in sizes))
+              if not distinct_first_two or c[0] < c[1]]
+    return sorted(combos, key=lambda c: (max(c), c))
+
+
+def _fraction(section: dict, key: str) -> float:
+    fraction = section.get("fraction", 1.0)
+    return float(fraction.get(key, 1.0) if isinstance(fraction, dict) else fraction)
+
+
+def _relation(config: dict, a: str, b: str) -> str:
+    return "same_task" if study.task_of(config, a) == study.task_of(config, b) else "cross_task"
+
+
 def candidate_pairs(config: dict, relation: str) -> list[tuple[str, str]]:
+    """Every pair of models of a relation (the population the studied lines are chosen from)."""
     models = study.finetuned_ids(config)
     if relation == "pretrained":
         return [(study.PRETRAINED, m) for m in models]
     pairs = []
     for a, b in itertools.combinations(models, 2):
         da, db = _dataset(a), _dataset(b)
-        ta, tb = study.task_of(config, da), study.task_of(config, db)
-        kind = "same_dataset" if da == db else "same_task" if ta == tb else "cross_task"
+        kind = "same_dataset" if da == db else _relation(config, da, db)
         if kind == relation:
             pairs.append((a, b))
+    return pairs
+
+
+def line_groups(config: dict, relation: str) -> list[tuple[str, ...]]:
+    """The groups of a relation, as sorted dataset names: one dataset, or a pair of datasets."""
+    names = sorted(study.datasets(config))
+    if relation in ("same_dataset", "pretrained"):
+        return [(d,) for d in names]
+    return [(a, b) for a, b in itertools.combinations(names, 2) if _relation(config, a, b) == relation]
+
+
+def chosen_pairs(config: dict, relation: str) -> list[tuple[str, str]]:
+    """The pairs of models whose lines are studied (see the module's rule)."""
+    section = config.get("interpolation", {})
+    seeds, per_group = _seed_order(config), section.get("pairs_per_relation", 1)
+    fraction, seed = _fraction(section, relation), section.get("seed", 0)
+    model = study.finetuned_id
+    pairs = []
+    for group in line_groups(config, relation):
+        if _score(seed, "line", relation, *group) >= fraction:
+            continue
+        if relation == "same_dataset":
+            combos = _combinations((len(seeds), len(seeds)), distinct_first_two=True)
+            pairs += [(model(group[0], seeds[i]), model(group[0], seeds[j])) for i, j in combos[:per_group]]
+        elif relation == "pretrained":
+            pairs += [(study.PRETRAINED, model(group[0], seeds[i])) for (i,) in _combinations((len(seeds),))[:per_group]]
+        else:
+            combos = _combinations((len(seeds), len(seeds)))
+            pairs += [(model(group[0], seeds[i]), model(group[1], seeds[j])) for i, j in combos[:per_group]]
     return pairs
 
 
@@ -77,17 +152,10 @@ def lines(config: dict) -> list[Point]:
     section = config.get("interpolation", {})
     if not section.get("enabled", True):
         return []
-    rng = np.random.default_rng(section.get("seed", 0))
-    per_relation = section.get("pairs_per_relation", 1)
     alphas = section.get("alphas", [-0.5, 0.0, 0.5, 1.0, 1.5])
     points = []
     for relation in section.get("relations", list(RELATIONS)):
-        pairs = candidate_pairs(config, relation)
-        if not pairs:
-            continue
-        chosen = sorted(rng.choice(len(pairs), size=min(per_relation, len(pairs)), replace=False))
-        for index in chosen:
-            a, b = pairs[index]
+        for a, b in chosen_pairs(config, relation):
             for alpha in alphas:
                 points.append(_point({a: 1.0 - alpha, b: alpha}, _eval_sets(config, section, (a, b)),
                                      study="line", relation=relation, model_a=a, model_b=b, alpha=float(alpha)))
@@ -95,16 +163,28 @@ def lines(config: dict) -> list[Point]:
 
 
 def plane_triples(config: dict, kind: str) -> list[tuple[str, str, str]]:
-    models = study.finetuned_ids(config)
+    """The studied planes' (origin, u-end, v-end) models.
+
+    same_task: two seeds of one dataset and a model of another dataset of its task; the group is the pair of
+    datasets, and which of the two gives the two seeds is a coin of the pair too. pretrained: the base and
+    models of two datasets of different tasks.
+    """
+    section = config.get("interpolation", {}).get("planes", {})
+    seeds, count = _seed_order(config), section.get("count", 1)
+    fraction, seed = _fraction(section, kind), section.get("seed", 1)
+    model = study.finetuned_id
     triples = []
-    if kind == "same_task":  # two seeds of one dataset and a model of another dataset of the same task
-        for a, b in candidate_pairs(config, "same_dataset"):
-            for c in models:
-                if _dataset(c) != _dataset(a) and study.task_of(config, _dataset(c)) == study.task_of(config, _dataset(a)):
-                    triples.append((a, b, c))
-    elif kind == "pretrained":  # the base and models of two tasks
-        for b, c in candidate_pairs(config, "cross_task"):
-            triples.append((study.PRETRAINED, b, c))
+    for a, b in line_groups(config, "same_task" if kind == "same_task" else "cross_task"):
+        if _score(seed, "plane", kind, a, b) >= fraction:
+            continue
+        if kind == "same_task":
+            if _score(seed, "plane-orientation", a, b) >= 0.5:
+                a, b = b, a
+            combos = _combinations((len(seeds), len(seeds), len(seeds)), distinct_first_two=True)
+            triples += [(model(a, seeds[i]), model(a, seeds[j]), model(b, seeds[k])) for i, j, k in combos[:count]]
+        else:
+            combos = _combinations((len(seeds), len(seeds)))
+            triples += [(study.PRETRAINED, model(a, seeds[i]), model(b, seeds[j])) for i, j in combos[:count]]
     return triples
 
 
@@ -112,15 +192,10 @@ def planes(config: dict) -> list[Point]:
     section = config.get("interpolation", {}).get("planes", {})
     if not section.get("enabled", True) or not config.get("interpolation", {}).get("enabled", True):
         return []
-    rng = np.random.default_rng(section.get("seed", 1))
     grid = section.get("grid", [-0.25, 0.0, 0.5, 1.0, 1.25])
     points = []
     for kind in section.get("kinds", list(PLANE_KINDS)):
-        triples = plane_triples(config, kind)
-        if not triples:
-            continue
-        for index in sorted(rng.choice(len(triples), size=min(section.get("count", 1), len(triples)), replace=False)):
-            a, b, c = triples[index]
+        for a, b, c in plane_triples(config, kind):
             plane = f"{kind}:{a}|{b}|{c}"
             for u, v in itertools.product(grid, grid):
                 points.append(_point({a: 1.0 - u - v, b: u, c: v}, _eval_sets(config, section, (a, b, c)),
@@ -130,11 +205,13 @@ def planes(config: dict) -> list[Point]:
 
 
 def region_points(config: dict) -> list[Point]:
-    """Per group (a dataset's seeds, a task's models): the centroid and Dirichlet samples."""
+    """Per group (a dataset's seeds, a task's models): the centroid and Dirichlet samples.
+
+    The samples come from a generator seeded by a hash of the group's members: they are the same in every
+    study that has this group with exactly these members."""
     section = config.get("region", {})
     if not section.get("enabled", True):
         return []
-    rng = np.random.default_rng(section.get("seed", 2))
     groups: dict[str, tuple[str, list[str]]] = {}
     models = study.finetuned_ids(config)
     for level in section.get("groups", ["dataset", "task"]):
@@ -145,9 +222,12 @@ def region_points(config: dict) -> list[Point]:
     for group, (level, members) in groups.items():
         if len(members) < 2:
             continue
+        members = sorted(members)
         evals = sorted({_dataset(m) for m in members})
         points.append(_point({m: 1.0 / len(members) for m in members}, evals,
                              study="region", group=group, level=level, kind="centroid", sample=-1))
+        key = int(_score(section.get("seed", 2), "region", group, *members) * 2**52)
+        rng = np.random.default_rng(key)
         weights = rng.dirichlet([section.get("concentration", 1.0)] * len(members), size=section.get("samples", 3))
         for i, w in enumerate(weights):
             points.append(_point(dict(zip(members, w)), evals,

@@ -1,8 +1,5 @@
-"""Rules extract_weights / extract_pretrained_weights: encoder weights, head removed, float32."""
-from pathlib import Path
-
+"""Rule extract_pretrained_weights: the base's encoder weights, float32, read and written tensor by tensor."""
 from weightspace import logs, weights
 
 logs.to_file(snakemake.log[0])
-model_dir = Path(snakemake.input.model).parent if "model" in snakemake.input.keys() else None
-weights.extract(snakemake.input.base, model_dir, snakemake.output[0])
+weights.extract(snakemake.input.base, None, snakemake.output[0])

@@ -1,15 +1,19 @@
-"""Rule finetune: fine-tune the base on one dataset with one seed."""
+"""Rule finetune: fine-tune the base on one dataset with one seed; write its encoder weights too."""
 from pathlib import Path
 
 from weightspace import finetune, logs
 
 logs.to_file(snakemake.log[0], append=True)  # a retry after a time limit appends
-settings = finetune.Settings.from_config(dict(snakemake.params.settings), seed=int(snakemake.wildcards.seed))
+w = snakemake.wildcards
+# the checkpoint policy is read from the config, not the rule's params: changing it reruns nothing
+policy = {k: snakemake.config["finetune"].get(k) for k in finetune.CHECKPOINT_POLICY}
+settings = finetune.Settings.from_config(dict(snakemake.params.settings, **policy), seed=int(w.seed))
 finetune.finetune(
     base_dir=snakemake.input.base,
     data_dir=Path(snakemake.input.data[0]).parent,
     out_dir=Path(snakemake.output.metrics).parent,
     settings=settings,
     threads=snakemake.threads,
-    model_id=f"{snakemake.wildcards.dataset}.seed{snakemake.wildcards.seed}",
+    model_id=f"{w.dataset}.seed{w.seed}",
+    weights_path=snakemake.output.weights,
 )

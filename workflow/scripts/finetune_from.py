@@ -5,7 +5,9 @@ from weightspace import finetune, logs
 
 logs.to_file(snakemake.log[0], append=True)  # a retry after a time limit appends
 w = snakemake.wildcards
-settings = finetune.Settings.from_config(dict(snakemake.params.settings), seed=int(w.seed))
+# the checkpoint policy is read from the config, not the rule's params: changing it reruns nothing
+policy = {k: snakemake.config["finetune"].get(k) for k in finetune.CHECKPOINT_POLICY}
+settings = finetune.Settings.from_config(dict(snakemake.params.settings, **policy), seed=int(w.seed))
 finetune.finetune(
     base_dir=snakemake.input.base,
     data_dir=Path(snakemake.input.data[0]).parent,

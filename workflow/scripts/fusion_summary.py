@@ -1,4 +1,4 @@
-"""Rule fusion_summary: runs -> summary.csv, wins.csv, wins_overview.csv, fusion.png."""
+"""Rule fusion_summary: runs -> summary.csv, wins.csv, wins_overview.csv, claims.csv, fusion.png."""
 from weightspace import fusion_report, logs
 
 logs.to_file(snakemake.log[0])
@@ -9,4 +9,7 @@ fusion_report.write(
     wins_path=snakemake.output.wins,
     overview_path=snakemake.output.overview,
     figure_path=snakemake.output.figure,
+    claims_path=snakemake.output.claims,
+    n_boot=snakemake.params.bootstrap,
+    seed=snakemake.params.seed,
 )

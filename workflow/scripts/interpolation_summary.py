@@ -4,7 +4,8 @@ from weightspace import interpolation_report, logs
 logs.to_file(snakemake.log[0])
 interpolation_report.write(
     points=snakemake.params.points,
-    probe_files=snakemake.input.probes,
-    fusion_overview_path=snakemake.input.fusion or None,
+    probe_files=list(snakemake.input.probes) + list(snakemake.input.pretrained),
     out=dict(snakemake.output.items()),
+    n_boot=snakemake.params.bootstrap,
+    seed=snakemake.params.seed,
 )

@@ -1,0 +1,162 @@
+"""The default study's frontier: how much structure the fine-tuned weights show, against training budget.
+
+Fine-tunes the default's base on the default's datasets with several seeds under a grid of
+recipes (steps, learning rate, training examples, batch size), with the library's own
+fine-tuning loop, and records per recipe:
+  - mean task-vector cosine between seeds of one dataset, between datasets of one task, across tasks
+    (task vector = fine-tuned encoder weights - pretrained encoder weights);
+  - 1-NN accuracy by dataset (Euclidean distance of the raw encoder weights; a model's nearest other
+    model is a seed of its own dataset) and by task (nearest model of *another* dataset shares the task);
+  - mean test accuracy of the fine-tuned models, and CPU seconds of fine-tuning per model.
+Runs are cached under results/frontier/ (a recipe's runs are reused by a later call), so
+the grid can grow. Prints a markdown table; --out writes it with the CPU named.
+
+    .venv/bin/python benchmarks/frontier.py --out docs/frontier.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from weightspace import base_model, data, finetune, hardware, study  # noqa: E402
+from weightspace import weights as weight_files  # noqa: E402
+
+# name: (max_steps, learning_rate, training examples (the data cap), batch size); the first is the old default
+RECIPES = {
+    "s30_lr3e-4_n256_b16": (30, 3e-4, 256, 16),
+    "s60_lr1e-4_n512_b16": (60, 1e-4, 512, 16),
+    "s60_lr3e-4_n512_b16": (60, 3e-4, 512, 16),
+    "s100_lr1e-4_n1024_b16": (100, 1e-4, 1024, 16),
+    "s100_lr3e-4_n1024_b16": (100, 3e-4, 1024, 16),
+    "s200_lr1e-4_n1024_b16": (200, 1e-4, 1024, 16),
+    "s100_lr1e-4_n1024_b32": (100, 1e-4, 1024, 32),
+    "s200_lr5e-5_n1024_b16": (200, 5e-5, 1024, 16),
+}
+
+
+def prepare(config: dict, root: Path, train_cap: int, test_cap: int) -> Path:
+    """The base, and the datasets capped at ``train_cap`` training examples (the same for every seed, as in
+    a study: the config's data.max_examples, not a per-seed subsample)."""
+    if not (root / "base" / "base.json").exists():
+        base_model.materialise(config["base_model"], root / "base")
+    folder = root / f"data_n{train_cap}"
+    defaults = dict(config.get("data", {}))
+    defaults["max_examples"] = {"train": train_cap, "validation": 128, "test": test_cap}
+    for name, spec in config["datasets"].items():
+        if not (folder / name / "meta.json").exists():
+            data.prepare_dataset(name, spec, defaults, folder / name)
+    return folder
+
+
+def run_recipe(config: dict, root: Path, recipe: str, seeds: list[int], threads: int, test_cap: int) -> list[dict]:
+    steps, lr, n_train, batch = RECIPES[recipe]
+    data_root = prepare(config, root, n_train, test_cap)
+    rows = []
+    for dataset, seed in itertools.product(config["datasets"], seeds):
+        out = root / "runs" / recipe / dataset / f"seed{seed}"
+        weights_path = out / "encoder.safetensors"
+        if not weights_path.exists():
+            settings = finetune.Settings.from_config(
+                config["finetune"], seed=seed, max_steps=steps, learning_rate=lr, train_size=None,
+                batch_size=batch, epochs=100, max_length=config["data"].get("max_length", 48),
+                checkpoint_every=10**9)
+            started = time.process_time()
+            finetune.finetune(root / "base", data_root / dataset, out, settings, threads=threads,
+                              model_id=f"{dataset}.seed{seed}")
+            cpu = time.process_time() - started
+            weight_files.extract(root / "base", out, weights_path)
+            (out / "cpu_seconds.txt").write_text(f"{cpu:.1f}\n")
+            (out / "model.safetensors").unlink(missing_ok=True)  # the encoder file is what we measure
+        metrics = json.loads((out / "metrics.json").read_text())
+        rows.append({"dataset": dataset, "seed": seed, "task": study.task_of(config, dataset),
+                     "weights": weights_path, "test_accuracy": metrics["test"]["accuracy"],
+                     "cpu_seconds": float((out / "cpu_seconds.txt").read_text())})
+    return rows
+
+
+def flat(path: Path, names: list[str]) -> np.ndarray:
+    tensors = weight_files.load(path)
+    return np.concatenate([tensors[n].numpy().ravel() for n in names]).astype(np.float64)
+
+
+def structure(rows: list[dict], pretrained: Path) -> dict:
+    names = sorted(weight_files.load(pretrained))
+    pre = flat(pretrained, names)
+    vectors = np.stack([flat(r["weights"], names) - pre for r in rows])
+    datasets = np.array([r["dataset"] for r in rows])
+    tasks = np.array([r["task"] for r in rows])
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    sq = (vectors**2).sum(1)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * vectors @ vectors.T, 0))  # raw = task-vector distance
+    m = len(rows)
+    upper = np.triu(np.ones((m, m), bool), 1)
+    same_d = datasets[:, None] == datasets[None, :]
+    same_t = tasks[:, None] == tasks[None, :]
+    np.fill_diagonal(dist, np.inf)
+    nn = dist.argmin(1)
+    other = np.where(same_d, np.inf, dist)  # nearest model of another dataset
+    nn_other = other.argmin(1)
+    return {
+        "cos_same_dataset": float(cos[upper & same_d].mean()),
+        "cos_same_task": float(cos[upper & same_t & ~same_d].mean()),
+        "cos_cross_task": float(cos[upper & ~same_t].mean()),
+        "nn1_dataset": float((datasets[nn] == datasets).mean()),
+        "nn1_task_other_dataset": float((tasks[nn_other] == tasks).mean()),
+        "dist_ratio_within_across": float(dist[upper & same_d].mean() / dist[upper & ~same_t].mean()),
+        "test_accuracy": float(np.mean([r["test_accuracy"] for r in rows])),
+        "min_test_accuracy": float(np.min([r["test_accuracy"] for r in rows])),
+        "cpu_seconds_per_model": float(np.mean([r["cpu_seconds"] for r in rows])),
+        "models": m,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "config.yaml"))
+    parser.add_argument("--root", default=str(REPO / "results" / "frontier"))
+    parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--test-cap", type=int, default=640)
+    parser.add_argument("--out", help="write the markdown table here")
+    args = parser.parse_args()
+
+    config = yaml.safe_load(Path(args.config).read_text())
+    root = Path(args.root)
+    prepare(config, root, RECIPES[args.recipes[0]][2], args.test_cap)
+    pretrained = root / "pretrained.safetensors"
+    if not pretrained.exists():
+        weight_files.extract(root / "base", None, pretrained)
+    cpu = hardware.describe()
+    header = ("| recipe | steps | lr | train ex. | batch | cos same dataset | cos same task | cos cross task "
+              "| 1-NN dataset | 1-NN task (other dataset) | d within / d across | test acc (mean, min) | CPU s / model |")
+    lines = [f"CPU: {cpu['cpu']} ({cpu['cores']} cores, torch {cpu['torch_capability']}, native bf16: "
+             f"{cpu['native_bf16']}); datasets: {', '.join(config['datasets'])}; {args.seeds} seeds; "
+             f"test split capped at {args.test_cap}.", "", header, "|" + "---|" * 13]
+    for recipe in args.recipes:
+        rows = run_recipe(config, root, recipe, list(range(args.seeds)), args.threads, args.test_cap)
+        s = structure(rows, pretrained)
+        steps, lr, n, b = RECIPES[recipe]
+        lines.append(f"| {recipe} | {steps} | {lr:g} | {n} | {b} | {s['cos_same_dataset']:.3f} | "
+                     f"{s['cos_same_task']:.3f} | {s['cos_cross_task']:.3f} | {s['nn1_dataset']:.3f} | "
+                     f"{s['nn1_task_other_dataset']:.3f} | {s['dist_ratio_within_across']:.3f} | "
+                     f"{s['test_accuracy']:.3f}, {s['min_test_accuracy']:.3f} | {s['cpu_seconds_per_model']:.0f} |")
+        print(lines[-1], flush=True)
+        if args.out:
+            Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Jobs sized for their work: the default study's job count, and a paper-sized study whose jobs grow as
+models + datasets (not their product) and that plans in seconds."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO
+from tiny_study import planned_jobs
+from weightspace import fusion, study
+
+pytestmark = pytest.mark.workflow
+
+MAX_DEFAULT_JOBS = 150
+
+
+def stored_models(config: dict) -> int:
+    return 1 + len(study.finetuned_ids(config)) + len(fusion.fused_bases(config))
+
+
+def test_default_study_has_at_most_150_jobs(tmp_path):
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    jobs = planned_jobs(tmp_path)
+    total = sum(jobs.values())
+    assert total <= MAX_DEFAULT_JOBS, jobs
+    assert "features" not in jobs and "probe" not in jobs  # no job per (model, dataset) pair
+    assert jobs["evaluate_model"] == stored_models(config)  # one per stored model: every dataset inside
+    assert jobs["probe_l2"] == len(config["datasets"])  # one L2 per dataset
+    assert jobs["evaluate_group"] <= 4 * len(config["datasets"]) + 3  # lines/planes per dataset, regions
+
+
+def paper_config(n_datasets: int, seeds: int = 5) -> dict:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    tasks = ["general", "nli", "sentiment", "topic", "twitter"]
+    config["datasets"] = {f"d{i:02d}_x": {"task": tasks[i % len(tasks)], "builtin": "rotten_tomatoes"}
+                          for i in range(n_datasets)}
+    config["seeds"] = list(range(seeds))
+    config["fusion"]["targets"] = ["d00_x", "d01_x", "d02_x"]
+    return config
+
+
+def test_a_paper_sized_study_grows_as_models_plus_datasets(tmp_path):
+    counts = {}
+    for n in (18, 36):
+        root = tmp_path / str(n)
+        root.mkdir()
+        config = paper_config(n)
+        (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        started = time.perf_counter()
+        jobs = planned_jobs(root)
+        seconds = time.perf_counter() - started
+        counts[n] = jobs
+        models = stored_models(config)
+        assert jobs["evaluate_model"] == models and jobs["probe_l2"] == n
+        assert jobs["evaluate_group"] <= 4 * n + 2 * len({d["task"] for d in config["datasets"].values()})
+        print(f"{n} datasets x 5 seeds: {sum(jobs.values())} jobs, planned in {seconds:.1f} s")
+        if n == 36:
+            assert seconds <= 60, f"planning took {seconds:.1f} s"  # measured ~11 s on a busy 2-core machine
+    # doubling the datasets doubles the jobs (models + datasets), it does not quadruple them (models x datasets)
+    ratio = sum(counts[36].values()) / sum(counts[18].values())
+    assert ratio < 2.3, (ratio, counts)
