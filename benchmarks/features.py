@@ -3,7 +3,8 @@
 Same base model (the packaged all-MiniLM-L6-v2), the default study's datasets and caps,
 the same probe protocol and L2, on the same threads, in one run:
 
-  today    the implementation of the last commit (git show HEAD:src/weightspace/...):
+  today    the one-job-per-pair implementation (--baseline, default commit 61b04ba, the last
+           before evaluation jobs; git archive of its src/):
            per (model, dataset) pair a features process (start Python, load torch and
            the model, tokenize, encode, write the .npz) and a probe process;
   now      one process per model (weightspace.evaluation, as the evaluate_model job):
@@ -87,12 +88,15 @@ def encoder_flops(encoder, token_lengths: list[int]) -> float:
     return float(sum(2 * params * n + 4 * layers * n * n * hidden for n in token_lengths))
 
 
-def head_tree(folder: Path) -> Path:
-    """The last commit's src/ (today's implementation), unpacked into ``folder``."""
+BASELINE = "61b04ba"  # the last commit with a features job and a probe job per (model, dataset) pair
+
+
+def head_tree(folder: Path, revision: str = BASELINE) -> Path:
+    """The baseline commit's src/ (today's implementation), unpacked into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     archive = folder / "head.tar"
     with open(archive, "wb") as handle:
-        subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", "src"], stdout=handle, check=True)
+        subprocess.run(["git", "-C", str(REPO), "archive", revision, "src"], stdout=handle, check=True)
     with tarfile.open(archive) as tar:
         tar.extractall(folder, filter="data")
     return folder / "src"
@@ -115,6 +119,7 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.01, help="nats: bf16 vs fp32 probe loss")
     parser.add_argument("--force-bf16", action="store_true", help="run the bf16 loss check even without native bf16")
     parser.add_argument("--skip-today", action="store_true")
+    parser.add_argument("--baseline", default=BASELINE, help="git revision of today's implementation")
     args = parser.parse_args()
     threads = args.threads
     info = hardware.describe()
@@ -169,7 +174,7 @@ def main() -> None:
         # today: two processes per pair
         total = args.models * n_examples
         if not args.skip_today:
-            src = head_tree(tmp / "head")
+            src = head_tree(tmp / "head", args.baseline)
             started = time.perf_counter()
             for i, path in enumerate(today_paths):
                 for name, spec in datasets.items():

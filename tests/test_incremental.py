@@ -16,7 +16,7 @@ from tiny_study import core_targets, dry_run_jobs, snakemake, tiny_config, write
 
 pytestmark = pytest.mark.workflow
 
-PER_DATASET = ("prepare_dataset", "finetune", "extract_weights")
+PER_DATASET = ("prepare_dataset", "finetune")  # a fine-tune writes its encoder weights too
 SHARED = ("base_model", "extract_pretrained_weights")
 
 
@@ -70,9 +70,9 @@ def test_adding_changing_and_removing_datasets_and_seeds(tmp_path):
     assert {k: after[k] for k in before} == before, "an existing artifact was rewritten"
     assert any(belongs(k, "gamma_pairs") for k in after.keys() - before.keys())
 
-    # add a seed (dry run): a fine-tune and a weights job per dataset, all for the new seed
+    # add a seed (dry run): a fine-tune per dataset (it writes the encoder weights too), all for the new seed
     jobs = plan(root, dict(copy.deepcopy(config), seeds=[0, 1]))
-    assert counts(jobs) == {"finetune": 2, "extract_weights": 2}
+    assert counts(jobs) == {"finetune": 2}
     assert not any(job["rule"] in SHARED for job in jobs)
     assert all("seed1" in path for path in outputs(jobs))
 

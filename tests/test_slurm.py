@@ -43,7 +43,8 @@ SLURM_ARGS = (
     "--latency-wait", "5",
     "--slurm-keep-successful-logs",
 )
-SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+# a job's id is its number, a group job's a UUID
+SUBMITTED = re.compile(r"Job [0-9a-f-]+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 PROFILE = REPO / "profiles" / "slurm"
 
 

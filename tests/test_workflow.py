@@ -23,7 +23,8 @@ def test_default_config_plans_one_finetune_per_dataset_and_seed(tmp_path):
     jobs = planned_jobs(tmp_path)
     assert jobs["finetune"] == len(config["datasets"]) * len(config["seeds"])
     assert jobs["prepare_dataset"] == len(config["datasets"])
-    assert jobs["extract_weights"] == jobs["finetune"]
+    assert "extract_weights" not in jobs  # a fine-tune writes its encoder weights: no extraction job per model
+    assert jobs["extract_pretrained_weights"] == 1
     assert len(config["datasets"]) >= 6
     assert len({d["task"] for d in config["datasets"].values()}) >= 3
 

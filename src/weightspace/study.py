@@ -123,7 +123,8 @@ def core_job_counts(config: dict) -> dict[str, int]:
     n = len(datasets(config)) * len(seeds(config))
     fusion_runs = fusion.runs(config)
     reused = [r for r in fusion_runs if _reused(config, r)]
-    return {"base_model": 1, "prepare_dataset": len(datasets(config)), "finetune": n, "extract_weights": n,
+    # a fine-tune writes its encoder weights itself: no extraction job but the pretrained one's
+    return {"base_model": 1, "prepare_dataset": len(datasets(config)), "finetune": n,
             "extract_pretrained_weights": 1, "fuse": len(fusion.fused_bases(config)),
             "finetune_from": len(fusion_runs) - len(reused)}
 

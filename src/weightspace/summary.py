@@ -95,7 +95,7 @@ def claims_view(claims: pd.DataFrame) -> pd.DataFrame:
         return claims
     view = pd.DataFrame({
         "claim": claims["claim"],
-        "effect": claims["effect"],
+        "effect": [("—" if pd.isna(v) else float(v)) for v in claims["effect"]],
         "95% interval": [_interval(lo, hi) for lo, hi in zip(claims["ci_low"], claims["ci_high"])],
         "n": [f"{'' if pd.isna(n) else int(n)} {u if isinstance(u, str) else ''}".strip()
               for n, u in zip(claims["n"], claims["unit"])],
