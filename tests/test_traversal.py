@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from weightspace import fusion, study, traversal, weights
-from weightspace.interpolation_report import claims
 
 
 def config(**sections):
@@ -245,18 +243,3 @@ def test_wins_pair_seeds_and_count_targets():
     assert wins.set_index("target")["gain"].round(6).to_dict() == {"a": 0.1, "b": -0.05}
     overview = fusion.wins_overview(wins)
     assert overview.iloc[0][["targets", "wins", "ties", "losses"]].tolist() == [2, 1, 0, 1]
-
-
-def test_claims_report_what_the_numbers_say():
-    def line(relation, losses):
-        return pd.DataFrame({"pair": "x — y", "relation": relation, "eval_dataset": "a",
-                             "alpha": [-0.5, 0.0, 0.5, 1.0, 1.5], "loss": losses})
-
-    good = pd.concat([line("same_dataset", [0.9, 0.5, 0.45, 0.5, 0.95])])
-    bad = pd.concat([line("same_dataset", [0.3, 0.5, 0.9, 0.5, 0.2])])
-    empty_region = pd.DataFrame(columns=["group", "eval_dataset", "kind", "loss"])
-    verdicts = claims(good, empty_region).set_index("statistic")["verdict"].tolist()
-    assert verdicts[0] == "holds" and "holds" in verdicts[3]
-    verdicts = claims(bad, empty_region)["verdict"].tolist()
-    assert verdicts[0] == "does not hold" and verdicts[3] == "does not hold"
-    assert verdicts[-1].startswith("n/a")  # no region points: said so, not invented
