@@ -40,7 +40,8 @@ def test_workflow_passes_snakemakes_lint(tmp_path):
     "mutate, key",
     [
         (lambda c: c.update(unknown_key=1), "unknown_key"),
-        (lambda c: c["finetune"].pop("batch_size"), "batch_size"),
+        (lambda c: c["finetune"].update(batch_size=0), "batch_size"),  # a left-out key takes its default
+        (lambda c: c["datasets"]["alpha"].pop("task"), "task"),
         (lambda c: c["finetune"].update(learning_rate="fast"), "learning_rate"),
         (lambda c: c["datasets"]["alpha"].update(tsk="x"), "tsk"),
     ],
