@@ -87,6 +87,7 @@ rule summary:
         probe=f"{RESULTS}/figures/probe_loss_heatmap.png",
         interpolation=rules.interpolation_summary.output.line_figure,
         fusion=rules.fusion_summary.output.figure if fusion.runs(config) else [],
+        stage_times=f"{RESULTS}/tables/stage_times.csv",
     output:
         markdown=f"{RESULTS}/summary.md",
         html=report(f"{RESULTS}/summary.html", caption="../report/summary.rst", category="Summary"),

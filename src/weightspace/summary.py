@@ -160,7 +160,8 @@ def probe_section(matrix_path, figure: str | None, root: Path) -> str:
 def write(config: dict, out_path: str | Path, base_description: str, meta_files: list, metrics_files: list,
           geometry_claims: str | None = None, interpolation_claims: str | None = None,
           fusion_claims: str | None = None, fusion_overview: str | None = None, probe_matrix: str | None = None,
-          figures: dict | None = None, html_path: str | Path | None = None) -> str:
+          figures: dict | None = None, html_path: str | Path | None = None,
+          stage_times: str | Path | None = None) -> str:
     root = Path(out_path).parent
     figures = figures or {}
     metas = [json.loads(Path(p).read_text()) for p in meta_files]
@@ -194,6 +195,10 @@ def write(config: dict, out_path: str | Path, base_description: str, meta_files:
     if fusion_overview:
         page += "### Fusion per training size: targets won, tied, lost\n\n" + markdown_table(
             pd.read_csv(fusion_overview)) + "\n"
+    if stage_times:
+        from . import stage_times as stage_table
+
+        page += "\n" + stage_table.markdown(stage_times, top=8) + "\n"
     write_text(out_path, page)
     if html_path:
         from .html import write_markdown_page

@@ -15,5 +15,6 @@ summary.write(
     fusion_claims=i.fusion_claims or None,
     fusion_overview=i.fusion_overview or None,
     probe_matrix=i.probe_matrix,
+    stage_times=i.stage_times,
     figures={k: i[k] for k in ("tsne", "heatmap", "probe", "interpolation", "fusion") if i[k]},
 )
