@@ -91,7 +91,7 @@ def flat(path: Path, names: list[str]) -> np.ndarray:
 
 
 def structure(rows: list[dict], pretrained: Path) -> dict:
-    names = sorted(weight_files.load(pretrained))
+    names = sorted(set(weight_files.load(pretrained)).intersection(weight_files.load(rows[0]["weights"])))
     pre = flat(pretrained, names)
     vectors = np.stack([flat(r["weights"], names) - pre for r in rows])
     datasets = np.array([r["dataset"] for r in rows])
