@@ -12,6 +12,7 @@ rule prepare_dataset:
         train=f"{RESULTS}/data/{{dataset}}/train.parquet",
         validation=f"{RESULTS}/data/{{dataset}}/validation.parquet",
         test=f"{RESULTS}/data/{{dataset}}/test.parquet",
+        probe=f"{RESULTS}/data/{{dataset}}/probe.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
     params:
         settings=lambda wc: data_prep.settings(config["datasets"][wc.dataset], config.get("data", {})),

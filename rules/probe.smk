@@ -25,7 +25,7 @@ rule probe_l2:
     input:
         weights=f"{RESULTS}/weights/pretrained.safetensors",
         base=rules.base_model.output[0],
-        data=multiext(f"{RESULTS}/data/{{dataset}}/", "train.parquet", "test.parquet", "meta.json"),
+        data=multiext(f"{RESULTS}/data/{{dataset}}/", "probe.parquet", "test.parquet", "meta.json"),
     output:
         f"{RESULTS}/probe/l2/{{dataset}}.json",
     params:

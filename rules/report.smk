@@ -83,6 +83,7 @@ rule summary:
         fusion_overview=rules.fusion_summary.output.overview if fusion.runs(config) else [],
         probe_matrix=f"{RESULTS}/probe/matrix.csv",
         tsne=f"{RESULTS}/figures/tsne.png",
+        tsne_table=f"{RESULTS}/geometry/tsne.csv",
         heatmap=f"{RESULTS}/figures/distance_heatmap.png",
         probe=f"{RESULTS}/figures/probe_loss_heatmap.png",
         interpolation=rules.interpolation_summary.output.line_figure,

@@ -224,6 +224,37 @@ def test_missing_splits_are_made_stratified_and_seeded(tmp_path):
     assert keys(other["test"]) != keys(one["test"])
 
 
+def test_probe_split_holds_training_examples_no_fine_tune_sees(tmp_path):
+    """A fine-tuned encoder has memorised its training split: the probe trains on other training examples
+    (the caps' remainder), disjoint from every split, as many as train unless max_examples.probe says."""
+    rng = np.random.default_rng(4)
+    labels = rng.choice([0, 1, 2], size=500, p=[0.5, 0.3, 0.2])
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(500)], "label": labels})
+    spec = files_spec(tmp_path / "in", frame)
+    capped = dict(DEFAULTS, max_examples={"train": 120, "test": 80})
+    out, meta = data.prepare("held", spec, capped)
+    assert meta["counts"]["train"] == 120 and meta["probe_split"] == {"from": "held_out", "count": 120}
+    for split in data.SPLITS:
+        assert not keys(out["probe"]) & keys(out[split]), split
+    assert _stratified(out["probe"], pd.Series(labels), tolerance=2)
+    out, meta = data.prepare("held", spec, dict(capped, max_examples={"train": 120, "probe": 60}))
+    assert meta["probe_split"]["count"] == 60 == len(out["probe"])
+
+    # nothing beyond the fine-tunes' split: the probe trains there, and the meta and a note say so
+    out, meta = data.prepare("held", spec, DEFAULTS)
+    assert meta["probe_split"] == {"from": "train", "count": meta["counts"]["train"]}
+    pd.testing.assert_frame_equal(out["probe"], out["train"])
+    assert any(note.startswith("probe:") for note in meta["notes"])
+
+    data.write_prepared(*data.prepare("held", spec, capped), tmp_path / "prepared")
+    from weightspace import features
+
+    assert features.split_path(tmp_path / "prepared", "train").name == "probe.parquet"
+    assert features.split_path(tmp_path / "prepared", "test").name == "test.parquet"
+    (tmp_path / "prepared" / "probe.parquet").unlink()  # a folder prepared by hand: the probe reads train
+    assert features.split_path(tmp_path / "prepared", "train").name == "train.parquet"
+
+
 def test_split_fractions_come_from_defaults_and_the_dataset_overrides(tmp_path):
     frame = generated_frame(200, seed=9)
     spec = files_spec(tmp_path / "in", frame, test_fraction=0.25)

@@ -100,7 +100,8 @@ def test_every_family_has_one_encoder_from_pretrained_to_fused(family, tmp_path)
         out = tmp_path / "features" / f"{name}.npz"
         features.extract(base, [pre, tuned["alpha"]], [0.5, 0.5], folder, out, batch_size=16, max_length=24)
         arrays = features.load(out)
-        assert arrays["train_x"].shape == (32, 32) and np.isfinite(arrays["test_x"]).all()
+        probe_rows = len(pd.read_parquet(folder / "probe.parquet"))  # the probe's own training examples
+        assert arrays["train_x"].shape == (probe_rows, 32) and np.isfinite(arrays["test_x"]).all()
         assert arrays["pooling"] == "cls"
 
 

@@ -88,9 +88,11 @@ def test_projection_rule_writes_coordinates_and_figures(tmp_path):
     projection.run(tmp_path / "distances.parquet", table, out["tsne.csv"], out["pca.csv"], out["tsne.png"],
                    out["heatmap.png"], settings)
     tsne, pca = pd.read_csv(out["tsne.csv"]), pd.read_csv(out["pca.csv"])
-    assert list(tsne["model_id"]) == ids and list(pca["model_id"]) == ids
-    assert {"kind", "dataset", "task", "x", "y", "perplexity", "metric", "space"} <= set(tsne.columns)
-    assert tsne["perplexity"].iloc[0] == projection.perplexity_for(len(ids))
+    finetuned = [i for i, row in zip(ids, table) if row["kind"] == "finetuned"]
+    assert list(tsne["model_id"]) == finetuned and list(pca["model_id"]) == ids  # t-SNE: fine-tuned models only
+    assert {"kind", "dataset", "task", "x", "y", "perplexity", "metric", "space", "nn1_dataset_plane"} <= set(
+        tsne.columns)
+    assert tsne["perplexity"].iloc[0] == projection.perplexity_for(len(finetuned))
     assert {"pc1", "pc2", "explained_pc1", "explained_pc2"} <= set(pca.columns)
     assert 0 < pca["explained_pc2"].iloc[0] <= pca["explained_pc1"].iloc[0] < 1
     for name in ("tsne.png", "heatmap.png"):
@@ -102,3 +104,33 @@ def test_projection_rule_writes_coordinates_and_figures(tmp_path):
     projection.run(tmp_path / "distances.parquet", table, out["tsne.csv"], out["pca.csv"], out["tsne.png"],
                    out["heatmap.png"], settings)
     assert "pretrained" not in set(pd.read_csv(out["tsne.csv"])["model_id"])
+
+
+def test_tsne_plane_keeps_seed_clusters_when_the_pretrained_and_fused_models_sit_among_them():
+    """The default's geometry: task vectors are mostly seed noise (within-dataset distances only ~10% below
+    across), and the pretrained and fused models are nearer to every model than any two models are to each
+    other. Mapped together, those hubs took every point's nearest neighbour and the plane lost the seeds'
+    clusters; the rule maps the fine-tuned models and shows the clusters the weights have."""
+    rng = np.random.default_rng(0)
+    dim, datasets, seeds = 4000, [f"d{i}" for i in range(6)], 3
+    ids, table, rows = ["pretrained"], [{"model_id": "pretrained", "kind": "pretrained", "dataset": None,
+                                         "task": None, "seed": None}], [np.zeros(dim)]
+    for i, d in enumerate(datasets):
+        shared = rng.normal(size=dim) * 0.6 / np.sqrt(dim)
+        for s in range(seeds):
+            ids.append(f"{d}.seed{s}")
+            table.append({"model_id": ids[-1], "kind": "finetuned", "dataset": d, "task": f"t{i // 2}", "seed": s})
+            rows.append(shared + rng.normal(size=dim) / np.sqrt(dim))
+    for k in range(4):  # fused starts: averages of many models, near the middle of them all
+        ids.append(f"fused.d{k}.all")
+        table.append({"model_id": ids[-1], "kind": "fused", "dataset": None, "task": None, "seed": None})
+        rows.append(np.mean(rows[1 + 3 * (k + 1):], axis=0))
+    X = np.array(rows)
+    D = pd.DataFrame(cdist(X, X), index=ids, columns=ids)
+    within = D.loc["d0.seed0", "d0.seed1"]
+    assert within > D.loc["pretrained", "d0.seed0"]  # the hub: nearer to each model than its own seeds are
+    assert clusters.nn1_accuracy(D.iloc[1:19, 1:19].to_numpy(), pd.Series([t["dataset"] for t in table[1:19]])) == 1
+    t, p = projection.projections(D, table, {"tsne": {"perplexity": 3}, "seed": 0})  # the default's
+    assert set(t["kind"]) == {"finetuned"} and len(p) == len(ids)
+    assert t["nn1_dataset_plane"].iloc[0] == 1.0
+    assert projection.nearest_neighbour_agreement(t) == 1.0

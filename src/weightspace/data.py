@@ -27,7 +27,10 @@ from . import WeightspaceError
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test")  # the splits a source may have
+# and what preparation writes: `probe` holds training examples the fine-tunes never see, for the linear probe
+# (a fine-tuned encoder has memorised its own training split: a probe fitted there is overconfident on test)
+PREPARED_SPLITS = SPLITS + ("probe",)
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".jsonl": "jsonl",
               ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -379,6 +382,19 @@ def _cap(frame: pd.DataFrame, cap: int | None, seed: int, split: str, notes: lis
     return _split_off(frame, int(cap), seed, f"{split} capped at {cap}", notes)[1]
 
 
+def _probe_split(train: pd.DataFrame, used: pd.DataFrame, caps: dict, seed: int,
+                 notes: list) -> tuple[pd.DataFrame, str]:
+    """(the probe's training examples, where they come from): 'held_out', training examples beyond the
+    fine-tunes' cap (at most max_examples.probe, by default as many as train); 'train' where none are left."""
+    rest = train.drop(index=used.index)
+    if len(rest) == 0:
+        notes.append("probe: no training examples beyond the fine-tunes' split; the probe trains on that split "
+                     "(a model's probe loss on its own dataset then rewards memorisation)")
+        return used, "train"
+    cap = caps.get("probe", caps.get("train"))
+    return _cap(rest, cap, seed, "probe", notes), "held_out"
+
+
 # ---------------------------------------------------------------- the whole preparation
 
 
@@ -477,10 +493,11 @@ def prepare(name: str, spec: dict, defaults: dict | None = None) -> tuple[dict[s
         made.append("validation")
     available = {split: len(frames[split]) for split in SPLITS}
     caps = config.get("max_examples") or {}
+    capped = {split: _cap(frames[split], caps.get(split), seed, split, notes) for split in SPLITS}
+    capped["probe"], probe_source = _probe_split(frames["train"], capped["train"], caps, seed, notes)
     out = {}
-    for split in SPLITS:
-        frame = _cap(frames[split], caps.get(split), seed, split, notes)
-        frame = frame.sort_index().reset_index(drop=True)
+    for split in PREPARED_SPLITS:
+        frame = capped[split].sort_index().reset_index(drop=True)
         frame["label"] = frame["label"].map(ids).astype("int64")
         out[split] = frame[key_columns + ["label"]]
     for note in notes:
@@ -496,6 +513,7 @@ def prepare(name: str, spec: dict, defaults: dict | None = None) -> tuple[dict[s
         "counts": {split: len(out[split]) for split in SPLITS},
         "label_counts": {split: {label_names[i]: int(n) for i, n in sorted(out[split]["label"].value_counts().items())}
                          for split in SPLITS},
+        "probe_split": {"from": probe_source, "count": len(out["probe"])},  # probe.parquet: see _probe_split
         "available": available,
         "dropped": {**totals, "by_split": dropped},
         "splits_made": made,
@@ -515,16 +533,17 @@ def write_prepared(splits: dict[str, pd.DataFrame], meta: dict, out_dir: str | P
     out_dir.mkdir(parents=True, exist_ok=True)
     # an old meta.json would vouch for half-replaced splits if this run were killed midway
     (out_dir / "meta.json").unlink(missing_ok=True)
-    for split in SPLITS:
+    for split in PREPARED_SPLITS:
         write_parquet(out_dir / f"{split}.parquet", splits[split])
     write_json(out_dir / "meta.json", meta)
 
 
 def prepare_dataset(name: str, spec: dict, defaults: dict | None, out_dir: str | Path) -> dict:
-    """Prepare one dataset into out_dir ({train,validation,test}.parquet, meta.json last); return its meta."""
+    """Prepare one dataset into out_dir ({train,validation,test,probe}.parquet, meta.json last); return its meta."""
     splits, meta = prepare(name, spec, defaults)
     write_prepared(splits, meta, out_dir)
-    log.info("%s: %s examples (train/validation/test), %d labels, dropped %s", name,
-             "/".join(str(meta["counts"][s]) for s in SPLITS), meta["num_labels"],
+    log.info("%s: %s examples (train/validation/test), probe split %d (%s), %d labels, dropped %s", name,
+             "/".join(str(meta["counts"][s]) for s in SPLITS), meta["probe_split"]["count"],
+             meta["probe_split"]["from"], meta["num_labels"],
              {k: v for k, v in meta["dropped"].items() if k != "by_split"})
     return meta

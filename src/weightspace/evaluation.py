@@ -109,7 +109,7 @@ def data_key(dataset: Dataset) -> str:
     if not meta_path.exists():
         raise WeightspaceError(f"prepared data file {meta_path} is missing; run prepare_dataset first")
     num_labels = int(json.loads(meta_path.read_text())["num_labels"])
-    return key_of([num_labels] + [file_digest(folder / f"{split}.parquet") for split in features.SPLITS])
+    return key_of([num_labels] + [file_digest(features.split_path(folder, split)) for split in features.SPLITS])
 
 
 def tokenizer_key(base_dir: str | Path) -> str:

@@ -57,10 +57,19 @@ def resolve_pooling(base_dir: str | Path, pooling: str | None) -> str:
 # ---------------------------------------------------------------- data
 
 
+def split_path(data_dir: str | Path, split: str) -> Path:
+    """The file of a split the probe reads: its `train` is the prepared probe split (training examples the
+    fine-tunes never saw, data.py) where there is one; a folder without it (prepared by hand) gives train."""
+    data_dir = Path(data_dir)
+    if split == "train" and (data_dir / "probe.parquet").exists():
+        return data_dir / "probe.parquet"
+    return data_dir / f"{split}.parquet"
+
+
 def read_split(data_dir: str | Path, split: str, num_labels: int) -> "pd.DataFrame":
     import pandas as pd
 
-    path = Path(data_dir) / f"{split}.parquet"
+    path = split_path(data_dir, split)
     if not path.exists():
         raise WeightspaceError(f"prepared data file {path} is missing; run prepare_dataset first")
     frame = pd.read_parquet(path)

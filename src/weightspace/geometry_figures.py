@@ -71,16 +71,21 @@ def projection_figure(tsne: pd.DataFrame, pca: pd.DataFrame, path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.8))
     _scatter(left, tsne, "x", "y", colors, markers)
     perplexity = tsne["perplexity"].iloc[0]
-    left.set_title(f"t-SNE (perplexity {perplexity:.3g})" if np.isfinite(perplexity) else "t-SNE (too few models)")
+    agreement = tsne["nn1_dataset_plane"].iloc[0] if "nn1_dataset_plane" in tsne else np.nan
+    title = f"t-SNE of the fine-tuned models (perplexity {perplexity:.3g})" if np.isfinite(perplexity) \
+        else "t-SNE (too few models)"
+    if np.isfinite(agreement):
+        title += f"\nnearest neighbour of the same dataset: {agreement:.0%}"
+    left.set_title(title)
     left.set_xlabel("t-SNE 1")
     left.set_ylabel("t-SNE 2")
     _scatter(right, pca, "pc1", "pc2", colors, markers)
-    right.set_title("PCA")
+    right.set_title("PCA of all models")
     right.set_xlabel(f"PC1 ({100 * pca['explained_pc1'].iloc[0]:.1f}% of variance)")
     right.set_ylabel(f"PC2 ({100 * pca['explained_pc2'].iloc[0]:.1f}% of variance)")
-    fig.legend(handles=_legend_handles(tsne, colors, markers), loc="center left", bbox_to_anchor=(1.0, 0.5),
+    fig.legend(handles=_legend_handles(pca, colors, markers), loc="center left", bbox_to_anchor=(1.0, 0.5),
                frameon=False, fontsize=9)
-    fig.suptitle(f"Where {len(tsne)} models lie in weight space: {_what(tsne)}", fontsize=13)
+    fig.suptitle(f"Where {len(pca)} models lie in weight space: {_what(tsne)}", fontsize=13)
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

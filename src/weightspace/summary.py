@@ -117,13 +117,27 @@ def notes(claims: pd.DataFrame) -> str:
 
 
 def claims_section(title: str, claims: pd.DataFrame, figures: list[tuple[str, str]], root: Path,
-                   intro: str = "") -> str:
+                   intro: str = "", after_table: str = "") -> str:
     text = f"## {title}\n\n" + (intro + "\n\n" if intro else "")
-    text += markdown_table(claims_view(claims)) + "\n" + notes(claims)
+    text += markdown_table(claims_view(claims)) + "\n" + notes(claims) + (f"\n{after_table}" if after_table else "")
     for caption, path in figures:
         if path and Path(path).exists():
             text += f"\n![{caption}]({os.path.relpath(path, root)})\n"
     return text + "\n"
+
+
+def projection_note(tsne_path) -> str:
+    """What the t-SNE figure shows, in one number: how often a model's nearest neighbour in the plane is a
+    model of its own dataset (the weights' own figure is the claim nn1_dataset)."""
+    frame = pd.read_csv(tsne_path)
+    if "nn1_dataset_plane" not in frame.columns or frame.empty:
+        return ""
+    value = float(frame["nn1_dataset_plane"].iloc[0])
+    if not np.isfinite(value):
+        return ""
+    return (f"In the t-SNE plane ({len(frame)} fine-tuned models, perplexity {frame['perplexity'].iloc[0]:.3g}), "
+            f"the nearest neighbour of {value:.0%} of the models is a model of the same dataset: the figure's own "
+            "1-NN accuracy, to read next to nn1_dataset above (the same figure in weight space).\n")
 
 
 def verdict_counts(frames: list[pd.DataFrame]) -> str:
@@ -149,8 +163,9 @@ def probe_section(matrix_path, figure: str | None, root: Path) -> str:
                      "own models' mean loss": float(own.mean()) if len(own) else np.nan,
                      "own models below pretrained": f"{int((own < pre_loss).sum())} of {len(own)}"})
     text = ("## Linear-probe loss\n\nTest cross-entropy (nats) of a linear head trained on each model's frozen "
-            "features, with one L2 strength per dataset chosen by cross-validation on the pretrained model's training "
-            "features; next to it, the loss of predicting the training label frequencies (the label prior) and the "
+            "features, with one L2 strength per dataset chosen by cross-validation on the pretrained model's features. "
+            "The head trains on the dataset's probe split: training examples that no fine-tune saw (where a dataset "
+            "has none left, on its training split; meta.json says which). Next to it, the loss of predicting the training label frequencies (the label prior) and the "
             "pretrained model's loss.\n\n" + markdown_table(pd.DataFrame(rows)))
     if figure:
         text += f"\n![Probe loss minus the pretrained model's, model × dataset]({os.path.relpath(figure, root)})\n"
@@ -161,7 +176,7 @@ def write(config: dict, out_path: str | Path, base_description: str, meta_files:
           geometry_claims: str | None = None, interpolation_claims: str | None = None,
           fusion_claims: str | None = None, fusion_overview: str | None = None, probe_matrix: str | None = None,
           figures: dict | None = None, html_path: str | Path | None = None,
-          stage_times: str | Path | None = None) -> str:
+          stage_times: str | Path | None = None, tsne_table: str | Path | None = None) -> str:
     root = Path(out_path).parent
     figures = figures or {}
     metas = [json.loads(Path(p).read_text()) for p in meta_files]
@@ -181,7 +196,8 @@ def write(config: dict, out_path: str | Path, base_description: str, meta_files:
                                [("t-SNE of the fine-tuned weights", figures.get("tsne", "")),
                                 ("Pairwise distances", figures.get("heatmap", ""))], root,
                                "Dataset claims: null = models shuffled between datasets (the unit where a dataset "
-                               "label was assigned). Task claims: null = datasets shuffled between tasks.")
+                               "label was assigned). Task claims: null = datasets shuffled between tasks.",
+                               after_table=projection_note(tsne_table) if tsne_table else "")
     if probe_matrix:
         page += probe_section(probe_matrix, figures.get("probe"), root)
     if interpolation_claims:

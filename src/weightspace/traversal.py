@@ -153,10 +153,13 @@ def lines(config: dict) -> list[Point]:
     if not section.get("enabled", True):
         return []
     alphas = section.get("alphas", [-0.5, 0.0, 0.5, 1.0, 1.5])
+    extrapolate = set(section.get("extrapolate", RELATIONS))
     points = []
     for relation in section.get("relations", list(RELATIONS)):
+        # beyond the ends only where it is studied: a point outside [0, 1] costs as much as one inside
+        kept = [a for a in alphas if relation in extrapolate or 0.0 <= a <= 1.0]
         for a, b in chosen_pairs(config, relation):
-            for alpha in alphas:
+            for alpha in kept:
                 points.append(_point({a: 1.0 - alpha, b: alpha}, _eval_sets(config, section, (a, b)),
                                      study="line", relation=relation, model_a=a, model_b=b, alpha=float(alpha)))
     return points

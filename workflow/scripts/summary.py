@@ -16,5 +16,6 @@ summary.write(
     fusion_overview=i.fusion_overview or None,
     probe_matrix=i.probe_matrix,
     stage_times=i.stage_times,
+    tsne_table=i.tsne_table,
     figures={k: i[k] for k in ("tsne", "heatmap", "probe", "interpolation", "fusion") if i[k]},
 )
