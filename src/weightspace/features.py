@@ -119,27 +119,12 @@ def pool(hidden: "torch.Tensor", attention_mask: "torch.Tensor", pooling: str) -
 
 
 def precision(device: "torch.device | str", mixed_precision: str = "auto") -> str:
-    """The dtype the encoder's matmuls run in: 'float32', 'bfloat16' or 'float16'.
-
-    auto: bf16 (fp16 where bf16 is missing) on CUDA; bf16 on a CPU that computes it
-    natively (AMX or AVX512-BF16, `hardware.cpu_has_native_bf16`), float32 on any other
-    CPU (on AVX2, bf16 is emulated and ~100x slower). bf16: bf16 wherever it runs (the
-    benchmark's accuracy check); no: float32.
-    """
-    import torch
-
+    """The dtype the encoder's matmuls run in: 'float32', 'bfloat16' or 'float16' (hardware.autocast_dtype:
+    bf16 on a CPU only where it computes bf16 natively; auto on CUDA: bf16, else fp16)."""
     from . import hardware
 
-    device = torch.device(device)
-    if mixed_precision == "no":
-        return "float32"
-    if mixed_precision not in ("auto", "bf16"):
-        raise WeightspaceError(f"config key probe.mixed_precision: '{mixed_precision}' is not one of auto, bf16, no")
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    if mixed_precision == "bf16" or hardware.cpu_has_native_bf16():
-        return "bfloat16"
-    return "float32"
+    dtype = hardware.autocast_dtype(device, mixed_precision, "probe.mixed_precision", ("auto", "bf16", "no"))
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def autocast_for(device: "torch.device", mixed_precision: str = "auto"):

@@ -155,25 +155,8 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 def autocast_dtype(device: torch.device, mixed_precision: str) -> torch.dtype | None:
-    """The dtype autocast computes in (None: float32 throughout).
-
-    auto: on CUDA bf16 where supported, else fp16; on a CPU bf16 only where it has native bf16
-    (AMX or AVX512-BF16: faster than fp32), float32 elsewhere (AVX2 emulates bf16, ~100x slower
-    matmuls). bf16 / fp16 ask for that dtype on any device; no: float32.
-    """
-    if mixed_precision not in PRECISIONS:
-        raise WeightspaceError(f"finetune.mixed_precision: '{mixed_precision}' is not one of {', '.join(PRECISIONS)}")
-    if mixed_precision == "no":
-        return None
-    if mixed_precision == "bf16":
-        return torch.bfloat16
-    if mixed_precision == "fp16":
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    from . import hardware
-
-    return torch.bfloat16 if hardware.cpu_has_native_bf16() else None
+    """The dtype autocast computes in (None: float32 throughout): hardware.autocast_dtype decides."""
+    return hardware.autocast_dtype(device, mixed_precision, "finetune.mixed_precision", PRECISIONS)
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
