@@ -280,6 +280,9 @@ def plane_figure(planes: pd.DataFrame):
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.0 * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
+    if not panels:  # an empty page would read as a failure
+        axes.flat[0].text(0.5, 0.5, "No planes in this study\n(config: interpolation.planes.enabled, kinds, fraction)",
+                          ha="center", va="center", fontsize=11, transform=axes.flat[0].transAxes)
     for ax, ((plane, dataset), g) in zip(axes.flat, panels):
         if g["u"].nunique() >= 2 and g["v"].nunique() >= 2:
             contour = ax.tricontourf(g["u"], g["v"], g["loss"], levels=12, cmap="viridis")
