@@ -115,14 +115,15 @@ def projections(D: pd.DataFrame, table, settings: dict) -> tuple[pd.DataFrame, p
 def nearest_neighbour_agreement(frame: pd.DataFrame, x: str = "x", y: str = "y", label: str = "dataset") -> float:
     """Share of the fine-tuned models whose nearest other point in the plane has their label: what the
     figure shows, to set next to the same figure in weight space (clusters.py's nn1_dataset)."""
+    from scipy.spatial.distance import cdist
+
+    from .clusters import nn1_accuracy
+
     ft = frame[frame["kind"] == "finetuned"]
     if len(ft) < 2:
         return float("nan")
     xy = ft[[x, y]].to_numpy(dtype=float)
-    d = np.linalg.norm(xy[:, None, :] - xy[None, :, :], axis=-1)
-    np.fill_diagonal(d, np.inf)
-    labels = ft[label].to_numpy()
-    return float(np.mean(labels[d.argmin(1)] == labels))
+    return nn1_accuracy(cdist(xy, xy), ft[label])
 
 
 def run(distances_path, table, tsne_path, pca_path, tsne_figure, heatmap_figure, settings: dict,
