@@ -77,6 +77,20 @@ def test_relations_pick_the_right_pairs():
         assert study.task_of(c, study.parse(a).dataset) != study.task_of(c, study.parse(b).dataset)
 
 
+def test_lines_go_beyond_their_ends_only_for_the_relations_that_extrapolate():
+    alphas = [-0.5, 0.0, 0.5, 1.0, 1.5]
+    c = config(interpolation={"alphas": alphas, "extrapolate": ["same_dataset"]})
+    by_relation = {}
+    for point in traversal.lines(c):
+        row = point.as_row()
+        by_relation.setdefault(row["relation"], set()).add(row["alpha"])
+    assert by_relation["same_dataset"] == set(alphas)
+    for relation in ("same_task", "cross_task", "pretrained"):
+        assert by_relation[relation] == {0.0, 0.5, 1.0}, relation
+    everywhere = {p.as_row()["alpha"] for p in traversal.lines(config()) if p.as_row()["relation"] == "cross_task"}
+    assert everywhere == set(alphas)  # the default: every relation extrapolates
+
+
 def test_region_has_centroid_samples_and_members():
     points = [p for p in traversal.region_points(config()) if dict(p.info)["group"] == "task:s"]
     kinds = [dict(p.info)["kind"] for p in points]

@@ -165,8 +165,8 @@ def probe_section(matrix_path, figure: str | None, root: Path) -> str:
     text = ("## Linear-probe loss\n\nTest cross-entropy (nats) of a linear head trained on each model's frozen "
             "features, with one L2 strength per dataset chosen by cross-validation on the pretrained model's features. "
             "The head trains on the dataset's probe split: training examples that no fine-tune saw (where a dataset "
-            "has none left, on its training split; meta.json says which). Next to it, the loss of predicting the training label frequencies (the label prior) and the "
-            "pretrained model's loss.\n\n" + markdown_table(pd.DataFrame(rows)))
+            "has none left, on its training split; meta.json says which). Next to it, the loss of predicting the "
+            "training label frequencies (the label prior) and the pretrained model's loss.\n\n" + markdown_table(pd.DataFrame(rows)))
     if figure:
         text += f"\n![Probe loss minus the pretrained model's, model × dataset]({os.path.relpath(figure, root)})\n"
     return text + "\n"
