@@ -89,6 +89,14 @@ def evaluation_dataset(dataset):
     return {"name": dataset, "data_dir": f"{RESULTS}/data/{dataset}", "max_length": dataset_max_length(dataset)}
 
 
+def probed_datasets(model_id):
+    """The datasets a stored model's evaluation job probes it on: every dataset, but a fused base
+    only on its target, where fusion fine-tunes it (its other cells would repeat its members')."""
+    if model_id in FUSED:
+        return [FUSED[model_id].target]
+    return DATASETS
+
+
 def probe_l2_files(datasets):
     return [f"{RESULTS}/probe/l2/{d}.json" for d in datasets]
 

@@ -49,12 +49,13 @@ rule evaluate_model:
     input:
         weights=f"{RESULTS}/weights/{{model_id}}.safetensors",
         base=rules.base_model.output[0],
-        l2=probe_l2_files(DATASETS),  # each stands for its dataset: probe_l2 reads (and reruns with) the data
+        # each stands for its dataset: probe_l2 reads (and reruns with) the data
+        l2=lambda wc: probe_l2_files(probed_datasets(wc.model_id)),
     output:
         f"{RESULTS}/probe/models/{{model_id}}.json",
     params:
-        pairs=lambda wc: [(wc.model_id, d) for d in DATASETS],
-        datasets={d: evaluation_dataset(d) for d in DATASETS},
+        pairs=lambda wc: [(wc.model_id, d) for d in probed_datasets(wc.model_id)],
+        datasets=lambda wc: {d: evaluation_dataset(d) for d in probed_datasets(wc.model_id)},
         settings=PROBE_SETTINGS,
         cache_dir=PROBE_CACHE,
     log:

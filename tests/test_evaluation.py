@@ -112,6 +112,26 @@ def test_adding_or_changing_a_dataset_computes_only_its_pairs(tiny_base, models,
     assert ev.stats["probes_cached"] == 6 and ev.stats["features_computed"] == 0
 
 
+def test_without_kept_features_the_cache_holds_probe_results_and_the_pretrained_features(tiny_base, models,
+                                                                                         tmp_path):
+    data = datasets(tmp_path)
+    pairs = [(m, d) for m in ("pretrained", "b", "mix.ab") for d in data]
+    l2 = {"alpha": 0.1, "beta": 1.0}
+    lean = evaluation.Evaluator(tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False)
+    results = lean.evaluate(pairs, recipes(models), data, l2)
+    assert lean.stats["features_computed"] == 6 and lean.stats["probes_computed"] == 6
+    kept = sorted(p.stem for p in (tmp_path / "cache" / "features").rglob("*.npz"))
+    assert kept == sorted(lean.features_key(recipes(models)["pretrained"], d) for d in data.values())
+    assert len(list((tmp_path / "cache" / "probe").rglob("*.json"))) == 6
+
+    # a rerun reads every probe result, loads no model; another L2 re-encodes only the models without features
+    again = evaluation.Evaluator(tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False)
+    assert again.evaluate(pairs, recipes(models), data, l2) == results and again._encoder is None
+    other = evaluation.Evaluator(tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False)
+    other.evaluate(pairs, recipes(models), data, {"alpha": 0.1, "beta": 30.0})
+    assert other.stats["features_cached"] == 1 and other.stats["features_computed"] == 2  # beta: b and mix.ab
+
+
 def test_a_mix_is_keyed_and_computed_by_content(tiny_base, models, tmp_path):
     r = recipes(models)
     same = evaluation.Recipe.of([models["pretrained"], models["pretrained"]], [0.5, 0.5])

@@ -107,12 +107,14 @@ def test_geometry_outputs(finished_study):
         assert (results / "figures" / figure).stat().st_size > 10_000
 
 
-def test_probe_matrix_covers_every_model_on_every_dataset(finished_study):
+def test_probe_matrix_covers_every_model_and_fused_bases_on_their_target(finished_study):
     results = finished_study / "results"
     matrix = pd.read_csv(results / "probe" / "matrix.csv")
-    models = {"pretrained", "fused.alpha.all"} | {f"{d}.seed{s}" for d in ("alpha", "beta", "gamma_pairs") for s in (0, 1)}
-    assert set(matrix["model"]) == models
-    assert len(matrix) == len(models) * 3
+    probed = {"pretrained"} | {f"{d}.seed{s}" for d in ("alpha", "beta", "gamma_pairs") for s in (0, 1)}
+    assert set(matrix["model"]) == probed | {"fused.alpha.all"}
+    # every dataset for the pretrained and fine-tuned models; a fused base on its target only
+    assert len(matrix) == len(probed) * 3 + 1
+    assert list(matrix.loc[matrix["model"] == "fused.alpha.all", "target_dataset"]) == ["alpha"]
     assert matrix["loss"].notna().all() and matrix["accuracy"].between(0, 1).all()
     for figure in ("probe_loss_heatmap.png", "probe_vs_distance.png"):
         assert (results / "figures" / figure).stat().st_size > 10_000

@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import WeightspaceError, features, probe, probe_store
+from . import WeightspaceError, features, probe, probe_store, study
 from .atomic import write_json, write_npz
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class Evaluator:
 
     def __init__(self, base_dir: str | Path, cache_dir: str | Path, protocol: probe.Protocol,
                  pooling: str | None = None, batch_size: int = 64, mixed_precision: str = "auto",
-                 threads: int = 1):
+                 threads: int = 1, keep_features: bool = True):
         self.base_dir = Path(base_dir)
         self.cache_dir = Path(cache_dir)
         self.protocol = protocol
@@ -139,6 +139,9 @@ class Evaluator:
         self.batch_size = int(batch_size)
         self.mixed_precision = mixed_precision
         self.threads = max(int(threads), 1)
+        # False: only probe results stay in the cache (a few kB a pair, against hidden × examples floats); the
+        # pretrained model's features stay either way: the L2 selection and its own evaluation share them
+        self.keep_features = bool(keep_features)
         self.stats: Counter = Counter()
         self._tokenizer_key = tokenizer_key(self.base_dir)
         self._tokens: dict[str, tuple[list[dict], dict]] = {}  # dataset -> (train + test examples, labels)
@@ -264,9 +267,11 @@ class Evaluator:
                     raise WeightspaceError(f"features of {model_id} on {dataset.name} are not finite")
                 data = {"train_x": x[:n_train], "test_x": x[n_train:], "train_y": labels["train_y"],
                         "test_y": labels["test_y"], "num_labels": labels["num_labels"], "pooling": self.pooling}
-                write_npz(self._path("features", key, ".npz"), train_x=data["train_x"], test_x=data["test_x"],
-                          train_y=data["train_y"], test_y=data["test_y"], num_labels=np.int64(labels["num_labels"]),
-                          pooling=np.str_(self.pooling), dtype=np.str_(self.dtype))
+                if self.keep_features or model_id == study.PRETRAINED:
+                    write_npz(self._path("features", key, ".npz"), train_x=data["train_x"], test_x=data["test_x"],
+                              train_y=data["train_y"], test_y=data["test_y"],
+                              num_labels=np.int64(labels["num_labels"]), pooling=np.str_(self.pooling),
+                              dtype=np.str_(self.dtype))
                 self.stats["features_computed"] += 1
                 log.info("features of %s on %s: %d examples in %.2fs (%.1f/s, %s, %d threads)", model_id,
                          dataset.name, len(examples), seconds, len(examples) / max(seconds, 1e-9), self.dtype,
@@ -349,7 +354,7 @@ def _evaluator(base_dir, cache_dir, settings: dict, threads: int) -> Evaluator:
     protocol = probe.Protocol.from_config(dict(settings.get("protocol", {})))
     return Evaluator(base_dir, cache_dir, protocol, pooling=settings.get("pooling"),
                      batch_size=settings.get("batch_size", 64), mixed_precision=settings.get("mixed_precision", "auto"),
-                     threads=threads)
+                     threads=threads, keep_features=settings.get("keep_features", True))
 
 
 def read_l2(paths: Iterable[str | Path]) -> dict[str, float]:

@@ -193,12 +193,15 @@ def heatmap(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> No
     grid = fig.add_gridspec(2, 3, width_ratios=[0.25, len(cols), 0.35], height_ratios=[0.25, len(rows)],
                             wspace=0.03, hspace=0.03)
     ax = fig.add_subplot(grid[1, 1])
-    image = ax.imshow(scaled.to_numpy(dtype=float), aspect="auto", cmap="RdBu_r",
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#eeeeee")  # grey: a pair not probed (fused bases: target only)
+    image = ax.imshow(scaled.to_numpy(dtype=float), aspect="auto", cmap=cmap,
                       norm=TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span), interpolation="nearest")
     if len(rows) * len(cols) <= 600:
         for i in range(len(rows)):
             for j in range(len(cols)):
                 value = loss.iat[i, j]
+                if np.isnan(value):
+                    continue
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
                         color="white" if abs(scaled.iat[i, j]) > 0.6 * span else "black")
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)

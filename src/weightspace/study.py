@@ -136,7 +136,7 @@ def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_sec
     ``sizes``: dataset -> (train, test) examples in the source, before the config's caps. Fine-tuning is
     counted at its upper bound (every epoch, no early stop, max_steps respected) plus a validation pass
     per epoch; evaluation is one encoder pass over a dataset's train and test split per (model, dataset)
-    pair; disk is the weights files, the fine-tuned models and the features, float32.
+    pair (a fused base: its target only); disk is the weights files, the fine-tuned models and the features, float32.
     """
     from . import fusion, traversal
 
@@ -169,10 +169,14 @@ def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_sec
     runs = [r for r in fusion.runs(config) if not _reused(config, r)]
     from_fused = sum(finetune_seconds(r.target, fusion.section(config).get("finetune")) for r in runs)
     stored = 1 + counts["finetune"] + counts["fuse"]
-    pairs = stored * len(datasets(config)) + len({p for p in traversal.evaluations(config) if p[0].startswith("mix.")})
+    # the pretrained and fine-tuned models are probed on every dataset, a fused base on its target only
+    probed = 1 + counts["finetune"]
+    targets = [f.target for f in fusion.fused_bases(config)]
+    mix_pairs = {p for p in traversal.evaluations(config) if p[0].startswith("mix.")}
+    pairs = probed * len(datasets(config)) + len(targets) + len(mix_pairs)
     per_dataset = {d: sum(capped(d)[::2]) for d in datasets(config)}
-    encoded = stored * sum(per_dataset.values()) + sum(
-        per_dataset[d] for m, d in traversal.evaluations(config) if m.startswith("mix."))
+    encoded = (probed * sum(per_dataset.values()) + sum(per_dataset[t] for t in targets)
+               + sum(per_dataset[d] for _, d in mix_pairs))
     gb = 1e9
     return {
         "models_stored": stored,

@@ -18,7 +18,8 @@ evaluation.run(
     recipes=recipes,
     datasets=dict(snakemake.params.datasets),
     l2_paths=list(snakemake.input.l2),
-    settings=dict(snakemake.params.settings),
+    # read from the config, not the rule's params: switching it reruns nothing
+    settings=dict(snakemake.params.settings, keep_features=snakemake.config["probe"]["keep_features"]),
     threads=snakemake.threads,
     job=wildcards.get("model_id") or wildcards.get("group"),
 )

@@ -11,6 +11,7 @@ evaluation.run_select_l2(
     out_path=snakemake.output[0],
     weights_path=snakemake.input.weights,
     dataset=dict(snakemake.params.dataset),
-    settings=dict(snakemake.params.settings),
+    # read from the config, not the rule's params: switching it reruns nothing
+    settings=dict(snakemake.params.settings, keep_features=snakemake.config["probe"]["keep_features"]),
     threads=snakemake.threads,
 )
