@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 import yaml  # noqa: E402
 
-from weightspace import base_model, data, evaluation, finetune, hardware, probe, registry, study  # noqa: E402
+from weightspace import base_model, data, evaluation, finetune, hardware, probe, study  # noqa: E402
 
 
 def filled(path: Path) -> dict:
@@ -43,23 +43,6 @@ def filled(path: Path) -> dict:
     validate(config, str(REPO / "schemas" / "config.schema.yaml"), set_default=True)
     study.check(config)
     return config
-
-
-def source_sizes(config: dict) -> dict[str, tuple[int, int]]:
-    """dataset -> (train, test) examples in its source, before the config's caps (test 0: made by a split)."""
-    sizes = {}
-    for name, spec in config["datasets"].items():
-        if "builtin" not in spec:
-            raise SystemExit(f"datasets.{name}: only builtin datasets have sizes here; give a builtin config")
-        raw = registry.load(spec["builtin"])
-        train = len(raw["train"])
-        test = len(raw["test"]) if "test" in raw else 0
-        if not test:  # the preparation splits test_fraction off
-            fraction = spec.get("test_fraction", config["data"].get("test_fraction", 0.2))
-            test = round(fraction * train)
-            train -= test
-        sizes[name] = (train, test)
-    return sizes
 
 
 def measure(config: dict, dataset: str, threads: int, steps: int, work: Path) -> dict:
@@ -110,7 +93,7 @@ def main() -> None:
     dataset = args.dataset or next(iter(config["datasets"]))
     with tempfile.TemporaryDirectory() as tmp:
         measured = measure(config, dataset, threads, args.steps, Path(tmp))
-    sizes = source_sizes(config)
+    sizes = study.builtin_source_sizes(config)
     hidden = measured["hidden"]
     cost = study.cost(config, sizes, measured["train_examples_per_second"], measured["encode_examples_per_second"],
                       encoder_parameters=measured["encoder_parameters"], head_parameters=hidden * hidden,

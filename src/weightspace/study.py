@@ -129,6 +129,26 @@ def core_job_counts(config: dict) -> dict[str, int]:
             "finetune_from": len(fusion_runs) - len(reused)}
 
 
+def builtin_source_sizes(config: dict) -> dict[str, tuple[int, int]]:
+    """dataset -> (train, test) examples in its packaged source before the config's caps, for ``cost``; where the
+    source has no test split, the preparation's split of test_fraction. Builtin datasets only."""
+    from . import registry
+
+    sizes = {}
+    for name, spec in config["datasets"].items():
+        if "builtin" not in spec:
+            raise WeightspaceError(f"datasets.{name}: not a builtin dataset; its source size is not known offline")
+        raw = registry.load(spec["builtin"])
+        train = len(raw["train"])
+        test = len(raw["test"]) if "test" in raw else 0
+        if not test:  # the preparation splits test_fraction off
+            fraction = spec.get("test_fraction", config["data"].get("test_fraction", 0.2))
+            test = round(fraction * train)
+            train -= test
+        sizes[name] = (train, test)
+    return sizes
+
+
 def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_second: float,
          encode_examples_per_second: float, encoder_parameters: int, head_parameters: int, hidden: int) -> dict:
     """An estimate of a study's GPU-hours and disk from its config and its datasets' sizes.
@@ -154,9 +174,11 @@ def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_sec
 
     ft = config["finetune"]
 
-    def finetune_seconds(name: str, settings: dict | None = None) -> float:
+    def finetune_seconds(name: str, settings: dict | None = None, size: str = "all") -> float:
         settings = {**ft, **(settings or {})}
         train, validation, test = capped(name)
+        if size != "all":  # a few-shot fusion run
+            train = min(train, int(size))
         steps = settings["epochs"] * -(-train // settings["batch_size"])
         if settings.get("max_steps"):
             steps = min(steps, settings["max_steps"])
@@ -167,7 +189,7 @@ def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_sec
     counts = core_job_counts(config)
     main = sum(finetune_seconds(d) for d in datasets(config)) * len(seeds(config))
     runs = [r for r in fusion.runs(config) if not _reused(config, r)]
-    from_fused = sum(finetune_seconds(r.target, fusion.section(config).get("finetune")) for r in runs)
+    from_fused = sum(finetune_seconds(r.target, fusion.section(config).get("finetune"), r.size) for r in runs)
     stored = 1 + counts["finetune"] + counts["fuse"]
     # the pretrained and fine-tuned models are probed on every dataset, a fused base on its target only
     probed = 1 + counts["finetune"]
