@@ -121,6 +121,80 @@ def test_paper_config_plans_offline_with_the_expected_jobs(tmp_path):
     print("paper.yaml plans:", jobs)
 
 
+# ---------------------------------------------------------------- the workstation study
+
+WORKSTATION = REPO / "configs" / "workstation.yaml"
+# Its packaged datasets in their sources, (train, test) as study.builtin_source_sizes reads them (a packaged
+# test below checks these against the packages).
+WORKSTATION_SIZES = {
+    "rotten_tomatoes": (10246, 2562), "amazon_fine_foods": (4000, 1000), "vader_amazon": (2388, 597),
+    "vader_nyt_editorials": (2376, 594), "crowdflower_tweets": (30526, 7632), "vader_tweets": (2746, 686),
+    "trec_coarse": (12362, 3090), "trec_fine": (12362, 3090), "newsgroups": (11314, 7532), "sms_spam": (4459, 1115),
+}
+# all-mpnet-base-v2: encoder (embeddings + 12 layers, no pooler); the head as study.cost counts it
+MPNET = {"encoder_parameters": 108_895_872, "head_parameters": 768 * 768, "hidden": 768}
+# Measured by benchmarks/study_cost.py on 2026-11-26 (2-core AMD EPYC, AVX2, fp32, 2 threads per job): on
+# rotten_tomatoes (short snippets) and on newsgroups (every example 64 tokens). Update with the README.
+WORKSTATION_THROUGHPUT = {
+    "rotten_tomatoes": {"train_examples_per_second": 2.49, "encode_examples_per_second": 12.83},
+    "newsgroups": {"train_examples_per_second": 1.77, "encode_examples_per_second": 6.13},
+}
+
+
+def workstation() -> dict:
+    return filled(yaml.safe_load(WORKSTATION.read_text()))
+
+
+def test_workstation_config_is_a_larger_offline_study():
+    config = workstation()
+    assert config["base_model"]["builtin"] == "all-mpnet-base-v2" and len(config["seeds"]) == 5
+    assert all("builtin" in spec for spec in config["datasets"].values())  # offline
+    assert not {"rotten_tomatoes", "vader_movies"} <= set(config["datasets"])  # the same snippets twice
+    tasks = study.tasks(config)
+    assert sum(len(d) >= 2 for d in tasks.values()) >= 3 and max(len(d) for d in tasks.values()) >= 3
+    assert config["data"]["max_examples"]["test"] >= 625  # one accuracy's standard error at most 2 points
+    assert len(config["fusion"]["seeds"]) >= 3 and config["fusion"]["train_sizes"]
+
+
+def test_readme_gives_the_workstation_cost_as_computed_from_the_config():
+    config = workstation()
+    section = (REPO / "README.md").read_text().split("## A larger study on a workstation", 1)[1].split("\n## ", 1)[0]
+    core_hours = []
+    for dataset, throughput in WORKSTATION_THROUGHPUT.items():
+        cost = study.cost(config, WORKSTATION_SIZES, **throughput, **MPNET)
+        hours = [cost[f"gpu_hours_{k}"] for k in ("finetune", "finetune_from", "evaluate")]
+        row = next(line for line in section.splitlines() if line.startswith(f"| {dataset} "))
+        for figure in (*(f"{h:.1f} h" for h in hours), f"{sum(hours):.1f} job-hours",
+                       f"{2 * sum(hours):.0f} core-hours", f"{throughput['train_examples_per_second']} examples/s",
+                       f"{throughput['encode_examples_per_second']} examples/s"):
+            assert figure in row, (figure, row)
+        core_hours.append(2 * sum(hours))
+        assert f"{cost['disk_weights_gb'] + cost['disk_models_gb']:.0f} GB" in section
+    assert f"{min(core_hours):.0f}–{max(core_hours):.0f} core-hours" in section
+    assert "--configfile \"$PWD/configs/workstation.yaml\"" in section
+
+
+@pytest.mark.packaged
+def test_workstation_sizes_are_the_packages():
+    assert study.builtin_source_sizes(workstation()) == WORKSTATION_SIZES
+
+
+@pytest.mark.workflow
+def test_workstation_config_plans_offline(tmp_path):
+    from tiny_study import SNAKEMAKE
+    import subprocess
+
+    result = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                             "--configfile", str(WORKSTATION), "-n", "--quiet=rules"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    jobs = {parts[0]: int(parts[1]) for parts in map(str.split, result.stdout.splitlines())
+            if len(parts) == 2 and parts[1].isdigit()}
+    for rule, count in study.core_job_counts(workstation()).items():
+        assert jobs[rule] == count, (rule, jobs)
+    assert f"{jobs['total']} jobs" in (REPO / "README.md").read_text().split("## A larger study on a workstation")[1]
+
+
 # ---------------------------------------------------------------- a user's file is the whole study
 
 

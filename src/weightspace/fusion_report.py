@@ -8,7 +8,7 @@ import pandas as pd
 
 from . import study
 from .atomic import save_figure, write_csv
-from .fusion import claims, summary_table, wins_overview, wins_table
+from .fusion import claims, paired_gains, summary_table, wins_overview, wins_table
 
 
 def collect(runs: list[dict], metrics_files: list[str]) -> pd.DataFrame:
@@ -21,7 +21,9 @@ def collect(runs: list[dict], metrics_files: list[str]) -> pd.DataFrame:
     return summary_table(rows)
 
 
-def figure(wins: pd.DataFrame):
+def figure(wins: pd.DataFrame, paired: pd.DataFrame | None = None, found: pd.DataFrame | None = None):
+    """Bars: the mean gain per target (over seeds); dots: each seed's paired gain; the band across a panel:
+    the claim's mean gain over targets × seeds with its bootstrap 95% interval (what the verdict reads)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,15 +34,30 @@ def figure(wins: pd.DataFrame):
     n = max(len(panels), 1)
     fig, axes = plt.subplots(1, n, figsize=(max(5.5 * n, 7), 4.6), squeeze=False, sharey=True)
     for ax, ((mode, size), frame) in zip(axes[0], panels):
+        scopes = sorted(frame["scope"].unique())
+        colors = dict(zip(scopes, sns.color_palette("colorblind", len(scopes)).as_hex()))
+        targets = list(dict.fromkeys(frame["target"]))
         sns.barplot(frame.assign(points=100 * frame["gain"]), x="target", y="points", hue="scope", ax=ax,
-                    palette="colorblind",
-                    hue_order=sorted(frame["scope"].unique()))
+                    palette=colors, hue_order=scopes, order=targets, alpha=0.8)
+        if paired is not None and not paired.empty:
+            runs = paired[(paired["mode"] == mode) & (paired["size"] == size)]
+            sns.stripplot(runs.assign(points=100 * runs["gain"]), x="target", y="points", hue="scope", ax=ax,
+                          hue_order=scopes, order=targets, dodge=len(scopes) > 1, palette=["black"] * len(scopes),
+                          size=3.5, legend=False)
+        if found is not None and not found.empty:
+            for _, row in found[(found["mode"] == mode) & (found["size"].astype(str) == str(size))].iterrows():
+                if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
+                    ax.axhspan(row["ci_low"], row["ci_high"], color=colors.get(row["scope"], "grey"), alpha=0.15,
+                               label=f"{row['scope']}: mean {row['effect']:+.1f} [{row['ci_low']:.1f}, "
+                                     f"{row['ci_high']:.1f}], {row['verdict']}")
+                    ax.axhline(row["effect"], color=colors.get(row["scope"], "grey"), lw=1, ls=":")
         ax.axhline(0, color="black", lw=0.8)
         ax.set_title(f"{mode} fine-tuning, training size {size}")
-        ax.set_xlabel("target dataset")
+        ax.set_xlabel("target dataset (dots: seeds)")
         ax.set_ylabel("test accuracy gain over the\npretrained start (percentage points)")
         ax.tick_params(axis="x", rotation=45)
-        ax.legend(title="fused region", loc="best", fontsize=8)
+        ax.legend(title="fused region (band: 95% interval\nover targets × seeds)", loc="best", fontsize=7,
+                  title_fontsize=7)
     fig.suptitle("Fused start (mean of other datasets' models) vs the pretrained start")
     fig.tight_layout()
     return fig
@@ -57,4 +74,4 @@ def write(runs, metrics_files, summary_path, wins_path, overview_path, figure_pa
     write_csv(overview_path, wins_overview(wins))
     if claims_path:
         write_csv(claims_path, found)
-    save_figure(figure(wins), figure_path)
+    save_figure(figure(wins, paired_gains(summary), found), figure_path)

@@ -244,7 +244,22 @@ def _plt():
     return plt
 
 
-def line_figure(lines: pd.DataFrame):
+def _mean_loss_intervals(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame | None:
+    """Per α: the mean loss over the lines' (line, evaluation dataset) cells and its paired bootstrap interval
+    over test examples (as the claims resample them); None without per-example losses."""
+    if "test_losses" not in lines.columns:
+        return None
+    rows = []
+    for alpha, g in lines.groupby("alpha", sort=True):
+        cells = [(d, _losses(v)) for d, v in zip(g["eval_dataset"], g["test_losses"])]
+        if any(e is None for _, e in cells):
+            return None
+        mean, low, high = paired_cells(cells, n_boot, seed)
+        rows.append({"alpha": float(alpha), "mean": mean, "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def line_figure(lines: pd.DataFrame, n_boot: int = N_BOOT):
     plt = _plt()
     import seaborn as sns
 
@@ -258,8 +273,13 @@ def line_figure(lines: pd.DataFrame):
             ax.plot(curve["alpha"], curve["loss"], color=colors[relation], alpha=0.25, lw=0.8)
         stats = g.groupby("alpha")["loss"].agg(["mean", "min", "max"]).reset_index()
         ax.plot(stats["alpha"], stats["mean"], color=colors[relation], lw=2.2, marker="o", label="mean over lines")
-        ax.fill_between(stats["alpha"], stats["min"], stats["max"], color=colors[relation], alpha=0.15,
-                        label="range over lines")
+        band = _mean_loss_intervals(g, n_boot)
+        if band is not None:  # what the claims rest on: the mean's uncertainty over the test examples
+            ax.fill_between(band["alpha"], band["low"], band["high"], color=colors[relation], alpha=0.3,
+                            label="95% interval of the mean\n(bootstrap over test examples)")
+        else:
+            ax.fill_between(stats["alpha"], stats["min"], stats["max"], color=colors[relation], alpha=0.15,
+                            label="range over lines")
         for end in (0, 1):
             ax.axvline(end, color="black", ls="--", lw=0.8)
         ax.set_title(relation.replace("_", " "))
@@ -331,12 +351,12 @@ def write(points, probe_files, out: dict, n_boot: int = N_BOOT, seed: int = 0) -
     """Rule entry: lines/planes/region CSVs, the claims and three figures."""
     frame = evaluated(points, probe_files)
     lines, planes, region = line_table(frame), plane_table(frame), region_table(frame)
-    found = claims(line_table(frame, losses=True), region_table(frame, losses=True), pretrained_losses(probe_files),
-                   n_boot, seed)
+    lines_with_losses = line_table(frame, losses=True)
+    found = claims(lines_with_losses, region_table(frame, losses=True), pretrained_losses(probe_files), n_boot, seed)
     write_csv(out["lines"], lines)
     write_csv(out["planes"], planes)
     write_csv(out["region"], region)
     write_csv(out["claims"], found)
-    save_figure(line_figure(lines), out["line_figure"])
+    save_figure(line_figure(lines_with_losses, n_boot), out["line_figure"])
     save_figure(plane_figure(planes), out["plane_figure"])
     save_figure(region_figure(region), out["region_figure"])
