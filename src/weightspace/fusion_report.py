@@ -52,6 +52,8 @@ def figure(wins: pd.DataFrame, paired: pd.DataFrame | None = None, found: pd.Dat
                                      f"{row['ci_high']:.1f}], {row['verdict']}")
                     ax.axhline(row["effect"], color=colors.get(row["scope"], "grey"), lw=1, ls=":")
         ax.axhline(0, color="black", lw=0.8)
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, -0.05 * (high - low)), high)  # a tie's dot sits on zero: keep it in view
         ax.set_title(f"{mode} fine-tuning, training size {size}")
         ax.set_xlabel("target dataset (dots: seeds)")
         ax.set_ylabel("test accuracy gain over the\npretrained start (percentage points)")
