@@ -332,7 +332,7 @@ class Evaluator:
             return cached
         from threadpoolctl import threadpool_limits
 
-        data = self.features("pretrained", recipe, [dataset])[dataset.name]
+        data = self.features(study.PRETRAINED, recipe, [dataset])[dataset.name]
         with threadpool_limits(limits=self.threads):
             selection = probe.select_l2(data["train_x"], data["train_y"], data["num_labels"], self.protocol)
         selection = dict(selection, features_key=fkey)
@@ -394,7 +394,7 @@ def run_select_l2(base_dir: str | Path, cache_dir: str | Path, out_path: str | P
     evaluator = _evaluator(base_dir, cache_dir, settings, threads)
     spec = Dataset(dataset["name"], str(dataset["data_dir"]), int(dataset.get("max_length", 128)))
     selection = evaluator.select_l2(Recipe.of([weights_path]), spec)
-    out = dict(dataset=spec.name, model_id="pretrained", **selection, job=evaluator.job_summary(started))
+    out = dict(dataset=spec.name, model_id=study.PRETRAINED, **selection, job=evaluator.job_summary(started))
     write_json(out_path, out)
     log.info("L2 of %s: %s (cross-validated loss %.4f; label prior %.4f)", spec.name, out["l2"],
              out.get("cv_loss_best", float("nan")), out.get("cv_prior_loss", float("nan")))
