@@ -5,10 +5,15 @@ interleaved (drift on a shared machine hits both alike). Both are timed over the
 loop only (setup, tokenization and evaluation left out: ours from its metrics, the Trainer's
 from on_train_begin to on_train_end). Prints, with the CPU they ran on, examples per second
 of wall time and examples per CPU-second (the process's CPU time during the loop: steadier
-than wall time when other work shares the machine), and the ratios ours / Trainer.
+than wall time when other work shares the machine), and the ratios ours / Trainer. Ours runs
+twice: as the workflow does (Linears skip padding tokens, unpadded.py) and padded, like the
+Trainer, so the ratio separates the loop's overhead from the FLOPs padding costs.
 
     .venv/bin/python benchmarks/finetune_throughput.py [--base builtin|tiny] [--steps 30] [--threads 2]
-        [--precision fp32|bf16] [--trainer-clip 1.0]
+        [--precision fp32|bf16] [--trainer-clip 1.0] [--dataset vader_tweets] [--length 48]
+
+--dataset names a packaged dataset (the default's, prepared as the workflow prepares it: real
+sentence lengths, so real padding); without it, generated sentences of ~20 tokens.
 
 The Trainer keeps its defaults (gradient clipping at 1.0 included, which our recipe does not
 do); --trainer-clip 0 turns it off, for the exact same recipe. Needs the Trainer's dependency
@@ -31,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import torch  # noqa: E402
 
 from conftest import generated_frame, make_tiny_source  # noqa: E402
-from weightspace import base_model, finetune, hardware  # noqa: E402
+from weightspace import base_model, data, finetune, hardware  # noqa: E402
 
 
 def make_data(folder: Path, n: int) -> Path:
@@ -45,10 +50,17 @@ def make_data(folder: Path, n: int) -> Path:
     return folder
 
 
-def ours(base: Path, data: Path, out: Path, args) -> dict:
+def packaged(folder: Path, name: str) -> Path:
+    data.prepare_dataset(name, {"builtin": name, "task": "t", "max_examples": {"validation": 32, "test": 32}},
+                         None, folder)
+    return folder
+
+
+def ours(base: Path, data: Path, out: Path, args, skip_padding: bool = True) -> dict:
     settings = finetune.Settings(epochs=100, max_steps=args.steps, batch_size=args.batch, learning_rate=5e-5,
                                  max_length=args.length, checkpoint_every=None, checkpoint_minutes=None,
-                                 log_every=10**9, mixed_precision="bf16" if args.precision == "bf16" else "no")
+                                 log_every=10**9, mixed_precision="bf16" if args.precision == "bf16" else "no",
+                                 skip_padding=skip_padding)
     metrics = finetune.finetune(base, data, out, settings, threads=args.threads, save_model=False)
     examples = args.steps * args.batch
     return {"wall": examples / metrics["train_seconds"], "cpu": examples / metrics["train_cpu_seconds"]}
@@ -74,7 +86,7 @@ def trainer(base: Path, data: Path, out: Path, args) -> dict:
         remove_columns=["text"],
     ).rename_column("label", "labels")
     torch.manual_seed(0)
-    model = base_model.load_classifier(base, 2)
+    model = base_model.load_classifier(base, int(frame["label"].max()) + 1)
     training_args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=args.batch, max_steps=args.steps, learning_rate=5e-5,
         weight_decay=0.01, warmup_steps=int(0.1 * args.steps), lr_scheduler_type="linear", logging_steps=10**9,
@@ -99,29 +111,36 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--trainer-clip", type=float, default=1.0, help="the Trainer's max_grad_norm (0: off)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dataset", default=None, help="a packaged dataset, e.g. vader_tweets (default: generated)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         spec = {"builtin": "all-MiniLM-L6-v2"} if args.base == "builtin" else {"path": str(make_tiny_source(tmp / "src"))}
         base = tmp / "base"
         base_model.materialise(spec, base)
-        data = make_data(tmp / "data", n=max(args.steps * args.batch, 64))
-        results = {"ours": [], "trainer": []}
-        for r in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
-            results["ours"].append(ours(base, data, tmp / f"ours{r}", args))
-            results["trainer"].append(trainer(base, data, tmp / f"trainer{r}", args))
+        if args.dataset:
+            data_dir = packaged(tmp / "data", args.dataset)
+        else:
+            data_dir = make_data(tmp / "data", n=max(args.steps * args.batch, 64))
+        results = {"ours": [], "ours_padded": [], "trainer": []}
+        for r in range(args.repeats):  # interleaved, so drift on a shared machine hits all alike
+            results["ours"].append(ours(base, data_dir, tmp / f"ours{r}", args))
+            results["ours_padded"].append(ours(base, data_dir, tmp / f"padded{r}", args, skip_padding=False))
+            results["trainer"].append(trainer(base, data_dir, tmp / f"trainer{r}", args))
     best = {k: {m: max(run[m] for run in v) for m in ("wall", "cpu")} for k, v in results.items()}
     facts = hardware.describe()
     print(f"cpu={facts['cpu']} cores={facts['cores']} torch={facts['torch_capability']} "
           f"native_bf16={facts['native_bf16']} load={os.getloadavg()[0]:.1f}")
-    print(f"base={args.base} steps={args.steps} batch={args.batch} length={args.length} threads={args.threads} "
+    print(f"base={args.base} dataset={args.dataset or 'generated'} steps={args.steps} batch={args.batch} length={args.length} threads={args.threads} "
           f"precision={args.precision} trainer_max_grad_norm={args.trainer_clip} repeats={args.repeats} (best of)")
-    for name, label in (("ours", "weightspace finetune"), ("trainer", "HF Trainer")):
+    for name, label in (("ours", "weightspace finetune"), ("ours_padded", "  same, padded"), ("trainer", "HF Trainer")):
         runs = ", ".join(f"{run['wall']:.1f}/{run['cpu']:.1f}" for run in results[name])
         print(f"{label:21}: {best[name]['wall']:8.1f} examples/s  {best[name]['cpu']:8.1f} examples/CPU-s"
               f"  (runs wall/cpu: {runs})")
     print(f"ratio ours/Trainer   : {best['ours']['wall'] / best['trainer']['wall']:.2f}x wall, "
           f"{best['ours']['cpu'] / best['trainer']['cpu']:.2f}x CPU")
+    print(f"ratio padded/Trainer : {best['ours_padded']['wall'] / best['trainer']['wall']:.2f}x wall, "
+          f"{best['ours_padded']['cpu'] / best['trainer']['cpu']:.2f}x CPU (the loop alone)")
 
 
 if __name__ == "__main__":

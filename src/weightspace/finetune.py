@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import WeightspaceError, base_model, hardware
+from . import WeightspaceError, base_model, hardware, unpadded
 from .atomic import atomic_path, write_csv, write_json, write_safetensors
 from .progress import Progress
 
@@ -57,6 +57,7 @@ class Settings:
     max_length: int = 128
     trainable: str = "all"  # all | bitfit (biases and head only)
     train_size: int | None = None  # a seeded, stratified subset of the training split (few-shot runs)
+    skip_padding: bool = True  # Linears compute on real tokens only (unpadded.py): same result, fewer FLOPs
     log_every: int = 10
 
     @classmethod
@@ -309,6 +310,8 @@ def finetune(
     random.seed(settings.seed)
     start = encoder_files.load(init_weights) if init_weights else None
     model = base_model.load_classifier(base_dir, meta["num_labels"], encoder_weights=start)
+    if settings.skip_padding:
+        unpadded.skip_padding(model)
     model.config.id2label = {i: name for i, name in enumerate(meta["label_names"])}
     model.config.label2id = {name: i for i, name in enumerate(meta["label_names"])}
     model.to(device).train()
