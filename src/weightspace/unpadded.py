@@ -19,9 +19,11 @@ position embeddings, the classifier) runs as before.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-from torch.nn import functional as F
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it runs: modules that import this one stay light
+    import torch
+    from torch import nn
 
 
 class _Rows:
@@ -32,13 +34,15 @@ class _Rows:
         self.shape: tuple[int, int] | None = None
 
 
-def skip_padding(model: nn.Module) -> nn.Module:
+def skip_padding(model: "nn.Module") -> "nn.Module":
     """Make every token-wise Linear inside ``model`` skip padded tokens; returns the model.
 
     Parameters, names and the state dict are unchanged (only the Linears' forward is replaced),
     so saving, loading and optimizing work as before. Calls without an attention mask, or whose
     batch has no padding, run the ordinary forward.
     """
+    from torch import nn
+
     rows = _Rows()
 
     def before(_module, args, kwargs):
@@ -60,7 +64,9 @@ def skip_padding(model: nn.Module) -> nn.Module:
     return model
 
 
-def _unpadded_forward(linear: nn.Linear, rows: _Rows):
+def _unpadded_forward(linear: "nn.Linear", rows: _Rows):
+    from torch.nn import functional as F
+
     def forward(x: torch.Tensor) -> torch.Tensor:
         index = rows.index
         if index is None or x.dim() != 3 or tuple(x.shape[:2]) != rows.shape:
