@@ -170,14 +170,12 @@ class Evaluator:
         return features.precision(device, self.mixed_precision)
 
     def _load_encoder(self, recipe: Recipe):
-        from . import base_model, unpadded
+        from . import base_model
 
         started = time.perf_counter()
         weights = features.recipe_weights(recipe.paths, recipe.coefficients)
         if self._encoder is None:
-            # length-sorted batches still pad ~11 % of the default's tokens: the Linears skip them
-            encoder = base_model.load_encoder(self.base_dir, weights).to(self._device).eval()
-            self._encoder = unpadded.skip_padding(encoder)
+            self._encoder = base_model.load_encoder(self.base_dir, weights).to(self._device).eval()
         else:
             base_model.load_encoder_state(self._encoder, weights)
         self._seconds["load_model"] += time.perf_counter() - started

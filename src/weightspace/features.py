@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import WeightspaceError, base_model, unpadded
+from . import WeightspaceError, base_model
 from .atomic import write_npz
 from .progress import Progress
 
@@ -212,8 +212,7 @@ def extract(
 
     tokenizer = base_model.load_tokenizer(base_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    encoder = unpadded.skip_padding(base_model.load_encoder(base_dir, recipe_weights(weight_paths, coefficients)))
-    encoder = encoder.to(device)
+    encoder = base_model.load_encoder(base_dir, recipe_weights(weight_paths, coefficients)).to(device)
 
     frames = {split: read_split(data_dir, split, num_labels) for split in SPLITS}
     tokens = {}
