@@ -131,7 +131,8 @@ def main() -> None:
     facts = hardware.describe()
     print(f"cpu={facts['cpu']} cores={facts['cores']} torch={facts['torch_capability']} "
           f"native_bf16={facts['native_bf16']} load={os.getloadavg()[0]:.1f}")
-    print(f"base={args.base} dataset={args.dataset or 'generated'} steps={args.steps} batch={args.batch} length={args.length} threads={args.threads} "
+    print(f"base={args.base} dataset={args.dataset or 'generated'} steps={args.steps} batch={args.batch} "
+          f"length={args.length} threads={args.threads} "
           f"precision={args.precision} trainer_max_grad_norm={args.trainer_clip} repeats={args.repeats} (best of)")
     for name, label in (("ours", "weightspace finetune"), ("ours_padded", "  same, padded"), ("trainer", "HF Trainer")):
         runs = ", ".join(f"{run['wall']:.1f}/{run['cpu']:.1f}" for run in results[name])
