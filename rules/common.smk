@@ -89,12 +89,12 @@ def evaluation_dataset(dataset):
     return {"name": dataset, "data_dir": f"{RESULTS}/data/{dataset}", "max_length": dataset_max_length(dataset)}
 
 
+PROBED = study.probed_datasets(config)  # planned once: input functions run for every job
+
+
 def probed_datasets(model_id):
-    """The datasets a stored model's evaluation job probes it on: every dataset, but a fused base
-    only on its target, where fusion fine-tunes it (its other cells would repeat its members')."""
-    if model_id in FUSED:
-        return [FUSED[model_id].target]
-    return DATASETS
+    """The datasets a stored model's evaluation job probes it on (study.probed_datasets says which)."""
+    return PROBED[model_id]
 
 
 def probe_l2_files(datasets):
@@ -175,11 +175,16 @@ def fusion_settings(target, mode, size):
     return settings
 
 
+FUSION_SEEDS = fusion.seeds(config)
+
+
 def fusion_run_metrics(run):
     """A run's metrics.json. Full fine-tuning of the pretrained start on all the data with the
-    study's own recipe is exactly the main fine-tune of that dataset and seed: reuse it."""
+    study's own recipe is exactly the main fine-tune of that dataset and seed: reuse it (where every
+    fusion seed is a study seed: one finetune_from job runs all of a start's seeds)."""
     same_recipe = fusion_settings(run.target, run.mode, run.size) == dict(finetune_settings(run.target), train_size=None)
-    if run.base == study.PRETRAINED and run.mode == "full" and run.size == "all" and same_recipe and run.seed in SEEDS:
+    if (run.base == study.PRETRAINED and run.mode == "full" and run.size == "all" and same_recipe
+            and set(FUSION_SEEDS) <= set(SEEDS)):
         return f"{RESULTS}/finetune/{run.target}/seed{run.seed}/metrics.json"
     return f"{RESULTS}/{run.path}/metrics.json"
 

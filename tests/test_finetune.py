@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import generated_frame
-from weightspace import finetune, weights
+from weightspace import WeightspaceError, finetune, weights
 
 
 def write_dataset(folder: Path, n_train=96, seed=0, pairs=False) -> Path:
@@ -60,6 +60,25 @@ def test_same_seed_gives_bitwise_identical_weights(tiny_base, tmp_path):
     a, b, c = (load_file(str(tmp_path / x / "model.safetensors")) for x in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_validating_once_at_the_end_gives_the_same_weights_and_metrics(tiny_base, tmp_path):
+    """finetune.validation: end skips the per-epoch passes (nothing but the learning curve reads them)."""
+    data = write_dataset(tmp_path / "toy")
+    every = run(tiny_base, data, tmp_path / "epoch")
+    once = run(tiny_base, data, tmp_path / "end", validation="end")
+    a, b = (load_file(str(tmp_path / x / "model.safetensors")) for x in ("epoch", "end"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert once["validation"] == every["validation"] and once["test"] == every["test"]
+    assert pd.read_csv(tmp_path / "epoch" / "train_log.csv")["val_loss"].notna().sum() == SETTINGS["epochs"]
+    assert "val_loss" not in pd.read_csv(tmp_path / "end" / "train_log.csv") or \
+        pd.read_csv(tmp_path / "end" / "train_log.csv")["val_loss"].isna().all()
+
+
+def test_validating_at_the_end_only_refuses_early_stopping(tiny_base, tmp_path):
+    data = write_dataset(tmp_path / "toy")
+    with pytest.raises(WeightspaceError, match="early_stopping_patience"):
+        run(tiny_base, data, tmp_path / "out", validation="end", early_stopping_patience=1)
 
 
 def test_sentence_pairs_train(tiny_base, tmp_path):

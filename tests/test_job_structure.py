@@ -30,7 +30,18 @@ def test_default_study_has_at_most_150_jobs(tmp_path):
     assert "features" not in jobs and "probe" not in jobs  # no job per (model, dataset) pair
     assert jobs["evaluate_model"] == stored_models(config)  # one per stored model: every dataset inside
     assert jobs["probe_l2"] == len(config["datasets"])  # one L2 per dataset
-    assert jobs["evaluate_group"] <= 4 * len(config["datasets"]) + 3  # lines/planes per dataset, regions
+    assert jobs.get("evaluate_group", 0) <= 4 * len(config["datasets"]) + 3  # lines/planes per dataset, regions
+
+
+def test_the_full_default_overlay_has_at_most_150_jobs(tmp_path):
+    """configs/default-full.yaml turns the lines, the regions and the full probe matrix back on."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for section, values in yaml.safe_load((REPO / "configs" / "default-full.yaml").read_text()).items():
+        config[section].update(values)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = planned_jobs(tmp_path)
+    assert sum(jobs.values()) <= MAX_DEFAULT_JOBS, jobs
+    assert jobs["evaluate_group"] > 0 and jobs["interpolation_summary"] == 1, jobs
 
 
 def paper_config(n_datasets: int, seeds: int = 5) -> dict:
@@ -40,6 +51,9 @@ def paper_config(n_datasets: int, seeds: int = 5) -> dict:
                           for i in range(n_datasets)}
     config["seeds"] = list(range(seeds))
     config["fusion"]["targets"] = ["d00_x", "d01_x", "d02_x"]
+    # the whole DAG: lines, regions and the full probe matrix (the 30-minute default leaves them out)
+    config["interpolation"]["enabled"] = config["region"]["enabled"] = True
+    config["probe"]["scope"] = "all"
     return config
 
 

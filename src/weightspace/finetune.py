@@ -53,6 +53,7 @@ class Settings:
     early_stopping_patience: int | None = None
     checkpoint_minutes: float | None = 10.0  # of training between checkpoints (None: only on SIGTERM)
     checkpoint_every: int | None = None  # steps between checkpoints as well (None: by time only)
+    validation: str = "epoch"  # epoch: after every epoch (a learning curve; early stopping reads it) | end: once
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16 (see autocast_dtype)
     max_length: int = 128
     trainable: str = "all"  # all | bitfit (biases and head only)
@@ -68,11 +69,13 @@ class Settings:
         return cls(**values)
 
     def recipe(self) -> dict:
-        """What decides the trained weights (and so what a checkpoint must match): all but the checkpoint policy."""
-        return {k: v for k, v in asdict(self).items() if k not in CHECKPOINT_POLICY}
+        """What decides the trained weights (and so what a checkpoint must match): all but the run policy."""
+        return {k: v for k, v in asdict(self).items() if k not in RUN_POLICY}
 
 
-CHECKPOINT_POLICY = ("checkpoint_minutes", "checkpoint_every")
+# how a run checkpoints and how often it validates: the weights do not depend on it (a validation pass draws
+# no random numbers), so the scripts read it from the config and changing it reruns nothing
+RUN_POLICY = ("checkpoint_minutes", "checkpoint_every", "validation")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 
 
@@ -363,6 +366,12 @@ def finetune(
     # the running loss stays on the device (float64, what Python's float sum would give): no sync per step
     running_loss = torch.tensor(state.running_loss, dtype=torch.float64, device=device)
     last_validation = None  # (step, metrics) of the latest epoch-end validation in this process
+    if settings.validation not in ("epoch", "end"):
+        raise WeightspaceError(f"finetune.validation: '{settings.validation}' is not 'epoch' or 'end'")
+    if settings.validation == "end" and settings.early_stopping_patience:
+        raise WeightspaceError("finetune.validation: 'end' leaves early stopping (finetune.early_stopping_patience) "
+                               "no validation loss to read; use 'epoch'")
+    validate_each_epoch = settings.validation == "epoch"
 
     def sync_state():
         state.running_loss = running_loss.item()
@@ -410,7 +419,10 @@ def finetune(
                     write_checkpoint()
                 if stop_requested:
                     raise Stopped(f"stopped by SIGTERM at step {state.step}; the next attempt resumes from here")
-            if state.batch_in_epoch >= len(batches):  # a full epoch: validate, maybe stop early
+            if state.batch_in_epoch >= len(batches) and not validate_each_epoch:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+            elif state.batch_in_epoch >= len(batches):  # a full epoch: validate, maybe stop early
                 state.epoch += 1
                 state.batch_in_epoch = 0
                 sync_state()

@@ -80,6 +80,11 @@ class Run:
         return f"fusion/runs/{self.target}/{self.base}/{self.mode}/n{self.size}/seed{self.seed}"
 
 
+def seeds(config: dict) -> list[int]:
+    """The fusion runs' seeds (every start, mode and size runs each)."""
+    return [int(s) for s in section(config).get("seeds", study.seeds(config)[:1])]
+
+
 def runs(config: dict) -> list[Run]:
     sec = section(config)
     bases_by_target: dict[str, list[str]] = {}
@@ -90,8 +95,8 @@ def runs(config: dict) -> list[Run]:
         for base in [study.PRETRAINED, *fused_ids]:
             for mode in sec.get("modes", ["full"]):
                 for size in sec.get("train_sizes", [None]):
-                    for seed in sec.get("seeds", study.seeds(config)[:1]):
-                        out.append(Run(target, base, mode, size_label(size), int(seed)))
+                    for seed in seeds(config):
+                        out.append(Run(target, base, mode, size_label(size), seed))
     return out
 
 

@@ -193,7 +193,7 @@ def heatmap(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> No
     grid = fig.add_gridspec(2, 3, width_ratios=[0.25, len(cols), 0.35], height_ratios=[0.25, len(rows)],
                             wspace=0.03, hspace=0.03)
     ax = fig.add_subplot(grid[1, 1])
-    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#eeeeee")  # grey: a pair not probed (fused bases: target only)
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#eeeeee")  # grey: a pair not probed (probe.scope task; a fused base off its target)
     image = ax.imshow(scaled.to_numpy(dtype=float), aspect="auto", cmap=cmap,
                       norm=TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span), interpolation="nearest")
     if len(rows) * len(cols) <= 600:

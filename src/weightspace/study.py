@@ -87,9 +87,10 @@ def model_table(config: dict, model_ids: list[str]) -> list[dict]:
 
 
 def check(config: dict) -> None:
-    """What the schema cannot say, checked at start-up (before any job): every builtin dataset exists.
+    """What the schema cannot say, checked at start-up (before any job): every builtin dataset exists, and
+    early stopping has a validation loss to read.
 
-    Raises a WeightspaceError that names the config key and lists the known names.
+    Raises a WeightspaceError that names the config key (and lists the known names).
     """
     from . import registry
 
@@ -100,16 +101,24 @@ def check(config: dict) -> None:
             raise WeightspaceError(
                 f"config key datasets.{name}.builtin: unknown builtin dataset '{builtin}'; known: {', '.join(known)}"
             )
+    finetune = config.get("finetune", {})
+    for key, recipe in (("finetune", finetune), ("fusion.finetune", config.get("fusion", {}).get("finetune") or {})):
+        if finetune.get("validation") == "end" and recipe.get("early_stopping_patience"):
+            raise WeightspaceError(f"config key finetune.validation: 'end' leaves {key}.early_stopping_patience no "
+                                   "validation loss to read after each epoch; use 'epoch'")
 
 
 # ---------------------------------------------------------------- size and cost of a study
 
 
 def _reused(config: dict, run) -> bool:
-    """Whether a fusion run is the main fine-tune itself (pretrained start, all data, the study's recipe and seed)."""
+    """Whether a fusion run is the main fine-tune itself: pretrained start, all data, the study's recipe, and
+    every fusion seed a study seed (one job runs a start's seeds: it is reused whole or not at all)."""
+    from . import fusion
+
     own_recipe = not config.get("fusion", {}).get("finetune")
-    return (run.base == PRETRAINED and run.mode == "full" and run.size == "all" and run.seed in seeds(config)
-            and own_recipe)
+    return (run.base == PRETRAINED and run.mode == "full" and run.size == "all"
+            and set(fusion.seeds(config)) <= set(seeds(config)) and own_recipe)
 
 
 def core_job_counts(config: dict) -> dict[str, int]:
@@ -123,10 +132,40 @@ def core_job_counts(config: dict) -> dict[str, int]:
     n = len(datasets(config)) * len(seeds(config))
     fusion_runs = fusion.runs(config)
     reused = [r for r in fusion_runs if _reused(config, r)]
-    # a fine-tune writes its encoder weights itself: no extraction job but the pretrained one's
+    # a fine-tune writes its encoder weights itself: no extraction job but the pretrained one's; one
+    # finetune_from job runs a (target, start, mode, size)'s seeds
     return {"base_model": 1, "prepare_dataset": len(datasets(config)), "finetune": n,
             "extract_pretrained_weights": 1, "fuse": len(fusion.fused_bases(config)),
-            "finetune_from": len(fusion_runs) - len(reused)}
+            "finetune_from": (len(fusion_runs) - len(reused)) // len(fusion.seeds(config))}
+
+
+def probed_datasets(config: dict) -> dict[str, list[str]]:
+    """Stored model id -> the datasets its evaluation job probes it on (a validated, default-filled config).
+
+    The pretrained model: every dataset (it is every probe's baseline). A fine-tuned model: every
+    dataset (`probe.scope: all`) or its own task's (`task`: the cells that say whether knowledge of a
+    task transfers within it, at a third of the encoder passes with three tasks), plus any dataset a
+    traversal line reads at that model's end. A fused base: its target only, where fusion fine-tunes
+    it (its other cells would repeat its members').
+    """
+    from . import fusion, traversal
+
+    names = datasets(config)
+    scope = config.get("probe", {}).get("scope", "all")
+    ends: dict[str, set[str]] = {}
+    for model_id, dataset in traversal.evaluations(config):
+        ends.setdefault(model_id, set()).add(dataset)
+    plan = {PRETRAINED: names}
+    for dataset in names:
+        task = task_of(config, dataset)
+        for seed in seeds(config):
+            model_id = finetuned_id(dataset, seed)
+            wanted = ends.get(model_id, set())
+            plan[model_id] = [d for d in names
+                              if scope == "all" or task_of(config, d) == task or d in wanted]
+    for fused in fusion.fused_bases(config):
+        plan[fused.model_id] = [fused.target]
+    return plan
 
 
 def builtin_source_sizes(config: dict) -> dict[str, tuple[int, int]]:
@@ -156,7 +195,7 @@ def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_sec
     ``sizes``: dataset -> (train, test) examples in the source, before the config's caps. Fine-tuning is
     counted at its upper bound (every epoch, no early stop, max_steps respected) plus a validation pass
     per epoch; evaluation is one encoder pass over a dataset's train and test split per (model, dataset)
-    pair (a fused base: its target only); disk is the weights files, the fine-tuned models and the features, float32.
+    pair that `probed_datasets` plans, and per mix of the traversal studies; disk is the weights files, the fine-tuned models and the features, float32.
     """
     from . import fusion, traversal
 
@@ -191,14 +230,11 @@ def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_sec
     runs = [r for r in fusion.runs(config) if not _reused(config, r)]
     from_fused = sum(finetune_seconds(r.target, fusion.section(config).get("finetune"), r.size) for r in runs)
     stored = 1 + counts["finetune"] + counts["fuse"]
-    # the pretrained and fine-tuned models are probed on every dataset, a fused base on its target only
-    probed = 1 + counts["finetune"]
-    targets = [f.target for f in fusion.fused_bases(config)]
+    stored_pairs = [(m, d) for m, names in probed_datasets(config).items() for d in names]
     mix_pairs = {p for p in traversal.evaluations(config) if p[0].startswith("mix.")}
-    pairs = probed * len(datasets(config)) + len(targets) + len(mix_pairs)
+    pairs = len(stored_pairs) + len(mix_pairs)
     per_dataset = {d: sum(capped(d)[::2]) for d in datasets(config)}
-    encoded = (probed * sum(per_dataset.values()) + sum(per_dataset[t] for t in targets)
-               + sum(per_dataset[d] for _, d in mix_pairs))
+    encoded = sum(per_dataset[d] for _, d in stored_pairs) + sum(per_dataset[d] for _, d in mix_pairs)
     gb = 1e9
     return {
         "models_stored": stored,

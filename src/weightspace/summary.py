@@ -200,7 +200,12 @@ def write(config: dict, out_path: str | Path, base_description: str, meta_files:
                                after_table=projection_note(tsne_table) if tsne_table else "")
     if probe_matrix:
         page += probe_section(probe_matrix, figures.get("probe"), root)
-    if interpolation_claims:
+    traversal_on = any(config.get(k, {}).get("enabled", True) for k in ("interpolation", "region"))
+    if interpolation_claims and not traversal_on:
+        page += ("## Lines, the edge of the region, and its centre\n\nNot in this study: `interpolation.enabled` and "
+                 "`region.enabled` are false (the 30-minute default leaves them out; `--configfile config.yaml "
+                 "configs/default-full.yaml` adds them to it).\n\n")
+    elif interpolation_claims:
         page += claims_section("Lines, the edge of the region, and its centre", lines,
                                [("Interpolation lines", figures.get("interpolation", ""))], root,
                                "Paired over the same test examples (per-example probe losses).")

@@ -5,8 +5,8 @@ from weightspace import finetune, logs
 
 logs.to_file(snakemake.log[0], append=True)  # a retry after a time limit appends
 w = snakemake.wildcards
-# the checkpoint policy is read from the config, not the rule's params: changing it reruns nothing
-policy = {k: snakemake.config["finetune"].get(k) for k in finetune.CHECKPOINT_POLICY}
+# the run policy (checkpoints, validation) is read from the config, not the params: changing it reruns nothing
+policy = {k: snakemake.config["finetune"].get(k) for k in finetune.RUN_POLICY}
 settings = finetune.Settings.from_config(dict(snakemake.params.settings, **policy), seed=int(w.seed))
 finetune.finetune(
     base_dir=snakemake.input.base,
