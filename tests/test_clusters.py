@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -215,3 +217,13 @@ def test_purity_and_nn1_by_hand():
     assert clusters.purity(["a", "a", "b", "b"], [0, 0, 0, 1]) == 0.75
     D = np.array([[0, 1, 5], [1, 0, 5], [5, 5, 0]], dtype=float)
     assert clusters.nn1_accuracy(D, ["x", "x", "y"]) == pytest.approx(2 / 3)
+
+
+def test_distance_claims_report_the_within_dataset_over_across_task_ratio_with_its_interval():
+    ids, table, X = clustered()
+    found = clusters.claims(long_frame(ids, X), table, n_boot=200)
+    note = found[(found["metric"] == "euclidean")].set_index("claim_id").loc["dataset_closer_than_task", "note"]
+    match = re.search(r"ratio within_dataset / across_tasks = ([0-9.e-]+) \[([0-9.e-]+), ([0-9.e-]+)\]", note)
+    assert match, note
+    ratio, low, high = map(float, match.groups())
+    assert low <= ratio <= high < 1  # clustered: a dataset's seeds sit much closer than other tasks' models

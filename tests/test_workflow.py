@@ -145,6 +145,12 @@ def test_interpolation_and_fusion_outputs(finished_study):
     summary = pd.read_csv(results / "fusion" / "summary.csv")
     assert set(summary["base"]) == {"pretrained", "fused.alpha.all"}
     assert set(summary["mode"]) == {"full", "bitfit"}
+    assert len(summary) == 2 * 2 * 2 and set(summary["seed"]) == {0, 1}  # start × mode × seed
+    # one job per (target, start, mode, size) ran both seeds: one log and one benchmark each
+    logs = sorted((results / "logs" / "finetune_from").rglob("*.log"))
+    assert len(logs) == 2 * 2 and all(p.name == "n8.log" for p in logs), logs
+    assert all("seed0" in p.read_text() and "seed1" in p.read_text() for p in logs)
+    assert len(list((results / "benchmarks" / "finetune_from").rglob("*.tsv"))) == 2 * 2
     wins = pd.read_csv(results / "fusion" / "wins.csv")
     assert len(wins) == 2  # alpha × {full, bitfit} at size 8
     assert set(wins["outcome"]) <= {"win", "tie", "loss"}

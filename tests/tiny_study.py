@@ -41,7 +41,7 @@ def tiny_config(root: Path, datasets: dict[str, str] | None = None, seeds=(0, 1)
         "interpolation": {"alphas": [-0.5, 0.0, 0.5, 1.0, 1.5], "pairs_per_relation": 1,
                           "planes": {"kinds": ["same_task"], "grid": [0.0, 0.5, 1.0]}},
         "region": {"groups": ["task"], "samples": 1},
-        "fusion": {"scopes": ["all"], "modes": ["full", "bitfit"], "train_sizes": [8], "seeds": [0],
+        "fusion": {"scopes": ["all"], "modes": ["full", "bitfit"], "train_sizes": [8], "seeds": [0, 1],
                    "targets": ["alpha"]},
     }
     for i, (name, task) in enumerate(datasets.items()):

@@ -366,13 +366,20 @@ def _difference_claim(claim_id, M, datasets, tasks, closer, farther, sign, shuff
         missing = closer if not np.isfinite(means[closer]) else farther
         return verdicts.not_computable(claim_id, CLAIMS[claim_id], f"no {missing} pairs", unit, paper, n=n)
     rng = np.random.default_rng(seed)
-    boots = np.array([effect(datasets, tasks, resample(datasets, tasks, rng))[0] for _ in range(int(n_boot))])
+    replicates = [effect(datasets, tasks, resample(datasets, tasks, rng)) for _ in range(int(n_boot))]
+    boots = np.array([r[0] for r in replicates])
     low, high = verdicts.interval(boots)
     null = _null(lambda d, t: effect(d, t)[0], datasets, tasks, shuffle, n_perm, seed + 1)
     p = verdicts.permutation_p(observed, null)
     note = f"mean {quantity}: {closer} {means[closer]:.4g}, {farther} {means[farther]:.4g}"
-    if sign > 0 and means[farther] > 0:
-        note += f"; ratio {closer} / {farther} = {means[closer] / means[farther]:.4g}"
+    if sign > 0:  # distances: the ratio too, with its interval from the same replicates (and, for the
+        # dataset claim, within-dataset over across-task distance: how tight a dataset is against the whole map)
+        ratios = [(closer, farther)] + ([("within_dataset", "across_tasks")]
+                                        if closer == "within_dataset" and farther != "across_tasks" else [])
+        for a, b in ratios:
+            if np.isfinite(means[a]) and means[b] > 0:
+                r_low, r_high = verdicts.interval([m[a] / m[b] if m[b] > 0 else np.nan for _, m in replicates])
+                note += f"; ratio {a} / {b} = {means[a] / means[b]:.4g} [{r_low:.4g}, {r_high:.4g}]"
     nan_share = float(np.mean(~np.isfinite(boots))) if len(boots) else 0.0
     if nan_share > 0.01:
         note += f"; {nan_share:.0%} of bootstrap replicates had no pair of one kind and were dropped"

@@ -157,7 +157,10 @@ def encode(
     """
     import torch
 
+    from . import hardware
+
     device = torch.device(device)
+    hardware.attention_for_dynamic_shapes(device)
     if padding == "dynamic":
         order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
         width = None

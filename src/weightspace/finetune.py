@@ -313,7 +313,11 @@ def finetune(
     random.seed(settings.seed)
     start = encoder_files.load(init_weights) if init_weights else None
     model = base_model.load_classifier(base_dir, meta["num_labels"], encoder_weights=start)
-    if settings.skip_padding:
+    hardware.attention_for_dynamic_shapes(device)
+    # Skipping padding pays where matmuls dominate a step: on a CPU (vader_tweets 1.38x) and in fp32 on a GPU
+    # (1.2x on an H100); in bf16 on a GPU the gather and scatter around each Linear cost more than the FLOPs
+    # they save (0.80x there, benchmarks/cuda_check.py), so it stays off. The loss is the same either way.
+    if settings.skip_padding and (device.type == "cpu" or autocast_dtype(device, settings.mixed_precision) is None):
         unpadded.skip_padding(model)
     model.config.id2label = {i: name for i, name in enumerate(meta["label_names"])}
     model.config.label2id = {name: i for i, name in enumerate(meta["label_names"])}
