@@ -168,3 +168,20 @@ def test_bf16_features_stay_close_to_fp32(encoder, tokenizer):
     assert bf16.dtype == np.float32
     assert np.abs(bf16 - fp32).max() < 0.1 * np.abs(fp32).max()  # bf16 keeps ~3 significant digits
     assert np.abs(bf16 - fp32).max() > 0  # it did run in bf16
+
+
+def test_cuda_attention_leaves_cudnn_for_dynamic_shapes_and_the_cpu_untouched():
+    """cuDNN's attention compiles a plan per batch shape (8x slower bf16 training with dynamic padding on an
+    H100, benchmarks/cuda_check.py): on CUDA it is switched off; on a CPU nothing changes."""
+    import torch
+
+    from weightspace import hardware
+
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        hardware.attention_for_dynamic_shapes("cpu")
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+        hardware.attention_for_dynamic_shapes(torch.device("cuda"))
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)

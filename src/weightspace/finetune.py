@@ -315,8 +315,8 @@ def finetune(
     model = base_model.load_classifier(base_dir, meta["num_labels"], encoder_weights=start)
     hardware.attention_for_dynamic_shapes(device)
     # Skipping padding pays where matmuls dominate a step: on a CPU (vader_tweets 1.38x) and in fp32 on a GPU
-    # (1.2x on an H100); in bf16 on a GPU the gather and scatter around each Linear cost more than the FLOPs
-    # they save (0.80x there, benchmarks/cuda_check.py), so it stays off. The loss is the same either way.
+    # (1.25-1.29x on an H100); in bf16 on a GPU the gather and scatter around each Linear cost more than the
+    # FLOPs they save (0.68-0.96x there, benchmarks/cuda_check.py), so it stays off. The loss is the same either way.
     if settings.skip_padding and (device.type == "cpu" or autocast_dtype(device, settings.mixed_precision) is None):
         unpadded.skip_padding(model)
     model.config.id2label = {i: name for i, name in enumerate(meta["label_names"])}

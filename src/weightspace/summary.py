@@ -184,7 +184,9 @@ def write(config: dict, out_path: str | Path, base_description: str, meta_files:
     geometry = pd.read_csv(geometry_claims) if geometry_claims else pd.DataFrame()
     if "primary" in geometry.columns:
         geometry = geometry[geometry["primary"].astype(bool)]
-    lines = pd.read_csv(interpolation_claims) if interpolation_claims else pd.DataFrame()
+    traversal_on = any(config.get(k, {}).get("enabled", True) for k in ("interpolation", "region"))
+    # a study without lines or regions has no such claims to count (their table only says 'not computable')
+    lines = pd.read_csv(interpolation_claims) if interpolation_claims and traversal_on else pd.DataFrame()
     fused = pd.read_csv(fusion_claims) if fusion_claims else pd.DataFrame()
     page = f"# weightspace summary\n\nWhat this run found, claim by claim, next to {PAPER}.\n\n"
     page += "**How a verdict is decided.** " + VERDICT_RULE + "\n\n"
@@ -200,7 +202,6 @@ def write(config: dict, out_path: str | Path, base_description: str, meta_files:
                                after_table=projection_note(tsne_table) if tsne_table else "")
     if probe_matrix:
         page += probe_section(probe_matrix, figures.get("probe"), root)
-    traversal_on = any(config.get(k, {}).get("enabled", True) for k in ("interpolation", "region"))
     if interpolation_claims and not traversal_on:
         page += ("## Lines, the edge of the region, and its centre\n\nNot in this study: `interpolation.enabled` and "
                  "`region.enabled` are false (the 30-minute default leaves them out; `--configfile config.yaml "
