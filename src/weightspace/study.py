@@ -194,7 +194,7 @@ def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_sec
 
     ``sizes``: dataset -> (train, test) examples in the source, before the config's caps. Fine-tuning is
     counted at its upper bound (every epoch, no early stop, max_steps respected) plus a validation pass
-    per epoch; evaluation is one encoder pass over a dataset's train and test split per (model, dataset)
+    per epoch (`finetune.validation: epoch`) and a final one; evaluation is one encoder pass over a dataset's train and test split per (model, dataset)
     pair that `probed_datasets` plans, and per mix of the traversal studies; disk is the weights files, the fine-tuned models and the features, float32.
     """
     from . import fusion, traversal
@@ -222,7 +222,8 @@ def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_sec
         if settings.get("max_steps"):
             steps = min(steps, settings["max_steps"])
         trained = steps * settings["batch_size"]
-        evaluated = settings["epochs"] * validation + validation + test
+        per_epoch = settings["epochs"] if settings.get("validation", "epoch") == "epoch" else 0
+        evaluated = per_epoch * validation + validation + test
         return trained / train_examples_per_second + evaluated / encode_examples_per_second
 
     counts = core_job_counts(config)
