@@ -148,13 +148,14 @@ def finetune_settings(dataset):
     return settings
 
 
-def _finetune_resources():
+def _finetune_resources(runs=1):
+    """A fine-tuning job's resources; ``runs``: fine-tunes it runs in turn (its time limit covers them all)."""
     section = config["finetune"]
     resources = {
         # each SLURM retry (a time limit, preemption, out of memory) asks for more memory and time; the job
         # resumes from its checkpoint
         "mem_mb": lambda wc, attempt: section.get("mem_mb", 4000) * attempt,
-        "runtime": lambda wc, attempt: section.get("runtime", 60) * attempt,
+        "runtime": lambda wc, attempt: section.get("runtime", 60) * attempt * runs,
     }
     if section.get("gpu", 0):
         resources["gpu"] = section["gpu"]
@@ -176,6 +177,7 @@ def fusion_settings(target, mode, size):
 
 
 FUSION_SEEDS = fusion.seeds(config)
+FUSION_RESOURCES = _finetune_resources(runs=len(FUSION_SEEDS))  # a finetune_from job runs every fusion seed
 
 
 def fusion_run_metrics(run):

@@ -50,10 +50,7 @@ rule finetune_from:
         f"{RESULTS}/benchmarks/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}.tsv"
     threads: config["finetune"].get("threads", 2)
     resources:
-        # the seeds run in turn: a SLURM time limit for all of them
-        mem_mb=FINETUNE_RESOURCES["mem_mb"],
-        runtime=lambda wc, attempt: config["finetune"].get("runtime", 60) * attempt * len(FUSION_SEEDS),
-        **{k: v for k, v in FINETUNE_RESOURCES.items() if k not in ("mem_mb", "runtime")},
+        **FUSION_RESOURCES,
     conda:
         CONDA_ENV
     script:

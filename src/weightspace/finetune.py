@@ -293,6 +293,11 @@ def finetune(
     """
     from . import weights as encoder_files
 
+    if settings.validation not in ("epoch", "end"):
+        raise WeightspaceError(f"finetune.validation: '{settings.validation}' is not 'epoch' or 'end'")
+    if settings.validation == "end" and settings.early_stopping_patience:
+        raise WeightspaceError("finetune.validation: 'end' leaves early stopping (finetune.early_stopping_patience) "
+                               "no validation loss to read; use 'epoch'")
     base_dir, data_dir, out_dir = Path(base_dir), Path(data_dir), Path(out_dir)
     resume_dir = out_dir / "resume"
     torch.set_num_threads(threads)
@@ -370,12 +375,6 @@ def finetune(
     # the running loss stays on the device (float64, what Python's float sum would give): no sync per step
     running_loss = torch.tensor(state.running_loss, dtype=torch.float64, device=device)
     last_validation = None  # (step, metrics) of the latest epoch-end validation in this process
-    if settings.validation not in ("epoch", "end"):
-        raise WeightspaceError(f"finetune.validation: '{settings.validation}' is not 'epoch' or 'end'")
-    if settings.validation == "end" and settings.early_stopping_patience:
-        raise WeightspaceError("finetune.validation: 'end' leaves early stopping (finetune.early_stopping_patience) "
-                               "no validation loss to read; use 'epoch'")
-    validate_each_epoch = settings.validation == "epoch"
 
     def sync_state():
         state.running_loss = running_loss.item()
@@ -423,38 +422,39 @@ def finetune(
                     write_checkpoint()
                 if stop_requested:
                     raise Stopped(f"stopped by SIGTERM at step {state.step}; the next attempt resumes from here")
-            if state.batch_in_epoch >= len(batches) and not validate_each_epoch:
-                state.epoch += 1
-                state.batch_in_epoch = 0
-            elif state.batch_in_epoch >= len(batches):  # a full epoch: validate, maybe stop early
-                state.epoch += 1
-                state.batch_in_epoch = 0
-                sync_state()
-                eval_started, eval_cpu_started = time.perf_counter(), time.process_time()
-                val = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
-                # train_seconds and train_cpu_seconds count training only
-                started += time.perf_counter() - eval_started
-                cpu_started += time.process_time() - eval_cpu_started
-                last_validation = (state.step, val)
-                row = _log_row(state, scheduler, take_train_loss(), started)
-                state.log_rows.append(dict(row, val_loss=val["loss"], val_accuracy=val["accuracy"]))
-                log.info("epoch %d: validation loss %.4f accuracy %.4f", state.epoch, val["loss"], val["accuracy"])
-                if settings.early_stopping_patience:
-                    if val["loss"] < state.best_val_loss:
-                        state.best_val_loss, state.best_epoch = val["loss"], state.epoch
-                        state.epochs_without_improvement = 0
-                        best_model_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                        write_safetensors(resume_dir / "best.safetensors", best_model_state,
-                                          {"epoch": str(state.epoch)})
-                    else:
-                        state.epochs_without_improvement += 1
-                        if state.epochs_without_improvement >= settings.early_stopping_patience:
-                            log.info("early stopping after epoch %d (best epoch %d)", state.epoch, state.best_epoch)
-                            break
-                if stop_requested or time.monotonic() - last_checkpoint >= checkpoint_seconds:
-                    write_checkpoint()
-                if stop_requested:
-                    raise Stopped(f"stopped by SIGTERM after epoch {state.epoch}; the next attempt resumes from here")
+            if state.batch_in_epoch < len(batches):  # max_steps ended the epoch early: the loop ends
+                continue
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            if settings.validation == "end":  # one pass after training, below
+                continue
+            # a full epoch: validate, maybe stop early
+            sync_state()
+            eval_started, eval_cpu_started = time.perf_counter(), time.process_time()
+            val = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
+            # train_seconds and train_cpu_seconds count training only
+            started += time.perf_counter() - eval_started
+            cpu_started += time.process_time() - eval_cpu_started
+            last_validation = (state.step, val)
+            row = _log_row(state, scheduler, take_train_loss(), started)
+            state.log_rows.append(dict(row, val_loss=val["loss"], val_accuracy=val["accuracy"]))
+            log.info("epoch %d: validation loss %.4f accuracy %.4f", state.epoch, val["loss"], val["accuracy"])
+            if settings.early_stopping_patience:
+                if val["loss"] < state.best_val_loss:
+                    state.best_val_loss, state.best_epoch = val["loss"], state.epoch
+                    state.epochs_without_improvement = 0
+                    best_model_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    write_safetensors(resume_dir / "best.safetensors", best_model_state,
+                                      {"epoch": str(state.epoch)})
+                else:
+                    state.epochs_without_improvement += 1
+                    if state.epochs_without_improvement >= settings.early_stopping_patience:
+                        log.info("early stopping after epoch %d (best epoch %d)", state.epoch, state.best_epoch)
+                        break
+            if stop_requested or time.monotonic() - last_checkpoint >= checkpoint_seconds:
+                write_checkpoint()
+            if stop_requested:
+                raise Stopped(f"stopped by SIGTERM after epoch {state.epoch}; the next attempt resumes from here")
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     sync_state()

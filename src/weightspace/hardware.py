@@ -98,12 +98,12 @@ def attention_for_dynamic_shapes(device) -> None:
 
     Dynamic padding gives nearly every batch its own shape, and cuDNN's attention builds an execution plan
     per new shape: measured on an H100 (torch 2.11, RoBERTa-base shape, batch 32, widths 8-128, bf16),
-    training ran at 4.2 steps/s with it and 34.5 without, and a first bf16 encoder pass at 215 examples/s
-    against 8,504 (benchmarks/cuda_check.py). PyTorch then picks the flash or memory-efficient kernels.
+    training ran at 4.8 steps/s with it and 42.9 without, and a first bf16 encoder pass at 215 examples/s
+    with it and 6,058 once off (benchmarks/cuda_check.py; the README has the runs). PyTorch then picks
+    the flash or memory-efficient kernels.
     Nothing to do on a CPU.
     """
     import torch
 
     if torch.device(device).type == "cuda":
         torch.backends.cuda.enable_cudnn_sdp(False)
-

@@ -194,8 +194,9 @@ def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_sec
 
     ``sizes``: dataset -> (train, test) examples in the source, before the config's caps. Fine-tuning is
     counted at its upper bound (every epoch, no early stop, max_steps respected) plus a validation pass
-    per epoch (`finetune.validation: epoch`) and a final one; evaluation is one encoder pass over a dataset's train and test split per (model, dataset)
-    pair that `probed_datasets` plans, and per mix of the traversal studies; disk is the weights files, the fine-tuned models and the features, float32.
+    per epoch (`finetune.validation: epoch`) and a final one; evaluation is one encoder pass over a
+    dataset's train and test split per (model, dataset) pair that `probed_datasets` plans, and per mix of
+    the traversal studies; disk is the weights files, the fine-tuned models and the features, float32.
     """
     from . import fusion, traversal
 
