@@ -11,7 +11,7 @@ fine-tuning loop, and records per recipe:
 Runs are cached under results/frontier/ (a recipe's runs are reused by a later call), so
 the grid can grow. Prints a markdown table; --out writes it with the CPU named.
 
-    .venv/bin/python benchmarks/frontier.py --out docs/frontier.md
+    .venv/bin/python benchmarks/frontier.py --out /tmp/frontier_grid.md   # then copy the table into docs/frontier.md
 """
 
 from __future__ import annotations
@@ -32,17 +32,25 @@ sys.path.insert(0, str(REPO / "src"))
 from weightspace import base_model, data, finetune, hardware, study  # noqa: E402
 from weightspace import weights as weight_files  # noqa: E402
 
-# name: (max_steps, learning_rate, training examples (the data cap), batch size); the first is the old default
+# The default's recipe (config.yaml: 3 epochs of 256 examples = 48 steps at batch 16), and the grid around
+# it: each entry changes one thing. "train" is the training split's cap (data.max_examples.train), the
+# same examples for every seed as in a study; head_seed shares the head's initialisation across seeds.
+DEFAULT_RECIPE = {"max_steps": 48, "learning_rate": 3e-4, "train": 256, "batch_size": 16, "warmup_ratio": 0.1,
+                  "head_seed": None}
 RECIPES = {
-    "s30_lr3e-4_n256_b16": (30, 3e-4, 256, 16),
-    "s60_lr1e-4_n512_b16": (60, 1e-4, 512, 16),
-    "s60_lr3e-4_n512_b16": (60, 3e-4, 512, 16),
-    "s100_lr1e-4_n1024_b16": (100, 1e-4, 1024, 16),
-    "s100_lr3e-4_n1024_b16": (100, 3e-4, 1024, 16),
-    "s200_lr1e-4_n1024_b16": (200, 1e-4, 1024, 16),
-    "s100_lr1e-4_n1024_b32": (100, 1e-4, 1024, 32),
-    "s200_lr5e-5_n1024_b16": (200, 5e-5, 1024, 16),
+    "default": {},
+    "lr1e-4": {"learning_rate": 1e-4},
+    "lr1e-3": {"learning_rate": 1e-3},
+    "steps96": {"max_steps": 96},
+    "train1024": {"train": 1024},
+    "batch32": {"batch_size": 32},
+    "warmup0": {"warmup_ratio": 0.0},
+    "shared_head": {"head_seed": 0},
 }
+
+
+def recipe_settings(name: str) -> dict:
+    return dict(DEFAULT_RECIPE, **RECIPES[name])
 
 
 def prepare(config: dict, root: Path, train_cap: int, test_cap: int) -> Path:
@@ -50,7 +58,7 @@ def prepare(config: dict, root: Path, train_cap: int, test_cap: int) -> Path:
     a study: the config's data.max_examples, not a per-seed subsample)."""
     if not (root / "base" / "base.json").exists():
         base_model.materialise(config["base_model"], root / "base")
-    folder = root / f"data_n{train_cap}"
+    folder = root / f"data_n{train_cap}_t{test_cap}"
     defaults = dict(config.get("data", {}))
     defaults["max_examples"] = {"train": train_cap, "validation": 128, "test": test_cap}
     for name, spec in config["datasets"].items():
@@ -60,16 +68,17 @@ def prepare(config: dict, root: Path, train_cap: int, test_cap: int) -> Path:
 
 
 def run_recipe(config: dict, root: Path, recipe: str, seeds: list[int], threads: int, test_cap: int) -> list[dict]:
-    steps, lr, n_train, batch = RECIPES[recipe]
-    data_root = prepare(config, root, n_train, test_cap)
+    r = recipe_settings(recipe)
+    data_root = prepare(config, root, r["train"], test_cap)
     rows = []
     for dataset, seed in itertools.product(config["datasets"], seeds):
-        out = root / "runs" / recipe / dataset / f"seed{seed}"
+        out = root / f"runs_t{test_cap}" / recipe / dataset / f"seed{seed}"
         weights_path = out / "encoder.safetensors"
         if not weights_path.exists():
             settings = finetune.Settings.from_config(
-                config["finetune"], seed=seed, max_steps=steps, learning_rate=lr, train_size=None,
-                batch_size=batch, epochs=100, max_length=config["data"].get("max_length", 48),
+                config["finetune"], seed=seed, max_steps=r["max_steps"], learning_rate=r["learning_rate"],
+                train_size=None, batch_size=r["batch_size"], warmup_ratio=r["warmup_ratio"],
+                head_seed=r["head_seed"], epochs=100, max_length=config["data"].get("max_length", 48),
                 checkpoint_every=10**9)
             started = time.process_time()
             finetune.finetune(root / "base", data_root / dataset, out, settings, threads=threads,
@@ -127,29 +136,31 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "config.yaml"))
     parser.add_argument("--root", default=str(REPO / "results" / "frontier"))
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--test-cap", type=int, default=640)
+    parser.add_argument("--test-cap", type=int, default=256)
     parser.add_argument("--out", help="write the markdown table here")
     args = parser.parse_args()
 
     config = yaml.safe_load(Path(args.config).read_text())
     root = Path(args.root)
-    prepare(config, root, RECIPES[args.recipes[0]][2], args.test_cap)
+    prepare(config, root, recipe_settings(args.recipes[0])["train"], args.test_cap)
     pretrained = root / "pretrained.safetensors"
     if not pretrained.exists():
         weight_files.extract(root / "base", None, pretrained)
     cpu = hardware.describe()
-    header = ("| recipe | steps | lr | train ex. | batch | cos same dataset | cos same task | cos cross task "
+    header = ("| recipe | steps | lr | train ex. | batch | warm-up | head | cos same dataset | cos same task | cos cross task "
               "| 1-NN dataset | 1-NN task (other dataset) | d within / d across | test acc (mean, min) | CPU s / model |")
     lines = [f"CPU: {cpu['cpu']} ({cpu['cores']} cores, torch {cpu['torch_capability']}, native bf16: "
              f"{cpu['native_bf16']}); datasets: {', '.join(config['datasets'])}; {args.seeds} seeds; "
-             f"test split capped at {args.test_cap}.", "", header, "|" + "---|" * 13]
+             f"test split capped at {args.test_cap}.", "", header, "|" + "---|" * 15]
     for recipe in args.recipes:
         rows = run_recipe(config, root, recipe, list(range(args.seeds)), args.threads, args.test_cap)
         s = structure(rows, pretrained)
-        steps, lr, n, b = RECIPES[recipe]
-        lines.append(f"| {recipe} | {steps} | {lr:g} | {n} | {b} | {s['cos_same_dataset']:.3f} | "
+        r = recipe_settings(recipe)
+        head = "per seed" if r["head_seed"] is None else "shared"
+        lines.append(f"| {recipe} | {r['max_steps']} | {r['learning_rate']:g} | {r['train']} | {r['batch_size']} | "
+                     f"{r['warmup_ratio']:g} | {head} | {s['cos_same_dataset']:.3f} | "
                      f"{s['cos_same_task']:.3f} | {s['cos_cross_task']:.3f} | {s['nn1_dataset']:.3f} | "
                      f"{s['nn1_task_other_dataset']:.3f} | {s['dist_ratio_within_across']:.3f} | "
                      f"{s['test_accuracy']:.3f}, {s['min_test_accuracy']:.3f} | {s['cpu_seconds_per_model']:.0f} |")

@@ -144,6 +144,8 @@ def finetune_settings(dataset):
     keys = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "warmup_ratio",
             "early_stopping_patience", "mixed_precision")
     settings = {k: config["finetune"][k] for k in keys if k in config["finetune"]}
+    if config["finetune"].get("head_seed") is not None:  # absent when unset: older studies' params still match
+        settings["head_seed"] = config["finetune"]["head_seed"]
     settings["max_length"] = dataset_max_length(dataset)
     return settings
 

@@ -62,6 +62,24 @@ def test_same_seed_gives_bitwise_identical_weights(tiny_base, tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_a_head_seed_shares_the_head_across_seeds_and_keeps_their_data_order(tiny_base, tmp_path):
+    """finetune.head_seed: every seed starts from one head; the batches still follow the run's seed."""
+    data = write_dataset(tmp_path / "toy")
+    for name, seed, head_seed in (("a", 0, 7), ("b", 1, 7), ("c", 1, None)):
+        # a learning rate of ~0 leaves the head where it was initialised
+        run(tiny_base, data, tmp_path / name, seed=seed, head_seed=head_seed, learning_rate=1e-12, epochs=1)
+    a, b, c = (load_file(str(tmp_path / x / "model.safetensors")) for x in "abc")
+    head = [k for k in a if k.startswith("classifier.")]
+    assert head
+    assert all(torch.allclose(a[k], b[k], atol=1e-8) for k in head)
+    assert not all(torch.allclose(b[k], c[k], atol=1e-3) for k in head)
+    losses = [pd.read_csv(tmp_path / x / "train_log.csv")["train_loss"].tolist() for x in "ab"]
+    assert losses[0] != losses[1], "the seeds' batches (and dropout) differ"
+    # unset, it is not part of the recipe: checkpoints and params of studies made before it still match
+    assert "head_seed" not in finetune.Settings().recipe()
+    assert finetune.Settings(head_seed=7).recipe()["head_seed"] == 7
+
+
 def test_validating_once_at_the_end_gives_the_same_weights_and_metrics(tiny_base, tmp_path):
     """finetune.validation: end skips the per-epoch passes (nothing but the learning curve reads them)."""
     data = write_dataset(tmp_path / "toy")

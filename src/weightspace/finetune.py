@@ -58,6 +58,7 @@ class Settings:
     max_length: int = 128
     trainable: str = "all"  # all | bitfit (biases and head only)
     train_size: int | None = None  # a seeded, stratified subset of the training split (few-shot runs)
+    head_seed: int | None = None  # None: the head's initialisation follows `seed` (the paper); an int: shared by every seed
     skip_padding: bool = True  # Linears compute on real tokens only (unpadded.py): same result, fewer FLOPs
     log_every: int = 10
 
@@ -69,8 +70,10 @@ class Settings:
         return cls(**values)
 
     def recipe(self) -> dict:
-        """What decides the trained weights (and so what a checkpoint must match): all but the run policy."""
-        return {k: v for k, v in asdict(self).items() if k not in RUN_POLICY}
+        """What decides the trained weights (and so what a checkpoint must match): all but the run policy.
+        A head_seed of None is left out, so the recipes (and checkpoints) of studies made before it existed still match."""
+        return {k: v for k, v in asdict(self).items()
+                if k not in RUN_POLICY and not (k == "head_seed" and v is None)}
 
 
 # how a run checkpoints and how often it validates: the weights do not depend on it (a validation pass draws
@@ -314,10 +317,12 @@ def finetune(
     if not train:
         raise WeightspaceError(f"dataset {meta.get('name', data_dir.name)}: the training split is empty")
 
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.seed if settings.head_seed is None else settings.head_seed)
     random.seed(settings.seed)
     start = encoder_files.load(init_weights) if init_weights else None
     model = base_model.load_classifier(base_dir, meta["num_labels"], encoder_weights=start)
+    if settings.head_seed is not None:  # one head for every seed; dropout still follows the run's seed
+        torch.manual_seed(settings.seed)
     hardware.attention_for_dynamic_shapes(device)
     # Skipping padding pays where matmuls dominate a step: on a CPU (vader_tweets 1.38x) and in fp32 on a GPU
     # (1.25-1.29x on an H100); in bf16 on a GPU the gather and scatter around each Linear cost more than the
