@@ -124,6 +124,7 @@ def structure(rows: list[dict], pretrained: Path) -> dict:
         "nn1_dataset": float((datasets[nn] == datasets).mean()),
         "nn1_task_other_dataset": float((tasks[nn_other] == tasks).mean()),
         "dist_ratio_within_across": float(dist[upper & same_d].mean() / dist[upper & ~same_t].mean()),
+        "dist_ratio_task_across": float(dist[upper & same_t & ~same_d].mean() / dist[upper & ~same_t].mean()),
         "test_accuracy": float(np.mean([r["test_accuracy"] for r in rows])),
         "min_test_accuracy": float(np.min([r["test_accuracy"] for r in rows])),
         "cpu_seconds_per_model": float(np.mean([r["cpu_seconds"] for r in rows])),
@@ -150,10 +151,11 @@ def main() -> None:
         weight_files.extract(root / "base", None, pretrained)
     cpu = hardware.describe()
     header = ("| recipe | steps | lr | train ex. | batch | warm-up | head | cos same dataset | cos same task | cos cross task "
-              "| 1-NN dataset | 1-NN task (other dataset) | d within / d across | test acc (mean, min) | CPU s / model |")
+              "| 1-NN dataset | 1-NN task (other dataset) | d same dataset / d across | d same task / d across "
+              "| test acc (mean, min) | CPU s / model |")
     lines = [f"CPU: {cpu['cpu']} ({cpu['cores']} cores, torch {cpu['torch_capability']}, native bf16: "
              f"{cpu['native_bf16']}); datasets: {', '.join(config['datasets'])}; {args.seeds} seeds; "
-             f"test split capped at {args.test_cap}.", "", header, "|" + "---|" * 15]
+             f"test split capped at {args.test_cap}.", "", header, "|" + "---|" * 16]
     for recipe in args.recipes:
         rows = run_recipe(config, root, recipe, list(range(args.seeds)), args.threads, args.test_cap)
         s = structure(rows, pretrained)
@@ -163,6 +165,7 @@ def main() -> None:
                      f"{r['warmup_ratio']:g} | {head} | {s['cos_same_dataset']:.3f} | "
                      f"{s['cos_same_task']:.3f} | {s['cos_cross_task']:.3f} | {s['nn1_dataset']:.3f} | "
                      f"{s['nn1_task_other_dataset']:.3f} | {s['dist_ratio_within_across']:.3f} | "
+                     f"{s['dist_ratio_task_across']:.3f} | "
                      f"{s['test_accuracy']:.3f}, {s['min_test_accuracy']:.3f} | {s['cpu_seconds_per_model']:.0f} |")
         print(lines[-1], flush=True)
         if args.out:

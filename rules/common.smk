@@ -135,19 +135,13 @@ def all_targets():
 
 
 def dataset_max_length(dataset):
-    return config["datasets"][dataset].get("max_length", config.get("data", {}).get("max_length", 128))
+    return study.dataset_max_length(config, dataset)
 
 
 def finetune_settings(dataset):
-    """The fine-tuning recipe of one dataset: the finetune section plus its max_length. (How often a job
-    checkpoints is not the recipe: the scripts read it from the config, so changing it reruns nothing.)"""
-    keys = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "warmup_ratio",
-            "early_stopping_patience", "mixed_precision")
-    settings = {k: config["finetune"][k] for k in keys if k in config["finetune"]}
-    if config["finetune"].get("head_seed") is not None:  # absent when unset: older studies' params still match
-        settings["head_seed"] = config["finetune"]["head_seed"]
-    settings["max_length"] = dataset_max_length(dataset)
-    return settings
+    """The fine-tuning recipe of one dataset (study.finetune_settings). How often a job checkpoints or
+    validates is not the recipe: the scripts read it from the config, so changing it reruns nothing."""
+    return study.finetune_settings(config, dataset)
 
 
 def _finetune_resources(runs=1):
@@ -168,14 +162,7 @@ FINETUNE_RESOURCES = _finetune_resources()
 
 
 def fusion_settings(target, mode, size):
-    """The target's fine-tuning recipe, in a mode (full or BitFit) and at a training-set size."""
-    settings = finetune_settings(target)
-    settings.update(config.get("fusion", {}).get("finetune", {}))
-    if mode == "bitfit":
-        settings["trainable"] = "bitfit"
-        settings["learning_rate"] = config.get("fusion", {}).get("bitfit_learning_rate", 1e-3)
-    settings["train_size"] = None if size == "all" else int(size)
-    return settings
+    return study.fusion_settings(config, target, mode, size)
 
 
 FUSION_SEEDS = fusion.seeds(config)
@@ -183,12 +170,8 @@ FUSION_RESOURCES = _finetune_resources(runs=len(FUSION_SEEDS))  # a finetune_fro
 
 
 def fusion_run_metrics(run):
-    """A run's metrics.json. Full fine-tuning of the pretrained start on all the data with the
-    study's own recipe is exactly the main fine-tune of that dataset and seed: reuse it (where every
-    fusion seed is a study seed: one finetune_from job runs all of a start's seeds)."""
-    same_recipe = fusion_settings(run.target, run.mode, run.size) == dict(finetune_settings(run.target), train_size=None)
-    if (run.base == study.PRETRAINED and run.mode == "full" and run.size == "all" and same_recipe
-            and set(FUSION_SEEDS) <= set(SEEDS)):
+    """A run's metrics.json; a fusion run that is the main fine-tune itself (study.reused) reads the main one's."""
+    if study.reused(config, run):
         return f"{RESULTS}/finetune/{run.target}/seed{run.seed}/metrics.json"
     return f"{RESULTS}/{run.path}/metrics.json"
 

@@ -372,3 +372,20 @@ def test_validation_at_the_end_with_early_stopping_is_refused_before_any_job():
     config["finetune"]["early_stopping_patience"] = 2
     with pytest.raises(WeightspaceError, match="finetune.validation.*early_stopping_patience"):
         filled(config)
+
+
+def test_a_fusion_run_reuses_the_main_fine_tune_exactly_when_its_recipe_is_the_studys():
+    """One rule (study.reused) for the DAG's inputs, the job counts and the cost: the recipes are compared whole."""
+    config = default()
+    config["fusion"]["train_sizes"] = [None]
+    pretrained_runs = [r for r in fusion.runs(config) if r.base == study.PRETRAINED]
+    assert pretrained_runs and all(study.reused(config, r) for r in pretrained_runs)
+    reused_counts = study.core_job_counts(config)["finetune_from"]
+    config["fusion"]["finetune"] = {"max_steps": config["finetune"]["max_steps"]}  # the study's recipe, written out
+    assert all(study.reused(config, r) for r in pretrained_runs)
+    config["fusion"]["finetune"] = {"learning_rate": config["finetune"]["learning_rate"] / 3}
+    assert not any(study.reused(config, r) for r in pretrained_runs)
+    assert study.core_job_counts(config)["finetune_from"] == reused_counts + len(fusion.targets(config))
+    config["fusion"]["finetune"] = {}
+    config["fusion"]["seeds"] = [0, 7]  # a seed the study does not have: the start's job runs all of them
+    assert not any(study.reused(config, r) for r in pretrained_runs)

@@ -111,14 +111,47 @@ def check(config: dict) -> None:
 # ---------------------------------------------------------------- size and cost of a study
 
 
-def _reused(config: dict, run) -> bool:
-    """Whether a fusion run is the main fine-tune itself: pretrained start, all data, the study's recipe, and
-    every fusion seed a study seed (one job runs a start's seeds: it is reused whole or not at all)."""
+# the finetune keys that decide a fine-tune's weights (the run policy, checkpoints and validation, does not)
+FINETUNE_RECIPE_KEYS = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "warmup_ratio",
+                        "early_stopping_patience", "mixed_precision")
+
+
+def dataset_max_length(config: dict, dataset: str) -> int:
+    return config["datasets"][dataset].get("max_length", config.get("data", {}).get("max_length", 128))
+
+
+def finetune_settings(config: dict, dataset: str) -> dict:
+    """The fine-tuning recipe of one dataset: the finetune section's recipe keys plus its max_length."""
+    section = config["finetune"]
+    settings = {k: section[k] for k in FINETUNE_RECIPE_KEYS if k in section}
+    if section.get("head_seed") is not None:  # absent when unset: older studies' params still match
+        settings["head_seed"] = section["head_seed"]
+    settings["max_length"] = dataset_max_length(config, dataset)
+    return settings
+
+
+def fusion_settings(config: dict, target: str, mode: str, size: str) -> dict:
+    """A fusion run's recipe: the target's, with `fusion.finetune` over it, in a mode (full or BitFit) and
+    at a training-set size ("all" or a number of examples)."""
+    section = config.get("fusion", {})
+    settings = dict(finetune_settings(config, target), **section.get("finetune", {}))
+    if mode == "bitfit":
+        settings["trainable"] = "bitfit"
+        settings["learning_rate"] = section.get("bitfit_learning_rate", 1e-3)
+    settings["train_size"] = None if size == "all" else int(size)
+    return settings
+
+
+def reused(config: dict, run) -> bool:
+    """Whether a fusion run is the main fine-tune itself: the pretrained start on all the data with the
+    study's own recipe, and every fusion seed a study seed (one job runs a start's seeds: it is reused
+    whole or not at all). The rules read its metrics there; the job counts and the cost leave it out."""
     from . import fusion
 
-    own_recipe = not config.get("fusion", {}).get("finetune")
-    return (run.base == PRETRAINED and run.mode == "full" and run.size == "all"
-            and set(fusion.seeds(config)) <= set(seeds(config)) and own_recipe)
+    same_recipe = (fusion_settings(config, run.target, run.mode, run.size)
+                   == dict(finetune_settings(config, run.target), train_size=None))
+    return (run.base == PRETRAINED and run.mode == "full" and run.size == "all" and same_recipe
+            and set(fusion.seeds(config)) <= set(seeds(config)))
 
 
 def core_job_counts(config: dict) -> dict[str, int]:
@@ -131,12 +164,12 @@ def core_job_counts(config: dict) -> dict[str, int]:
 
     n = len(datasets(config)) * len(seeds(config))
     fusion_runs = fusion.runs(config)
-    reused = [r for r in fusion_runs if _reused(config, r)]
+    reused_runs = [r for r in fusion_runs if reused(config, r)]
     # a fine-tune writes its encoder weights itself: no extraction job but the pretrained one's; one
     # finetune_from job runs a (target, start, mode, size)'s seeds
     return {"base_model": 1, "prepare_dataset": len(datasets(config)), "finetune": n,
             "extract_pretrained_weights": 1, "fuse": len(fusion.fused_bases(config)),
-            "finetune_from": (len(fusion_runs) - len(reused)) // len(fusion.seeds(config))}
+            "finetune_from": (len(fusion_runs) - len(reused_runs)) // len(fusion.seeds(config))}
 
 
 def probed_datasets(config: dict) -> dict[str, list[str]]:
@@ -229,7 +262,7 @@ def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_sec
 
     counts = core_job_counts(config)
     main = sum(finetune_seconds(d) for d in datasets(config)) * len(seeds(config))
-    runs = [r for r in fusion.runs(config) if not _reused(config, r)]
+    runs = [r for r in fusion.runs(config) if not reused(config, r)]
     from_fused = sum(finetune_seconds(r.target, fusion.section(config).get("finetune"), r.size) for r in runs)
     stored = 1 + counts["finetune"] + counts["fuse"]
     stored_pairs = [(m, d) for m, names in probed_datasets(config).items() for d in names]
