@@ -1,7 +1,8 @@
 """The default study's frontier: how much structure the fine-tuned weights show, against training budget.
 
 Fine-tunes the default's base on the default's datasets with several seeds under a grid of
-recipes (steps, learning rate, training examples, batch size), with the library's own
+recipes (steps, learning rate, training examples, batch size, warm-up, a head shared by the seeds
+or drawn per seed), each changing one thing of the default's, with the library's own
 fine-tuning loop, and records per recipe:
   - mean task-vector cosine between seeds of one dataset, between datasets of one task, across tasks
     (task vector = fine-tuned encoder weights - pretrained encoder weights);
