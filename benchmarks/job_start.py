@@ -20,7 +20,6 @@ summed job time: start x heavy jobs / the jobs' benchmarked seconds. Names the C
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import subprocess
@@ -70,13 +69,10 @@ def one_start(base: Path) -> dict[str, float]:
 
 
 def study_share(results: Path, start_seconds: float) -> str:
-    heavy, total = 0, 0.0
-    for path in (results / "benchmarks").rglob("*.tsv"):
-        rule = path.relative_to(results / "benchmarks").parts[0]
-        with open(path) as handle:
-            seconds = float(next(csv.DictReader(handle, delimiter="\t"))["s"])
-        total += seconds
-        heavy += rule in HEAVY_RULES
+    from weightspace import stage_times
+
+    jobs = stage_times.read_benchmarks(results / "benchmarks")
+    heavy, total = int(jobs["stage"].isin(HEAVY_RULES).sum()), float(jobs["wall_seconds"].sum())
     return (f"{results}: {heavy} heavy jobs x {start_seconds:.1f} s = {heavy * start_seconds:,.0f} s of "
             f"{total:,.0f} s summed job time ({heavy * start_seconds / total:.0%})")
 
