@@ -88,6 +88,36 @@ def encoder_flops(encoder, token_lengths: list[int]) -> float:
     return float(sum(2 * params * n + 4 * layers * n * n * hidden for n in token_lengths))
 
 
+MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm")  # the Linears (attention runs in its own fused kernel)
+
+
+def op_profile(encoder, examples: list[dict], pad_id: int, batch_size: int, threads: int, peak: float) -> str:
+    """Where an encoder pass's time goes, by op: the Linears' GEMMs against the matmul peak, and the rest.
+
+    One pass over ``examples`` as the evaluation job runs it (features.encode), under torch.profiler. The
+    GEMMs' FLOPs are the non-embedding parameters' over real tokens (2 x params x tokens; the few padded tokens of
+    a length-sorted batch are not counted, so this errs low): the share they could still gain
+    is bounded by their distance to the peak; the other ops' share is what no GEMM tuning removes.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(threads)
+    features.encode(encoder, examples[:batch_size], "mean", pad_id, batch_size, torch.device("cpu"), "no")  # warm
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        features.encode(encoder, examples, "mean", pad_id, batch_size, torch.device("cpu"), "no")
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(self_us.values())
+    gemm = sum(self_us.get(k, 0) for k in MATMUL_OPS)
+    params = sum(p.numel() for name, p in encoder.named_parameters() if "embeddings" not in name)
+    gemm_gflops = 2 * params * sum(len(e["input_ids"]) for e in examples) / (gemm / 1e6) / 1e9
+    others = sorted(((us, k) for k, us in self_us.items() if k not in MATMUL_OPS), reverse=True)[:4]
+    return (f"       by op (one pass, fp32): GEMMs {100 * gemm / total:.0f}% of the time at {gemm_gflops:.1f} GFLOP/s "
+            f"= {100 * gemm_gflops / peak:.0f}% of the peak; "
+            + ", ".join(f"{k.removeprefix('aten::')} {100 * us / total:.0f}%" for us, k in others)
+            + f". At the peak with nothing else the pass would take "
+              f"{100 * (gemm * gemm_gflops / peak) / total:.0f}% of its time")
+
+
 BASELINE = "61b04ba"  # the last commit with a features job and a probe job per (model, dataset) pair
 
 
@@ -116,6 +146,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="the job's threads (probe.threads; default 1)")
     parser.add_argument("--models", type=int, default=2, help="models evaluated (pretrained + perturbed copies)")
     parser.add_argument("--datasets", nargs="+", default=["rotten_tomatoes", "trec_coarse"])
+    parser.add_argument("--batch-size", type=int, default=16, help="encoder batch (config.yaml's probe.batch_size)")
     parser.add_argument("--tolerance", type=float, default=0.01, help="nats: bf16 vs fp32 probe loss")
     parser.add_argument("--force-bf16", action="store_true", help="run the bf16 loss check even without native bf16")
     parser.add_argument("--skip-today", action="store_true")
@@ -155,7 +186,7 @@ def main() -> None:
 
         # tokens and FLOPs of one pass of one model over every dataset's train + test
         tokenizer = base_model.load_tokenizer(base)
-        lengths, n_examples = [], 0
+        lengths, n_examples, all_examples = [], 0, []
         for name, spec in datasets.items():
             for split in features.SPLITS:
                 frame = features.read_split(spec["data_dir"], split, json.loads(
@@ -163,6 +194,7 @@ def main() -> None:
                 pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
                 examples = features.tokenize(tokenizer, frame["text"].tolist(), pairs, spec["max_length"])
                 lengths += [len(e["input_ids"]) for e in examples]
+                all_examples += examples
                 n_examples += len(examples)
         flops_per_model = encoder_flops(encoder, lengths)
         dtype_name = features.precision("cpu", "auto")
@@ -187,7 +219,7 @@ def main() -> None:
                   f"{total / today:7.1f} examples/s end to end")
 
         # now: one process per model, a fresh cache; then the same jobs again (all cached)
-        settings = {"batch_size": 64, "protocol": protocol, "mixed_precision": "auto"}
+        settings = {"batch_size": args.batch_size, "protocol": protocol, "mixed_precision": "auto"}
         summaries, started = [], time.perf_counter()
         for i, path in enumerate(paths):
             job = dict(base_dir=str(base), cache_dir=str(tmp / "cache"), out_path=str(tmp / "now" / f"{i}.json"),
@@ -204,6 +236,8 @@ def main() -> None:
         print(f"       encoder pass alone: {total / encode:7.1f} examples/s, {gflops:.1f} GFLOP/s = "
               f"{100 * gflops / peak:.0f}% of the measured {dtype_name} matmul peak ({peak:.1f} GFLOP/s, "
               f"{threads} thread(s)); goal >= 50%")
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        print(op_profile(encoder, all_examples, pad_id, settings["batch_size"], threads, peak))
         print(f"       in a job: load model {sum(s.get('seconds_load_model', 0) for s in summaries):.2f} s, "
               f"tokenize {sum(s.get('seconds_tokenize', 0) for s in summaries):.2f} s, encode {encode:.2f} s, "
               f"probes {sum(s.get('seconds_probe', 0) for s in summaries):.2f} s")
