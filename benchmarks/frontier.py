@@ -37,7 +37,7 @@ from weightspace import weights as weight_files  # noqa: E402
 # it: each entry changes one thing. "train" is the training split's cap (data.max_examples.train), the
 # same examples for every seed as in a study; head_seed shares the head's initialisation across seeds.
 DEFAULT_RECIPE = {"max_steps": 48, "learning_rate": 3e-4, "train": 256, "batch_size": 16, "warmup_ratio": 0.1,
-                  "head_seed": None}
+                  "head_seed": None, "mixed_precision": "auto"}
 RECIPES = {
     "default": {},
     "lr1e-4": {"learning_rate": 1e-4},
@@ -47,6 +47,9 @@ RECIPES = {
     "batch32": {"batch_size": 32},
     "warmup0": {"warmup_ratio": 0.0},
     "shared_head": {"head_seed": 0},
+    # bf16 autocast in training and in the fine-tune's evaluation, even where the CPU emulates it (slowly):
+    # what `mixed_precision: auto` would choose on a CPU with native bf16, measured against fp32
+    "bf16": {"mixed_precision": "bf16"},
 }
 
 
@@ -79,8 +82,8 @@ def run_recipe(config: dict, root: Path, recipe: str, seeds: list[int], threads:
             settings = finetune.Settings.from_config(
                 config["finetune"], seed=seed, max_steps=r["max_steps"], learning_rate=r["learning_rate"],
                 train_size=None, batch_size=r["batch_size"], warmup_ratio=r["warmup_ratio"],
-                head_seed=r["head_seed"], epochs=100, max_length=config["data"].get("max_length", 48),
-                checkpoint_every=10**9)
+                head_seed=r["head_seed"], mixed_precision=r["mixed_precision"], epochs=100,
+                max_length=config["data"].get("max_length", 48), checkpoint_every=10**9)
             started = time.process_time()
             finetune.finetune(root / "base", data_root / dataset, out, settings, threads=threads,
                               model_id=f"{dataset}.seed{seed}")
@@ -91,6 +94,7 @@ def run_recipe(config: dict, root: Path, recipe: str, seeds: list[int], threads:
         metrics = json.loads((out / "metrics.json").read_text())
         rows.append({"dataset": dataset, "seed": seed, "task": study.task_of(config, dataset),
                      "weights": weights_path, "test_accuracy": metrics["test"]["accuracy"],
+                     "precision": metrics.get("precision", "fp32"),
                      "cpu_seconds": float((out / "cpu_seconds.txt").read_text())})
     return rows
 
@@ -133,6 +137,20 @@ def structure(rows: list[dict], pretrained: Path) -> dict:
     }
 
 
+def paired_accuracy_change(rows: list[dict], baseline: list[dict], resamples: int = 10_000) -> tuple[float, float, float]:
+    """Mean test-accuracy change against the default recipe, paired by (dataset, seed), in points, with a 95 %
+    percentile interval from a bootstrap over datasets (a dataset's seeds share its examples: they move together)."""
+    base = {(r["dataset"], r["seed"]): r["test_accuracy"] for r in baseline}
+    by_dataset: dict[str, list[float]] = {}
+    for r in rows:
+        by_dataset.setdefault(r["dataset"], []).append(100 * (r["test_accuracy"] - base[r["dataset"], r["seed"]]))
+    groups = list(by_dataset.values())
+    rng = np.random.default_rng(0)
+    means = [np.mean(np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))]))
+             for _ in range(resamples)]
+    return float(np.mean(np.concatenate(groups))), *map(float, np.percentile(means, [2.5, 97.5]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "config.yaml"))
@@ -153,21 +171,27 @@ def main() -> None:
     cpu = hardware.describe()
     header = ("| recipe | steps | lr | train ex. | batch | warm-up | head | cos same dataset | cos same task | cos cross task "
               "| 1-NN dataset | 1-NN task (other dataset) | d same dataset / d across | d same task / d across "
-              "| test acc (mean, min) | CPU s / model |")
+              "| precision | test acc (mean, min) | Δ test acc vs default, points [95 % CI] | CPU s / model |")
     lines = [f"CPU: {cpu['cpu']} ({cpu['cores']} cores, torch {cpu['torch_capability']}, native bf16: "
              f"{cpu['native_bf16']}); datasets: {', '.join(config['datasets'])}; {args.seeds} seeds; "
-             f"test split capped at {args.test_cap}.", "", header, "|" + "---|" * 16]
+             f"test split capped at {args.test_cap}; Δ: paired by dataset and seed, bootstrap over datasets.", "",
+             header, "|" + "---|" * 18]
+    baseline = run_recipe(config, root, "default", list(range(args.seeds)), args.threads, args.test_cap)
     for recipe in args.recipes:
         rows = run_recipe(config, root, recipe, list(range(args.seeds)), args.threads, args.test_cap)
         s = structure(rows, pretrained)
         r = recipe_settings(recipe)
         head = "per seed" if r["head_seed"] is None else "shared"
+        precision = "/".join(sorted({row["precision"] for row in rows}))
+        change = "—" if recipe == "default" else "{:+.1f} [{:+.1f}, {:+.1f}]".format(
+            *paired_accuracy_change(rows, baseline))
         lines.append(f"| {recipe} | {r['max_steps']} | {r['learning_rate']:g} | {r['train']} | {r['batch_size']} | "
                      f"{r['warmup_ratio']:g} | {head} | {s['cos_same_dataset']:.3f} | "
                      f"{s['cos_same_task']:.3f} | {s['cos_cross_task']:.3f} | {s['nn1_dataset']:.3f} | "
                      f"{s['nn1_task_other_dataset']:.3f} | {s['dist_ratio_within_across']:.3f} | "
-                     f"{s['dist_ratio_task_across']:.3f} | "
-                     f"{s['test_accuracy']:.3f}, {s['min_test_accuracy']:.3f} | {s['cpu_seconds_per_model']:.0f} |")
+                     f"{s['dist_ratio_task_across']:.3f} | {precision} | "
+                     f"{s['test_accuracy']:.3f}, {s['min_test_accuracy']:.3f} | {change} | "
+                     f"{s['cpu_seconds_per_model']:.0f} |")
         print(lines[-1], flush=True)
         if args.out:
             Path(args.out).write_text("\n".join(lines) + "\n")
