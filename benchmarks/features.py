@@ -80,9 +80,14 @@ def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, repeats: int = 
     return 2 * n**3 / best / 1e9
 
 
+def non_embedding_params(encoder) -> int:
+    """The parameters every token passes through in a Linear (the embeddings are a lookup)."""
+    return sum(p.numel() for name, p in encoder.named_parameters() if "embeddings" not in name)
+
+
 def encoder_flops(encoder, token_lengths: list[int]) -> float:
     """Forward FLOPs: 2 x non-embedding parameters per token, plus attention's QK^T and AV (4 L n^2 d per sequence)."""
-    params = sum(p.numel() for name, p in encoder.named_parameters() if "embeddings" not in name)
+    params = non_embedding_params(encoder)
     config = encoder.config
     layers, hidden = config.num_hidden_layers, config.hidden_size
     return float(sum(2 * params * n + 4 * layers * n * n * hidden for n in token_lengths))
@@ -108,8 +113,7 @@ def op_profile(encoder, examples: list[dict], pad_id: int, batch_size: int, thre
     self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
     total = sum(self_us.values())
     gemm = sum(self_us.get(k, 0) for k in MATMUL_OPS)
-    params = sum(p.numel() for name, p in encoder.named_parameters() if "embeddings" not in name)
-    gemm_gflops = 2 * params * sum(len(e["input_ids"]) for e in examples) / (gemm / 1e6) / 1e9
+    gemm_gflops = 2 * non_embedding_params(encoder) * sum(len(e["input_ids"]) for e in examples) / (gemm / 1e6) / 1e9
     others = sorted(((us, k) for k, us in self_us.items() if k not in MATMUL_OPS), reverse=True)[:4]
     return (f"       by op (one pass, fp32): GEMMs {100 * gemm / total:.0f}% of the time at {gemm_gflops:.1f} GFLOP/s "
             f"= {100 * gemm_gflops / peak:.0f}% of the peak; "
@@ -186,16 +190,14 @@ def main() -> None:
 
         # tokens and FLOPs of one pass of one model over every dataset's train + test
         tokenizer = base_model.load_tokenizer(base)
-        lengths, n_examples, all_examples = [], 0, []
+        all_examples = []
         for name, spec in datasets.items():
             for split in features.SPLITS:
                 frame = features.read_split(spec["data_dir"], split, json.loads(
                     (Path(spec["data_dir"]) / "meta.json").read_text())["num_labels"])
                 pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
-                examples = features.tokenize(tokenizer, frame["text"].tolist(), pairs, spec["max_length"])
-                lengths += [len(e["input_ids"]) for e in examples]
-                all_examples += examples
-                n_examples += len(examples)
+                all_examples += features.tokenize(tokenizer, frame["text"].tolist(), pairs, spec["max_length"])
+        lengths, n_examples = [len(e["input_ids"]) for e in all_examples], len(all_examples)
         flops_per_model = encoder_flops(encoder, lengths)
         dtype_name = features.precision("cpu", "auto")
         dtype = getattr(torch, dtype_name)
@@ -236,8 +238,7 @@ def main() -> None:
         print(f"       encoder pass alone: {total / encode:7.1f} examples/s, {gflops:.1f} GFLOP/s = "
               f"{100 * gflops / peak:.0f}% of the measured {dtype_name} matmul peak ({peak:.1f} GFLOP/s, "
               f"{threads} thread(s)); goal >= 50%")
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        print(op_profile(encoder, all_examples, pad_id, settings["batch_size"], threads, peak))
+        print(op_profile(encoder, all_examples, base_model.pad_id(tokenizer), settings["batch_size"], threads, peak))
         print(f"       in a job: load model {sum(s.get('seconds_load_model', 0) for s in summaries):.2f} s, "
               f"tokenize {sum(s.get('seconds_tokenize', 0) for s in summaries):.2f} s, encode {encode:.2f} s, "
               f"probes {sum(s.get('seconds_probe', 0) for s in summaries):.2f} s")

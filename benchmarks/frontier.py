@@ -178,7 +178,8 @@ def main() -> None:
              header, "|" + "---|" * 18]
     baseline = run_recipe(config, root, "default", list(range(args.seeds)), args.threads, args.test_cap)
     for recipe in args.recipes:
-        rows = run_recipe(config, root, recipe, list(range(args.seeds)), args.threads, args.test_cap)
+        rows = baseline if recipe == "default" else run_recipe(config, root, recipe, list(range(args.seeds)),
+                                                                 args.threads, args.test_cap)
         s = structure(rows, pretrained)
         r = recipe_settings(recipe)
         head = "per seed" if r["head_seed"] is None else "shared"

@@ -206,6 +206,11 @@ def load_tokenizer(base_dir: str | Path):
     return AutoTokenizer.from_pretrained(str(base_dir), trust_remote_code=base_info(base_dir)["trust_remote_code"])
 
 
+def pad_id(tokenizer) -> int:
+    """The id a batch is padded with: the tokenizer's pad token, or 0 where it has none (masked out either way)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 def load_classifier(base_dir: str | Path, num_labels: int, encoder_weights: dict | None = None):
     """The base with a new, randomly initialised classification head.
 

@@ -252,7 +252,7 @@ class Evaluator:
         if missing:
             self._setup_torch()
             encoder = self._load_encoder(recipe)
-            pad_id = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
+            pad_id = features.base_model.pad_id(self._tokenizer)
             for dataset, key in missing:
                 examples, labels = self._examples(dataset)
                 n_train = len(labels["train_y"])

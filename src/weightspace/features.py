@@ -214,7 +214,7 @@ def extract(
     pooling = resolve_pooling(base_dir, pooling)
 
     tokenizer = base_model.load_tokenizer(base_dir)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = base_model.pad_id(tokenizer)
     encoder = base_model.load_encoder(base_dir, recipe_weights(weight_paths, coefficients)).to(device)
 
     frames = {split: read_split(data_dir, split, num_labels) for split in SPLITS}

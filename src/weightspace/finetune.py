@@ -309,7 +309,7 @@ def finetune(
 
     meta = json.loads((data_dir / "meta.json").read_text())
     tokenizer = base_model.load_tokenizer(base_dir)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = base_model.pad_id(tokenizer)
     train = tokenize(tokenizer, subsample(load_split(data_dir, "train"), settings.train_size, settings.seed),
                      settings.max_length)
     validation = tokenize(tokenizer, load_split(data_dir, "validation"), settings.max_length)
