@@ -11,17 +11,15 @@ import functools
 import platform
 from pathlib import Path
 
-NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# x86 flags (the "flags" line) and the aarch64 feature (the "Features" line) of bf16 matmuls in hardware
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
+CPUINFO = Path("/proc/cpuinfo")
 
 
-@functools.lru_cache(maxsize=1)
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
-    path = Path("/proc/cpuinfo")
+def parse_cpuinfo(text: str) -> dict[str, str]:
+    """The first processor's fields of a /proc/cpuinfo text (x86 and aarch64 layouts alike)."""
     fields: dict[str, str] = {}
-    if not path.exists():
-        return fields
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         if not line.strip():
             if fields:
                 break
@@ -31,13 +29,47 @@ def _cpuinfo() -> dict[str, str]:
     return fields
 
 
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """This machine's CPU fields (empty where there is no /proc/cpuinfo), read once per process."""
+    if not CPUINFO.exists():
+        return {}
+    return parse_cpuinfo(CPUINFO.read_text(errors="replace"))
+
+
 def cpu_flags() -> set[str]:
-    return set(_cpuinfo().get("flags", "").split())
+    """The CPU's feature flags: x86 names them "flags", aarch64 "Features"."""
+    info = _cpuinfo()
+    return set((info.get("flags") or info.get("Features") or "").split())
+
+
+def amd_generation(family: int, model: int) -> str | None:
+    """The Zen generation of an AMD family/model pair; None where it is not one of these."""
+    if family == 23:
+        return "Zen 2" if model >= 0x30 else "Zen 1"
+    if family == 25:
+        return "Zen 4" if 0x10 <= model <= 0x1F or 0x60 <= model <= 0xAF else "Zen 3"
+    if family == 26:
+        return "Zen 5"
+    return None
 
 
 def cpu_name() -> str:
-    """The CPU's model name, as a timing should name it."""
-    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    """The CPU's model name, as a timing should name it.
+
+    Virtual machines often report a bare "AMD EPYC": the family and model (and the Zen generation they
+    mean) are added then, so that a Zen 1 and a Zen 4 of one machine kind are told apart.
+    """
+    info = _cpuinfo()
+    name = info.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    if any(ch.isdigit() for ch in name) or "cpu family" not in info:
+        return name
+    try:
+        family, model = int(info["cpu family"]), int(info.get("model", "-1"))
+    except ValueError:
+        return name
+    generation = amd_generation(family, model) if "AMD" in info.get("vendor_id", "") + name else None
+    return f"{name} (family {family} model {model}{', ' + generation if generation else ''})"
 
 
 def torch_cpu_capability() -> str:
