@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 
-from . import WeightspaceError, verdicts
+from . import WeightspaceError, inference, verdicts
 from .atomic import write_csv
 
 log = logging.getLogger(__name__)
@@ -251,23 +252,27 @@ def cluster_stats(frame: pd.DataFrame, table, n_boot: int = 1000, seed: int = 0)
     return out.astype({"k": "Int64", "n": "Int64"})
 
 
-# ---------------------------------------------------------------- the paper's claims, with intervals and nulls
+# ---------------------------------------------------------------- the paper's claims, at the unit of replication
 #
-# Labels are assigned at two levels: a model is fine-tuned on a dataset, a dataset belongs
-# to a task. Each claim is tested at the level of its label:
-#   dataset claims: the null shuffles models between datasets (group sizes kept);
-#   task claims:    the null shuffles datasets between tasks (a dataset's models stay together).
-# Intervals of mean differences come from a two-stage bootstrap stratified by task
-# (datasets of each task resampled with replacement, then each drawn dataset's models);
-# pairs of one model with its own copy never enter. Statistics whose chance level is only
-# known through the null (1-NN accuracy, purity, adjusted Rand) get the interval that
-# inverts the permutation test: effect = observed - null mean (verdicts.inverted_interval).
+# Labels are assigned at two levels: a model is fine-tuned on a dataset, a dataset belongs to a task. Each claim is
+# tested where its label was assigned (inference.Relabelings, exact where the reassignments are few):
+#   dataset claims: models trade datasets within their task (a task structure alone cannot make them hold);
+#   task claims:    datasets trade tasks (a dataset's models stay together).
+# Intervals come from a nested bootstrap: tasks, then datasets within each drawn task, then models within each
+# drawn dataset; a model is never paired with (or its own neighbour by) its own copy. Statistics whose chance level
+# is only known through the null (1-NN accuracy, purity, adjusted Rand) are reported as observed minus the null's
+# mean, with the bootstrap interval of the observed value shifted by that mean.
+# Headline claims (verdicts.decide): same-dataset closeness and 1-NN by dataset (family "dataset geometry"),
+# same-task closeness and 1-NN by task (family "task geometry"), on the primary metric and space; every other row
+# is a description.
 
 PAPER_CLUSTERS = ("t-SNE of the weights: models of one dataset form tight clusters, models of one task looser "
                   "ones (Gueta et al. 2023, Fig. 1; qualitative)")
 PAPER_PURITY = "~98% of models cluster by dataset (Gueta et al. 2023)"
 PAPER_TASK = "same-task models cluster, more loosely than same-dataset ones (Gueta et al. 2023, Fig. 1)"
-
+DATASET_FAMILY, TASK_FAMILY = "dataset geometry", "task geometry"
+HEADLINE = {"dataset_closer_than_task": DATASET_FAMILY, "nn1_dataset": DATASET_FAMILY,
+            "task_closer_than_across": TASK_FAMILY, "nn1_task": TASK_FAMILY}
 CLAIMS = {
     "dataset_closer_than_task": "Models fine-tuned on the same dataset are closer to each other than models of "
                                 "different datasets of the same task",
@@ -289,88 +294,164 @@ CLAIMS = {
                                   "directions than those of different tasks (cosine)",
 }
 CLAIM_COLUMNS = ["metric", "space", "group", "primary", *verdicts.CLAIM_COLUMNS]
-NULL_MODELS = "models shuffled between datasets"
-NULL_DATASETS = "datasets shuffled between tasks"
+NULL_DATASETS_WITHIN_TASKS = "models reassigned to datasets within their task"
+NULL_TASKS = "datasets reassigned to tasks"
+INTERVAL = "bootstrap 95%: tasks, then datasets within tasks, then models within datasets"
+BATCH_CELLS = 4_000_000  # relabelings × m × m booleans per chunk
 
 
-def shuffle_models(datasets: np.ndarray, tasks: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
-    """The dataset-level null: models trade (dataset, task) labels; every dataset keeps its size."""
-    perm = rng.permutation(len(datasets))
-    return datasets[perm], tasks[perm]
+def _codes(values) -> np.ndarray:
+    return np.unique(np.asarray(values), return_inverse=True)[1]
 
 
-def shuffle_models_within_tasks(datasets: np.ndarray, tasks: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
-    """The null of 'same dataset closer than same task': models trade datasets within their task only."""
-    out = datasets.copy()
-    for task in np.unique(tasks):
-        where = np.flatnonzero(tasks == task)
-        out[where] = datasets[where][rng.permutation(len(where))]
-    return out, tasks
+class NestedBootstrap:
+    """Model indices of nested bootstrap replicates: tasks with replacement, then the datasets of each drawn task,
+    then the models of each drawn dataset (the structure is read once; a draw is a few integer arrays)."""
 
+    def __init__(self, datasets, tasks):
+        datasets, tasks = np.asarray(datasets), np.asarray(tasks)
+        self.tasks = [[np.flatnonzero(datasets == name) for name in np.unique(datasets[tasks == task])]
+                      for task in np.unique(tasks)]
 
-def shuffle_datasets(datasets: np.ndarray, tasks: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
-    """The task-level null: datasets trade tasks; a dataset's models stay together, every task keeps its size."""
-    names, first = np.unique(datasets, return_index=True)
-    moved = dict(zip(names, tasks[first][rng.permutation(len(names))]))
-    return datasets, np.array([moved[d] for d in datasets])
+    def draw(self, rng) -> np.ndarray:
+        out = []
+        for t in rng.integers(0, len(self.tasks), size=len(self.tasks)):
+            members = self.tasks[t]
+            for d in rng.integers(0, len(members), size=len(members)):
+                models = members[d]
+                out.append(models[rng.integers(0, len(models), size=len(models))])
+        return np.concatenate(out) if out else np.array([], dtype=int)
 
 
 def resample(datasets: np.ndarray, tasks: np.ndarray, rng) -> np.ndarray:
-    """Model indices of one two-stage bootstrap replicate, stratified by task."""
-    out = []
-    for task in np.unique(tasks):
-        names = np.unique(datasets[tasks == task])
-        for name in rng.choice(names, size=len(names), replace=True):
-            members = np.flatnonzero(datasets == name)
-            out.append(rng.choice(members, size=len(members), replace=True))
-    return np.concatenate(out) if out else np.array([], dtype=int)
+    """Model indices of one nested bootstrap replicate (NestedBootstrap)."""
+    return NestedBootstrap(datasets, tasks).draw(rng)
 
 
 def pair_means(M: np.ndarray, datasets, tasks, idx: np.ndarray | None = None) -> dict[str, float]:
     """Mean of M over pairs of distinct models of each kind: within_dataset, within_task, across_tasks and
     other_dataset (any two datasets)."""
     idx = np.arange(len(datasets)) if idx is None else idx
-    sub = M[np.ix_(idx, idx)]
-    d, t = np.asarray(datasets)[idx], np.asarray(tasks)[idx]
-    distinct = idx[:, None] != idx[None, :]
-    same_d, same_t = d[:, None] == d[None, :], t[:, None] == t[None, :]
-    masks = {"within_dataset": distinct & same_d, "within_task": distinct & same_t & ~same_d,
-             "across_tasks": distinct & ~same_t, "other_dataset": distinct & ~same_d}
-    return {k: float(sub[m].mean()) if m.any() else float("nan") for k, m in masks.items()}
+    means = pair_means_batch(M[np.ix_(idx, idx)], np.asarray(datasets)[idx][None], np.asarray(tasks)[idx][None],
+                             distinct=idx[:, None] != idx[None, :])
+    return {k: float(v[0]) for k, v in means.items()}
+
+
+def pair_means_batch(M: np.ndarray, datasets: np.ndarray, tasks: np.ndarray,
+                     distinct: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """pair_means for a batch of labellings: datasets and tasks of shape (R, m); each kind's means, shape (R,)."""
+    datasets, tasks = np.asarray(datasets), np.asarray(tasks)
+    R, m = datasets.shape
+    distinct = ~np.eye(m, dtype=bool) if distinct is None else distinct
+    out = {k: np.empty(R) for k in ("within_dataset", "within_task", "across_tasks", "other_dataset")}
+    chunk = max(1, BATCH_CELLS // max(1, m * m))
+    for start in range(0, R, chunk):
+        d, t = datasets[start:start + chunk], tasks[start:start + chunk]
+        same_d, same_t = d[:, :, None] == d[:, None, :], t[:, :, None] == t[:, None, :]
+        masks = {"within_dataset": distinct & same_d, "within_task": distinct & same_t & ~same_d,
+                 "across_tasks": distinct & ~same_t, "other_dataset": distinct & ~same_d}
+        for kind, mask in masks.items():
+            count = mask.sum(axis=(1, 2))
+            total = np.where(mask, M, 0.0).sum(axis=(1, 2))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[kind][start:start + len(d)] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return out
+
+
+def nearest(D: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Each model's nearest other model (``exclude``: pairs that may not be neighbours); -1 where none is left."""
+    D = np.array(D, dtype=float)
+    np.fill_diagonal(D, np.inf)
+    if exclude is not None:
+        D[exclude] = np.inf
+    out = np.argmin(D, axis=1)
+    out[~np.isfinite(D).any(axis=1)] = -1
+    return out
+
+
+def nn1_batch(neighbour: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """1-NN accuracy of each labelling (R, m) given fixed neighbours; models without a neighbour are left out."""
+    has = neighbour >= 0
+    if not has.any():
+        return np.full(len(labels), np.nan)
+    return (labels[:, has] == labels[:, neighbour[has]]).mean(axis=1)
 
 
 def nn1_other_dataset(D: np.ndarray, datasets, tasks) -> float:
     """Share of models whose nearest model of *another* dataset has the same task."""
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
-    masked = np.where(datasets[:, None] == datasets[None, :], np.inf, D)
-    has = np.isfinite(masked).any(axis=1)
-    if not has.any():
-        return float("nan")
-    return float(np.mean(tasks[has][np.argmin(masked[has], axis=1)] == tasks[has]))
+    neighbour = nearest(D, datasets[:, None] == datasets[None, :])
+    return float(nn1_batch(neighbour, tasks[None])[0])
 
 
-def _null(statistic, datasets, tasks, shuffle, n_perm: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.array([statistic(*shuffle(datasets, tasks, rng)) for _ in range(int(n_perm))], dtype=float)
+class Design:
+    """The reassignments of one study's labels at both levels, built once per claims table."""
+
+    def __init__(self, datasets, tasks, n_perm: int, seed: int):
+        self.datasets, self.tasks = np.asarray(datasets), np.asarray(tasks)
+        self.m = len(self.datasets)
+        self.names = np.unique(self.datasets)
+        first = np.array([np.flatnonzero(self.datasets == d)[0] for d in self.names], dtype=int)
+        self.dataset_tasks = self.tasks[first]
+        self.of_model = np.searchsorted(self.names, self.datasets)
+        self.by_dataset = inference.Relabelings(_codes(self.datasets), self.tasks, n_perm, seed)
+        by_task = inference.Relabelings(_codes(self.dataset_tasks), None, n_perm, seed + 1)
+        self.by_task = by_task
+        self.task_labels = by_task.labels[:, self.of_model]  # (R, m): each model takes its dataset's task
+        sizes = sorted(Counter(self.dataset_tasks.tolist()).values(), reverse=True)
+        self.task_design = (f"{'exact' if by_task.exact else 'Monte Carlo'} test over the {by_task.distinct} ways to "
+                            f"split {len(self.names)} datasets into tasks of {', '.join(map(str, sizes))} (more "
+                            "datasets per task lower the floor)")
+        self.dataset_design = (f"{'exact' if self.by_dataset.exact else 'Monte Carlo'} test over the "
+                               f"{self.by_dataset.distinct} ways to reassign {self.m} models to datasets within "
+                               "their tasks")
+
+    def dataset_null(self, statistic) -> tuple[np.ndarray, bool, float]:
+        """statistic(dataset labels (R, m), task labels (R, m)) under the dataset-level reassignments."""
+        d = self.by_dataset.labels
+        t = np.broadcast_to(_codes(self.tasks), d.shape)
+        return statistic(d, t), self.by_dataset.exact, self.by_dataset.floor
+
+    def task_null(self, statistic):
+        d = np.broadcast_to(_codes(self.datasets), self.task_labels.shape)
+        return statistic(d, self.task_labels), self.by_task.exact, self.by_task.floor
 
 
-def _difference_claim(claim_id, M, datasets, tasks, closer, farther, sign, shuffle, n_boot, n_perm, seed,
-                      unit, n, paper, quantity) -> dict:
+def _boot_replicates(function, datasets, tasks, n_boot: int, seed: int) -> np.ndarray:
+    rng, nested = np.random.default_rng(seed), NestedBootstrap(datasets, tasks)
+    return np.array([function(nested.draw(rng)) for _ in range(int(n_boot))], dtype=float)
+
+
+def _difference_claim(claim_id, M, design: Design, closer, farther, sign, level, n_boot, seed, unit, n, paper,
+                      quantity, primary) -> dict:
     """effect = sign * (mean over `farther` pairs - mean over `closer` pairs); sign -1 for similarities."""
-    def effect(d, t, idx=None):
-        means = pair_means(M, d, t, idx)
-        return sign * (means[farther] - means[closer]), means
-
-    observed, means = effect(datasets, tasks)
+    datasets, tasks = design.datasets, design.tasks
+    means = pair_means(M, datasets, tasks)
+    observed = sign * (means[farther] - means[closer])
+    family = HEADLINE.get(claim_id) if primary else None
+    null_name = NULL_DATASETS_WITHIN_TASKS if level == "dataset" else NULL_TASKS
+    design_text = design.dataset_design if level == "dataset" else design.task_design
+    floor = design.by_dataset.floor if level == "dataset" else design.by_task.floor
+    common = dict(family=family or "", headline=family is not None, paper=paper, p_floor=floor, design=design_text)
     if not np.isfinite(observed):
         missing = closer if not np.isfinite(means[closer]) else farther
-        return verdicts.not_computable(claim_id, CLAIMS[claim_id], f"no {missing} pairs", unit, paper, n=n)
-    rng = np.random.default_rng(seed)
-    replicates = [effect(datasets, tasks, resample(datasets, tasks, rng)) for _ in range(int(n_boot))]
-    boots = np.array([r[0] for r in replicates])
+        return verdicts.not_computable(claim_id, CLAIMS[claim_id], f"no {missing} pairs", unit, n=n, **common)
+
+    def statistic(d, t):
+        batch = pair_means_batch(M, d, t)
+        return sign * (batch[farther] - batch[closer])
+
+    null, exact, _ = design.dataset_null(statistic) if level == "dataset" else design.task_null(statistic)
+    p_up, p_down = inference.p_values(observed, null, exact)
+    replicates = []
+
+    def one(idx):
+        m = pair_means(M, datasets, tasks, idx)
+        replicates.append(m)
+        return sign * (m[farther] - m[closer])
+
+    boots = _boot_replicates(one, datasets, tasks, n_boot, seed)
     low, high = verdicts.interval(boots)
-    null = _null(lambda d, t: effect(d, t)[0], datasets, tasks, shuffle, n_perm, seed + 1)
-    p = verdicts.permutation_p(observed, null)
     note = f"mean {quantity}: {closer} {means[closer]:.4g}, {farther} {means[farther]:.4g}"
     if sign > 0:  # distances: the ratio too, with its interval from the same replicates (and, for the
         # dataset claim, within-dataset over across-task distance: how tight a dataset is against the whole map)
@@ -378,44 +459,60 @@ def _difference_claim(claim_id, M, datasets, tasks, closer, farther, sign, shuff
                                         if closer == "within_dataset" and farther != "across_tasks" else [])
         for a, b in ratios:
             if np.isfinite(means[a]) and means[b] > 0:
-                r_low, r_high = verdicts.interval([m[a] / m[b] if m[b] > 0 else np.nan for _, m in replicates])
+                r_low, r_high = verdicts.interval([m[a] / m[b] if m[b] > 0 else np.nan for m in replicates])
                 note += f"; ratio {a} / {b} = {means[a] / means[b]:.4g} [{r_low:.4g}, {r_high:.4g}]"
     nan_share = float(np.mean(~np.isfinite(boots))) if len(boots) else 0.0
     if nan_share > 0.01:
         note += f"; {nan_share:.0%} of bootstrap replicates had no pair of one kind and were dropped"
     return verdicts.claim_row(
-        claim_id, CLAIMS[claim_id], observed, low, high, n, unit, p_value=p, paper=paper,
+        claim_id, CLAIMS[claim_id], observed, low, high, n, unit, p_value=p_up, p_opposite=p_down,
         value=means[closer], reference=means[farther],
         statistic=f"mean {quantity} of {farther} pairs minus {closer} pairs" if sign > 0 else
-        f"mean {quantity} of {closer} pairs minus {farther} pairs",
-        interval="bootstrap 95%, datasets within tasks then models within datasets", null=shuffle_name(shuffle),
-        note=note)
+        f"mean {quantity} of {closer} pairs minus {farther} pairs", interval=INTERVAL, null=null_name, note=note,
+        **common)
 
 
-def shuffle_name(shuffle) -> str:
-    return {shuffle_models: NULL_MODELS, shuffle_models_within_tasks: NULL_MODELS + " of the same task"}.get(
-        shuffle, NULL_DATASETS)
-
-
-def _recovery_claim(claim_id, statistic, datasets, tasks, shuffle, n_perm, seed, unit, n, paper, what) -> dict:
-    observed = statistic(datasets, tasks)
+def _recovery_claim(claim_id, observed_fn, batch_fn, boot_fn, design: Design, level, n_boot, seed, unit, n, paper,
+                    what, primary) -> dict:
+    """A label-recovery statistic against its null at the claim's level: effect = observed - null mean."""
+    family = HEADLINE.get(claim_id) if primary else None
+    null_name = NULL_DATASETS_WITHIN_TASKS if level == "dataset" else NULL_TASKS
+    floor = design.by_dataset.floor if level == "dataset" else design.by_task.floor
+    design_text = design.dataset_design if level == "dataset" else design.task_design
+    common = dict(family=family or "", headline=family is not None, paper=paper, p_floor=floor, design=design_text)
+    observed = observed_fn()
     if not np.isfinite(observed):
-        return verdicts.not_computable(claim_id, CLAIMS[claim_id], f"{what} is undefined here", unit, paper, n=n)
-    null = _null(statistic, datasets, tasks, shuffle, n_perm, seed)
-    effect, low, high = verdicts.inverted_interval(observed, null)
+        return verdicts.not_computable(claim_id, CLAIMS[claim_id], f"{what} is undefined here", unit, n=n, **common)
+    null, exact, _ = design.dataset_null(batch_fn) if level == "dataset" else design.task_null(batch_fn)
+    chance = float(np.nanmean(null))
+    p_up, p_down = inference.p_values(observed, null, exact)
+    boots = _boot_replicates(boot_fn, design.datasets, design.tasks, n_boot, seed) - chance
+    low, high = verdicts.interval(boots)
     distinct = len(np.unique(np.round(null[np.isfinite(null)], 12)))
-    note = f"{what} {observed:.4g}; null mean {np.nanmean(null):.4g}"
+    note = f"{what} {observed:.4g}; null mean {chance:.4g}"
     if distinct <= 20:
         note += f" (the null takes only {distinct} distinct values)"
-    return verdicts.claim_row(claim_id, CLAIMS[claim_id], effect, low, high, n, unit,
-                              p_value=verdicts.permutation_p(observed, null), paper=paper, value=observed,
-                              reference=float(np.nanmean(null)), statistic=f"{what} minus its null mean",
-                              interval="inverted permutation test 95%", null=shuffle_name(shuffle), note=note)
+    return verdicts.claim_row(claim_id, CLAIMS[claim_id], observed - chance, low, high, n, unit, p_value=p_up,
+                              p_opposite=p_down, value=observed, reference=chance,
+                              statistic=f"{what} minus its null mean", interval=INTERVAL + ", minus the null mean",
+                              null=null_name, note=note, **common)
 
 
-def label_claims(D: np.ndarray, datasets, tasks, n_perm: int = 1000, seed: int = 0) -> list[dict]:
-    """1-NN accuracy, purity and adjusted Rand by dataset (null: models shuffled between datasets) and by task
-    (null: datasets shuffled between tasks; 1-NN among models of other datasets)."""
+def _copies(idx: np.ndarray) -> np.ndarray:
+    return idx[:, None] == idx[None, :]
+
+
+def _clustering_batch(clusters: np.ndarray, score, level: str):
+    """score(labels, fixed clusters) for each labelling of a batch: dataset labels, or task labels."""
+    def batch(d, t):
+        return np.array([score(row, clusters) for row in (d if level == "dataset" else t)], dtype=float)
+    return batch
+
+
+def label_claims(D: np.ndarray, datasets, tasks, n_perm: int = 1000, seed: int = 0, n_boot: int = 1000,
+                 primary: bool = True, design: Design | None = None, descriptions: bool = True) -> list[dict]:
+    """1-NN accuracy, purity and adjusted Rand by dataset (models reassigned within tasks) and by task (datasets
+    reassigned to tasks; 1-NN among models of other datasets). ``descriptions`` False: the 1-NN rows only."""
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
     m, n_d, n_t = len(datasets), len(set(datasets)), len(set(tasks))
     unit_m, unit_d = f"models ({n_d} datasets)", f"datasets ({n_t} tasks)"
@@ -423,53 +520,97 @@ def label_claims(D: np.ndarray, datasets, tasks, n_perm: int = 1000, seed: int =
     finite = m > 0 and bool(np.all(np.isfinite(D)))
     has_seeds = m > n_d
     if finite and has_seeds and 2 <= n_d < m:
-        by_dataset = cluster_labels(D, n_d, "agglomerative", seed)
-        rows.append(_recovery_claim("nn1_dataset", lambda d, t: nn1_accuracy(D, d), datasets, tasks, shuffle_models,
-                                    n_perm, seed, unit_m, m, PAPER_PURITY, "1-NN accuracy by dataset"))
-        rows.append(_recovery_claim("purity_dataset", lambda d, t: purity(d, by_dataset), datasets, tasks,
-                                    shuffle_models, n_perm, seed, unit_m, m, PAPER_PURITY, "purity by dataset"))
-        rows.append(_recovery_claim("ari_dataset", lambda d, t: adjusted_rand(d, by_dataset), datasets,
-                                    tasks, shuffle_models, n_perm, seed, unit_m, m, PAPER_PURITY,
-                                    "adjusted Rand by dataset"))
+        design = design or Design(datasets, tasks, n_perm, seed)
+        neighbour = nearest(D)
+        by_dataset = cluster_labels(D, n_d, "agglomerative", seed) if descriptions else None
+
+        def nn1_boot(idx):
+            return float(nn1_batch(nearest(D[np.ix_(idx, idx)], _copies(idx)), datasets[idx][None])[0])
+
+        def clustering_boot(score):
+            def boot(idx):
+                sub = D[np.ix_(idx, idx)]
+                return score(datasets[idx], cluster_labels(sub, len(set(datasets[idx])), "agglomerative", seed))
+            return boot
+
+        rows.append(_recovery_claim("nn1_dataset", lambda: nn1_accuracy(D, datasets),
+                                    lambda d, t: nn1_batch(neighbour, d), nn1_boot, design, "dataset", n_boot, seed,
+                                    unit_m, m, PAPER_PURITY, "1-NN accuracy by dataset", primary))
+        for claim_id, score, what in (("purity_dataset", purity, "purity by dataset"),
+                                      ("ari_dataset", adjusted_rand, "adjusted Rand by dataset"))[:2 * descriptions]:
+            rows.append(_recovery_claim(claim_id, lambda score=score: score(datasets, by_dataset),
+                                        _clustering_batch(by_dataset, score, "dataset"), clustering_boot(score), design,
+                                        "dataset", min(n_boot, 200), seed, unit_m, m, PAPER_PURITY, what, primary))
     else:
         why = ("undefined distances (NaN)" if not finite else "no dataset has two seeds" if not has_seeds
                else f"needs 2 <= #datasets < #models ({n_d} of {m})")
-        rows += [verdicts.not_computable(c, CLAIMS[c], why, unit_m, PAPER_PURITY, n=m)
+        rows += [verdicts.not_computable(c, CLAIMS[c], why, unit_m, PAPER_PURITY, n=m,
+                                         family=HEADLINE.get(c, "") if primary else "",
+                                         headline=primary and c in HEADLINE)
                  for c in ("nn1_dataset", "purity_dataset", "ari_dataset")]
     several = n_t >= 2 and any(len(set(datasets[tasks == t])) >= 2 for t in set(tasks))
     if finite and several and n_t < m:
-        by_task = cluster_labels(D, n_t, "agglomerative", seed)
-        rows.append(_recovery_claim("nn1_task", lambda d, t: nn1_other_dataset(D, d, t), datasets, tasks,
-                                    shuffle_datasets, n_perm, seed, unit_d, n_d, PAPER_TASK,
-                                    "1-NN accuracy by task (neighbours of other datasets)"))
-        rows.append(_recovery_claim("purity_task", lambda d, t: purity(t, by_task), datasets, tasks, shuffle_datasets,
-                                    n_perm, seed, unit_d, n_d, PAPER_TASK, "purity by task"))
-        rows.append(_recovery_claim("ari_task", lambda d, t: adjusted_rand(t, by_task), datasets, tasks,
-                                    shuffle_datasets, n_perm, seed, unit_d, n_d, PAPER_TASK, "adjusted Rand by task"))
+        design = design or Design(datasets, tasks, n_perm, seed)
+        other = nearest(D, datasets[:, None] == datasets[None, :])
+        by_task = cluster_labels(D, n_t, "agglomerative", seed) if descriptions else None
+
+        def nn1_task_boot(idx):
+            d = datasets[idx]
+            neighbour_ = nearest(D[np.ix_(idx, idx)], d[:, None] == d[None, :])
+            return float(nn1_batch(neighbour_, tasks[idx][None])[0])
+
+        def task_clustering_boot(score):
+            def boot(idx):
+                sub = D[np.ix_(idx, idx)]
+                return score(tasks[idx], cluster_labels(sub, len(set(tasks[idx])), "agglomerative", seed))
+            return boot
+
+        rows.append(_recovery_claim("nn1_task", lambda: nn1_other_dataset(D, datasets, tasks),
+                                    lambda d, t: nn1_batch(other, t), nn1_task_boot, design, "task", n_boot, seed,
+                                    unit_d, n_d, PAPER_TASK, "1-NN accuracy by task (neighbours of other datasets)",
+                                    primary))
+        for claim_id, score, what in (("purity_task", purity, "purity by task"),
+                                      ("ari_task", adjusted_rand, "adjusted Rand by task"))[:2 * descriptions]:
+            rows.append(_recovery_claim(claim_id, lambda score=score: score(tasks, by_task),
+                                        _clustering_batch(by_task, score, "task"), task_clustering_boot(score), design,
+                                        "task", min(n_boot, 200), seed, unit_d, n_d, PAPER_TASK, what, primary))
     else:
         why = ("undefined distances (NaN)" if not finite else
                "needs two tasks and a task with two datasets" if not several else "too few models")
-        rows += [verdicts.not_computable(c, CLAIMS[c], why, unit_d, PAPER_TASK, n=n_d)
+        rows += [verdicts.not_computable(c, CLAIMS[c], why, unit_d, PAPER_TASK, n=n_d,
+                                         family=HEADLINE.get(c, "") if primary else "",
+                                         headline=primary and c in HEADLINE)
                  for c in ("nn1_task", "purity_task", "ari_task")]
     return rows
 
 
 def distance_claims(D: np.ndarray, datasets, tasks, n_boot: int = 1000, n_perm: int = 1000,
-                    seed: int = 0) -> list[dict]:
+                    seed: int = 0, primary: bool = True, design: Design | None = None) -> list[dict]:
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
     n_d, n_t = len(set(datasets)), len(set(tasks))
-    if len(datasets) and not np.all(np.isfinite(D)):
-        return [verdicts.not_computable(c, CLAIMS[c], "undefined distances (NaN)", u, PAPER_CLUSTERS, n=n)
-                for c, u, n in (("dataset_closer_than_task", "models", len(datasets)),
-                                ("task_closer_than_across", "datasets", n_d))]
+    specs = (("dataset_closer_than_task", "models", len(datasets)), ("task_closer_than_across", "datasets", n_d))
+    if not len(datasets) or not np.all(np.isfinite(D)):
+        why = "undefined distances (NaN)" if len(datasets) else "no fine-tuned model"
+        return [verdicts.not_computable(c, CLAIMS[c], why, u, PAPER_CLUSTERS, n=n,
+                                        family=HEADLINE[c] if primary else "", headline=primary)
+                for c, u, n in specs]
+    design = design or Design(datasets, tasks, n_perm, seed)
     return [
-        _difference_claim("dataset_closer_than_task", D, datasets, tasks, "within_dataset", "within_task", 1,
-                          shuffle_models_within_tasks, n_boot, n_perm, seed, f"models ({n_d} datasets)", len(datasets),
-                          PAPER_CLUSTERS, "distance"),
-        _difference_claim("task_closer_than_across", D, datasets, tasks, "within_task", "across_tasks", 1,
-                          shuffle_datasets, n_boot, n_perm, seed, f"datasets ({n_t} tasks)", n_d, PAPER_CLUSTERS,
-                          "distance"),
+        _difference_claim("dataset_closer_than_task", D, design, "within_dataset", "within_task", 1, "dataset",
+                          n_boot, seed, f"models ({n_d} datasets)", len(datasets), PAPER_CLUSTERS, "distance",
+                          primary),
+        _difference_claim("task_closer_than_across", D, design, "within_task", "across_tasks", 1, "task", n_boot,
+                          seed, f"datasets ({n_t} tasks)", n_d, PAPER_CLUSTERS, "distance", primary),
     ]
+
+
+def headline_claims(D: np.ndarray, datasets, tasks, n_boot: int = 1000, n_perm: int = 1000,
+                    seed: int = 0) -> pd.DataFrame:
+    """The four headline geometry claims of one distance matrix, judged (what the calibration tests simulate)."""
+    design = Design(datasets, tasks, n_perm, seed)
+    rows = (distance_claims(D, datasets, tasks, n_boot, n_perm, seed, True, design)
+            + label_claims(D, datasets, tasks, n_perm, seed, n_boot, True, design, descriptions=False))
+    return verdicts.decide(pd.DataFrame(rows).reindex(columns=verdicts.CLAIM_COLUMNS)).set_index("claim_id")
 
 
 def task_vector_cosines(D: pd.DataFrame, table) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -484,8 +625,8 @@ def task_vector_cosines(D: pd.DataFrame, table) -> tuple[np.ndarray, np.ndarray,
 
 def cosine_claims(C: np.ndarray | None, datasets, tasks, n_boot: int = 1000, n_perm: int = 1000,
                   seed: int = 0) -> list[dict]:
-    """Random perturbations of the pretrained weights have task-vector cosines near 0 whatever their labels:
-    these claims fail for them, unlike 'closer to the pretrained model than to other tasks'."""
+    """Descriptions: random perturbations of the pretrained weights have task-vector cosines near 0 whatever their
+    labels, unlike 'closer to the pretrained model than to other tasks'. Not the paper's claims: no verdict."""
     paper = ("the paper reports distances, not task-vector directions; this replaces 'closer to the pretrained "
              "model than to other tasks', which random perturbations also satisfy")
     if C is None or not np.all(np.isfinite(C)):
@@ -494,19 +635,19 @@ def cosine_claims(C: np.ndarray | None, datasets, tasks, n_boot: int = 1000, n_p
                 for c in ("task_vectors_align_by_dataset", "task_vectors_align_by_task")]
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
     n_d, n_t = len(set(datasets)), len(set(tasks))
+    design = Design(datasets, tasks, n_perm, seed)
     return [
-        _difference_claim("task_vectors_align_by_dataset", C, datasets, tasks, "within_dataset", "other_dataset", -1,
-                          shuffle_models, n_boot, n_perm, seed, f"models ({n_d} datasets)", len(datasets), paper,
-                          "cosine"),
-        _difference_claim("task_vectors_align_by_task", C, datasets, tasks, "within_task", "across_tasks", -1,
-                          shuffle_datasets, n_boot, n_perm, seed, f"datasets ({n_t} tasks)", n_d, paper, "cosine"),
+        _difference_claim("task_vectors_align_by_dataset", C, design, "within_dataset", "other_dataset", -1,
+                          "dataset", n_boot, seed, f"models ({n_d} datasets)", len(datasets), paper, "cosine", False),
+        _difference_claim("task_vectors_align_by_task", C, design, "within_task", "across_tasks", -1, "task", n_boot,
+                          seed, f"datasets ({n_t} tasks)", n_d, paper, "cosine", False),
     ]
 
 
 def claims(frame: pd.DataFrame, table, primary: dict | None = None, n_boot: int = 1000, seed: int = 0,
            group: str = "all", n_perm: int | None = None) -> pd.DataFrame:
     """The paper's clustering claims for every metric and space (parameter group ``group``), and the task-vector
-    cosine claims once, each with its effect, interval, permutation p-value and verdict."""
+    cosine descriptions once; headline rows (the primary measure) judged by verdicts.decide."""
     from .distances import square
 
     primary = primary or {"metric": "euclidean", "space": "raw"}
@@ -514,12 +655,15 @@ def claims(frame: pd.DataFrame, table, primary: dict | None = None, n_boot: int 
     rows = []
     part = frame[frame["group"] == group]
     combos = list(part[["metric", "space"]].drop_duplicates().itertuples(index=False))
+    design = None
     for metric, space in combos:
         D = square(frame, metric, space, group)
         _, sub, datasets, tasks, _ = _labelled(D, table)
         is_primary = metric == primary.get("metric") and space == primary.get("space")
-        found = distance_claims(sub, datasets, tasks, n_boot, n_perm, seed) + label_claims(sub, datasets, tasks,
-                                                                                            n_perm, seed)
+        if design is None and len(datasets):
+            design = Design(datasets, tasks, n_perm, seed)
+        found = (distance_claims(sub, datasets, tasks, n_boot, n_perm, seed, is_primary, design)
+                 + label_claims(sub, datasets, tasks, n_perm, seed, n_boot, is_primary, design))
         rows += [{"metric": metric, "space": space, "group": group, "primary": is_primary, **row} for row in found]
     cosines = None
     if ("euclidean", "raw") in {tuple(c) for c in combos}:
@@ -532,8 +676,10 @@ def claims(frame: pd.DataFrame, table, primary: dict | None = None, n_boot: int 
                  for row in cosine_claims(C, datasets, tasks, n_boot, n_perm, seed)]
     out = pd.DataFrame(rows).reindex(columns=CLAIM_COLUMNS)
     out["n"] = out["n"].astype("Int64")
-    # the primary measure (the paper's: Euclidean on flattened raw encoder weights) first
-    return out.sort_values("primary", ascending=False, kind="stable").reset_index(drop=True)
+    out = verdicts.decide(out)
+    # headline claims first, then the primary measure's descriptions (the paper's: Euclidean on raw weights)
+    order = np.lexsort((~out["primary"].astype(bool).to_numpy(), ~out["headline"].astype(bool).to_numpy()))
+    return out.iloc[order].reset_index(drop=True)
 
 
 def run(distances_path, table, stats_path, claims_path, settings: dict, threads: int = 1) -> None:

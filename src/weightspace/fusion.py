@@ -160,40 +160,97 @@ def wins_overview(wins: pd.DataFrame) -> pd.DataFrame:
 
 
 PAPER_FUSION = "fused start better on 11 of 12 targets, +3.06 accuracy points on average (Gueta et al. 2023, Table 2)"
-MIN_UNITS = 5  # fewer paired (target, seed) runs than this: no interval
+FAMILY = "fusion"
+INTERVAL = "bootstrap 95%: targets, then seeds within targets"
+NULL = "signs of the target means flipped (a target's seeds share its start, data and test set)"
+
+
+def headline_keys(keys) -> set:
+    """The fusion family's headline rows among (scope, mode, size) keys: the paper's scope ('all': every other
+    dataset's models) and mode ('full') where run, else the first; its full-data size and its smallest few-shot
+    size."""
+    keys = list(keys)
+    if not keys:
+        return set()
+    scopes = [k[0] for k in keys]
+    scope = "all" if "all" in scopes else sorted(scopes)[0]
+    modes = [k[1] for k in keys if k[0] == scope]
+    mode = "full" if "full" in modes else sorted(modes)[0]
+    sizes = [k[2] for k in keys if k[:2] == (scope, mode)]
+    few = [v for v in sizes if str(v).isdigit()]
+    chosen = [v for v in sizes if str(v) == "all"] + ([min(few, key=int)] if few else [])
+    return {(scope, mode, v) for v in chosen}
+
+
+def target_gains(group: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each target's paired seed gains (percentage points)."""
+    return {t: 100 * g["gain"].to_numpy(dtype=float) for t, g in group.groupby("target", sort=True)}
+
+
+def target_test(by_target: dict[str, np.ndarray], n_boot: int, seed: int):
+    """Mean over targets of the targets' mean gains; its nested bootstrap interval (targets, then seeds); the
+    exact sign-flip p-values over targets and their floor."""
+    from . import inference, verdicts
+
+    means = np.array([g.mean() for g in by_target.values()])
+    effect = float(means.mean()) if len(means) else float("nan")
+    flips = inference.SignFlips(len(means), seed=seed)
+    p_up, p_down = inference.p_values(effect, flips.null_means(means), flips.exact)
+    rng = np.random.default_rng(seed)
+    gains = list(by_target.values())
+    replicates = np.empty(int(n_boot))
+    for r in range(int(n_boot)):
+        drawn = rng.integers(0, len(gains), size=len(gains))
+        replicates[r] = np.mean([gains[t][rng.integers(0, len(gains[t]), size=len(gains[t]))].mean() for t in drawn])
+    low, high = verdicts.interval(replicates)
+    return effect, low, high, p_up, p_down, flips.floor
 
 
 def claims(summary: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per scope, mode and training size: the fused start's accuracy gain over the pretrained start, paired over
-    targets × seeds, with a bootstrap interval over those pairs; few-shot sizes are rows of their own."""
+    """Per scope, mode and training size: the fused start's accuracy gain over the pretrained start. The unit is
+    the target (its seeds averaged): an interval over targets then seeds, a sign-flip test over targets, wins, ties
+    and losses counted by target as the paper does (runs reported apart). Headline rows: headline_keys."""
     from . import verdicts
 
     paired = paired_gains(summary)
     rows = []
-    for (scope, mode, size), group in paired.groupby(["scope", "mode", "size"], sort=True):
+    groups = list(paired.groupby(["scope", "mode", "size"], sort=True))
+    headline = headline_keys([key for key, _ in groups])
+    for (scope, mode, size), group in groups:
         what = "the whole training split" if size == "all" else f"{size} training examples (few-shot)"
         claim = (f"Fine-tuning from the fused start ({scope} region, {mode}) beats fine-tuning from the pretrained "
                  f"start, with {what}")
-        gains = 100 * group["gain"].to_numpy(dtype=float)
-        n, targets = len(gains), group["target"].nunique()
-        unit = f"targets × seeds ({targets} targets)"
-        counts = {o: int(sum(outcome(g) == o for g in gains)) for o in ("win", "tie", "loss")}
-        note = f"runs: {counts['win']} wins, {counts['tie']} ties, {counts['loss']} losses"
+        by_target = target_gains(group)
+        k, runs = len(by_target), len(group)
+        means = [g.mean() for g in by_target.values()]
+        counts = {o: int(sum(outcome(g) == o for g in means)) for o in ("win", "tie", "loss")}
+        run_counts = {o: int(sum(outcome(g) == o for g in group["gain"])) for o in ("win", "tie", "loss")}
+        unit = f"targets ({runs} runs: targets × seeds)"
+        note = (f"targets: {counts['win']} wins, {counts['tie']} ties, {counts['loss']} losses; runs: "
+                f"{run_counts['win']} wins, {run_counts['tie']} ties, {run_counts['loss']} losses")
+        design = f"exact sign-flip test over {k} targets ({2 ** k} sign patterns)"
         extra = dict(value=float(group["accuracy"].mean()), reference=float(group["accuracy_pretrained"].mean()),
-                     statistic="mean paired test-accuracy gain, fused - pretrained start (percentage points)",
-                     interval="bootstrap 95% over (target, seed) pairs", null="", scope=scope, mode=mode, size=size)
-        if n < MIN_UNITS:
+                     statistic="mean over targets of the paired test-accuracy gain, fused - pretrained start "
+                               "(percentage points; seeds averaged within a target)",
+                     interval=INTERVAL, null=NULL, scope=scope, mode=mode, size=size)
+        is_headline = (scope, mode, size) in headline
+        common = dict(family=FAMILY if is_headline else "", headline=is_headline, design=design,
+                      p_floor=1.0 / 2 ** k if k else float("nan"))
+        if k < 2:
             rows.append({**verdicts.not_computable(f"fusion_gain_{scope}_{mode}_n{size}", claim,
-                                                   f"{note}; only {n} paired runs (< {MIN_UNITS}): no interval",
-                                                   unit, PAPER_FUSION, n=n), **extra,
-                         "effect": float(gains.mean())})
+                                                   f"{note}; only {k} target: no interval", unit, PAPER_FUSION,
+                                                   n=k, **common), **extra,
+                         "effect": float(np.mean(means)) if means else float("nan")})
             continue
-        effect, low, high = verdicts.paired_bootstrap_mean(gains, n_boot, seed)
-        rows.append(verdicts.claim_row(f"fusion_gain_{scope}_{mode}_n{size}", claim, effect, low, high, n, unit,
-                                       paper=PAPER_FUSION, note=note, **extra))
+        effect, low, high, p_up, p_down, _ = target_test(by_target, n_boot, seed)
+        rows.append(verdicts.claim_row(f"fusion_gain_{scope}_{mode}_n{size}", claim, effect, low, high, k, unit,
+                                       p_value=p_up, p_opposite=p_down, paper=PAPER_FUSION, note=note, **common,
+                                       **extra))
     columns = [*verdicts.CLAIM_COLUMNS, "scope", "mode", "size"]
     out = pd.DataFrame(rows).reindex(columns=columns)
     out["n"] = out["n"].astype("Int64")
-    # full-data runs first, then the few-shot sizes
+    out = verdicts.decide(out)
+    # headline rows first; full-data runs before the few-shot sizes
     order = out["size"].map(lambda v: (0, 0) if v == "all" else (1, int(v)) if str(v).isdigit() else (2, 0))
-    return out.iloc[sorted(range(len(out)), key=lambda i: order.iloc[i])].reset_index(drop=True)
+    keys = [(not bool(out["headline"].iloc[i]), order.iloc[i]) for i in range(len(out))]
+    return out.iloc[sorted(range(len(out)), key=lambda i: keys[i])].reset_index(drop=True)

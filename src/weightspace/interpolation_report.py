@@ -52,14 +52,16 @@ def region_table(frame: pd.DataFrame, losses: bool = False) -> pd.DataFrame:
     return region.reindex(columns=cols).sort_values(["group", "eval_dataset", "kind", "sample"]).reset_index(drop=True)
 
 
-# ---------------------------------------------------------------- claims, paired over test examples
+# ---------------------------------------------------------------- claims, at the unit of the group
 #
-# Every point's probe result keeps its per-example test losses (test-split order), so two
-# points on one dataset are compared example by example. An effect is a mean over cells
-# (a line on one evaluation dataset, a region on one dataset) of a per-example difference;
-# its interval is a paired bootstrap that resamples each dataset's test examples (the same
-# draw for every model on that dataset). Lines and regions are fixed, not resampled: the
-# note says how many single lines agree on their own.
+# Every point's probe result keeps its per-example test losses (test-split order), so two points on one dataset are
+# compared example by example: a cell (a line on one evaluation dataset, a region on one dataset) is a per-example
+# difference. Lines and regions were chosen per group (a dataset, or a pair of datasets, for lines: traversal's
+# groups; a region's group), so the group is the unit: a group's effect is the mean over its cells, the claim's
+# effect the mean over groups, its test flips the signs of the group effects (exact where 2^groups is small), and
+# its interval resamples groups, then the cells within each, then each cell's test examples.
+# Headline claims (family "lines and regions"): the interior of same-dataset lines, extrapolation beyond their ends,
+# and the centroid against its own members, the paper's own; the rest are descriptions.
 
 PAPER_LINES = ("interpolations between same-dataset models are as good as or better than the ends "
                "(Gueta et al. 2023, Fig. 4)")
@@ -83,10 +85,13 @@ CLAIMS = {
     "interior_as_good_as_members": "The interior of a region (random convex combinations of its models) has lower "
                                    "loss than its members on average",
 }
+FAMILY = "lines and regions"
+HEADLINE = ("interior_same_dataset", "extrapolation_raises_loss", "centroid_beats_own_members")
 RELATION_CLAIMS = {"same_dataset": ("interior_same_dataset", PAPER_LINES),
                    "same_task": ("interior_same_task", PAPER_CROSS),
                    "cross_task": ("interior_cross_task", PAPER_CROSS)}
-PAIRED = "paired bootstrap 95% over test examples"
+NESTED = "bootstrap 95%: groups, then cells within groups, then test examples"
+NULL = "signs of the group effects flipped"
 N_BOOT = 1000
 
 
@@ -96,28 +101,56 @@ def _losses(value) -> np.ndarray | None:
     return np.asarray(value, dtype=float)
 
 
-def paired_cells(cells: list[tuple[str, np.ndarray]], n_boot: int = N_BOOT, seed: int = 0):
-    """Mean over cells of per-example differences, and a paired bootstrap interval resampling each dataset's
-    test examples (one draw per dataset and replicate, shared by every cell on that dataset)."""
-    if not cells:
-        return float("nan"), float("nan"), float("nan")
-    effect = float(np.mean([e.mean() for _, e in cells]))
+def line_group(pair: str) -> str:
+    """A line's group, as traversal chose it: the sorted datasets of its fine-tuned ends."""
+    from . import study
+
+    names = sorted({study.parse(m.strip()).dataset for m in pair.split(" — ") if m.strip() != study.PRETRAINED})
+    return " + ".join(n for n in names if n)
+
+
+def grouped_test(cells: dict[str, list[np.ndarray]], n_boot: int = N_BOOT, seed: int = 0):
+    """Effect (mean over groups of the mean over their cells of the mean per-example difference), its nested
+    bootstrap interval, the sign-flip p-values over groups and their floor."""
+    from . import inference
+
+    groups = [g for g in cells if cells[g]]
+    if not groups:
+        return (float("nan"),) * 6
+    effects = np.array([np.mean([c.mean() for c in cells[g]]) for g in groups])
+    effect = float(effects.mean())
+    flips = inference.SignFlips(len(groups), seed=seed)
+    p_up, p_down = inference.p_values(effect, flips.null_means(effects), flips.exact)
     rng = np.random.default_rng(seed)
-    sizes = {}
-    for dataset, e in cells:
-        sizes.setdefault(dataset, len(e))
     replicates = np.empty(int(n_boot))
     for r in range(int(n_boot)):
-        draw = {d: rng.integers(0, n, size=n) for d, n in sizes.items()}
-        replicates[r] = np.mean([e[draw[d]].mean() for d, e in cells])
+        total = 0.0
+        for g in rng.integers(0, len(groups), size=len(groups)):
+            members = cells[groups[g]]
+            total += np.mean([members[c][rng.integers(0, len(members[c]), size=len(members[c]))].mean()
+                              for c in rng.integers(0, len(members), size=len(members))])
+        replicates[r] = total / len(groups)
     low, high = verdicts.interval(replicates)
-    return effect, low, high
+    return effect, low, high, p_up, p_down, flips.floor
 
 
-def _cell_verdicts(cells, n_boot: int, seed: int) -> str:
-    found = [verdicts.verdict(*paired_cells([c], n_boot, seed + i)[1:]) for i, c in enumerate(cells)]
-    return (f"single cells: {found.count(verdicts.HOLDS)} hold, {found.count(verdicts.FAILS)} do not hold, "
-            f"{found.count(verdicts.INCONCLUSIVE)} inconclusive")
+def _row(claim_id, cells: dict[str, list], unit, paper, statistic, note, n_boot, seed, why) -> dict:
+    headline = claim_id in HEADLINE
+    k = sum(1 for g in cells if cells[g])
+    common = dict(family=FAMILY if headline else "", headline=headline,
+                  design=f"exact sign-flip test over {k} groups ({2 ** k} sign patterns)" if k else "",
+                  p_floor=1.0 / 2 ** k if k else float("nan"))
+    if not k:
+        return verdicts.not_computable(claim_id, CLAIMS[claim_id], why, unit, paper, **common)
+    effect, low, high, p_up, p_down, _ = grouped_test(cells, n_boot, seed)
+    n_cells = sum(len(c) for c in cells.values())
+    single = [verdicts.interval_verdict(*grouped_test({g: c}, n_boot, seed + i)[1:3])
+              for i, (g, c) in enumerate(cells.items()) if c]
+    note = (f"{n_cells} cells in {k} groups ({', '.join(g for g in cells if cells[g])}); " + note +
+            f"groups on their own (interval over their cells and examples): {single.count(verdicts.HOLDS)} above 0, "
+            f"{single.count(verdicts.FAILS)} below, {single.count(verdicts.INCONCLUSIVE)} include 0")
+    return verdicts.claim_row(claim_id, CLAIMS[claim_id], effect, low, high, k, unit, p_value=p_up, p_opposite=p_down,
+                              paper=paper, statistic=statistic, interval=NESTED, null=NULL, note=note, **common)
 
 
 def _curves(lines: pd.DataFrame):
@@ -131,105 +164,80 @@ def _curves(lines: pd.DataFrame):
 
 
 def line_claims(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> list[dict]:
-    rows = []
-    interior: dict[str, list] = {r: [] for r in RELATION_CLAIMS}
-    pairs: dict[str, set] = {r: set() for r in RELATION_CLAIMS}
-    edge, edge_pairs = [], set()
+    interior: dict[str, dict[str, list]] = {r: {} for r in RELATION_CLAIMS}
+    edge: dict[str, list] = {}
     for relation, pair, dataset, curve in _curves(lines):
         if 0.0 not in curve or 1.0 not in curve:
             continue
+        group = line_group(pair)
         ends = 0.5 * (curve[0.0] + curve[1.0])
         inside = [a for a in curve if 0 < a < 1]
         if relation in interior and inside:
-            interior[relation].append((dataset, np.mean([ends - curve[a] for a in inside], axis=0)))
-            pairs[relation].add(pair)
+            interior[relation].setdefault(group, []).append(np.mean([ends - curve[a] for a in inside], axis=0))
         outside = [a for a in curve if a < 0 or a > 1]
         if relation == "same_dataset" and outside:
-            edge.append((dataset, np.mean([curve[a] - curve[0.0 if a < 0 else 1.0] for a in outside], axis=0)))
-            edge_pairs.add(pair)
+            edge.setdefault(group, []).append(
+                np.mean([curve[a] - curve[0.0 if a < 0 else 1.0] for a in outside], axis=0))
+    rows = []
     for relation, (claim_id, paper) in RELATION_CLAIMS.items():
-        cells = interior[relation]
-        unit = "lines (paired over test examples)"
-        if not cells:
-            rows.append(verdicts.not_computable(claim_id, CLAIMS[claim_id], f"no {relation} line with interior points",
-                                                unit, paper))
-            continue
-        effect, low, high = paired_cells(cells, n_boot, seed)
-        rows.append(verdicts.claim_row(
-            claim_id, CLAIMS[claim_id], effect, low, high, len(pairs[relation]), unit, paper=paper,
-            statistic="mean over lines, interior α and test examples of (mean of the two ends' loss - the point's "
-                      "loss), nats", interval=PAIRED, null="",
-            note=f"{len(cells)} (line, evaluation dataset) cells, {sum(len(e) for _, e in cells)} example losses; "
-                 + _cell_verdicts(cells, n_boot, seed)))
-    claim_id = "extrapolation_raises_loss"
-    if edge:
-        effect, low, high = paired_cells(edge, n_boot, seed)
-        rows.append(verdicts.claim_row(
-            claim_id, CLAIMS[claim_id], effect, low, high, len(edge_pairs), "same-dataset lines (paired over test "
-            "examples)", paper=PAPER_EDGE, statistic="mean over lines, extrapolated α and test examples of (the "
-            "point's loss - the nearer end's loss), nats", interval=PAIRED, null="",
-            note=_cell_verdicts(edge, n_boot, seed)))
-    else:
-        rows.append(verdicts.not_computable(claim_id, CLAIMS[claim_id], "no same-dataset line with α outside [0, 1]",
-                                            "same-dataset lines", PAPER_EDGE))
+        rows.append(_row(claim_id, interior[relation], f"{relation.replace('_', '-')} groups of lines", paper,
+                         "mean over groups, their lines, interior α and test examples of (mean of the two ends' loss "
+                         "- the point's loss), nats", "", n_boot, seed, f"no {relation} line with interior points"))
+    rows.append(_row("extrapolation_raises_loss", edge, "same-dataset groups of lines", PAPER_EDGE,
+                     "mean over groups, their lines, extrapolated α and test examples of (the point's loss - the "
+                     "nearer end's loss), nats", "", n_boot, seed, "no same-dataset line with α outside [0, 1]"))
     return rows
 
 
 def region_claims(region: pd.DataFrame, pretrained: dict[str, list] | None = None, n_boot: int = N_BOOT,
                   seed: int = 0) -> list[dict]:
-    """Centroid vs its own dataset's members and vs the pretrained model; Dirichlet samples vs the members.
+    """Centroid vs its own dataset's members and vs the pretrained model; Dirichlet samples vs the members; the
+    region group is the unit.
 
     pretrained: dataset -> the pretrained model's per-example test losses on it."""
     from . import study
 
     pretrained = pretrained or {}
-    own, vs_pre, interior, groups = [], [], [], set()
+    own: dict[str, list] = {}
+    vs_pre: dict[str, list] = {}
+    interior: dict[str, list] = {}
     if not region.empty and "test_losses" in region.columns:
         for (group, dataset), g in region.groupby(["group", "eval_dataset"], sort=True):
             losses = {kind: [_losses(v) for v in part["test_losses"]] for kind, part in g.groupby("kind")}
             members = g[g["kind"] == "member"]
             if "centroid" not in losses or members.empty:
                 continue
-            groups.add(group)
             centroid = losses["centroid"][0]
             own_members = [_losses(v) for m, v in zip(members["model_id"], members["test_losses"])
                            if study.parse(m).dataset == dataset]
             if own_members:
-                own.append((dataset, np.mean(own_members, axis=0) - centroid))
+                own.setdefault(group, []).append(np.mean(own_members, axis=0) - centroid)
             if dataset in pretrained:
-                vs_pre.append((dataset, np.asarray(pretrained[dataset], dtype=float) - centroid))
+                vs_pre.setdefault(group, []).append(np.asarray(pretrained[dataset], dtype=float) - centroid)
             if losses.get("sample"):
-                interior.append((dataset, np.mean(losses["member"], axis=0) - np.mean(losses["sample"], axis=0)))
-    unit = "regions (paired over test examples)"
+                interior.setdefault(group, []).append(np.mean(losses["member"], axis=0)
+                                                      - np.mean(losses["sample"], axis=0))
+    unit = "region groups"
     specs = [("centroid_beats_own_members", own, PAPER_CENTRE,
-              "mean over (region, dataset) and test examples of (own members' mean loss - centroid's loss), nats"),
+              "mean over groups, their datasets and test examples of (own members' mean loss - centroid's loss), "
+              "nats", "no region"),
              ("centroid_beats_pretrained", vs_pre, PAPER_PRETRAINED,
-              "mean over (region, dataset) and test examples of (pretrained loss - centroid's loss), nats"),
+              "mean over groups, their datasets and test examples of (pretrained loss - centroid's loss), nats",
+              "no region, or no pretrained probe result on its datasets"),
              ("interior_as_good_as_members", interior, PAPER_CENTRE,
-              "mean over (region, dataset) and test examples of (members' mean loss - Dirichlet samples' mean loss), "
-              "nats")]
-    rows = []
-    for claim_id, cells, paper, statistic in specs:
-        if not cells:
-            why = {"centroid_beats_pretrained": "no region, or no pretrained probe result on its datasets",
-                   "interior_as_good_as_members": "no region with Dirichlet samples"}.get(claim_id, "no region")
-            rows.append(verdicts.not_computable(claim_id, CLAIMS[claim_id], why, unit, paper))
-            continue
-        effect, low, high = paired_cells(cells, n_boot, seed)
-        rows.append(verdicts.claim_row(claim_id, CLAIMS[claim_id], effect, low, high, len(groups), unit, paper=paper,
-                                       statistic=statistic, interval=PAIRED, null="",
-                                       note=f"{len(cells)} (region, dataset) cells; "
-                                            + _cell_verdicts(cells, n_boot, seed)))
-    return rows
+              "mean over groups, their datasets and test examples of (members' mean loss - Dirichlet samples' mean "
+              "loss), nats", "no region with Dirichlet samples")]
+    return [_row(claim_id, cells, unit, paper, statistic, "", n_boot, seed, why)
+            for claim_id, cells, paper, statistic, why in specs]
 
 
 def claims(lines: pd.DataFrame, region: pd.DataFrame, pretrained: dict[str, list] | None = None,
            n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
-    """Line and region claims, each with its effect, paired interval, n and verdict (verdicts.CLAIM_COLUMNS)."""
+    """Line and region claims (verdicts.CLAIM_COLUMNS), headline rows judged by verdicts.decide."""
     rows = line_claims(lines, n_boot, seed) + region_claims(region, pretrained, n_boot, seed)
     out = pd.DataFrame(rows).reindex(columns=verdicts.CLAIM_COLUMNS)
     out["n"] = out["n"].astype("Int64")
-    return out
+    return verdicts.decide(out)
 
 
 # ---------------------------------------------------------------- figures
@@ -245,16 +253,18 @@ def _plt():
 
 
 def _mean_loss_intervals(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame | None:
-    """Per α: the mean loss over the lines' (line, evaluation dataset) cells and its paired bootstrap interval
-    over test examples (as the claims resample them); None without per-example losses."""
+    """Per α: the mean loss over the lines' groups and its nested bootstrap interval (groups, lines, test
+    examples: as the claims resample them); None without per-example losses."""
     if "test_losses" not in lines.columns:
         return None
     rows = []
     for alpha, g in lines.groupby("alpha", sort=True):
-        cells = [(d, _losses(v)) for d, v in zip(g["eval_dataset"], g["test_losses"])]
-        if any(e is None for _, e in cells):
-            return None
-        mean, low, high = paired_cells(cells, n_boot, seed)
+        cells: dict[str, list] = {}
+        for pair, v in zip(g["pair"], g["test_losses"]):
+            if _losses(v) is None:
+                return None
+            cells.setdefault(line_group(pair), []).append(_losses(v))
+        mean, low, high = grouped_test(cells, n_boot, seed)[:3]
         rows.append({"alpha": float(alpha), "mean": mean, "low": low, "high": high})
     return pd.DataFrame(rows)
 
@@ -276,7 +286,7 @@ def line_figure(lines: pd.DataFrame, n_boot: int = N_BOOT):
         band = _mean_loss_intervals(g, n_boot)
         if band is not None:  # what the claims rest on: the mean's uncertainty over the test examples
             ax.fill_between(band["alpha"], band["low"], band["high"], color=colors[relation], alpha=0.3,
-                            label="95% interval of the mean\n(bootstrap over test examples)")
+                            label="95% interval of the mean\n(bootstrap: groups, lines, examples)")
         else:
             ax.fill_between(stats["alpha"], stats["min"], stats["max"], color=colors[relation], alpha=0.15,
                             label="range over lines")

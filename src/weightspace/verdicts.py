@@ -1,18 +1,21 @@
-"""How a claim is judged: an effect, its 95% interval, a null's p-value, and one of three verdicts.
+"""How a claim is judged: headline claims get one of four verdicts from one inference rule; every other row is a
+description (its effect and interval, no verdict).
 
-Every claim of the study (geometry, lines and regions, fusion) is a row with the same
-columns (CLAIM_COLUMNS). The effect is signed so that the paper's claim predicts a
-positive value ('direction' says so when the natural sign is the other one), and
+Claims come in families (dataset geometry, task geometry, lines and regions, fusion). Each family names a few
+headline claims, the paper's own on the primary metric and space; only they are judged. A headline claim's effect
+is signed so that the claim predicts a positive value, and
 
-  holds          the 95% interval excludes zero on the claim's side,
-  does not hold  the 95% interval excludes zero on the other side,
-  inconclusive   the interval contains zero, or it could not be computed (the note says why).
+  holds          its interval excludes 0 on the positive side AND its one-sided test, run at the unit where its
+                 labels or treatments were assigned, gives p at or below its Holm threshold within the family
+                 (alpha = 0.05 one-sided per family);
+  does not hold  the same in the opposite direction;
+  not testable   the smallest p the design can reach exceeds alpha / (the family's headline count): it could
+                 never pass, however strong the data (the note says why and what the design needs);
+  inconclusive   otherwise (also when nothing could be computed; the note says why).
 
-The p-value of a null (a permutation of the labels, where one exists) is reported next to
-it; the verdict is read from the interval alone. Helpers here: percentile bootstrap
-intervals, paired bootstraps over test examples, permutation p-values, and the interval
-obtained by inverting a permutation test (for statistics, such as 1-NN accuracy, whose
-chance level is only known through the null).
+Intervals resample the nested units in order (tasks -> datasets -> models; targets -> seeds; groups -> lines ->
+test examples). The tests and their floors are in inference.py; tests/test_calibration.py measures the rule's
+false-"holds" rate under nulls with the design's own random effects.
 """
 
 from __future__ import annotations
@@ -20,15 +23,27 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
-VERDICTS = (HOLDS, FAILS, INCONCLUSIVE)
+HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE = "holds", "does not hold", "inconclusive", "not testable"
+DESCRIPTION = "description"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE)
+ALPHA = 0.05  # one-sided, per family
 LEVEL = 0.95
-CAPTION = ("Effects are signed so that the claim predicts a positive value. Verdict: 'holds' when the 95% interval "
-           "excludes 0 on the positive side, 'does not hold' when it excludes 0 on the negative side, otherwise "
-           "'inconclusive' (also when no interval can be computed; the note says why).")
-CLAIM_COLUMNS = ["claim_id", "claim", "effect", "ci_low", "ci_high", "n", "unit", "p_value", "verdict", "paper",
-                 "value", "reference", "statistic", "interval", "null", "note"]
+FAMILIES = ("dataset geometry", "task geometry", "lines and regions", "fusion")
+CAPTION = ("Headline claims (the paper's, on the primary measure) get a verdict: 'holds' when the 95% interval "
+           "excludes 0 on the positive side and the one-sided test at the unit of replication gives p at or below "
+           "its Holm threshold within the family (alpha 0.05); 'does not hold' the same on the negative side; "
+           "'not testable' when the design's smallest reachable p exceeds alpha / #headline claims; otherwise "
+           "'inconclusive'. Other rows are descriptions: effect and interval, no verdict.")
+CLAIM_COLUMNS = ["family", "headline", "claim_id", "claim", "effect", "ci_low", "ci_high", "n", "unit", "p_value",
+                 "p_opposite", "p_floor", "threshold", "verdict", "paper", "value", "reference", "statistic",
+                 "interval", "null", "design", "note"]
+
+
+def interval_verdict(low: float, high: float, direction: str = "greater") -> str:
+    """The rule before issue 23, kept for the calibration tests to show it fails: from the interval alone."""
+    return verdict(low, high, direction)
 
 
 def verdict(low: float, high: float, direction: str = "greater") -> str:
@@ -102,19 +117,67 @@ def inverted_interval(observed: float, null, level: float = LEVEL) -> tuple[floa
 
 
 def claim_row(claim_id: str, claim: str, effect: float, low: float, high: float, n, unit: str,
-              direction: str = "greater", p_value: float = float("nan"), paper: str = "", **extra) -> dict:
-    """One claims-table row; the verdict is computed here, from the interval, and nowhere else."""
-    row = {"claim_id": claim_id, "claim": claim, "effect": effect, "ci_low": low, "ci_high": high,
-           "n": n, "unit": unit, "p_value": p_value, "verdict": verdict(low, high, direction), "paper": paper}
+              direction: str = "greater", p_value: float = float("nan"), paper: str = "", *, family: str = "",
+              headline: bool = False, p_opposite: float = float("nan"), p_floor: float = float("nan"),
+              design: str = "", **extra) -> dict:
+    """One claims-table row. Its verdict is set by ``decide`` over the whole family (Holm needs every headline p);
+    until then a headline row reads 'inconclusive'. ``direction`` 'less' flips effect, interval and p's so that
+    the claim predicts a positive value."""
+    if direction == "less":
+        effect, low, high = -effect, -high, -low
+        p_value, p_opposite = p_opposite, p_value
+    row = {"family": family, "headline": bool(headline), "claim_id": claim_id, "claim": claim, "effect": effect,
+           "ci_low": low, "ci_high": high, "n": n, "unit": unit, "p_value": p_value, "p_opposite": p_opposite,
+           "p_floor": p_floor, "threshold": float("nan"), "verdict": INCONCLUSIVE if headline else DESCRIPTION,
+           "paper": paper, "design": design}
     row.update(extra)
-    if row["verdict"] == INCONCLUSIVE and not (np.isfinite(low) and np.isfinite(high)):
+    if not (np.isfinite(low) and np.isfinite(high)):
         row.setdefault("note", "")
         row["note"] = (row["note"] + "; " if row["note"] else "") + "no interval could be computed"
     return row
 
 
-def not_computable(claim_id: str, claim: str, why: str, unit: str, paper: str = "", n=0, **extra) -> dict:
-    """A claim this run cannot judge: 'inconclusive', with the reason in the note."""
-    return {"claim_id": claim_id, "claim": claim, "effect": float("nan"), "ci_low": float("nan"),
-            "ci_high": float("nan"), "n": n, "unit": unit, "p_value": float("nan"), "verdict": INCONCLUSIVE,
-            "paper": paper, **extra, "note": why}
+def not_computable(claim_id: str, claim: str, why: str, unit: str, paper: str = "", n=0, *, family: str = "",
+                   headline: bool = False, p_floor: float = float("nan"), design: str = "", **extra) -> dict:
+    """A claim this run cannot compute: 'inconclusive' (or 'not testable' where the design's floor says so), with
+    the reason in the note."""
+    return {"family": family, "headline": bool(headline), "claim_id": claim_id, "claim": claim,
+            "effect": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": n, "unit": unit,
+            "p_value": float("nan"), "p_opposite": float("nan"), "p_floor": p_floor, "threshold": float("nan"),
+            "verdict": INCONCLUSIVE if headline else DESCRIPTION, "paper": paper, "design": design, **extra,
+            "note": why}
+
+
+def decide(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """The verdicts of a claims table: Holm within each family over its headline rows; descriptions get none."""
+    from . import inference
+
+    out = frame.copy()
+    if out.empty:
+        return out
+    out["headline"] = out["headline"].fillna(False).astype(bool)
+    out.loc[~out["headline"], "verdict"] = DESCRIPTION
+    out.loc[~out["headline"], "threshold"] = np.nan
+    for _, part in out[out["headline"]].groupby("family", sort=False):
+        m = len(part)
+        bonferroni = alpha / m
+        up, thresholds = inference.holm(part["p_value"].to_numpy(dtype=float), alpha)
+        down, _ = inference.holm(part["p_opposite"].to_numpy(dtype=float), alpha)
+        for i, index in enumerate(part.index):
+            row = out.loc[index]
+            low, high, floor = float(row["ci_low"]), float(row["ci_high"]), float(row["p_floor"])
+            out.at[index, "threshold"] = thresholds[i]
+            if np.isfinite(floor) and floor > bonferroni:
+                verdict_ = NOT_TESTABLE
+                why = (f"{row['design']}: p >= {floor:.3g} > {bonferroni:.3g} (alpha {alpha} / {m} headline claims), "
+                       "so no data could make it hold")
+                note = row.get("note")
+                out.at[index, "note"] = f"{why}; {note}" if isinstance(note, str) and note else why
+            elif up[i] and np.isfinite(low) and low > 0:
+                verdict_ = HOLDS
+            elif down[i] and np.isfinite(high) and high < 0:
+                verdict_ = FAILS
+            else:
+                verdict_ = INCONCLUSIVE
+            out.at[index, "verdict"] = verdict_
+    return out
