@@ -1,9 +1,10 @@
 """Controls: the real claims code on synthetic weights and losses whose truth is known.
 
-Negative: nothing is there, so no claim may 'hold'. Positive: the structure is planted
-strongly, so every claim must 'hold' (clustering claims with p < 0.01). Boundary: an
-effect planted at about the size of its own interval must come out 'inconclusive'.
-Each test asserts the exact verdicts it expects.
+Negative: nothing is there, so no headline claim may 'hold'. Positive: the structure is planted
+strongly in a design whose floor allows it, so every headline claim must 'hold'. Boundary: an
+effect planted at about the size of its own interval must come out 'inconclusive'. A design too
+small to reach its threshold must say 'not testable'. Each test asserts the exact verdicts it
+expects; tests/test_calibration.py measures the rule's error rates over many studies.
 """
 
 from __future__ import annotations
@@ -87,9 +88,30 @@ def test_positive_planted_dataset_and_task_structure_holds_every_clustering_clai
     ids, table, X = study(layout(4, 3), 3,
                           lambda d, t, s: 10 * eye[t] + 3 * eye[8 + d] + 0.3 * rng.normal(size=dim), pretrained)
     found = clusters.claims(long_frame(ids, X), table, n_boot=N_BOOT, n_perm=999)
-    assert set(found["verdict"]) == {verdicts.HOLDS}, found[["claim_id", "verdict", "ci_low", "p_value", "note"]]
+    headline = found[found["headline"]]
+    assert len(headline) == 4 and set(headline["family"]) == {"dataset geometry", "task geometry"}
+    assert set(headline["verdict"]) == {verdicts.HOLDS}, headline[["claim_id", "verdict", "ci_low", "p_value", "note"]]
+    assert set(found.loc[~found["headline"], "verdict"]) == {verdicts.DESCRIPTION}
     assert (found["p_value"] < 0.01).all(), found[["claim_id", "p_value"]]
     assert (found["ci_low"] > 0).all()
+    # 280 ... 15,400 task partitions: the floor is far below alpha / 2
+    assert (headline["p_floor"] < 0.005).all() and (headline["threshold"] <= 0.05).all()
+
+
+def test_six_datasets_in_three_tasks_cannot_test_a_task_claim():
+    """The default's design: 15 ways to split 6 datasets into 3 pairs, p >= 1/15 > 0.05 / 2. However strong the
+    task structure, the task claims are 'not testable', and say why; the dataset claims still hold."""
+    rng = np.random.default_rng(0)
+    eye = np.eye(64)
+    ids, table, X = study(layout(3, 2), 3,
+                          lambda d, t, s: 10 * eye[t] + 3 * eye[8 + d] + 0.3 * rng.normal(size=64), np.zeros(64))
+    found = clusters.claims(long_frame(ids, X), table, n_boot=N_BOOT).set_index("claim_id")
+    for claim in ("task_closer_than_across", "nn1_task"):
+        assert found.loc[claim, "verdict"] == verdicts.NOT_TESTABLE
+        assert found.loc[claim, "p_floor"] == pytest.approx(1 / 15)
+        assert "15 ways to split 6 datasets into tasks of 2, 2, 2" in found.loc[claim, "note"]
+    for claim in ("dataset_closer_than_task", "nn1_dataset"):
+        assert found.loc[claim, "verdict"] == verdicts.HOLDS
 
 
 def test_boundary_weak_dataset_structure_is_inconclusive():
@@ -104,6 +126,7 @@ def test_boundary_weak_dataset_structure_is_inconclusive():
     found = clusters.claims(long_frame(ids, X), table, n_boot=N_BOOT)
     row = found.set_index("claim_id").loc["dataset_closer_than_task"]
     assert row["verdict"] == verdicts.INCONCLUSIVE, row
+    assert row["headline"] and row["family"] == "dataset geometry"
     assert row["effect"] > 0 and row["ci_low"] < 0 < row["ci_high"]
     assert row["ci_high"] - row["ci_low"] > row["effect"]
 
@@ -112,22 +135,26 @@ def test_boundary_weak_dataset_structure_is_inconclusive():
 
 
 def lines_frame(curves: dict[str, callable], n_test: int, rng, alphas=(-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
-                lines_per_relation: int = 3) -> pd.DataFrame:
-    """curves: relation -> f(alpha, base losses) -> per-example losses at alpha."""
+                groups: int = 6, lines_per_group: int = 1) -> pd.DataFrame:
+    """curves: relation -> f(alpha, base losses) -> per-example losses at alpha; each group (a dataset, or a pair of
+    datasets) has its own lines, as traversal chooses them."""
     rows = []
     for relation, curve in curves.items():
-        for k in range(lines_per_relation):
-            base = rng.gamma(2.0, 0.3, size=n_test)  # one line's example difficulties
-            for alpha in alphas:
-                rows.append({"relation": relation, "pair": f"{relation}{k}a — {relation}{k}b",
-                             "eval_dataset": f"data{k}", "alpha": alpha, "loss": np.nan,
-                             "test_losses": curve(alpha, base)})
+        for g in range(groups):
+            a, b = (f"d{relation[:4]}{g}",) * 2 if relation == "same_dataset" else (f"d{relation[:4]}{g}x",
+                                                                                    f"d{relation[:4]}{g}y")
+            base = rng.gamma(2.0, 0.3, size=n_test)  # the group's example difficulties
+            for k in range(lines_per_group):
+                for alpha in alphas:
+                    rows.append({"relation": relation, "pair": f"{a}.seed{k} — {b}.seed{k + 1}",
+                                 "eval_dataset": a, "alpha": alpha, "loss": np.nan, "test_losses": curve(alpha, base)})
     return pd.DataFrame(rows)
 
 
-def region_frame(n_test: int, rng, member_shift: float, sample_shift: float, centroid_shift: float) -> pd.DataFrame:
+def region_frame(n_test: int, rng, member_shift: float, sample_shift: float, centroid_shift: float,
+                 groups: int = 6) -> pd.DataFrame:
     rows = []
-    for k in range(3):
+    for k in range(groups):
         base = rng.gamma(2.0, 0.3, size=n_test)
         dataset = f"data{k}"
         for s in range(3):
@@ -153,11 +180,13 @@ def test_negative_lines_and_regions_of_exchangeable_losses_hold_nothing():
     lines = lines_frame({r: noise(rng) for r in ("same_dataset", "same_task", "cross_task")}, 200, rng)
     region = region_frame(200, rng, 0.0, 0.0, 0.0)
     pretrained = {f"data{k}": region[(region.eval_dataset == f"data{k}") & (region.kind == "member")]
-                  ["test_losses"].iloc[0] + 0.05 * rng.normal(size=200) for k in range(3)}
+                  ["test_losses"].iloc[0] + 0.05 * rng.normal(size=200) for k in range(6)}
     found = interpolation_report.claims(lines, region, pretrained, n_boot=N_BOOT)
     assert list(found.columns) == verdicts.CLAIM_COLUMNS
     assert verdicts.HOLDS not in set(found["verdict"]), found[["claim_id", "effect", "ci_low", "ci_high"]]
     assert len(found) == 7
+    assert sorted(found.loc[found["headline"], "claim_id"]) == ["centroid_beats_own_members",
+                                                                "extrapolation_raises_loss", "interior_same_dataset"]
 
 
 def test_positive_a_basin_holds_every_line_and_region_claim():
@@ -168,10 +197,24 @@ def test_positive_a_basin_holds_every_line_and_region_claim():
     lines = lines_frame({r: basin for r in ("same_dataset", "same_task", "cross_task")}, 200, rng)
     region = region_frame(200, rng, 0.2, 0.1, 0.0)
     pretrained = {f"data{k}": region[(region.eval_dataset == f"data{k}") & (region.kind == "member")]
-                  ["test_losses"].iloc[0] + 0.3 for k in range(3)}
+                  ["test_losses"].iloc[0] + 0.3 for k in range(6)}
     found = interpolation_report.claims(lines, region, pretrained, n_boot=N_BOOT)
-    assert set(found["verdict"]) == {verdicts.HOLDS}, found[["claim_id", "effect", "ci_low", "ci_high"]]
-    assert (found.set_index("claim_id").loc[["interior_same_dataset", "centroid_beats_own_members"], "n"] == 3).all()
+    headline = found[found["headline"]]
+    assert set(headline["verdict"]) == {verdicts.HOLDS}, headline[["claim_id", "effect", "ci_low", "p_value"]]
+    assert (found["ci_low"] > 0).all() and (found["p_value"] <= 1 / 64).all()  # 6 groups: 64 sign patterns
+    assert (found.set_index("claim_id").loc[["interior_same_dataset", "centroid_beats_own_members"], "n"] == 6).all()
+
+
+def test_three_groups_cannot_test_a_line_claim():
+    """3 groups give 8 sign patterns: p >= 1/8 > 0.05 / 3. A basin as clear as the positive control's is 'not
+    testable' at the unit where lines were chosen, whatever the number of test examples."""
+    rng = np.random.default_rng(1)
+    basin = lambda alpha, base: base + 0.4 * (alpha - 0.5) ** 2 + 0.02 * rng.normal(size=len(base))  # noqa: E731
+    found = interpolation_report.claims(lines_frame({"same_dataset": basin}, 200, rng, groups=3, lines_per_group=3),
+                                        pd.DataFrame(), {}, n_boot=N_BOOT).set_index("claim_id")
+    row = found.loc["interior_same_dataset"]
+    assert row["verdict"] == verdicts.NOT_TESTABLE and row["p_floor"] == pytest.approx(1 / 8) and row["n"] == 3
+    assert row["ci_low"] > 0  # the data are clear; the design is what cannot decide
 
 
 def test_a_barrier_does_not_hold():
@@ -181,23 +224,30 @@ def test_a_barrier_does_not_hold():
                                         n_boot=N_BOOT).set_index("claim_id")
     assert found.loc["interior_same_dataset", "verdict"] == verdicts.FAILS
     assert found.loc["extrapolation_raises_loss", "verdict"] == verdicts.FAILS
-    assert found.loc["interior_cross_task", "verdict"] == verdicts.INCONCLUSIVE  # no such line
+    assert found.loc["interior_cross_task", "verdict"] == verdicts.DESCRIPTION  # no such line, and not a headline
     assert "no cross_task line" in found.loc["interior_cross_task", "note"]
 
 
 def test_boundary_an_interior_gain_of_one_standard_error_is_inconclusive():
-    """Per-example differences with mean = one standard error of their mean: the 95% interval reaches zero."""
+    """8 groups whose interior gains have mean = one standard error of their mean (the unit is the group): the
+    interval reaches zero and the sign-flip p is far above its threshold, however many test examples a line has."""
     rng = np.random.default_rng(3)
-    n = 400
-    diffs = rng.normal(size=n)
-    diffs = (diffs - diffs.mean()) / diffs.std() * 0.5  # sd 0.5 exactly, mean 0
-    shift = 0.5 / np.sqrt(n)  # one standard error
-    curve = lambda alpha, base: base + (-(diffs + shift) if 0 < alpha < 1 else 0.0)  # noqa: E731
-    found = interpolation_report.claims(lines_frame({"same_dataset": curve}, n, rng, lines_per_relation=1),
+    alphas = (-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+    gains = rng.normal(size=8)
+    gains = (gains - gains.mean()) / gains.std(ddof=1) * 0.5 + 0.5 / np.sqrt(8)
+    calls = []
+
+    def curve(alpha, base):  # called alpha by alpha, group after group
+        group = len(calls) // len(alphas)
+        calls.append(alpha)
+        return base - (gains[group] if 0 < alpha < 1 else 0.0)
+
+    found = interpolation_report.claims(lines_frame({"same_dataset": curve}, 400, rng, alphas, groups=8),
                                         pd.DataFrame(), {}, n_boot=N_BOOT).set_index("claim_id")
     row = found.loc["interior_same_dataset"]
-    assert row["effect"] == pytest.approx(shift, rel=1e-9)
+    assert row["effect"] == pytest.approx(0.5 / np.sqrt(8), rel=1e-6)
     assert row["verdict"] == verdicts.INCONCLUSIVE and row["ci_low"] < 0 < row["ci_high"]
+    assert row["p_value"] > 0.05
 
 
 # ---------------------------------------------------------------- fusion
@@ -219,21 +269,25 @@ def fusion_summary(gains_points: np.ndarray, targets: int, seeds: int) -> pd.Dat
 def test_fusion_controls():
     rng = np.random.default_rng(0)
     # negative: gains are noise around 0
-    null = fusion.claims(fusion_summary(rng.normal(0, 3, size=12), 4, 3), n_boot=N_BOOT)
+    null = fusion.claims(fusion_summary(rng.normal(0, 3, size=24), 8, 3), n_boot=N_BOOT)
     assert null["verdict"].tolist() == [verdicts.INCONCLUSIVE]
-    # positive: +3 points with sd 1
-    gain = fusion.claims(fusion_summary(3 + rng.normal(0, 1, size=12), 4, 3), n_boot=N_BOOT)
-    assert gain["verdict"].tolist() == [verdicts.HOLDS] and gain["n"].tolist() == [12]
-    assert gain["unit"].iloc[0] == "targets × seeds (4 targets)"
-    # boundary: mean gain = one standard error
-    g = rng.normal(size=12)
-    g = (g - g.mean()) / g.std(ddof=1) * 3 + 3 / np.sqrt(12)
-    edge = fusion.claims(fusion_summary(g, 4, 3), n_boot=N_BOOT)
+    # positive: +3 points with sd 1, 8 targets: the target is the unit
+    gain = fusion.claims(fusion_summary(3 + rng.normal(0, 1, size=24), 8, 3), n_boot=N_BOOT)
+    assert gain["verdict"].tolist() == [verdicts.HOLDS] and gain["n"].tolist() == [8]
+    assert gain["unit"].iloc[0] == "targets (24 runs: targets × seeds)"
+    assert gain["p_value"].iloc[0] == pytest.approx(1 / 256) and "targets: 8 wins" in gain["note"].iloc[0]
+    # boundary: mean gain = one standard error of the target means
+    g = rng.normal(size=8)
+    g = (g - g.mean()) / g.std(ddof=1) * 3 + 3 / np.sqrt(8)
+    edge = fusion.claims(fusion_summary(np.repeat(g, 3), 8, 3), n_boot=N_BOOT)
     assert edge["verdict"].tolist() == [verdicts.INCONCLUSIVE] and edge["effect"].iloc[0] == pytest.approx(
-        3 / np.sqrt(12))
-    # too few runs for an interval: inconclusive whatever the gains
-    few = fusion.claims(fusion_summary(np.array([5.0, 6.0, 7.0]), 3, 1), n_boot=N_BOOT)
-    assert few["verdict"].tolist() == [verdicts.INCONCLUSIVE] and "only 3 paired runs" in few["note"].iloc[0]
+        3 / np.sqrt(8))
+    # 4 targets (the old default): 16 sign patterns, p >= 0.0625 > 0.05, however clear the 12 runs
+    four = fusion.claims(fusion_summary(3 + rng.normal(0, 1, size=12), 4, 3), n_boot=N_BOOT)
+    assert four["verdict"].tolist() == [verdicts.NOT_TESTABLE] and "16 sign patterns" in four["note"].iloc[0]
+    # one target: no interval, and no test (2 sign patterns)
+    one = fusion.claims(fusion_summary(np.array([5.0, 6.0, 7.0]), 1, 3), n_boot=N_BOOT)
+    assert one["verdict"].tolist() == [verdicts.NOT_TESTABLE] and "only 1 target" in one["note"].iloc[0]
 
 
 def test_ties_are_not_wins():
@@ -245,6 +299,46 @@ def test_ties_are_not_wins():
 
 
 # ---------------------------------------------------------------- the verdict rule itself
+
+
+def test_holm_and_the_four_verdicts():
+    from weightspace import inference
+
+    rejected, thresholds = inference.holm([0.01, 0.04, 0.03], 0.05)
+    assert rejected.tolist() == [True, False, False]  # 0.03 misses 0.05 / 2 and stops the steps
+    assert thresholds.tolist() == pytest.approx([0.05 / 3, 0.05, 0.025])
+    assert inference.holm([0.01, 0.02, 0.04], 0.05)[0].tolist() == [True, True, True]
+    rows = [verdicts.claim_row("a", "", 1.0, 0.5, 1.5, 8, "u", p_value=0.004, p_opposite=1, family="f",
+                               headline=True, p_floor=1 / 256),
+            verdicts.claim_row("b", "", -1.0, -1.5, -0.5, 8, "u", p_value=1, p_opposite=0.004, family="f",
+                               headline=True, p_floor=1 / 256),
+            verdicts.claim_row("c", "", 1.0, 0.5, 1.5, 8, "u", p_value=0.03, p_opposite=1, family="f",
+                               headline=True, p_floor=1 / 256),
+            verdicts.claim_row("d", "", 1.0, 0.5, 1.5, 3, "u", p_value=0.125, p_opposite=1, family="f",
+                               headline=True, p_floor=1 / 8, design="8 sign patterns"),
+            verdicts.claim_row("e", "", 1.0, 0.5, 1.5, 3, "u", p_value=0.001, family="", headline=False)]
+    found = verdicts.decide(pd.DataFrame(rows)).set_index("claim_id")
+    assert found["verdict"].to_dict() == {"a": "holds", "b": "does not hold", "c": "inconclusive",
+                                          "d": "not testable", "e": "description"}
+    assert "8 sign patterns: p >= 0.125 > 0.0125" in found.loc["d", "note"]
+    # an interval that excludes 0 is not enough: the test at the unit must pass its Holm threshold too
+    alone = verdicts.decide(pd.DataFrame([{**rows[0], "p_value": 0.2}]))
+    assert alone["verdict"].tolist() == ["inconclusive"]
+
+
+def test_exact_relabelings_and_sign_flips():
+    from weightspace import inference
+
+    six = inference.Relabelings(np.array(["a", "a", "b", "b", "c", "c"]))
+    assert (len(six), six.distinct, six.floor, six.exact) == (90, 15, pytest.approx(1 / 15), True)
+    within = inference.Relabelings(np.repeat(np.arange(6), 3), np.repeat(np.arange(3), 6))
+    assert within.distinct == 1000 and len(within) == 8000  # 10 splits of 6 models into two datasets, per task
+    assert inference.partitions_count([4, 2, 2]) == 210 and inference.partitions_count([3, 3, 3]) == 280
+    flips = inference.SignFlips(4)
+    assert flips.signs.shape == (16, 4) and flips.floor == 1 / 16
+    assert inference.p_values(1.0, flips.null_means(np.ones(4)), True) == (1 / 16, 1.0)
+    big = inference.Relabelings(np.repeat(np.arange(10), 3), n_mc=99)
+    assert not big.exact and big.floor == pytest.approx(1 / 100) and len(big) == 100
 
 
 def test_verdict_rule():

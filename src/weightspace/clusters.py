@@ -605,9 +605,10 @@ def distance_claims(D: np.ndarray, datasets, tasks, n_boot: int = 1000, n_perm: 
 
 
 def headline_claims(D: np.ndarray, datasets, tasks, n_boot: int = 1000, n_perm: int = 1000,
-                    seed: int = 0) -> pd.DataFrame:
-    """The four headline geometry claims of one distance matrix, judged (what the calibration tests simulate)."""
-    design = Design(datasets, tasks, n_perm, seed)
+                    seed: int = 0, design: Design | None = None) -> pd.DataFrame:
+    """The four headline geometry claims of one distance matrix, judged (what the calibration tests simulate; a
+    design, which depends on the labels only, can be shared by studies of one layout)."""
+    design = design or Design(datasets, tasks, n_perm, seed)
     rows = (distance_claims(D, datasets, tasks, n_boot, n_perm, seed, True, design)
             + label_claims(D, datasets, tasks, n_perm, seed, n_boot, True, design, descriptions=False))
     return verdicts.decide(pd.DataFrame(rows).reindex(columns=verdicts.CLAIM_COLUMNS)).set_index("claim_id")

@@ -155,6 +155,8 @@ def decide(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     out = frame.copy()
     if out.empty:
         return out
+    if "note" not in out.columns:
+        out["note"] = ""
     out["headline"] = out["headline"].fillna(False).astype(bool)
     out.loc[~out["headline"], "verdict"] = DESCRIPTION
     out.loc[~out["headline"], "threshold"] = np.nan
