@@ -36,6 +36,7 @@ def synthetic(layout, seeds, position, pretrained=None):
     return ids, rows, np.array(X)
 
 
+UNDECIDED = (verdicts.INCONCLUSIVE, verdicts.NOT_TESTABLE, verdicts.DESCRIPTION)  # neither holds nor fails
 LAYOUT = {"a1": "alpha", "a2": "alpha", "b1": "beta", "b2": "beta", "c1": "gamma", "c2": "gamma"}
 DIM = 24
 
@@ -48,12 +49,12 @@ def clustered(seed=0):
                      pretrained=np.zeros(DIM))
 
 
-def contrary(seed=0):
+def contrary(seed=0, seeds=(0, 1, 2)):
     """Seed offsets shared across datasets dominate: a model is nearer the same seed of another dataset of its task
     than the other seeds of its own dataset. Same-dataset models are *farther* apart than same-task ones."""
     rng = np.random.default_rng(seed)
     eye = np.eye(DIM)
-    return synthetic(LAYOUT, [0, 1, 2],
+    return synthetic(LAYOUT, list(seeds),
                      lambda d, t, s: 10 * eye[t] + 0.5 * eye[6 + d] + 20 * eye[12 + s] + 0.01 * rng.normal(size=DIM),
                      pretrained=np.zeros(DIM))
 
@@ -104,35 +105,39 @@ def verdicts_of(found, metric="euclidean"):
 
 
 def test_claims_on_clustered_vectors():
-    """6 datasets in 3 tasks: every dataset claim holds with p < 0.01; the task claims that rest on a permutation
-    of 6 datasets among 3 tasks (15 distinct partitions, p >= 1/15) cannot, and say inconclusive."""
+    """6 datasets in 3 tasks: both headline dataset claims hold with p < 0.01; the headline task claims rest on
+    6 datasets split among 3 tasks (15 distinct partitions, p >= 1/15 > 0.05 / 2): not testable. Every other row is
+    a description with its effect, interval and p."""
     ids, table, X = clustered()
     found = clusters.claims(long_frame(ids, X), table, n_boot=200)
     assert list(found.columns) == clusters.CLAIM_COLUMNS
     assert found["primary"].all() and len(found) == 10
-    assert set(found["verdict"]) <= set(verdicts.VERDICTS)
+    assert set(found["verdict"]) <= set(verdicts.VERDICTS) | {verdicts.DESCRIPTION}
     assert verdicts_of(found) == {
-        "dataset_closer_than_task": "holds", "task_closer_than_across": "holds", "nn1_dataset": "holds",
-        "purity_dataset": "holds", "ari_dataset": "holds", "nn1_task": "inconclusive",
-        "purity_task": "inconclusive", "ari_task": "inconclusive"}
-    assert verdicts_of(found, "cosine") == {"task_vectors_align_by_dataset": "holds",
-                                            "task_vectors_align_by_task": "holds"}
+        "dataset_closer_than_task": "holds", "task_closer_than_across": "not testable", "nn1_dataset": "holds",
+        "purity_dataset": "description", "ari_dataset": "description", "nn1_task": "not testable",
+        "purity_task": "description", "ari_task": "description"}
+    assert verdicts_of(found, "cosine") == {"task_vectors_align_by_dataset": "description",
+                                            "task_vectors_align_by_task": "description"}
+    assert found["headline"].sum() == 4 and found["headline"].iloc[:4].all()  # headline rows first
     dataset_rows = found[found["unit"].str.startswith("models")]
     assert (dataset_rows["p_value"] < 0.01).all()
-    assert (found[found["claim_id"] == "nn1_task"]["p_value"] > 1 / 16).all()
+    assert (found[found["claim_id"] == "nn1_task"]["p_value"] >= 1 / 15 - 1e-12).all()
+    assert (found.loc[found["headline"], "threshold"].notna()).all()
     first = found.iloc[0]
     assert first["effect"] == pytest.approx(first["reference"] - first["value"]) and first["ci_low"] > 0
     assert first["n"] == 18 and first["unit"] == "models (6 datasets)"
 
 
 def test_claims_do_not_hold_on_contrary_vectors():
-    """Seed offsets dominate and same-task datasets are apart: the distance claims do not hold."""
-    ids, table, X = contrary()
+    """Seed offsets dominate and same-task datasets are apart: the distance claim does not hold. (With 3 seeds the
+    test within tasks cannot say so: a task's 6 models split 10 ways, and the 'one seed in each dataset' splits are
+    all as extreme, p = 0.064; 5 seeds give 126 splits per task.)"""
+    ids, table, X = contrary(seeds=range(5))
     found = clusters.claims(long_frame(ids, X), table, n_boot=200)
     got = verdicts_of(found)
     assert got["dataset_closer_than_task"] == "does not hold"
-    for claim in ("nn1_dataset", "purity_dataset", "ari_dataset"):  # below chance: the interval reaches 0 from below
-        assert got[claim] == "inconclusive", claim
+    assert got["nn1_dataset"] == "does not hold"  # every nearest neighbour is the same seed of another dataset
     assert found.iloc[0]["ci_high"] < 0
     assert found.iloc[0]["value"] > found.iloc[0]["reference"]
 
@@ -151,8 +156,8 @@ def test_one_seed_per_dataset_and_one_dataset_per_task_give_inconclusive_not_err
     assert np.isnan(stat(stats, "nn1_accuracy", "task").value)
     assert stat(stats, "distance", "across_tasks").value == pytest.approx(10 * np.sqrt(2))
     found = clusters.claims(frame, table, n_boot=50)
-    assert (found["verdict"] == "inconclusive").all()
-    assert found.set_index("claim_id").loc["dataset_closer_than_task", "note"] == "no within_dataset pairs"
+    assert found["verdict"].isin(UNDECIDED).all()
+    assert found.set_index("claim_id").loc["dataset_closer_than_task", "note"].endswith("no within_dataset pairs")
 
 
 def test_only_pretrained_and_one_model_is_all_inconclusive():
@@ -161,7 +166,7 @@ def test_only_pretrained_and_one_model_is_all_inconclusive():
     assert stat(stats, "distance", "to_pretrained").value == pytest.approx(np.sqrt(DIM))
     assert stats[stats.statistic != "distance"]["value"].isna().all()
     found = clusters.claims(long_frame(ids, X), table, n_boot=20)
-    assert (found["verdict"] == "inconclusive").all() and found["note"].str.len().gt(0).all()
+    assert found["verdict"].isin(UNDECIDED).all() and found["note"].str.len().gt(0).all()
 
 
 def test_undefined_cosine_to_the_zero_task_vector_is_inconclusive():
@@ -174,7 +179,7 @@ def test_undefined_cosine_to_the_zero_task_vector_is_inconclusive():
     found = clusters.claims(frame, table, n_boot=50, primary={"metric": "euclidean", "space": "raw"})
     assert not found[found["metric"] == "cosine"].empty
     cos = found[found["claim_id"].str.startswith("task_vectors")]
-    assert (cos["verdict"] == "inconclusive").all()  # no Euclidean distances to derive task-vector cosines from
+    assert cos["verdict"].isin(UNDECIDED).all()  # no Euclidean distances to derive task-vector cosines from
 
 
 def test_task_vector_cosines_from_euclidean_distances():
@@ -187,20 +192,22 @@ def test_task_vector_cosines_from_euclidean_distances():
     np.testing.assert_allclose(C, expected, atol=1e-10)
 
 
-def test_permutation_nulls_keep_the_structure_they_should():
-    rng = np.random.default_rng(0)
+def test_relabelings_reassign_labels_at_the_unit_they_were_assigned():
     datasets = np.array(["a1"] * 3 + ["a2"] * 3 + ["b1"] * 3 + ["b2"] * 3)
     tasks = np.array(["alpha"] * 6 + ["beta"] * 6)
-    d, t = clusters.shuffle_datasets(datasets, tasks, rng)
-    assert (d == datasets).all()
-    for name in set(datasets):  # a dataset's models move together
-        assert len(set(t[d == name])) == 1
-    assert sorted(t) == sorted(tasks)
-    d, t = clusters.shuffle_models_within_tasks(datasets, tasks, rng)
-    assert (t == tasks).all() and set(d[:6]) == {"a1", "a2"} and sorted(d) == sorted(datasets)
-    d, t = clusters.shuffle_models(datasets, tasks, rng)
-    assert sorted(d) == sorted(datasets)
-    assert all(len(set(t[d == name])) == 1 for name in set(d))  # labels move as (dataset, task)
+    design = clusters.Design(datasets, tasks, 1000, 0)
+    codes = np.unique(datasets, return_inverse=True)[1]
+    # dataset level: models trade datasets within their task only, every dataset keeps its size
+    d = design.by_dataset.labels
+    assert len(d) == 400 and design.by_dataset.exact and design.by_dataset.distinct == 100
+    assert (np.isin(d[:, :6], codes[:6]) & np.isin(d[:, 6:], codes[6:])).all()
+    assert all(sorted(row) == sorted(codes) for row in d)
+    # task level: a dataset's models move together; every task keeps its number of datasets
+    t = design.task_labels
+    assert len(t) == 6 and design.by_task.distinct == 3
+    for row in t:
+        assert all(len(set(row[datasets == name])) == 1 for name in set(datasets))
+        assert sorted(np.bincount(row)) == [6, 6]
 
 
 def test_adjusted_rand_matches_sklearn():

@@ -10,7 +10,7 @@ from safetensors import safe_open
 
 from conftest import REPO
 from tiny_study import planned_jobs, snakemake, tiny_config, write_config
-from weightspace.verdicts import CLAIM_COLUMNS, VERDICTS
+from weightspace.verdicts import CLAIM_COLUMNS, DESCRIPTION, VERDICTS
 
 pytestmark = pytest.mark.workflow
 
@@ -159,11 +159,17 @@ def test_interpolation_and_fusion_outputs(finished_study):
 
 
 def assert_verdicts(claims: pd.DataFrame) -> None:
-    """Every verdict is one of the three, and every row says what it measured and on how many units."""
-    assert claims["verdict"].isin(VERDICTS).all(), claims["verdict"].tolist()
+    """Every headline verdict is one of the four, every other row a description, and every row says what it
+    measured and on how many units; a headline row carries its family, floor and Holm threshold."""
+    assert claims["verdict"].isin((*VERDICTS, DESCRIPTION)).all(), claims["verdict"].tolist()
     assert claims["claim"].notna().all() and claims["unit"].notna().all() and claims["n"].notna().all()
-    judged = claims[claims["verdict"] != "inconclusive"]  # a verdict other than inconclusive rests on an interval
+    judged = claims[claims["verdict"].isin(("holds", "does not hold"))]  # these rest on an interval and a test
     assert (judged["ci_low"] <= judged["ci_high"]).all()
+    p = judged["p_value"].where(judged["verdict"] == "holds", judged["p_opposite"])
+    assert (p <= judged["threshold"]).all()
+    headline = claims[claims["headline"].astype(bool)]
+    assert (claims["verdict"] == DESCRIPTION).sum() == (~claims["headline"].astype(bool)).sum()
+    assert headline["family"].notna().all() and headline["threshold"].notna().all()
 
 
 def as_shown(value) -> str:

@@ -71,11 +71,16 @@ def finetune_section(metrics: list[dict]) -> str:
 
 
 VERDICT_RULE = (
-    "Each claim's **effect** is signed so that the paper's claim predicts a positive value. It **holds** when its 95% "
-    "interval excludes 0 on the positive side, **does not hold** when the interval excludes 0 on the negative side, "
-    "and is **inconclusive** otherwise (also when this run cannot compute an interval; the note says why). "
-    "**n** counts the units that were resampled; **p** is a permutation null's one-sided p-value where one exists "
-    "(reported, not used for the verdict)."
+    "Each family of claims (dataset geometry, task geometry, lines and regions, fusion) names a few **headline** "
+    "claims, the paper's own on the primary measure; only they get a verdict, and every other row is a "
+    "**description** (effect, interval, p; no verdict). A headline claim's **effect** is signed so that the claim "
+    "predicts a positive value, and its **p** comes from a one-sided test at the unit where its labels or "
+    "treatments were assigned (models reassigned to datasets within tasks, datasets to tasks, signs of target means "
+    "or group means flipped; exact where the reassignments are few). It **holds** when its 95% interval excludes 0 "
+    "on the positive side and p is at or below its **Holm threshold** within the family (alpha 0.05), **does not "
+    "hold** when the same is true in the opposite direction, is **not testable** when the design's smallest "
+    "reachable p (**floor**) exceeds 0.05 / the family's headline count, and is **inconclusive** otherwise. The "
+    "rule's false-\"holds\" rate per family is measured by simulation in the tests (tests/test_calibration.py)."
 )
 
 
@@ -89,8 +94,13 @@ def _interval(low, high) -> str:
     return f"[{low:.4g}, {high:.4g}]"
 
 
-def claims_view(claims: pd.DataFrame) -> pd.DataFrame:
-    """The columns a reader needs on one screen: claim, effect, interval, n with its unit, p, verdict, the paper."""
+def _p(value) -> str:
+    return "—" if pd.isna(value) else f"{float(value):.3g}"
+
+
+def claims_view(claims: pd.DataFrame, headline: bool = True) -> pd.DataFrame:
+    """The columns a reader needs on one screen: claim, effect, interval, n with its unit, p, and for headline
+    claims the family, the smallest reachable p, the Holm threshold and the verdict."""
     if claims.empty:
         return claims
     view = pd.DataFrame({
@@ -99,13 +109,16 @@ def claims_view(claims: pd.DataFrame) -> pd.DataFrame:
         "95% interval": [_interval(lo, hi) for lo, hi in zip(claims["ci_low"], claims["ci_high"])],
         "n": [f"{'' if pd.isna(n) else int(n)} {u if isinstance(u, str) else ''}".strip()
               for n, u in zip(claims["n"], claims["unit"])],
-        "p": claims["p_value"] if "p_value" in claims.columns else np.nan,
-        "verdict": claims["verdict"],
-        "paper": claims["paper"] if "paper" in claims.columns else "",
+        "p": [_p(v) for v in claims["p_value"]] if "p_value" in claims.columns else "—",
     })
+    if headline:
+        view.insert(0, "family", claims["family"].fillna("").to_numpy())
+        view["floor"] = [_p(v) for v in claims["p_floor"]]
+        view["Holm threshold"] = [_p(v) for v in claims["threshold"]]
+        view["verdict"] = claims["verdict"].to_numpy()
+        view["paper"] = claims["paper"].to_numpy() if "paper" in claims.columns else ""
     if "metric" in claims.columns:  # geometry: say which measure a row uses
-        view.insert(1, "measure", [f"{m}, {s}" for m, s in zip(claims["metric"], claims["space"])])
-    view["p"] = [("—" if pd.isna(v) else f"{float(v):.3g}") for v in view["p"]]
+        view.insert(2 if headline else 1, "measure", [f"{m}, {s}" for m, s in zip(claims["metric"], claims["space"])])
     return view
 
 
@@ -119,7 +132,14 @@ def notes(claims: pd.DataFrame) -> str:
 def claims_section(title: str, claims: pd.DataFrame, figures: list[tuple[str, str]], root: Path,
                    intro: str = "", after_table: str = "") -> str:
     text = f"## {title}\n\n" + (intro + "\n\n" if intro else "")
-    text += markdown_table(claims_view(claims)) + "\n" + notes(claims) + (f"\n{after_table}" if after_table else "")
+    is_headline = claims["headline"].fillna(False).astype(bool) if "headline" in claims.columns else \
+        pd.Series(True, index=claims.index)
+    if is_headline.any():
+        text += "Headline claims:\n\n" + markdown_table(claims_view(claims[is_headline])) + "\n"
+    if (~is_headline).any():
+        text += ("\nDescriptions (effect, interval and p at the same unit; no verdict):\n\n"
+                 + markdown_table(claims_view(claims[~is_headline], headline=False)) + "\n")
+    text += notes(claims) + (f"\n{after_table}" if after_table else "")
     for caption, path in figures:
         if path and Path(path).exists():
             text += f"\n![{caption}]({os.path.relpath(path, root)})\n"
@@ -141,11 +161,14 @@ def projection_note(tsne_path) -> str:
 
 
 def verdict_counts(frames: list[pd.DataFrame]) -> str:
-    verdicts = pd.concat([f["verdict"] for f in frames if not f.empty]) if any(not f.empty for f in frames) else \
-        pd.Series(dtype=str)
+    """How many headline claims hold, do not hold, are inconclusive or not testable; descriptions are counted apart."""
+    found = [f for f in frames if not f.empty]
+    verdicts = pd.concat([f["verdict"] for f in found]) if found else pd.Series(dtype=str)
     counts = verdicts.value_counts()
-    return (f"{len(verdicts)} claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not hold, "
-            f"{counts.get('inconclusive', 0)} inconclusive.")
+    judged = len(verdicts) - counts.get("description", 0)
+    return (f"{judged} headline claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
+            f"hold, {counts.get('inconclusive', 0)} inconclusive, {counts.get('not testable', 0)} not testable; "
+            f"{counts.get('description', 0)} descriptions.")
 
 
 def probe_section(matrix_path, figure: str | None, root: Path) -> str:
@@ -197,8 +220,10 @@ def write(config: dict, out_path: str | Path, base_description: str, meta_files:
         page += claims_section("Weight geometry: clusters by dataset and task", geometry,
                                [("t-SNE of the fine-tuned weights", figures.get("tsne", "")),
                                 ("Pairwise distances", figures.get("heatmap", ""))], root,
-                               "Dataset claims: null = models shuffled between datasets (the unit where a dataset "
-                               "label was assigned). Task claims: null = datasets shuffled between tasks.",
+                               "Dataset claims: models reassigned to datasets within their task (the unit where a "
+                               "dataset label was assigned; a task structure alone cannot make them hold). Task "
+                               "claims: datasets reassigned to tasks. Intervals: tasks, then datasets, then models "
+                               "resampled.",
                                after_table=projection_note(tsne_table) if tsne_table else "")
     if probe_matrix:
         page += probe_section(probe_matrix, figures.get("probe"), root)
