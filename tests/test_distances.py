@@ -323,6 +323,30 @@ def test_geometry_rules_produce_every_output(tmp_path):
     assert claims["verdict"].isin(["holds", "does not hold", "inconclusive", "not testable", "description"]).all()
     assert claims.iloc[0]["claim_id"] == "dataset_closer_than_task" and claims.iloc[0]["headline"]
     assert claims.iloc[0]["effect"] > 0 and claims.iloc[0]["ci_low"] > 0  # seeds 0.01 apart, datasets 0.1 apart
+    # the same claims from the matrix the workflow wrote, by the command a researcher runs on any matrix
+    ids = list(pd.read_csv(results / "geometry" / "square" / "euclidean_raw.csv", index_col=0).index)
+    labels = pd.DataFrame([{"model_id": m, "kind": "finetuned" if m.split(".seed")[0] in layout else "pretrained",
+                            "dataset": m.split(".seed")[0] if m.split(".seed")[0] in layout else None,
+                            "task": layout.get(m.split(".seed")[0])} for m in ids if not m.startswith("fused.")])
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    square_ft = pd.read_csv(results / "geometry" / "square" / "euclidean_raw.csv", index_col=0)
+    keep = list(labels["model_id"])
+    square_ft.loc[keep, keep].to_csv(tmp_path / "matrix.csv")
+    cli = subprocess.run([sys.executable, "-m", "weightspace", "claims", "--matrix", str(tmp_path / "matrix.csv"),
+                          "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "cli"), "--bootstrap",
+                          "50"], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    mine = pd.read_csv(tmp_path / "cli" / "claims.csv")
+    keys = ["metric", "space", "claim_id"]
+    # the primary matrix's rows and the task-vector descriptions derived from it
+    workflow = claims[((claims["metric"] == "euclidean") & (claims["space"] == "raw"))
+                      | claims["claim_id"].str.startswith("task_vectors")]
+    pd.testing.assert_frame_equal(mine.sort_values(keys).reset_index(drop=True),
+                                  workflow.sort_values(keys).reset_index(drop=True), check_dtype=False)
+    assert (tmp_path / "cli" / "tsne.png").stat().st_size > 10_000 and "dataset geometry" in cli.stdout
+    bad = subprocess.run([sys.executable, "-m", "weightspace", "claims", "--matrix", str(tmp_path / "labels.csv"),
+                          "--labels", str(tmp_path / "labels.csv")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "error: matrix file" in bad.stderr and "Traceback" not in bad.stderr
     # PCA places every model; t-SNE only the fine-tuned ones (the pretrained hub warps its neighbourhoods)
     pca = pd.read_csv(results / "geometry" / "pca.csv")
     assert len(pca) == n and set(pca["kind"]) == {"pretrained", "finetuned"} | ({"fused"} if fused else set())

@@ -23,7 +23,8 @@ def collect(runs: list[dict], metrics_files: list[str]) -> pd.DataFrame:
 
 def figure(wins: pd.DataFrame, paired: pd.DataFrame | None = None, found: pd.DataFrame | None = None):
     """Bars: the mean gain per target (over seeds); dots: each seed's paired gain; the band across a panel:
-    the claim's mean gain over targets × seeds with its bootstrap 95% interval (what the verdict reads)."""
+    the claim's mean over targets (seeds averaged within each) with its 95% interval over targets then seeds, and
+    the verdict (or 'description') with its p at the target level."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,7 +50,7 @@ def figure(wins: pd.DataFrame, paired: pd.DataFrame | None = None, found: pd.Dat
                 if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
                     ax.axhspan(row["ci_low"], row["ci_high"], color=colors.get(row["scope"], "grey"), alpha=0.15,
                                label=f"{row['scope']}: mean {row['effect']:+.1f} [{row['ci_low']:.1f}, "
-                                     f"{row['ci_high']:.1f}], {row['verdict']}")
+                                     f"{row['ci_high']:.1f}], p {row['p_value']:.3g}, {row['verdict']}")
                     ax.axhline(row["effect"], color=colors.get(row["scope"], "grey"), lw=1, ls=":")
         ax.axhline(0, color="black", lw=0.8)
         low, high = ax.get_ylim()
@@ -58,7 +59,8 @@ def figure(wins: pd.DataFrame, paired: pd.DataFrame | None = None, found: pd.Dat
         ax.set_xlabel("target dataset (dots: seeds)")
         ax.set_ylabel("test accuracy gain over the\npretrained start (percentage points)")
         ax.tick_params(axis="x", rotation=45)
-        ax.legend(title="fused region (band: 95% interval\nover targets × seeds)", loc="best", fontsize=7,
+        ax.legend(title="fused region (band: 95% interval,\ntargets then seeds; p: sign flips over targets)",
+                  loc="best", fontsize=7,
                   title_fontsize=7)
     fig.suptitle("Fused start (mean of other datasets' models) vs the pretrained start")
     fig.tight_layout()

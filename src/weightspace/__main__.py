@@ -1,0 +1,28 @@
+"""python -m weightspace COMMAND: the library's commands outside the workflow."""
+
+from __future__ import annotations
+
+import sys
+
+from . import WeightspaceError
+
+COMMANDS = {"claims": "the workflow's clustering claims and t-SNE on any distance or similarity matrix"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print("usage: python -m weightspace COMMAND [options]\n\ncommands:\n"
+              + "\n".join(f"  {name:8s} {what}" for name, what in COMMANDS.items()), file=sys.stderr)
+        return 2
+    try:
+        from . import matrix_claims
+
+        return matrix_claims.main(argv[1:])
+    except WeightspaceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
