@@ -181,12 +181,7 @@ def main() -> None:
         for name in args.datasets:
             data.prepare_dataset(name, {"task": "x", "builtin": name}, DEFAULTS, tmp / "data" / name)
             datasets[name] = {"data_dir": str(tmp / "data" / name), "max_length": DEFAULTS["max_length"]}
-        protocol = {"l2": 1.0}
-        l2_paths = []
-        for name in datasets:
-            l2_paths.append(tmp / "l2" / f"{name}.json")
-            l2_paths[-1].parent.mkdir(exist_ok=True)
-            l2_paths[-1].write_text(json.dumps({"dataset": name, "l2": protocol["l2"]}))
+        protocol = {"l2": 1.0}  # each probe still chooses its own L2 by cross-validation, as the workflow's do
 
         # tokens and FLOPs of one pass of one model over every dataset's train + test
         tokenizer = base_model.load_tokenizer(base)
@@ -226,7 +221,7 @@ def main() -> None:
         for i, path in enumerate(paths):
             job = dict(base_dir=str(base), cache_dir=str(tmp / "cache"), out_path=str(tmp / "now" / f"{i}.json"),
                        pairs=[(f"m{i}", name) for name in datasets], recipes={f"m{i}": ([str(path)], [1.0])},
-                       datasets=datasets, l2_paths=[str(p) for p in l2_paths], settings=settings, threads=threads)
+                       datasets=datasets, settings=settings, threads=threads)
             summaries.append(json.loads(python(NOW_JOB, [json.dumps(job)], SRC)[1].strip().splitlines()[-1]))
         now = time.perf_counter() - started
         encode = sum(s.get("seconds_encode", 0.0) for s in summaries)
@@ -246,7 +241,7 @@ def main() -> None:
         for i, path in enumerate(paths):
             job = dict(base_dir=str(base), cache_dir=str(tmp / "cache"), out_path=str(tmp / "again" / f"{i}.json"),
                        pairs=[(f"m{i}", name) for name in datasets], recipes={f"m{i}": ([str(path)], [1.0])},
-                       datasets=datasets, l2_paths=[str(p) for p in l2_paths], settings=settings, threads=threads)
+                       datasets=datasets, settings=settings, threads=threads)
             summary = json.loads(python(NOW_JOB, [json.dumps(job)], SRC)[1].strip().splitlines()[-1])
             assert summary.get("features_computed", 0) == 0 and summary.get("probes_computed", 0) == 0, summary
         print(f"rerun  (every pair cached): {time.perf_counter() - started:7.1f} s for {len(paths)} jobs, "

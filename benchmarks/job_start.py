@@ -53,7 +53,7 @@ print(json.dumps(t))
 """
 PHASES = ("python", "torch", "transformers", "model code", "load", "tokenizer")
 # rules whose jobs import torch and load a model (the others read tables or weights files only)
-HEAVY_RULES = ("finetune", "finetune_from", "evaluate_model", "evaluate_group", "probe_l2")
+HEAVY_RULES = ("finetune", "finetune_from", "evaluate_model", "evaluate_group")
 
 
 def one_start(base: Path) -> dict[str, float]:

@@ -97,8 +97,9 @@ def probed_datasets(model_id):
     return PROBED[model_id]
 
 
-def probe_l2_files(datasets):
-    return [f"{RESULTS}/probe/l2/{d}.json" for d in datasets]
+def probe_data_files(datasets):
+    """The prepared files a probe reads: the probe split it trains on, the test split and meta.json."""
+    return [f"{RESULTS}/data/{d}/{name}" for d in datasets for name in ("probe.parquet", "test.parquet", "meta.json")]
 
 
 def model_results(model_ids):

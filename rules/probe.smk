@@ -1,6 +1,7 @@
-# Linear probing, in jobs sized by their work: one L2 selection per dataset, one evaluation job per
-# stored model (its features and probes on every dataset) and one per traversal group (the mixes of a
-# line, a plane or a region, built in memory from their stored endpoints). Inside, features and probe
+# Linear probing, in jobs sized by their work: one evaluation job per stored model (its features and
+# probes on every dataset) and one per traversal group (the mixes of a line, a plane or a region, built in
+# memory from their stored endpoints). Each probe chooses its L2 by cross-validation on its own model's
+# training features, so a job needs nothing but its models and datasets. Inside, features and probe
 # results are cached by content (results/probe/cache): adding a dataset computes only the pairs that
 # involve it, and a rerun reads what is already there. The number of jobs grows as models + datasets.
 
@@ -21,36 +22,11 @@ if PROBE["gpu"]:
     PROBE_RESOURCES["gpu"] = PROBE["gpu"]
 
 
-rule probe_l2:
-    input:
-        weights=f"{RESULTS}/weights/pretrained.safetensors",
-        base=rules.base_model.output[0],
-        data=multiext(f"{RESULTS}/data/{{dataset}}/", "probe.parquet", "test.parquet", "meta.json"),
-    output:
-        f"{RESULTS}/probe/l2/{{dataset}}.json",
-    params:
-        dataset=lambda wc: evaluation_dataset(wc.dataset),
-        settings=PROBE_SETTINGS,
-        cache_dir=PROBE_CACHE,
-    log:
-        f"{RESULTS}/logs/probe_l2/{{dataset}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/probe_l2/{{dataset}}.tsv"
-    threads: PROBE["threads"]
-    resources:
-        **PROBE_RESOURCES,
-    conda:
-        CONDA_ENV
-    script:
-        "../workflow/scripts/probe_l2.py"
-
-
 rule evaluate_model:
     input:
         weights=f"{RESULTS}/weights/{{model_id}}.safetensors",
         base=rules.base_model.output[0],
-        # each stands for its dataset: probe_l2 reads (and reruns with) the data
-        l2=lambda wc: probe_l2_files(probed_datasets(wc.model_id)),
+        data=lambda wc: probe_data_files(probed_datasets(wc.model_id)),
     output:
         f"{RESULTS}/probe/models/{{model_id}}.json",
     params:
@@ -75,7 +51,7 @@ rule evaluate_group:
     input:
         weights=lambda wc: group_weight_inputs(wc.group),
         base=rules.base_model.output[0],
-        l2=lambda wc: probe_l2_files(group_datasets(wc.group)),
+        data=lambda wc: probe_data_files(group_datasets(wc.group)),
     output:
         f"{RESULTS}/probe/groups/{{group}}.json",
     wildcard_constraints:

@@ -153,38 +153,47 @@ def test_a_mix_is_keyed_and_computed_by_content(tiny_base, models, tmp_path, pre
 
 def test_run_writes_one_results_file_that_the_reader_reads(tiny_base, models, tmp_path):
     data = datasets(tmp_path)
-    l2_paths = []
-    for name in data:
-        path = tmp_path / "l2" / f"{name}.json"
-        out = evaluation.run_select_l2(tiny_base, tmp_path / "cache", path, models["pretrained"],
-                                       {"name": name, "data_dir": data[name].data_dir, "max_length": 24},
-                                       {"protocol": {"l2_grid": [0.01, 1.0, 100.0], "cv_folds": 3}, "batch_size": 8})
-        assert out["l2"] in (0.01, 1.0, 100.0) and json.loads(path.read_text())["l2"] == out["l2"]
-        l2_paths.append(path)
-    # selecting again reads the cache
-    again = evaluation.run_select_l2(tiny_base, tmp_path / "cache", tmp_path / "again.json", models["pretrained"],
-                                     {"name": "alpha", "data_dir": data["alpha"].data_dir, "max_length": 24},
-                                     {"protocol": {"l2_grid": [0.01, 1.0, 100.0], "cv_folds": 3}, "batch_size": 8})
-    assert again["job"]["l2_cached"] == 1 and "l2_computed" not in again["job"]
-
     settings = {"protocol": {"l2_grid": [0.01, 1.0, 100.0], "cv_folds": 3}, "batch_size": 8}
     spec = {name: {"data_dir": d.data_dir, "max_length": 24} for name, d in data.items()}
     summary = evaluation.run(tiny_base, tmp_path / "cache", tmp_path / "models" / "pretrained.json",
                              [("pretrained", d) for d in data], {"pretrained": ([models["pretrained"]], [1.0])},
-                             spec, l2_paths, settings, job="pretrained")
-    assert summary["features_cached"] == 2 and summary.get("features_computed", 0) == 0  # from the L2 selection
+                             spec, settings, job="pretrained")
+    assert summary["features_computed"] == 2 and summary["probes_computed"] == 2
     evaluation.run(tiny_base, tmp_path / "cache", tmp_path / "groups" / "line.x.json", [("mix.ab", "alpha")],
-                   {"mix.ab": ([models["pretrained"], models["b"]], [0.25, 0.75])}, spec, l2_paths, settings)
+                   {"mix.ab": ([models["pretrained"], models["b"]], [0.25, 0.75])}, spec, settings)
     results = probe_store.read([tmp_path / "models" / "pretrained.json", tmp_path / "groups" / "line.x.json"])
     assert set(results) == {("pretrained", "alpha"), ("pretrained", "beta"), ("mix.ab", "alpha")}
-    selected = json.loads((tmp_path / "l2" / "alpha.json").read_text())["l2"]
-    assert results[("mix.ab", "alpha")]["l2"] == results[("pretrained", "alpha")]["l2"] == selected
     assert probe_store.job_info(tmp_path / "models" / "pretrained.json")["pairs"] == 2
+    # every probe chose its own L2 on its own model's training features (nested: the test split never enters)
+    for result in results.values():
+        selection = result["l2_selection"]
+        assert result["l2"] in (0.01, 1.0, 100.0) and selection["l2"] == result["l2"]
+        assert selection["grid"] == [0.01, 1.0, 100.0] and selection["folds"] == 3
+        assert selection["n_train"] == result["n_train"] == 48
+    # a rerun reads every pair from the cache
+    again = evaluation.run(tiny_base, tmp_path / "cache", tmp_path / "again.json",
+                           [("pretrained", d) for d in data], {"pretrained": ([models["pretrained"]], [1.0])},
+                           spec, settings, job="pretrained")
+    assert again["probes_cached"] == 2 and again.get("probes_computed", 0) == 0
 
-    with pytest.raises(WeightspaceError, match="no selected L2"):
-        evaluation.run(tiny_base, tmp_path / "cache", tmp_path / "x.json", [("pretrained", "beta")],
-                       {"pretrained": ([models["pretrained"]], [1.0])}, spec, l2_paths[:1], settings)
-    assert not (tmp_path / "x.json").exists()
+
+def test_a_models_l2_is_chosen_on_its_own_features():
+    """Noise features get a large L2 (a head held near the prior), informative ones a small one: the choice
+    follows each (model, dataset)'s own training features, so no model is tuned on another's."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(160, 60))
+    signal = {"train_x": x, "train_y": (x[:, 0] + 0.3 * rng.normal(size=160) > 0).astype(int), "num_labels": 2,
+              "test_x": x[:40], "test_y": (x[:40, 0] > 0).astype(int)}
+    noise = dict(signal, train_y=rng.integers(0, 2, 160))
+    protocol = probe.Protocol(l2_grid=(0.001, 0.1, 10.0, 1000.0), cv_folds=4)
+    chosen = {name: probe.train_probe(arrays, protocol, l2=probe.CROSS_VALIDATED)
+              for name, arrays in (("signal", signal), ("noise", noise))}
+    assert chosen["signal"]["l2"] <= 0.1 < 10.0 <= chosen["noise"]["l2"]
+    for name, arrays in (("signal", signal), ("noise", noise)):
+        expected = probe.select_l2(arrays["train_x"], arrays["train_y"], 2, protocol)
+        assert chosen[name]["l2_selection"]["cv_loss"] == expected["cv_loss"]  # on the training split only
+    fixed = probe.train_probe(signal, protocol, l2=1.0)
+    assert fixed["l2"] == 1.0 and fixed["l2_selection"] is None
 
 
 def test_the_reader_accepts_one_result_files_and_rejects_others(tmp_path):

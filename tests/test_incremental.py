@@ -101,7 +101,7 @@ def test_adding_changing_and_removing_datasets_and_seeds(tmp_path):
 
 
 def evaluation_targets(config: dict) -> list[str]:
-    """Every stored model's evaluation results (pretrained and fine-tunes) and the datasets' L2 files."""
+    """Every stored model's evaluation results (pretrained and fine-tunes)."""
     models = ["pretrained"] + [f"{d}.seed{s}" for d in config["datasets"] for s in config["seeds"]]
     return [f"results/probe/models/{m}.json" for m in models]
 
@@ -123,21 +123,21 @@ def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
     snakemake(root, "--cores", "2", *evaluation_targets(config))
     infos = job_infos(root)
     assert set(infos) == {"pretrained", "alpha.seed0"}
-    assert infos["pretrained"].get("features_computed", 0) == 0  # probe_l2 computed them (cache)
+    assert infos["pretrained"]["features_computed"] == 1 and infos["pretrained"]["probes_computed"] == 1
     assert infos["alpha.seed0"]["features_computed"] == 1 and infos["alpha.seed0"]["probes_computed"] == 1
 
-    # add a dataset: one L2 job and one evaluation job per model; the old models compute the new pair only
+    # add a dataset: one evaluation job per model and no other probe job (each probe chooses its own L2); the old
+    # models compute the new pair only
     write_config(root, full)
     jobs = dry_run_jobs(root, *evaluation_targets(full))
-    rules = sorted(job["rule"] for job in jobs if job["rule"] in ("probe_l2", "evaluate_model"))
-    assert rules == ["evaluate_model"] * 3 + ["probe_l2"]
-    assert [o for job in jobs if job["rule"] == "probe_l2" for o in job["output"]] == ["results/probe/l2/gamma_pairs.json"]
+    rules = sorted(job["rule"] for job in jobs if job["rule"].startswith(("probe", "evaluate")))
+    assert rules == ["evaluate_model"] * 3
     old = probe_store.read([root / "results/probe/models/alpha.seed0.json"])
     snakemake(root, "--cores", "2", *evaluation_targets(full))
     infos = job_infos(root)
     assert infos["alpha.seed0"]["probes_cached"] == 1
     assert infos["alpha.seed0"]["features_computed"] == 1 and infos["alpha.seed0"]["probes_computed"] == 1
-    assert infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"].get("features_computed", 0) == 0
+    assert infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"]["features_computed"] == 1
     assert infos["gamma_pairs.seed0"]["features_computed"] == 2
     new = probe_store.read([root / "results/probe/models/alpha.seed0.json"])
     assert new[("alpha.seed0", "alpha")] == old[("alpha.seed0", "alpha")]  # the cached result, as it was
@@ -156,7 +156,7 @@ def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
     snakemake(root, "--cores", "2", *evaluation_targets(changed))
     infos = job_infos(root)
     assert infos["alpha.seed0"]["probes_cached"] == 1 and infos["alpha.seed0"]["features_computed"] == 1
-    assert infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"].get("features_computed", 0) == 0
+    assert infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"]["features_computed"] == 1
     assert probe_store.read([root / "results/probe/models/pretrained.json"])[("pretrained", "gamma_pairs")]["n_test"] == 24
 
     # remove a dataset: the remaining jobs rerun from the cache alone and drop its pairs

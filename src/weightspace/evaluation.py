@@ -3,7 +3,8 @@
 A job evaluates a set of pairs: a stored model on every dataset of the study, or the
 mixes of one traversal group (a line, a plane, a region) on their datasets. Each pair
 needs the model's frozen-encoder features of the dataset (one encoder pass over train
-and test together) and a probe trained on them with the dataset's L2 strength. Both are
+and test together) and a probe trained on them, its L2 strength chosen by cross-validation on
+those features' training split (so no model is favoured by another's tuning). Both are
 cached under ``cache_dir`` by what they are computed from, never by file names or
 modification times:
 
@@ -12,8 +13,8 @@ modification times:
 - data key: the sha256 of the dataset's prepared train and test files and its label count;
 - features key: model key, data key, the tokenizer's files, pooling, max_length, batch
   size and the precision the encoder ran in (features/{key}.npz);
-- probe key: features key, the protocol with the dataset's L2, and the probe's code
-  (probe/{key}.json); an L2 selection: features key, protocol, probe code (l2/{key}.json).
+- probe key: features key, the protocol (its L2 grid and folds, or a fixed L2), and the probe's
+  code (probe/{key}.json).
 
 So adding a dataset computes only the pairs that involve it, a job rerun after its
 output was deleted reads everything from the cache (no model is loaded), and a changed
@@ -140,7 +141,7 @@ class Evaluator:
         self.mixed_precision = mixed_precision
         self.threads = max(int(threads), 1)
         # False: only probe results stay in the cache (a few kB a pair, against hidden × examples floats); the
-        # pretrained model's features stay either way: the L2 selection and its own evaluation share them
+        # pretrained model's features stay either way: every dataset's baseline, re-probed when the protocol changes
         self.keep_features = bool(keep_features)
         self.stats: Counter = Counter()
         self._tokenizer_key = tokenizer_key(self.base_dir)
@@ -208,6 +209,8 @@ class Evaluator:
         settings = asdict(self.protocol)
         if l2 is not None:
             settings["l2"] = float(l2)
+        else:  # chosen per (model, dataset) by cross-validation on its own training features
+            settings["l2"] = "cross-validated"
         return settings
 
     def probe_key(self, features_key: str, l2: float | None) -> str:
@@ -286,13 +289,16 @@ class Evaluator:
 
         started = time.perf_counter()
         with threadpool_limits(limits=self.threads):  # the job's threads, and one BLAS summation order
-            result = probe.train_probe(data, self.protocol, l2=l2)
+            result = probe.train_probe(data, self.protocol, l2=probe.CROSS_VALIDATED if l2 is None else l2)
         self._seconds["probe"] += time.perf_counter() - started
         return result
 
     def evaluate(self, pairs: Iterable[tuple[str, str]], recipes: dict[str, Recipe], datasets: dict[str, Dataset],
                  l2: dict[str, float] | None = None) -> list[dict]:
-        """The probe result of every (model id, dataset) pair, in the order given (duplicates once)."""
+        """The probe result of every (model id, dataset) pair, in the order given (duplicates once).
+
+        ``l2``: a fixed L2 strength per dataset; a dataset without one (the workflow gives none) has its L2 chosen
+        for each model by cross-validation on that model's own training features (probe.train_probe)."""
         l2 = l2 or {}
         pairs = list(dict.fromkeys(pairs))
         results: dict[tuple[str, str], dict] = {}
@@ -320,27 +326,6 @@ class Evaluator:
                 results[(model_id, dataset.name)] = dict(result, model_id=model_id, dataset=dataset.name)
         return [results[p] for p in pairs]
 
-    def select_l2(self, recipe: Recipe, dataset: Dataset) -> dict:
-        """probe.select_l2 on this model's training features of the dataset (cached)."""
-        fkey = self.features_key(recipe, dataset)
-        protocol = asdict(self.protocol)
-        protocol.pop("l2")  # the selection does not depend on the fallback value
-        key = key_of({"features": fkey, "protocol": protocol, "code": probe_code_key()})
-        cached = self._read_json("l2", key)
-        if cached is not None:
-            self.stats["l2_cached"] += 1
-            return cached
-        from threadpoolctl import threadpool_limits
-
-        data = self.features(study.PRETRAINED, recipe, [dataset])[dataset.name]
-        with threadpool_limits(limits=self.threads):
-            selection = probe.select_l2(data["train_x"], data["train_y"], data["num_labels"], self.protocol)
-        selection = dict(selection, features_key=fkey)
-        write_json(self._path("l2", key, ".json"), selection)
-        selection = json.loads(self._path("l2", key, ".json").read_text())
-        self.stats["l2_computed"] += 1
-        return selection
-
     def job_summary(self, started: float) -> dict:
         return dict(sorted(self.stats.items()), seconds=round(time.perf_counter() - started, 3),
                     **{f"seconds_{k}": round(v, 3) for k, v in sorted(self._seconds.items())},
@@ -357,48 +342,22 @@ def _evaluator(base_dir, cache_dir, settings: dict, threads: int) -> Evaluator:
                      threads=threads, keep_features=settings.get("keep_features", True))
 
 
-def read_l2(paths: Iterable[str | Path]) -> dict[str, float]:
-    """dataset -> its selected L2 strength, from results/probe/l2/{dataset}.json files."""
-    out = {}
-    for path in map(Path, paths):
-        entry = json.loads(path.read_text())
-        out[entry.get("dataset", path.stem)] = float(entry["l2"])
-    return out
-
-
 def run(base_dir: str | Path, cache_dir: str | Path, out_path: str | Path, pairs: Sequence[Sequence[str]],
-        recipes: dict[str, tuple[Sequence[str], Sequence[float]]], datasets: dict[str, dict],
-        l2_paths: Iterable[str | Path], settings: dict, threads: int = 1, job: str | None = None) -> dict:
+        recipes: dict[str, tuple[Sequence[str], Sequence[float]]], datasets: dict[str, dict], settings: dict,
+        threads: int = 1, job: str | None = None) -> dict:
     """Rule entry of evaluate_model / evaluate_group: every pair's probe result -> one results file.
 
-    recipes: model id -> (weights files, coefficients); datasets: name -> {data_dir, max_length}.
+    recipes: model id -> (weights files, coefficients); datasets: name -> {data_dir, max_length}. Each probe's L2
+    is chosen on its own model's training features, so a job depends on its own models and datasets only.
     """
     started = time.perf_counter()
     evaluator = _evaluator(base_dir, cache_dir, settings, threads)
-    l2 = read_l2(l2_paths)
     specs = {name: Dataset(name, str(d["data_dir"]), int(d.get("max_length", 128))) for name, d in datasets.items()}
-    missing = sorted({d for _, d in pairs} - set(l2))
-    if missing:
-        raise WeightspaceError(f"no selected L2 for datasets {missing}: the probe_l2 rule writes them")
-    results = evaluator.evaluate([tuple(p) for p in pairs], {m: Recipe.of(*r) for m, r in recipes.items()}, specs, l2)
+    results = evaluator.evaluate([tuple(p) for p in pairs], {m: Recipe.of(*r) for m, r in recipes.items()}, specs)
     summary = dict(job=job, pairs=len(results), **evaluator.job_summary(started))
     probe_store.write(out_path, results, summary)
     log.info("%s: %d pairs; %s", job or "evaluation", len(results), summary)
     return summary
-
-
-def run_select_l2(base_dir: str | Path, cache_dir: str | Path, out_path: str | Path, weights_path: str | Path,
-                  dataset: dict, settings: dict, threads: int = 1) -> dict:
-    """Rule entry of probe_l2: the dataset's L2 strength, chosen on the pretrained model's training features."""
-    started = time.perf_counter()
-    evaluator = _evaluator(base_dir, cache_dir, settings, threads)
-    spec = Dataset(dataset["name"], str(dataset["data_dir"]), int(dataset.get("max_length", 128)))
-    selection = evaluator.select_l2(Recipe.of([weights_path]), spec)
-    out = dict(dataset=spec.name, model_id=study.PRETRAINED, **selection, job=evaluator.job_summary(started))
-    write_json(out_path, out)
-    log.info("L2 of %s: %s (cross-validated loss %.4f; label prior %.4f)", spec.name, out["l2"],
-             out.get("cv_loss_best", float("nan")), out.get("cv_prior_loss", float("nan")))
-    return out
 
 
 # ---------------------------------------------------------------- traversal groups

@@ -246,18 +246,32 @@ def select_l2(train_x: np.ndarray, train_y: np.ndarray, num_labels: int, protoco
     }
 
 
-def train_probe(data: dict, protocol: Protocol, l2: float | None = None) -> dict:
+CROSS_VALIDATED = "cv"  # train_probe's l2: chosen on the features' own training split
+
+
+def train_probe(data: dict, protocol: Protocol, l2: float | str | None = None) -> dict:
     """Train and evaluate a head on cached features (the arrays of a features file).
 
-    ``l2``: the dataset's L2 strength (from `select_l2`); default ``protocol.l2``. The result
-    keeps the per-example test losses (``test_losses``, test-split order) for paired
-    comparisons, and the label-prior loss (``prior``, also under its old name ``chance``).
+    ``l2``: a fixed L2 strength; None: ``protocol.l2``; CROSS_VALIDATED (what the workflow's evaluation jobs ask):
+    chosen for these very features by k-fold cross-validation over ``protocol.l2_grid`` on the training split
+    (`select_l2`), so that every model's probe is tuned on its own features and none is favoured; the test split
+    never enters the choice (nested). Where the training split is too small for the folds, ``protocol.l2``. The
+    result keeps the per-example test losses (``test_losses``, test-split order) for paired comparisons, the
+    label-prior loss (``prior``, also under its old name ``chance``) and the selection (``l2_selection``: grid,
+    cross-validated losses; None for a fixed L2).
     """
     num_labels = int(data["num_labels"])
     train_x, test_x = np.asarray(data["train_x"]), np.asarray(data["test_x"])
     train_y, test_y = np.asarray(data["train_y"], dtype=np.int64), np.asarray(data["test_y"], dtype=np.int64)
     if len(train_y) == 0 or len(test_y) == 0:
         raise WeightspaceError("the probe needs training and test examples")
+    selection = None
+    if l2 == CROSS_VALIDATED:
+        l2 = None
+        if len(train_y) >= 2 * int(protocol.cv_folds):
+            selection = select_l2(train_x, train_y, num_labels, protocol)
+            selection.pop("seconds")  # the result is deterministic; its timing goes to the log
+            l2 = selection["l2"]
     l2 = protocol.l2 if l2 is None else float(l2)
     head = LinearHead(train_x.shape[1], num_labels, protocol.seed)
     started = time.perf_counter()
@@ -283,6 +297,7 @@ def train_probe(data: dict, protocol: Protocol, l2: float | None = None) -> dict
         "protocol": dict(asdict(protocol), l2=l2, implementation="scipy L-BFGS-B",
                          feature_dim=int(train_x.shape[1]), pooling=data.get("pooling")),
         "fit": dict(info, seconds=round(seconds, 4)),
+        "l2_selection": selection,
     }
 
 

@@ -180,13 +180,20 @@ def probe_section(matrix_path, figure: str | None, root: Path) -> str:
         own = part[(part["model_kind"] == "finetuned") & (part["model_dataset"] == target)]["loss"]
         prior = part["chance_loss"].iloc[0] if "chance_loss" in part.columns else np.nan
         pre_loss = float(pre.iloc[0]) if len(pre) else np.nan
-        rows.append({"dataset": target, "l2": part["l2"].iloc[0] if "l2" in part.columns else np.nan,
+        l2 = part["l2"] if "l2" in part.columns else pd.Series(dtype=float)
+        own_l2 = l2[(part["model_kind"] == "finetuned") & (part["model_dataset"] == target)]
+        rows.append({"dataset": target,
+                     "pretrained L2": float(l2[part["model_kind"] == "pretrained"].iloc[0]) if len(pre) else np.nan,
+                     "own models' L2": (f"{own_l2.min():.3g}–{own_l2.max():.3g}" if len(own_l2) and
+                                        own_l2.min() != own_l2.max() else f"{own_l2.iloc[0]:.3g}" if len(own_l2)
+                                        else "—"),
                      "label-prior loss": prior, "pretrained loss": pre_loss,
                      "pretrained below prior": "yes" if pre_loss < prior else "no",
                      "own models' mean loss": float(own.mean()) if len(own) else np.nan,
                      "own models below pretrained": f"{int((own < pre_loss).sum())} of {len(own)}"})
     text = ("## Linear-probe loss\n\nTest cross-entropy (nats) of a linear head trained on each model's frozen "
-            "features, with one L2 strength per dataset chosen by cross-validation on the pretrained model's features. "
+            "features, its L2 strength chosen for that model and dataset by cross-validation on the model's own training "
+            "features (nested: the test split never enters; no model is tuned on another's features). "
             "The head trains on the dataset's probe split: training examples that no fine-tune saw (where a dataset "
             "has none left, on its training split; meta.json says which). Next to it, the loss of predicting the "
             "training label frequencies (the label prior) and the pretrained model's loss.\n\n" + markdown_table(pd.DataFrame(rows)))

@@ -17,7 +17,6 @@ evaluation.run(
     pairs=list(snakemake.params.pairs),
     recipes=recipes,
     datasets=dict(snakemake.params.datasets),
-    l2_paths=list(snakemake.input.l2),
     # read from the config, not the rule's params: switching it reruns nothing
     settings=dict(snakemake.params.settings, keep_features=snakemake.config["probe"]["keep_features"]),
     threads=snakemake.threads,
