@@ -34,3 +34,25 @@ def test_written_files_follow_the_umask(tmp_path):
     atomic.write_text(target, "x")
     mode = stat.S_IMODE(os.stat(target).st_mode)
     assert mode == 0o666 & ~atomic._UMASK
+
+
+def test_the_same_weights_are_the_same_bytes_in_every_process(tmp_path):
+    """safetensors orders its header maps by a per-process hash: without the canonical header, a resumed fine-tune
+    and an uninterrupted one wrote the same tensors in different bytes, and content-keyed caches saw new weights."""
+    import hashlib
+    import subprocess
+    import sys
+
+    script = ("import sys, torch\nfrom weightspace import weights\n"
+              "tensors = {f'layer.{i}.weight': torch.full((3, 2), float(i)) for i in range(8)}\n"
+              "weights.save(sys.argv[1], tensors, 'toy.seed0', base='x', base_commit='y', a='1', b='2', c='3')\n")
+    digests = set()
+    for i in range(4):  # four processes, four hash seeds
+        out = tmp_path / f"w{i}.safetensors"
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True)
+        digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert len(digests) == 1
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "w0.safetensors"), framework="pt") as handle:  # still a valid file
+        assert handle.metadata()["model_id"] == "toy.seed0" and len(list(handle.keys())) == 8

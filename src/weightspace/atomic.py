@@ -64,11 +64,33 @@ def write_csv(path: str | os.PathLike, frame, **kwargs) -> None:
 
 
 def write_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict | None = None) -> None:
+    """Tensors and string metadata as safetensors, the same bytes for the same content in every process.
+
+    safetensors serialises its header's maps in a per-process hash order, so the same weights written by two
+    processes (a resumed fine-tune and an uninterrupted one) differed in bytes, and content-keyed caches
+    downstream took them for new weights. The header is rewritten with sorted keys, padded to its length.
+    """
     from safetensors.torch import save_file
 
     tensors = {name: t.detach().contiguous() for name, t in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+        canonical_header(tmp)
+
+
+def canonical_header(path: str | os.PathLike) -> None:
+    """Rewrite a safetensors file's JSON header in place with sorted keys (same length: spaces pad it)."""
+    import json
+    import struct
+
+    with open(path, "r+b") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        if len(text) > length:  # never: the same content, only reordered
+            raise ValueError(f"{path}: the sorted safetensors header is longer than the original")
+        handle.seek(8)
+        handle.write(text + b" " * (length - len(text)))
 
 
 def write_npz(path: str | os.PathLike, **arrays) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from . import WeightspaceError
-from .atomic import atomic_path, write_safetensors
+from .atomic import atomic_path, canonical_header, write_safetensors
 
 if TYPE_CHECKING:
     import torch
@@ -275,6 +275,7 @@ def extract(base_dir: str | Path, model_dir: str | Path | None, out_path: str | 
         with atomic_path(out_path) as tmp:
             save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp),
                       metadata={k: str(v) for k, v in metadata.items()})
+            canonical_header(tmp)
     else:
         save(out_path, tensors, model_id, **{k: v for k, v in metadata.items() if k not in ("model_id", "format")})
     shapes = {name: tuple(t.shape) for name, t in tensors.items()}
