@@ -50,3 +50,29 @@ def test_no_benchmarks_yet(tmp_path):
     table = stage_times.stage_times(tmp_path / "nothing")
     assert table.empty
     assert "No benchmark files yet" in stage_times.markdown(table)
+
+
+def test_compute_share_from_what_the_jobs_recorded(tmp_path):
+    """Compute: the fine-tunes' training and evaluation seconds, the evaluation jobs' encoding and probe seconds;
+    its share is over the stage's summed wall time. Jobs that record none (data, aggregates) compute nothing."""
+    import json
+
+    results = tmp_path / "results"
+    bench(results / "benchmarks" / "finetune" / "alpha" / "seed0.tsv", 30.0, 50.0)
+    bench(results / "benchmarks" / "finetune" / "alpha" / "seed1.tsv", 34.0, 54.0)
+    bench(results / "benchmarks" / "evaluate_model" / "pretrained.tsv", 10.0, 12.0)
+    bench(results / "benchmarks" / "prepare_dataset" / "alpha.tsv", 6.0, 6.0)
+    for seed, (train, evaluation) in enumerate(((20.0, 4.0), (22.0, 2.0))):
+        path = results / "finetune" / "alpha" / f"seed{seed}" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"train_seconds": train, "eval_seconds": evaluation}))
+    (results / "probe" / "models").mkdir(parents=True)
+    (results / "probe" / "models" / "pretrained.json").write_text(json.dumps(
+        {"results": [], "job": {"seconds_encode": 5.0, "seconds_probe": 1.0, "seconds_load_model": 2.0}}))
+    rows = stage_times.stage_times(results / "benchmarks").set_index("stage")
+    assert rows.loc["finetune", "compute_seconds"] == 48.0 and rows.loc["finetune", "compute_share"] == 75.0
+    assert rows.loc["evaluate_model", "compute_seconds"] == 6.0  # loading the model is not compute
+    assert rows.loc["prepare_dataset", "compute_seconds"] == 0.0
+    assert rows.loc["total", "compute_seconds"] == 54.0 and rows.loc["total", "compute_share"] == 67.5  # of 80 s
+    text = stage_times.markdown(stage_times.stage_times(results / "benchmarks"))
+    assert "| compute | compute share |" in text and "| 75 % |" in text

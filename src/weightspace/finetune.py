@@ -98,6 +98,7 @@ class _State:
     resumed_from_step: int | None = None
     train_seconds: float = 0.0
     train_cpu_seconds: float = 0.0  # CPU time of this process (all its threads) while training
+    eval_seconds: float = 0.0  # validation and test passes: with train_seconds, the job's compute
     # the loss since the last log row: checkpointed so that a resumed run logs what an uninterrupted one does
     running_loss: float = 0.0
     running_count: int = 0
@@ -440,6 +441,7 @@ def finetune(
             # train_seconds and train_cpu_seconds count training only
             started += time.perf_counter() - eval_started
             cpu_started += time.process_time() - eval_cpu_started
+            state.eval_seconds += time.perf_counter() - eval_started
             last_validation = (state.step, val)
             row = _log_row(state, scheduler, take_train_loss(), started)
             state.log_rows.append(dict(row, val_loss=val["loss"], val_accuracy=val["accuracy"]))
@@ -467,11 +469,13 @@ def finetune(
     if best_model_state is not None:
         model.load_state_dict(best_model_state)
     train_seconds = state.train_seconds
+    eval_started = time.perf_counter()
     if best_model_state is None and last_validation is not None and last_validation[0] == state.step:
         validation_metrics = last_validation[1]  # the model was validated after its last step already
     else:
         validation_metrics = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
     test_metrics = evaluate(model, test, settings.batch_size, pad_id, device, autocast)
+    state.eval_seconds += time.perf_counter() - eval_started
     trained_examples = min(state.step * settings.batch_size, state.epoch * len(train) + state.batch_in_epoch * settings.batch_size)
     metrics = {
         "model_id": model_id,
@@ -487,6 +491,7 @@ def finetune(
         "test": test_metrics,
         "train_seconds": round(train_seconds, 3),
         "train_cpu_seconds": round(state.train_cpu_seconds, 3),
+        "eval_seconds": round(state.eval_seconds, 3),  # validation and test passes: compute, with train_seconds
         "examples_per_second": round(trained_examples / max(train_seconds, 1e-9), 2),
         "resumed_from_step": state.resumed_from_step,
         "device": str(device),

@@ -24,6 +24,7 @@ th { background: #f2f2f2; }
 tr:nth-child(even) td { background: #fafafa; }
 td.holds { background: #d9f2d9 !important; } td.fails { background: #f8d7d7 !important; }
 td.inconclusive { background: #fff3cd !important; }
+td.untestable { background: #e2e3e5 !important; }
 img { max-width: 100%; }
 p.caption { color: #555; max-width: 60em; }
 </style>"""
@@ -44,7 +45,7 @@ def _cell(value) -> str:
 
 def _verdict_class(value) -> str:
     return {"holds": ' class="holds"', "does not hold": ' class="fails"',
-            "inconclusive": ' class="inconclusive"'}.get(str(value), "")
+            "inconclusive": ' class="inconclusive"', "not testable": ' class="untestable"'}.get(str(value), "")
 
 
 def table_html(frame: pd.DataFrame) -> str:
