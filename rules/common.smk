@@ -11,12 +11,16 @@ sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p))
 CONDA_ENV = "../envs/weightspace.yaml"
 
-from weightspace import evaluation, fusion, study, traversal  # noqa: E402
+from weightspace import claim_design, evaluation, fusion, study, traversal  # noqa: E402
 
 
 # fills every key the config leaves out with the schema's default, then the checks a schema cannot make
 validate(config, schema="../schemas/config.schema.yaml")
 study.check(config)
+# a headline claim the design can never decide is said now, not after the compute (once: not in every job)
+if workflow.is_main_process:
+    for warning in claim_design.warnings(config):
+        logger.warning(f"weightspace: {warning}")
 
 RESULTS = "results"
 DATASETS = study.datasets(config)

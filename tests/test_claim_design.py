@@ -1,0 +1,67 @@
+"""What a config's design can decide, said before anything runs: the floors the claims code will meet."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy.spatial.distance import cdist
+
+from weightspace import claim_design, clusters
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def filled(config: dict) -> dict:
+    from snakemake.utils import validate
+
+    config = copy.deepcopy(config)
+    validate(config, str(REPO / "schemas" / "config.schema.yaml"))
+    return config
+
+
+@pytest.fixture(scope="module")
+def default():
+    return filled(yaml.safe_load((REPO / "config.yaml").read_text()))
+
+
+def test_the_default_says_which_claims_it_cannot_decide(default):
+    rows = {r["claim_id"]: r for r in claim_design.floors(default)}
+    assert rows["dataset_closer_than_task"]["testable"] and rows["nn1_dataset"]["floor"] == pytest.approx(1 / 1000)
+    for claim in ("task_closer_than_across", "nn1_task"):
+        assert not rows[claim]["testable"] and rows[claim]["floor"] == pytest.approx(1 / 15)
+    assert not rows["fusion_gain_all_full_n64"]["testable"] and rows["fusion_gain_all_full_n64"]["floor"] == 1 / 16
+    warnings = claim_design.warnings(default)
+    assert len(warnings) == 3
+    assert any("nn1_task" in w and "15 ways to split 6 datasets into tasks of 2, 2, 2" in w and "more datasets per "
+               "task" in w for w in warnings)
+    assert any("fusion_gain_all_full_n64" in w and "4 targets (16 sign patterns)" in w for w in warnings)
+
+
+def test_a_design_with_enough_units_decides_every_headline_claim(default):
+    config = copy.deepcopy(default)
+    names = [f"d{i}" for i in range(9)]
+    config["datasets"] = {n: {"task": f"t{i // 3}", "builtin": "rotten_tomatoes"} for i, n in enumerate(names)}
+    config["fusion"]["targets"] = names[:7]
+    config["interpolation"].update(enabled=True, fraction={"same_dataset": 1.0, "same_task": 0.0, "cross_task": 0.0,
+                                                           "pretrained": 0.0})
+    config["region"].update(enabled=True, groups=["dataset"])
+    rows = claim_design.floors(filled(config))
+    assert {r["family"] for r in rows} == {"dataset geometry", "task geometry", "lines and regions", "fusion"}
+    assert all(r["testable"] for r in rows), [r for r in rows if not r["testable"]]
+    assert claim_design.warnings(filled(config)) == []
+
+
+def test_the_floors_are_the_ones_the_claims_meet(default):
+    """The design's floors equal the p floors the claims code reports on a study of that design."""
+    rng = np.random.default_rng(0)
+    datasets = np.repeat(sorted(default["datasets"]), len(default["seeds"]))
+    tasks = np.array([default["datasets"][d]["task"] for d in datasets])
+    X = rng.normal(size=(len(datasets), 16))
+    found = clusters.headline_claims(cdist(X, X), datasets, tasks, n_boot=20)
+    for row in claim_design.floors(default):
+        if row["family"] in ("dataset geometry", "task geometry"):
+            assert found.loc[row["claim_id"], "p_floor"] == pytest.approx(row["floor"])
