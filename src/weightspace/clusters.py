@@ -323,11 +323,6 @@ class NestedBootstrap:
         return np.concatenate(out) if out else np.array([], dtype=int)
 
 
-def resample(datasets: np.ndarray, tasks: np.ndarray, rng) -> np.ndarray:
-    """Model indices of one nested bootstrap replicate (NestedBootstrap)."""
-    return NestedBootstrap(datasets, tasks).draw(rng)
-
-
 def pair_means(M: np.ndarray, datasets, tasks, idx: np.ndarray | None = None) -> dict[str, float]:
     """Mean of M over pairs of distinct models of each kind: within_dataset, within_task, across_tasks and
     other_dataset (any two datasets)."""

@@ -20,8 +20,6 @@ false-"holds" rate under nulls with the design's own random effects.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import pandas as pd
 
@@ -74,14 +72,9 @@ def interval(samples, level: float = LEVEL, min_samples: int = 10) -> tuple[floa
     return float(np.quantile(s, tail)), float(np.quantile(s, 1.0 - tail))
 
 
-def bootstrap(statistic: Callable[[np.ndarray], float], n: int, n_boot: int, seed: int = 0) -> np.ndarray:
-    """Replicates of ``statistic(indices)`` over ``n`` units resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    return np.array([statistic(rng.integers(0, n, size=n)) for _ in range(int(n_boot))], dtype=float)
-
-
 def paired_bootstrap_mean(differences, n_boot: int, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of paired differences (one per unit), and its percentile bootstrap interval."""
+    """Mean of paired differences (one per unit), and its percentile bootstrap interval (the calibration tests'
+    old fusion rule: runs as units)."""
     d = np.asarray(differences, dtype=float)
     if len(d) == 0:
         return float("nan"), float("nan"), float("nan")
@@ -91,18 +84,9 @@ def paired_bootstrap_mean(differences, n_boot: int, seed: int = 0) -> tuple[floa
     return float(d.mean()), low, high
 
 
-def permutation_p(observed: float, null, direction: str = "greater") -> float:
-    """One-sided permutation p-value, (1 + #null at least as extreme) / (1 + #null)."""
-    null = np.asarray(null, dtype=float)
-    null = null[np.isfinite(null)]
-    if not np.isfinite(observed) or len(null) == 0:
-        return float("nan")
-    extreme = null >= observed - 1e-12 if direction == "greater" else null <= observed + 1e-12
-    return float((1 + extreme.sum()) / (1 + len(null)))
-
-
 def inverted_interval(observed: float, null, level: float = LEVEL) -> tuple[float, float, float]:
-    """Effect = observed - mean(null), with the interval [observed - q_hi(null), observed - q_lo(null)].
+    """Effect = observed - mean(null), with the interval [observed - q_hi(null), observed - q_lo(null)]: the old
+    rule's interval for label recovery, kept for the calibration tests (a band of the null, not of the effect).
 
     Inverting the permutation test under a shift model: the interval excludes zero on the
     positive side exactly when the observed value is above the null's upper quantile.
