@@ -44,7 +44,8 @@ def test_fusion_figure_shows_the_claims_interval_and_every_seed():
     found = fusion.claims(summary, n_boot=N_BOOT)
     row = found.iloc[0]
     fig = fusion_report.figure(wins, paired, found)
-    label = f"all: mean {row['effect']:+.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}], {row['verdict']}"
+    label = (f"all: mean {row['effect']:+.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}], p {row['p_value']:.3g}, "
+             f"{row['verdict']}")
     assert label in legend_texts(fig)
     dots = sum(len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection))
     assert dots == len(paired) == 12  # one dot per (target, seed) run
