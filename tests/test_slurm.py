@@ -237,7 +237,7 @@ def test_whole_tiny_study_runs_through_sbatch_and_matches_a_local_run(slurm_clus
     # every submission has its SLURM log and SLURM's completion record
     jobs = submissions(output)
     assert Counter(submitted_as(log, roots["slurm"]) for _, log in jobs) == planned
-    assert {"finetune", "finetune_from", "evaluate_model", "group traversal", "group l2"} <= set(planned)
+    assert {"finetune", "finetune_from", "evaluate_model", "group traversal"} <= set(planned)
     assert not set(planned) & local_rules()
     records = job_records()
     for job_id, log in jobs:
