@@ -81,7 +81,7 @@ def old_dataset_rule(D, datasets, rng, n_perm=200) -> bool:
     observed = clusters.nn1_accuracy(D, datasets)
     null = [clusters.nn1_accuracy(D, rng.permutation(datasets)) for _ in range(n_perm)]
     _, low, high = verdicts.inverted_interval(observed, null)
-    return verdicts.interval_verdict(low, high) == verdicts.HOLDS
+    return verdicts.verdict(low, high) == verdicts.HOLDS
 
 
 def old_task_rule(D, datasets, tasks, rng, n_boot=N_BOOT) -> bool:
@@ -98,7 +98,7 @@ def old_task_rule(D, datasets, tasks, rng, n_boot=N_BOOT) -> bool:
     for _ in range(n_boot):
         m = clusters.pair_means(D, datasets, tasks, resample())
         boots.append(m["across_tasks"] - m["within_task"])
-    return verdicts.interval_verdict(*verdicts.interval(boots)) == verdicts.HOLDS
+    return verdicts.verdict(*verdicts.interval(boots)) == verdicts.HOLDS
 
 
 def family_holds(found: pd.DataFrame, family: str) -> bool:
@@ -211,7 +211,7 @@ def test_fusion_under_target_effects_of_mean_zero():
         found = fusion.claims(summary, n_boot=N_BOOT)
         new.append(family_holds(found, "fusion"))
         gains = 100 * fusion.paired_gains(summary)["gain"].to_numpy()
-        old.append(verdicts.interval_verdict(*verdicts.paired_bootstrap_mean(gains, N_BOOT)[1:]) == verdicts.HOLDS)
+        old.append(verdicts.verdict(*verdicts.paired_bootstrap_mean(gains, N_BOOT)[1:]) == verdicts.HOLDS)
     print("fusion, target-effect null: new", assert_at_most(new, ALPHA, "false holds"))
     print("  old rule:", assert_old_rule_fails(old))
 
@@ -261,7 +261,7 @@ def test_lines_under_group_and_line_effects_of_mean_zero():
         found = interpolation_report.claims(lines, pd.DataFrame(), {}, n_boot=N_BOOT)
         new.append(family_holds(found, "lines and regions"))
         cells = [(d, e) for _, _, d, e in _interior_cells(lines)]
-        old.append(verdicts.interval_verdict(*_example_bootstrap(cells, rng)) == verdicts.HOLDS)
+        old.append(verdicts.verdict(*_example_bootstrap(cells, rng)) == verdicts.HOLDS)
     print("lines, group-effect null: new", assert_at_most(new, ALPHA, "false holds"))
     print("  old rule:", assert_old_rule_fails(old))
 

@@ -203,7 +203,7 @@ def test_relabelings_reassign_labels_at_the_unit_they_were_assigned():
     assert (np.isin(d[:, :6], codes[:6]) & np.isin(d[:, 6:], codes[6:])).all()
     assert all(sorted(row) == sorted(codes) for row in d)
     # task level: a dataset's models move together; every task keeps its number of datasets
-    t = design.task_labels
+    t = design.levels["task"].tasks
     assert len(t) == 6 and design.by_task.distinct == 3
     for row in t:
         assert all(len(set(row[datasets == name])) == 1 for name in set(datasets))

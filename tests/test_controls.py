@@ -336,11 +336,11 @@ def test_exact_relabelings_and_sign_flips():
     assert inference.partitions_count([4, 2, 2]) == 210 and inference.partitions_count([3, 3, 3]) == 280
     flips = inference.SignFlips(4)
     assert flips.signs.shape == (16, 4) and flips.floor == 1 / 16
-    assert inference.p_values(1.0, flips.null_means(np.ones(4)), True) == (1 / 16, 1.0)
+    assert inference.p_values(1.0, flips.null_means(np.ones(4))) == (1 / 16, 1.0)
     big = inference.Relabelings(np.repeat(np.arange(10), 3), n_mc=99)
     assert not big.exact and big.floor == pytest.approx(1 / 100) and len(big) == 100
     assert (big.labels[0] == np.repeat(np.arange(10), 3)).all()  # Monte Carlo: the observed labelling first ...
-    assert inference.p_values(5.0, np.array([5.0, 1.0, 2.0, 3.0]), exact=False) == (0.25, 1.0)  # ... counted once
+    assert inference.p_values(5.0, np.array([5.0, 1.0, 2.0, 3.0])) == (0.25, 1.0)  # ... counted once
 
 
 def test_verdict_rule():

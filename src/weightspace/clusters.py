@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -379,37 +380,55 @@ def nn1_other_dataset(D: np.ndarray, datasets, tasks) -> float:
     return float(nn1_batch(neighbour, tasks[None])[0])
 
 
+@dataclass(frozen=True)
+class Level:
+    """One level's test: the null's name, the design in words, every reassignment's dataset and task labels (each
+    (R, m)) and the smallest p the design can reach."""
+
+    null: str
+    design: str
+    datasets: np.ndarray
+    tasks: np.ndarray
+    floor: float
+
+    def null_of(self, statistic) -> np.ndarray:
+        """statistic(dataset labels (R, m), task labels (R, m)) under every reassignment."""
+        return statistic(self.datasets, self.tasks)
+
+
 class Design:
     """The reassignments of one study's labels at both levels, built once per claims table."""
 
     def __init__(self, datasets, tasks, n_perm: int, seed: int):
         self.datasets, self.tasks = np.asarray(datasets), np.asarray(tasks)
-        self.m = len(self.datasets)
-        self.names = np.unique(self.datasets)
-        first = np.array([np.flatnonzero(self.datasets == d)[0] for d in self.names], dtype=int)
-        self.dataset_tasks = self.tasks[first]
-        self.of_model = np.searchsorted(self.names, self.datasets)
+        names = np.unique(self.datasets)
+        first = np.array([np.flatnonzero(self.datasets == d)[0] for d in names], dtype=int)
+        dataset_tasks = self.tasks[first]
         self.by_dataset = inference.Relabelings(_codes(self.datasets), self.tasks, n_perm, seed)
-        by_task = inference.Relabelings(_codes(self.dataset_tasks), None, n_perm, seed + 1)
-        self.by_task = by_task
-        self.task_labels = by_task.labels[:, self.of_model]  # (R, m): each model takes its dataset's task
-        sizes = sorted(Counter(self.dataset_tasks.tolist()).values(), reverse=True)
-        self.task_design = (f"{'exact' if by_task.exact else 'Monte Carlo'} test over the {by_task.distinct} ways to "
-                            f"split {len(self.names)} datasets into tasks of {', '.join(map(str, sizes))} (more "
-                            "datasets per task lower the floor)")
-        self.dataset_design = (f"{'exact' if self.by_dataset.exact else 'Monte Carlo'} test over the "
-                               f"{self.by_dataset.distinct} ways to reassign {self.m} models to datasets within "
-                               "their tasks")
+        self.by_task = inference.Relabelings(_codes(dataset_tasks), None, n_perm, seed + 1)
+        sizes = sorted(Counter(dataset_tasks.tolist()).values(), reverse=True)
+        kind = {True: "exact", False: "Monte Carlo"}
+        by_dataset, by_task = self.by_dataset, self.by_task
+        self.levels = {
+            "dataset": Level(NULL_DATASETS_WITHIN_TASKS,
+                             f"{kind[by_dataset.exact]} test over the {by_dataset.distinct} ways to reassign "
+                             f"{len(self.datasets)} models to datasets within their tasks", by_dataset.labels,
+                             np.broadcast_to(_codes(self.tasks), by_dataset.labels.shape), by_dataset.floor),
+            "task": Level(NULL_TASKS,
+                          f"{kind[by_task.exact]} test over the {by_task.distinct} ways to split {len(names)} "
+                          f"datasets into tasks of {', '.join(map(str, sizes))} (more datasets per task lower the "
+                          "floor)",
+                          # each model takes its dataset's task
+                          np.broadcast_to(_codes(self.datasets), (len(by_task), len(self.datasets))),
+                          by_task.labels[:, np.searchsorted(names, self.datasets)], by_task.floor),
+        }
 
-    def dataset_null(self, statistic) -> tuple[np.ndarray, bool, float]:
-        """statistic(dataset labels (R, m), task labels (R, m)) under the dataset-level reassignments."""
-        d = self.by_dataset.labels
-        t = np.broadcast_to(_codes(self.tasks), d.shape)
-        return statistic(d, t), self.by_dataset.exact, self.by_dataset.floor
 
-    def task_null(self, statistic):
-        d = np.broadcast_to(_codes(self.datasets), self.task_labels.shape)
-        return statistic(d, self.task_labels), self.by_task.exact, self.by_task.floor
+def _headline_fields(claim_id: str, level: Level, paper: str, primary: bool) -> dict:
+    """The columns a claim takes from its level and whether it is a headline (primary measure only)."""
+    family = HEADLINE.get(claim_id) if primary else None
+    return dict(family=family or "", headline=family is not None, paper=paper, p_floor=level.floor,
+                design=level.design)
 
 
 def _boot_replicates(function, datasets, tasks, n_boot: int, seed: int) -> np.ndarray:
@@ -420,14 +439,10 @@ def _boot_replicates(function, datasets, tasks, n_boot: int, seed: int) -> np.nd
 def _difference_claim(claim_id, M, design: Design, closer, farther, sign, level, n_boot, seed, unit, n, paper,
                       quantity, primary) -> dict:
     """effect = sign * (mean over `farther` pairs - mean over `closer` pairs); sign -1 for similarities."""
-    datasets, tasks = design.datasets, design.tasks
+    datasets, tasks, test = design.datasets, design.tasks, design.levels[level]
     means = pair_means(M, datasets, tasks)
     observed = sign * (means[farther] - means[closer])
-    family = HEADLINE.get(claim_id) if primary else None
-    null_name = NULL_DATASETS_WITHIN_TASKS if level == "dataset" else NULL_TASKS
-    design_text = design.dataset_design if level == "dataset" else design.task_design
-    floor = design.by_dataset.floor if level == "dataset" else design.by_task.floor
-    common = dict(family=family or "", headline=family is not None, paper=paper, p_floor=floor, design=design_text)
+    common = _headline_fields(claim_id, test, paper, primary)
     if not np.isfinite(observed):
         missing = closer if not np.isfinite(means[closer]) else farther
         return verdicts.not_computable(claim_id, CLAIMS[claim_id], f"no {missing} pairs", unit, n=n, **common)
@@ -436,8 +451,7 @@ def _difference_claim(claim_id, M, design: Design, closer, farther, sign, level,
         batch = pair_means_batch(M, d, t)
         return sign * (batch[farther] - batch[closer])
 
-    null, exact, _ = design.dataset_null(statistic) if level == "dataset" else design.task_null(statistic)
-    p_up, p_down = inference.p_values(observed, null, exact)
+    p_up, p_down = inference.p_values(observed, test.null_of(statistic))
     replicates = []
 
     def one(idx):
@@ -463,24 +477,21 @@ def _difference_claim(claim_id, M, design: Design, closer, farther, sign, level,
         claim_id, CLAIMS[claim_id], observed, low, high, n, unit, p_value=p_up, p_opposite=p_down,
         value=means[closer], reference=means[farther],
         statistic=f"mean {quantity} of {farther} pairs minus {closer} pairs" if sign > 0 else
-        f"mean {quantity} of {closer} pairs minus {farther} pairs", interval=INTERVAL, null=null_name, note=note,
+        f"mean {quantity} of {closer} pairs minus {farther} pairs", interval=INTERVAL, null=test.null, note=note,
         **common)
 
 
 def _recovery_claim(claim_id, observed_fn, batch_fn, boot_fn, design: Design, level, n_boot, seed, unit, n, paper,
                     what, primary) -> dict:
     """A label-recovery statistic against its null at the claim's level: effect = observed - null mean."""
-    family = HEADLINE.get(claim_id) if primary else None
-    null_name = NULL_DATASETS_WITHIN_TASKS if level == "dataset" else NULL_TASKS
-    floor = design.by_dataset.floor if level == "dataset" else design.by_task.floor
-    design_text = design.dataset_design if level == "dataset" else design.task_design
-    common = dict(family=family or "", headline=family is not None, paper=paper, p_floor=floor, design=design_text)
+    test = design.levels[level]
+    common = _headline_fields(claim_id, test, paper, primary)
     observed = observed_fn()
     if not np.isfinite(observed):
         return verdicts.not_computable(claim_id, CLAIMS[claim_id], f"{what} is undefined here", unit, n=n, **common)
-    null, exact, _ = design.dataset_null(batch_fn) if level == "dataset" else design.task_null(batch_fn)
+    null = test.null_of(batch_fn)
     chance = float(np.nanmean(null))
-    p_up, p_down = inference.p_values(observed, null, exact)
+    p_up, p_down = inference.p_values(observed, null)
     boots = _boot_replicates(boot_fn, design.datasets, design.tasks, n_boot, seed) - chance
     low, high = verdicts.interval(boots)
     distinct = len(np.unique(np.round(null[np.isfinite(null)], 12)))
@@ -490,7 +501,7 @@ def _recovery_claim(claim_id, observed_fn, batch_fn, boot_fn, design: Design, le
     return verdicts.claim_row(claim_id, CLAIMS[claim_id], observed - chance, low, high, n, unit, p_value=p_up,
                               p_opposite=p_down, value=observed, reference=chance,
                               statistic=f"{what} minus its null mean", interval=INTERVAL + ", minus the null mean",
-                              null=null_name, note=note, **common)
+                              null=test.null, note=note, **common)
 
 
 def _copies(idx: np.ndarray) -> np.ndarray:
@@ -620,7 +631,7 @@ def task_vector_cosines(D: pd.DataFrame, table) -> tuple[np.ndarray, np.ndarray,
 
 
 def cosine_claims(C: np.ndarray | None, datasets, tasks, n_boot: int = 1000, n_perm: int = 1000,
-                  seed: int = 0) -> list[dict]:
+                  seed: int = 0, design: Design | None = None) -> list[dict]:
     """Descriptions: random perturbations of the pretrained weights have task-vector cosines near 0 whatever their
     labels, unlike 'closer to the pretrained model than to other tasks'. Not the paper's claims: no verdict."""
     paper = ("the paper reports distances, not task-vector directions; this replaces 'closer to the pretrained "
@@ -631,7 +642,9 @@ def cosine_claims(C: np.ndarray | None, datasets, tasks, n_boot: int = 1000, n_p
                 for c in ("task_vectors_align_by_dataset", "task_vectors_align_by_task")]
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
     n_d, n_t = len(set(datasets)), len(set(tasks))
-    design = Design(datasets, tasks, n_perm, seed)
+    same_labels = design is not None and np.array_equal(design.datasets, datasets) and \
+        np.array_equal(design.tasks, tasks)
+    design = design if same_labels else Design(datasets, tasks, n_perm, seed)
     return [
         _difference_claim("task_vectors_align_by_dataset", C, design, "within_dataset", "other_dataset", -1,
                           "dataset", n_boot, seed, f"models ({n_d} datasets)", len(datasets), paper, "cosine", False),
@@ -669,7 +682,7 @@ def claims(frame: pd.DataFrame, table, primary: dict | None = None, n_boot: int 
     if combos:
         C, datasets, tasks = cosines if cosines is not None else (None, [], [])
         rows += [{"metric": "cosine", "space": "task_vector", "group": group, "primary": True, **row}
-                 for row in cosine_claims(C, datasets, tasks, n_boot, n_perm, seed)]
+                 for row in cosine_claims(C, datasets, tasks, n_boot, n_perm, seed, design)]
     out = pd.DataFrame(rows).reindex(columns=CLAIM_COLUMNS)
     out["n"] = out["n"].astype("Int64")
     out = verdicts.decide(out)

@@ -189,13 +189,13 @@ def target_gains(group: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def target_test(by_target: dict[str, np.ndarray], n_boot: int, seed: int):
     """Mean over targets of the targets' mean gains; its nested bootstrap interval (targets, then seeds); the
-    exact sign-flip p-values over targets and their floor."""
+    sign-flip p-values over targets."""
     from . import inference, verdicts
 
     means = np.array([g.mean() for g in by_target.values()])
     effect = float(means.mean()) if len(means) else float("nan")
     flips = inference.SignFlips(len(means), seed=seed)
-    p_up, p_down = inference.p_values(effect, flips.null_means(means), flips.exact)
+    p_up, p_down = inference.p_values(effect, flips.null_means(means))
     rng = np.random.default_rng(seed)
     gains = list(by_target.values())
     replicates = np.empty(int(n_boot))
@@ -203,14 +203,14 @@ def target_test(by_target: dict[str, np.ndarray], n_boot: int, seed: int):
         drawn = rng.integers(0, len(gains), size=len(gains))
         replicates[r] = np.mean([gains[t][rng.integers(0, len(gains[t]), size=len(gains[t]))].mean() for t in drawn])
     low, high = verdicts.interval(replicates)
-    return effect, low, high, p_up, p_down, flips.floor
+    return effect, low, high, p_up, p_down
 
 
 def claims(summary: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Per scope, mode and training size: the fused start's accuracy gain over the pretrained start. The unit is
     the target (its seeds averaged): an interval over targets then seeds, a sign-flip test over targets, wins, ties
     and losses counted by target as the paper does (runs reported apart). Headline rows: headline_keys."""
-    from . import verdicts
+    from . import inference, verdicts
 
     paired = paired_gains(summary)
     rows = []
@@ -228,21 +228,20 @@ def claims(summary: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataF
         unit = f"targets ({runs} runs: targets × seeds)"
         note = (f"targets: {counts['win']} wins, {counts['tie']} ties, {counts['loss']} losses; runs: "
                 f"{run_counts['win']} wins, {run_counts['tie']} ties, {run_counts['loss']} losses")
-        design = f"exact sign-flip test over {k} targets ({2 ** k} sign patterns)"
+        floor, design = inference.sign_flip_design(k, "targets")
         extra = dict(value=float(group["accuracy"].mean()), reference=float(group["accuracy_pretrained"].mean()),
                      statistic="mean over targets of the paired test-accuracy gain, fused - pretrained start "
                                "(percentage points; seeds averaged within a target)",
                      interval=INTERVAL, null=NULL, scope=scope, mode=mode, size=size)
         is_headline = (scope, mode, size) in headline
-        common = dict(family=FAMILY if is_headline else "", headline=is_headline, design=design,
-                      p_floor=1.0 / 2 ** k if k else float("nan"))
+        common = dict(family=FAMILY if is_headline else "", headline=is_headline, design=design, p_floor=floor)
         if k < 2:
             rows.append({**verdicts.not_computable(f"fusion_gain_{scope}_{mode}_n{size}", claim,
                                                    f"{note}; only {k} target: no interval", unit, PAPER_FUSION,
                                                    n=k, **common), **extra,
                          "effect": float(np.mean(means)) if means else float("nan")})
             continue
-        effect, low, high, p_up, p_down, _ = target_test(by_target, n_boot, seed)
+        effect, low, high, p_up, p_down = target_test(by_target, n_boot, seed)
         rows.append(verdicts.claim_row(f"fusion_gain_{scope}_{mode}_n{size}", claim, effect, low, high, k, unit,
                                        p_value=p_up, p_opposite=p_down, paper=PAPER_FUSION, note=note, **common,
                                        **extra))

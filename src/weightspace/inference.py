@@ -26,9 +26,7 @@ def partitions_count(sizes) -> int:
     """Distinct ways to split sum(sizes) items into unlabelled blocks of these sizes (blocks of equal size are
     interchangeable): n! / (prod s! * prod over sizes of (#blocks of that size)!)."""
     sizes = [int(s) for s in sizes]
-    count = math.factorial(sum(sizes))
-    for s in sizes:
-        count //= math.factorial(s)
+    count = _multinomial(sizes)
     for same in Counter(sizes).values():
         count //= math.factorial(same)
     return count
@@ -77,7 +75,7 @@ class Relabelings:
     def __init__(self, labels, blocks=None, n_mc: int = 2000, seed: int = 0, max_exact: int = MAX_EXACT):
         labels = np.asarray(labels)
         blocks = np.zeros(len(labels), dtype=int) if blocks is None else np.asarray(blocks)
-        groups = [np.flatnonzero(blocks == b) for b in _unique(blocks)]
+        groups = [np.flatnonzero(blocks == b) for b in dict.fromkeys(blocks.tolist())]
         labelled = 1  # labelled reassignments (multiset permutations), and distinct partitions
         self.distinct = 1
         for where in groups:
@@ -111,22 +109,30 @@ class Relabelings:
         return len(self.labels)
 
 
+SIGN_FLIPS_MC = 4000  # random sign patterns where 2^k is too many to enumerate
+
+
+def sign_flip_design(k: int, unit: str, n_mc: int = SIGN_FLIPS_MC, max_exact: int = MAX_EXACT) -> tuple[float, str]:
+    """The floor of a sign-flip test over ``k`` units, and the test in words (for a claim row, before any data)."""
+    k = int(k)
+    exact = 2 ** k <= max_exact
+    floor = 1.0 / 2 ** k if exact else max(1.0 / 2 ** k, 1.0 / (int(n_mc) + 1))
+    return floor, f"{'exact' if exact else 'Monte Carlo'} sign-flip test over {k} {unit} ({2 ** k:,} sign patterns)"
+
+
 class SignFlips:
     """Every ±1 assignment to k units where 2^k <= max_exact, else n_mc random ones (all +1 first)."""
 
-    def __init__(self, k: int, n_mc: int = 4000, seed: int = 0, max_exact: int = MAX_EXACT):
+    def __init__(self, k: int, n_mc: int = SIGN_FLIPS_MC, seed: int = 0, max_exact: int = MAX_EXACT):
         self.k = int(k)
         self.exact = 2 ** self.k <= max_exact
+        self.floor = sign_flip_design(self.k, "units", n_mc, max_exact)[0]
         if self.exact:
-            grid = np.array(list(itertools.product((1.0, -1.0), repeat=self.k))) if self.k else np.ones((1, 0))
-            self.signs = grid
-            self.floor = 1.0 / 2 ** self.k
+            self.signs = np.array(list(itertools.product((1.0, -1.0), repeat=self.k))) if self.k else np.ones((1, 0))
         else:
             rng = np.random.default_rng(seed)
-            signs = rng.choice([-1.0, 1.0], size=(int(n_mc) + 1, self.k))
-            signs[0] = 1.0
-            self.signs = signs
-            self.floor = max(1.0 / 2 ** self.k, 1.0 / (int(n_mc) + 1))
+            self.signs = rng.choice([-1.0, 1.0], size=(int(n_mc) + 1, self.k))
+            self.signs[0] = 1.0
 
     def null_means(self, values) -> np.ndarray:
         """The mean of ``values`` under every sign assignment, shape (R,)."""
@@ -134,29 +140,17 @@ class SignFlips:
         return self.signs @ values / max(len(values), 1)
 
 
-def p_values(observed: float, null, exact: bool) -> tuple[float, float]:
-    """One-sided p-values (greater, less) of ``observed`` against the null's values. Exact: the share of
-    reassignments at least as extreme (the observed one is among them); Monte Carlo: (1 + #) / (1 + B), the
-    observed one counted once."""
+def p_values(observed: float, null) -> tuple[float, float]:
+    """One-sided p-values (greater, less) of ``observed`` against the null's values: the share of reassignments at
+    least as extreme. The null holds the observed labelling itself (every one, where they are enumerated; the first
+    row of a Monte Carlo sample), so a Monte Carlo p is (1 + #) / (1 + B), the observed one counted once."""
     null = np.asarray(null, dtype=float)
     null = null[np.isfinite(null)]
     if not np.isfinite(observed) or len(null) == 0:
         return float("nan"), float("nan")
     tol = 1e-9 * max(1.0, abs(observed))
     greater, less = int((null >= observed - tol).sum()), int((null <= observed + tol).sum())
-    if exact:
-        return greater / len(null), less / len(null)
-    # the Monte Carlo sample's first row is the observed labelling itself: count it once
-    return min(1.0, greater / len(null)), min(1.0, less / len(null))
-
-
-def _unique(values) -> list:
-    seen, out = set(), []
-    for v in np.asarray(values).tolist():
-        if v not in seen:
-            seen.add(v)
-            out.append(v)
-    return out
+    return greater / len(null), less / len(null)
 
 
 def holm(p_values, alpha: float) -> tuple[np.ndarray, np.ndarray]:

@@ -111,16 +111,16 @@ def line_group(pair: str) -> str:
 
 def grouped_test(cells: dict[str, list[np.ndarray]], n_boot: int = N_BOOT, seed: int = 0):
     """Effect (mean over groups of the mean over their cells of the mean per-example difference), its nested
-    bootstrap interval, the sign-flip p-values over groups and their floor."""
+    bootstrap interval and the sign-flip p-values over groups."""
     from . import inference
 
     groups = [g for g in cells if cells[g]]
     if not groups:
-        return (float("nan"),) * 6
+        return (float("nan"),) * 5
     effects = np.array([np.mean([c.mean() for c in cells[g]]) for g in groups])
     effect = float(effects.mean())
     flips = inference.SignFlips(len(groups), seed=seed)
-    p_up, p_down = inference.p_values(effect, flips.null_means(effects), flips.exact)
+    p_up, p_down = inference.p_values(effect, flips.null_means(effects))
     rng = np.random.default_rng(seed)
     R, G = int(n_boot), len(groups)
     # each group's own resamples: for every replicate and every slot a drawn group may fill, its cells drawn with
@@ -139,20 +139,21 @@ def grouped_test(cells: dict[str, list[np.ndarray]], n_boot: int = N_BOOT, seed:
     drawn = rng.integers(0, G, size=(R, G))
     replicates = inner[drawn, np.arange(R)[:, None], np.arange(G)[None, :]].mean(axis=1)
     low, high = verdicts.interval(replicates)
-    return effect, low, high, p_up, p_down, flips.floor
+    return effect, low, high, p_up, p_down
 
 
 def _row(claim_id, cells: dict[str, list], unit, paper, statistic, note, n_boot, seed, why) -> dict:
+    from . import inference
+
     headline = claim_id in HEADLINE
     k = sum(1 for g in cells if cells[g])
-    common = dict(family=FAMILY if headline else "", headline=headline,
-                  design=f"exact sign-flip test over {k} groups ({2 ** k} sign patterns)" if k else "",
-                  p_floor=1.0 / 2 ** k if k else float("nan"))
+    floor, design = inference.sign_flip_design(k, "groups") if k else (float("nan"), "")
+    common = dict(family=FAMILY if headline else "", headline=headline, design=design, p_floor=floor)
     if not k:
         return verdicts.not_computable(claim_id, CLAIMS[claim_id], why, unit, paper, **common)
-    effect, low, high, p_up, p_down, _ = grouped_test(cells, n_boot, seed)
+    effect, low, high, p_up, p_down = grouped_test(cells, n_boot, seed)
     n_cells = sum(len(c) for c in cells.values())
-    single = [verdicts.interval_verdict(*grouped_test({g: c}, n_boot, seed + i)[1:3])
+    single = [verdicts.verdict(*grouped_test({g: c}, n_boot, seed + i)[1:3])
               for i, (g, c) in enumerate(cells.items()) if c]
     note = (f"{n_cells} cells in {k} groups ({', '.join(g for g in cells if cells[g])}); " + note +
             f"groups on their own (interval over their cells and examples): {single.count(verdicts.HOLDS)} above 0, "

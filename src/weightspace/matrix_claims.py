@@ -65,10 +65,10 @@ def read_labels(path: str | Path, model_ids: list[str]) -> pd.DataFrame:
         raise WeightspaceError(f"labels file {path} does not exist")
     table = pd.read_csv(path, dtype={"model_id": str, "dataset": str, "task": str})
     missing = [c for c in ("model_id", "dataset", "task") if c not in table.columns]
+    if missing:
+        raise WeightspaceError(f"labels file {path} has no column {missing[0]!r} (needs model_id, dataset, task)")
     if "kind" not in table.columns:
         table["kind"] = "finetuned"
-    if missing and not (set(missing) <= {"dataset", "task"} and (table["kind"] != "finetuned").all()):
-        raise WeightspaceError(f"labels file {path} has no column {missing[0]!r} (needs model_id, dataset, task)")
     bad = sorted(set(table["kind"]) - {"finetuned", "pretrained"})
     if bad:
         raise WeightspaceError(f"labels file {path}: column 'kind' has {bad[0]!r}; use finetuned or pretrained")

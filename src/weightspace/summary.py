@@ -94,6 +94,14 @@ def _interval(low, high) -> str:
     return f"[{low:.4g}, {high:.4g}]"
 
 
+def _value_range(values: pd.Series) -> str:
+    """'a–b' over the values, one value where they agree, '—' where there are none."""
+    if values.empty:
+        return "—"
+    low, high = f"{values.min():.3g}", f"{values.max():.3g}"
+    return low if low == high else f"{low}–{high}"
+
+
 def _p(value) -> str:
     return "—" if pd.isna(value) else f"{float(value):.3g}"
 
@@ -184,9 +192,7 @@ def probe_section(matrix_path, figure: str | None, root: Path) -> str:
         own_l2 = l2[(part["model_kind"] == "finetuned") & (part["model_dataset"] == target)]
         rows.append({"dataset": target,
                      "pretrained L2": float(l2[part["model_kind"] == "pretrained"].iloc[0]) if len(pre) else np.nan,
-                     "own models' L2": (f"{own_l2.min():.3g}–{own_l2.max():.3g}" if len(own_l2) and
-                                        own_l2.min() != own_l2.max() else f"{own_l2.iloc[0]:.3g}" if len(own_l2)
-                                        else "—"),
+                     "own models' L2": _value_range(own_l2),
                      "label-prior loss": prior, "pretrained loss": pre_loss,
                      "pretrained below prior": "yes" if pre_loss < prior else "no",
                      "own models' mean loss": float(own.mean()) if len(own) else np.nan,

@@ -28,7 +28,6 @@ DESCRIPTION = "description"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE)
 ALPHA = 0.05  # one-sided, per family
 LEVEL = 0.95
-FAMILIES = ("dataset geometry", "task geometry", "lines and regions", "fusion")
 CAPTION = ("Headline claims (the paper's, on the primary measure) get a verdict: 'holds' when the 95% interval "
            "excludes 0 on the positive side and the one-sided test at the unit of replication gives p at or below "
            "its Holm threshold within the family (alpha 0.05); 'does not hold' the same on the negative side; "
@@ -39,13 +38,9 @@ CLAIM_COLUMNS = ["family", "headline", "claim_id", "claim", "effect", "ci_low", 
                  "interval", "null", "design", "note"]
 
 
-def interval_verdict(low: float, high: float, direction: str = "greater") -> str:
-    """The rule before issue 23, kept for the calibration tests to show it fails: from the interval alone."""
-    return verdict(low, high, direction)
-
-
 def verdict(low: float, high: float, direction: str = "greater") -> str:
-    """holds / does not hold / inconclusive from the interval [low, high] of an effect.
+    """holds / does not hold / inconclusive from the interval [low, high] of an effect alone: the rule before
+    issue 23 (the calibration tests show it failing), and what a single group's interval says in a note.
 
     direction 'greater': the claim predicts a positive effect; 'less': a negative one.
     """
