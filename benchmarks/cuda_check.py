@@ -8,7 +8,7 @@ uses a tiny model folder (``--tiny``, e.g. one made by tests/conftest.make_tiny_
   2. training steps per second and peak memory, skip vs padded, fp32 vs bf16 (batch 32, lengths 16-128:
      ~45 % padding, as in short-text datasets), with the ratios;
   3. the encoder pass for the probe (features.encode), bf16 against fp32 features: the largest difference;
-  4. weightspace.finetune.finetune end to end on the GPU with mixed_precision auto (bf16 here), twice with the
+  4. weightspace.train.finetune.finetune end to end on the GPU with mixed_precision auto (bf16 here), twice with the
      same seed: finished, learned, and how far apart the two runs' weights are (CUDA kernels need not be
      bitwise deterministic; the CPU path is).
 
@@ -51,7 +51,7 @@ def batch_of(n: int, low: int, high: int, vocab: int, device, seed: int = 0) -> 
 def model_pair(device):
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
-    from weightspace import unpadded
+    from weightspace.model import unpadded
 
     config = RobertaConfig(num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                            num_hidden_layers=SIZES["layers"], hidden_size=SIZES["hidden"],
@@ -128,7 +128,7 @@ def varying_throughput(model, config, dtype, steps: int, cudnn_sdp: bool) -> flo
 def features_check(device) -> dict:
     from transformers import RobertaConfig, RobertaModel
 
-    from weightspace import features
+    from weightspace.probe import features
 
     torch.manual_seed(1)
     config = RobertaConfig(num_hidden_layers=SIZES["layers"], hidden_size=SIZES["hidden"],
@@ -156,7 +156,7 @@ def finetune_check(tiny: Path) -> dict:
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import generated_frame
 
-    from weightspace import finetune
+    from weightspace.train import finetune
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,7 @@ getrusage's ru_maxrss carries the parent's size over fork + exec):
   naive            load every model's flattened weights into one (N, P) float64 array, then
                    scipy.spatial.distance.pdist: Euclidean, cosine, and cosine on task vectors
                    (the pretrained row subtracted in place; Euclidean is the same on both)
-  streaming        weightspace.distances.pairwise_distances: the same four matrices, and the
+  streaming        weightspace.geometry.distances.pairwise_distances: the same four matrices, and the
                    same again for the default config's three parameter groups, an empty cache
   streaming+cache  the same again with the cache of the previous run: no file changed
   streaming+1 new  one more model added to a cache of the other N - 1
@@ -108,7 +108,7 @@ def naive(ids, paths, out: Path, args) -> dict:
 def streaming(ids, paths, out: Path, args) -> dict:
     import yaml
 
-    from weightspace import distances
+    from weightspace.geometry import distances
 
     groups = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())["geometry"]["groups"]
     frame, info = distances.pairwise_distances(ids, paths, groups=groups, cache_dir=args.cache,

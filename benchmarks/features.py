@@ -7,7 +7,7 @@ the same probe protocol and L2, on the same threads, in one run:
            before evaluation jobs; git archive of its src/):
            per (model, dataset) pair a features process (start Python, load torch and
            the model, tokenize, encode, write the .npz) and a probe process;
-  now      one process per model (weightspace.evaluation, as the evaluate_model job):
+  now      one process per model (weightspace.probe.evaluation, as the evaluate_model job):
            tokenize each dataset once, load the model once, one encoder pass over train
            and test per dataset, probes on the cached features; then the same job again
            (every pair a cache hit: what a rerun costs).
@@ -43,25 +43,28 @@ sys.path.insert(0, str(SRC))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from weightspace import base_model, data, evaluation, features, hardware, probe, weights  # noqa: E402
+from weightspace import hardware  # noqa: E402
+from weightspace.data import prepare
+from weightspace.model import base_model, weights
+from weightspace.probe import evaluation, features, linear
 
 DEFAULTS = {"max_examples": {"train": 256, "validation": 64, "test": 128}, "validation_fraction": 0.1,
             "test_fraction": 0.2, "split_seed": 0, "max_length": 48}
 
 TODAY_FEATURES = """
 import sys, time
-from weightspace import features
+from weightspace.probe import features
 features.extract(base_dir=sys.argv[1], weight_paths=[sys.argv[2]], coefficients=[1.0], data_dir=sys.argv[3],
                  out_path=sys.argv[4], batch_size=64, max_length=48, threads=int(sys.argv[5]))
 """
 TODAY_PROBE = """
 import sys, json
-from weightspace import probe
-probe.run(sys.argv[1], sys.argv[2], probe.Protocol.from_config(json.loads(sys.argv[3])), threads=int(sys.argv[4]))
+from weightspace.probe import linear
+linear.run(sys.argv[1], sys.argv[2], linear.Protocol.from_config(json.loads(sys.argv[3])), threads=int(sys.argv[4]))
 """
 NOW_JOB = """
 import sys, json
-from weightspace import evaluation
+from weightspace.probe import evaluation
 a = json.loads(sys.argv[1])
 print(json.dumps(evaluation.run(**a)))
 """
@@ -179,7 +182,7 @@ def main() -> None:
             save_file({k: v.contiguous() for k, v in state.items()}, str(today_paths[-1]))
         datasets = {}
         for name in args.datasets:
-            data.prepare_dataset(name, {"task": "x", "builtin": name}, DEFAULTS, tmp / "data" / name)
+            prepare.prepare_dataset(name, {"task": "x", "builtin": name}, DEFAULTS, tmp / "data" / name)
             datasets[name] = {"data_dir": str(tmp / "data" / name), "max_length": DEFAULTS["max_length"]}
         protocol = {"l2": 1.0}  # each probe still chooses its own L2 by cross-validation, as the workflow's do
 
@@ -249,7 +252,7 @@ def main() -> None:
 
         # bf16: where it is used (or forced), the probe loss must not move
         if dtype_name == "bfloat16" or args.force_bf16:
-            protocol_obj = probe.Protocol(l2=protocol["l2"])
+            protocol_obj = linear.Protocol(l2=protocol["l2"])
             for name, spec in datasets.items():
                 losses = {}
                 for mode in ("no", "bf16"):

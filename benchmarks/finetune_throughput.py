@@ -36,7 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import torch  # noqa: E402
 
 from conftest import generated_frame, make_tiny_source  # noqa: E402
-from weightspace import base_model, data, finetune, hardware  # noqa: E402
+from weightspace import hardware  # noqa: E402
+from weightspace.data import prepare
+from weightspace.model import base_model
+from weightspace.train import finetune
 
 
 def make_data(folder: Path, n: int) -> Path:
@@ -51,7 +54,7 @@ def make_data(folder: Path, n: int) -> Path:
 
 
 def packaged(folder: Path, name: str) -> Path:
-    data.prepare_dataset(name, {"builtin": name, "task": "t", "max_examples": {"validation": 32, "test": 32}},
+    prepare.prepare_dataset(name, {"builtin": name, "task": "t", "max_examples": {"validation": 32, "test": 32}},
                          None, folder)
     return folder
 

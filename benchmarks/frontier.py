@@ -30,8 +30,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from weightspace import base_model, data, finetune, hardware, study  # noqa: E402
-from weightspace import weights as weight_files  # noqa: E402
+from weightspace import hardware, study  # noqa: E402
+from weightspace.data import prepare
+from weightspace.model import base_model
+from weightspace.train import finetune
+from weightspace.model import weights as weight_files  # noqa: E402
 
 # The default's recipe (config.yaml: 3 epochs of 256 examples = 48 steps at batch 16), and the grid around
 # it: each entry changes one thing. "train" is the training split's cap (data.max_examples.train), the
@@ -67,7 +70,7 @@ def prepare(config: dict, root: Path, train_cap: int, test_cap: int) -> Path:
     defaults["max_examples"] = {"train": train_cap, "validation": 128, "test": test_cap}
     for name, spec in config["datasets"].items():
         if not (folder / name / "meta.json").exists():
-            data.prepare_dataset(name, spec, defaults, folder / name)
+            prepare.prepare_dataset(name, spec, defaults, folder / name)
     return folder
 
 

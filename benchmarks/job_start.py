@@ -69,7 +69,7 @@ def one_start(base: Path) -> dict[str, float]:
 
 
 def study_share(results: Path, start_seconds: float) -> str:
-    from weightspace import stage_times
+    from weightspace.report import stage_times
 
     jobs = stage_times.read_benchmarks(results / "benchmarks")
     heavy, total = int(jobs["stage"].isin(HEAVY_RULES).sum()), float(jobs["wall_seconds"].sum())
@@ -83,7 +83,8 @@ def main() -> None:
     parser.add_argument("--results", help="a finished study's results/ folder")
     args = parser.parse_args()
 
-    from weightspace import base_model, hardware
+    from weightspace import hardware
+    from weightspace.model import base_model
 
     cpu = hardware.describe()
     print(f"CPU: {cpu['cpu']} ({cpu['cores']} cores, torch {cpu['torch_capability']})")

@@ -2,7 +2,7 @@
 
 Same base model, data, head initialisation and full-batch L-BFGS protocol with the same
 number of objective evaluations ("epochs": one pass over the training split each):
-  cached   one encoder pass over train + test (weightspace.features.extract, as the
+  cached   one encoder pass over train + test (weightspace.probe.features.extract, as the
            workflow's features rule), then every evaluation reads the cached features;
   in-loop  the frozen encoder runs over the training split at every evaluation.
 Prints both times, the epochs and the speed-up, and checks that both give the same
@@ -30,7 +30,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from conftest import generated_frame, make_tiny_source  # noqa: E402
-from weightspace import base_model, features, probe, weights  # noqa: E402
+from weightspace.model import base_model, weights  # noqa: E402
+from weightspace.probe import features, linear
 
 
 def make_data(folder: Path, n: int) -> Path:
@@ -58,7 +59,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     logging.getLogger("weightspace").setLevel(logging.ERROR)  # "did not converge": a fixed iteration count here
     # a fixed number of iterations: the tolerance is out of reach, so both runs do the same epochs
-    protocol = probe.Protocol(max_iter=args.max_iter, tolerance=1e-30, tolerance_change=1e-30)
+    protocol = linear.Protocol(max_iter=args.max_iter, tolerance=1e-30, tolerance_change=1e-30)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -77,7 +78,7 @@ def main() -> None:
         features.extract(base, [tmp / "model.safetensors"], [1.0], data, tmp / "f.npz", batch_size=args.batch,
                          max_length=args.length, threads=args.threads)
         encoded = time.perf_counter()
-        cached = probe.train_probe(features.load(tmp / "f.npz"), protocol)
+        cached = linear.train_probe(features.load(tmp / "f.npz"), protocol)
         cached_seconds = time.perf_counter() - started
         head_seconds = time.perf_counter() - encoded
 
@@ -91,9 +92,9 @@ def main() -> None:
             return features.encode(model, tokens[split], pooling, tokenizer.pad_token_id, batch_size=args.batch)
 
         started = time.perf_counter()
-        head = probe.LinearHead(cached["protocol"]["feature_dim"], 2, protocol.seed)
-        info = probe.fit(head, lambda: through_encoder("train"), frames["train"]["label"], protocol)
-        in_loop = probe.evaluate(head, through_encoder("test"), frames["test"]["label"])
+        head = linear.LinearHead(cached["protocol"]["feature_dim"], 2, protocol.seed)
+        info = linear.fit(head, lambda: through_encoder("train"), frames["train"]["label"], protocol)
+        in_loop = linear.evaluate(head, through_encoder("test"), frames["test"]["label"])
         loop_seconds = time.perf_counter() - started
 
     print(f"base {args.base} ({pooling} pooling), {args.n} examples "

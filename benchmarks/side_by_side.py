@@ -67,7 +67,8 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=40)
     args = parser.parse_args()
 
-    from weightspace import base_model, hardware
+    from weightspace import hardware
+    from weightspace.model import base_model
 
     folder = base_model.resolve_source({"builtin": "all-MiniLM-L6-v2"})
     alone = rate(launch(1, args, folder))

@@ -1,5 +1,5 @@
 """What a study costs on this machine: its base model's training and encoding throughput, measured here on a
-packaged dataset prepared as the config prepares it, then ``study.cost`` over the config's jobs.
+packaged dataset prepared as the config prepares it, then ``plan.cost.estimate`` over the config's jobs.
 
     .venv/bin/python benchmarks/study_cost.py configs/workstation.yaml [--threads 2] [--steps 12]
         [--dataset rotten_tomatoes]
@@ -7,7 +7,7 @@ packaged dataset prepared as the config prepares it, then ``study.cost`` over th
 Prints the CPU, the precision, the throughput (examples per second of one job with --threads threads, the
 training loop and the encoder passes only), and the study's hours of such jobs: fine-tunes, fusion
 fine-tunes and probe encoding, with core-hours (hours × threads) and the wall time on 2 and 16 cores if
-the jobs kept every core busy. Counted as ``study.cost`` counts: every epoch, a validation pass per epoch,
+the jobs kept every core busy. Counted as ``plan.cost.estimate`` counts: every epoch, a validation pass per epoch,
 one encoder pass per (model, dataset) pair over the probe and test examples. Process starts, probes
 (milliseconds each on cached features), distances and figures are left out: on the default study they
 were ~7 % of the job time (results/tables/stage_times.csv). Builtin datasets only (their source sizes are
@@ -32,7 +32,12 @@ sys.path.insert(0, str(REPO / "src"))
 
 import yaml  # noqa: E402
 
-from weightspace import base_model, data, evaluation, finetune, hardware, probe, study  # noqa: E402
+from weightspace import hardware, study  # noqa: E402
+from weightspace.data import prepare
+from weightspace.model import base_model
+from weightspace.probe import evaluation, linear
+from weightspace.plan import cost as cost_model, study_plan
+from weightspace.train import finetune
 
 
 def filled(path: Path) -> dict:
@@ -50,7 +55,7 @@ def measure(config: dict, dataset: str, threads: int, steps: int, work: Path) ->
     base_model.materialise(config["base_model"], base_dir)
     spec = {**config["data"], **config["datasets"][dataset]}
     data_dir = work / "data" / dataset
-    data.prepare_dataset(dataset, spec, None, data_dir)
+    prepare.prepare_dataset(dataset, spec, None, data_dir)
     max_length = spec.get("max_length", 128)
 
     ft = config["finetune"]
@@ -62,7 +67,7 @@ def measure(config: dict, dataset: str, threads: int, steps: int, work: Path) ->
                                 model_id="bench", save_model=False, weights_path=weights_path)
 
     pc = config["probe"]
-    evaluator = evaluation.Evaluator(base_dir, work / "cache", probe.Protocol(), pooling=pc["pooling"],
+    evaluator = evaluation.Evaluator(base_dir, work / "cache", linear.Protocol(), pooling=pc["pooling"],
                                      batch_size=pc["batch_size"], mixed_precision=pc["mixed_precision"],
                                      threads=threads, keep_features=False)
     started = time.perf_counter()
@@ -93,12 +98,12 @@ def main() -> None:
     dataset = args.dataset or next(iter(config["datasets"]))
     with tempfile.TemporaryDirectory() as tmp:
         measured = measure(config, dataset, threads, args.steps, Path(tmp))
-    sizes = study.builtin_source_sizes(config)
+    sizes = cost_model.builtin_source_sizes(config)
     hidden = measured["hidden"]
-    cost = study.cost(config, sizes, measured["train_examples_per_second"], measured["encode_examples_per_second"],
+    cost = cost_model.estimate(config, study_plan.build(config), sizes, measured["train_examples_per_second"], measured["encode_examples_per_second"],
                       encoder_parameters=measured["encoder_parameters"], head_parameters=hidden * hidden,
                       hidden=hidden)
-    counts = study.core_job_counts(config)
+    counts = study_plan.build(config).job_counts()
     hours = {k[len("gpu_hours_"):]: v for k, v in cost.items() if k.startswith("gpu_hours_")}
     total = sum(hours.values())
     print(f"config: {args.config}  ({len(config['datasets'])} datasets × {len(config['seeds'])} seeds; "

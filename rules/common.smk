@@ -11,7 +11,8 @@ sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p))
 CONDA_ENV = "../envs/weightspace.yaml"
 
-from weightspace import claim_design, evaluation, fusion, study, traversal  # noqa: E402
+from weightspace import study  # noqa: E402
+from weightspace.plan import claim_design, study_plan, traversal  # noqa: E402
 
 
 # fills every key the config leaves out with the schema's default, then the checks a schema cannot make
@@ -23,12 +24,8 @@ if workflow.is_main_process:
         logger.warning(f"weightspace: {warning}")
 
 RESULTS = "results"
-DATASETS = study.datasets(config)
-SEEDS = study.seeds(config)
-FINETUNED = study.finetuned_ids(config)
-FUSED = {f.model_id: f for f in fusion.fused_bases(config)}
-MIXES = traversal.mix_recipes(config)
-TRAVERSAL_POINTS = traversal.all_points(config)
+# what this config makes: models, fusion runs, traversal points and groups, probed datasets (built once)
+PLAN = study_plan.build(config)
 
 
 wildcard_constraints:
@@ -37,68 +34,26 @@ wildcard_constraints:
     model_id=study.MODEL_ID_PATTERN,
 
 
-def study_models():
-    """Every stored model: it joins the geometry and the probe matrix."""
-    return [study.PRETRAINED] + FINETUNED + list(FUSED)
+def weights_file(model_id):
+    return f"{RESULTS}/weights/{model_id}.safetensors"
 
 
 def model_recipe(model_id):
-    """(weights files, coefficients) whose combination is this model's encoder.
-
-    Stored models are one file; a mix (a point on a line, plane or region) is built in
-    memory from its stored endpoints, never written.
-    """
-    if model_id in MIXES:
-        ids, coefficients = zip(*MIXES[model_id])
-        return [f"{RESULTS}/weights/{m}.safetensors" for m in ids], list(coefficients)
-    return [f"{RESULTS}/weights/{model_id}.safetensors"], [1.0]
+    """(weights files, coefficients) whose combination is this model's encoder: a stored model is one file; a
+    mix (a point on a line, plane or region) is built in memory from its stored endpoints, never written."""
+    ids, coefficients = zip(*PLAN.recipe(model_id))
+    return [weights_file(m) for m in ids], list(coefficients)
 
 
 # ---------------------------------------------------------------- probe evaluation (rules/probe.smk)
 
 
-def _traversal_groups():
-    """group name -> the traversal points evaluated in that job (a line, a plane, a region group)."""
-    groups = {}
-    for point in TRAVERSAL_POINTS:
-        groups.setdefault(evaluation.group_name(point.as_row()), []).append(point)
-    return groups
-
-
-TRAVERSAL_GROUPS = _traversal_groups()
-
-
-def _group_mix_points(group):
-    return [p for p in TRAVERSAL_GROUPS[group] if p.model_id in MIXES]
-
-
-def group_pairs(group):
-    """(mix id, dataset) pairs of a group; its stored models are evaluated by their own jobs."""
-    return sorted({(p.model_id, d) for p in _group_mix_points(group) for d in p.eval_datasets})
-
-
 def group_recipes(group):
-    return {p.model_id: model_recipe(p.model_id) for p in _group_mix_points(group)}
-
-
-def group_datasets(group):
-    return sorted({d for _, d in group_pairs(group)})
-
-
-def group_weight_inputs(group):
-    return sorted({path for paths, _ in group_recipes(group).values() for path in paths})
+    return {m: model_recipe(m) for m in PLAN.group_recipes(group)}
 
 
 def evaluation_dataset(dataset):
     return {"name": dataset, "data_dir": f"{RESULTS}/data/{dataset}", "max_length": dataset_max_length(dataset)}
-
-
-PROBED = study.probed_datasets(config)  # planned once: input functions run for every job
-
-
-def probed_datasets(model_id):
-    """The datasets a stored model's evaluation job probes it on (study.probed_datasets says which)."""
-    return PROBED[model_id]
 
 
 def probe_data_files(datasets):
@@ -107,20 +62,21 @@ def probe_data_files(datasets):
 
 
 def model_results(model_ids):
-    """The results files of stored models' evaluation jobs (each: the model on every dataset)."""
+    """The results files of stored models' evaluation jobs (each: the model on its probed datasets)."""
     return [f"{RESULTS}/probe/models/{m}.json" for m in model_ids]
 
 
 def traversal_results():
     """Every results file the traversal studies read: their groups' and their stored models'."""
-    stored = sorted({p.model_id for p in TRAVERSAL_POINTS if p.model_id not in MIXES})
-    return [f"{RESULTS}/probe/groups/{g}.json" for g in TRAVERSAL_GROUPS] + model_results(stored)
+    groups = [f"{RESULTS}/probe/groups/{g}.json" for g in PLAN.groups]
+    return groups + model_results(PLAN.traversal_stored_models())
 
 
 def all_targets():
     """What a run produces: every stage's tables and figures, and the summary page."""
-    targets = expand(f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json", dataset=DATASETS, seed=SEEDS)
-    targets += expand(f"{RESULTS}/weights/{{model_id}}.safetensors", model_id=study_models())
+    targets = expand(f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json", dataset=PLAN.datasets,
+                     seed=PLAN.seeds)
+    targets += [weights_file(m) for m in PLAN.stored_models]
     targets += [
         f"{RESULTS}/geometry/claims.csv",
         f"{RESULTS}/geometry/cluster_stats.csv",
@@ -132,11 +88,14 @@ def all_targets():
         f"{RESULTS}/summary.md",
         f"{RESULTS}/summary.html",
     ]
-    if fusion.runs(config):
+    if PLAN.fusion_runs:
         targets.append(f"{RESULTS}/fusion/wins.csv")
     targets += list(rules.report_pages.output)  # the report's pages (rules/report.smk, included after this file)
     targets += [f"{RESULTS}/tables/stage_times.csv", f"{RESULTS}/tables/stage_times.html"]  # rules/stage_times.smk
     return targets
+
+
+# ---------------------------------------------------------------- fine-tuning (rules/finetune.smk, fusion.smk)
 
 
 def dataset_max_length(dataset):
@@ -147,6 +106,10 @@ def finetune_settings(dataset):
     """The fine-tuning recipe of one dataset (study.finetune_settings). How often a job checkpoints or
     validates is not the recipe: the scripts read it from the config, so changing it reruns nothing."""
     return study.finetune_settings(config, dataset)
+
+
+def fusion_settings(target, mode, size):
+    return study.fusion_settings(config, target, mode, size)
 
 
 def _finetune_resources(runs=1):
@@ -164,19 +127,13 @@ def _finetune_resources(runs=1):
 
 
 FINETUNE_RESOURCES = _finetune_resources()
-
-
-def fusion_settings(target, mode, size):
-    return study.fusion_settings(config, target, mode, size)
-
-
-FUSION_SEEDS = fusion.seeds(config)
-FUSION_RESOURCES = _finetune_resources(runs=len(FUSION_SEEDS))  # a finetune_from job runs every fusion seed
+FUSION_RESOURCES = _finetune_resources(runs=len(PLAN.fusion_seeds))  # a finetune_from job runs every fusion seed
 
 
 def fusion_run_metrics(run):
-    """A run's metrics.json; a fusion run that is the main fine-tune itself (study.reused) reads the main one's."""
-    if study.reused(config, run):
+    """A run's metrics.json; a fusion run that is the main fine-tune itself (the plan's reused runs) reads the
+    main one's."""
+    if PLAN.reused(run):
         return f"{RESULTS}/finetune/{run.target}/seed{run.seed}/metrics.json"
     return f"{RESULTS}/{run.path}/metrics.json"
 
@@ -189,12 +146,8 @@ GEOMETRY_SQUARES = expand(
 )
 
 
-def geometry_weights():
-    return [f"{RESULTS}/weights/{model_id}.safetensors" for model_id in study_models()]
-
-
 def geometry_table():
-    return study.model_table(config, study_models())
+    return study.model_table(config, PLAN.stored_models)
 
 
 def geometry_settings():
@@ -204,7 +157,7 @@ def geometry_settings():
 def distances_mem_mb(wildcards, attempt):
     """n×n float64 matrices per group, the long table (~150 bytes a row), the block of every model (X, its
     float32 read buffer and the reference: < 2 × block_mb), the interpreter with numpy and pandas."""
-    n = len(study_models())
+    n = len(PLAN.stored_models)
     groups = 1 + len(GEOMETRY["groups"]) + (12 if GEOMETRY["per_layer"] else 0)
     rows = n * n * groups * len(GEOMETRY["metrics"]) * len(GEOMETRY["spaces"])
     return int((600 + 2 * GEOMETRY["block_mb"] + (n * n * groups * 8 * 4 + rows * 150) / 2**20) * attempt)

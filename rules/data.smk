@@ -2,7 +2,7 @@
 # split, cap, and write results/data/{dataset}/. Its params are that dataset's entry merged with
 # the data defaults, so editing one dataset re-prepares only that one. A files source's files
 # are inputs, so editing them re-prepares it too.
-from weightspace import data as data_prep  # noqa: E402
+from weightspace.data import prepare as data_prep  # noqa: E402
 
 
 rule prepare_dataset:

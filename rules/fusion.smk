@@ -3,7 +3,7 @@
 
 rule fuse:
     input:
-        lambda wc: [f"{RESULTS}/weights/{m}.safetensors" for m in FUSED[f"fused.{wc.target}.{wc.scope}"].members],
+        lambda wc: [weights_file(m) for m in PLAN.fused[f"fused.{wc.target}.{wc.scope}"].members],
     output:
         f"{RESULTS}/weights/fused.{{target}}.{{scope}}.safetensors",
     wildcard_constraints:
@@ -33,9 +33,9 @@ rule finetune_from:
         data=multiext(f"{RESULTS}/data/{{target}}/", "train.parquet", "validation.parquet", "test.parquet", "meta.json"),
     output:
         metrics=expand(f"{RESULTS}/fusion/runs/{{{{target}}}}/{{{{start}}}}/{{{{mode}}}}/n{{{{size}}}}/seed{{seed}}/metrics.json",
-                       seed=FUSION_SEEDS),
+                       seed=PLAN.fusion_seeds),
         log_csv=expand(f"{RESULTS}/fusion/runs/{{{{target}}}}/{{{{start}}}}/{{{{mode}}}}/n{{{{size}}}}/seed{{seed}}/train_log.csv",
-                       seed=FUSION_SEEDS),
+                       seed=PLAN.fusion_seeds),
     wildcard_constraints:
         target=study.DATASET_PATTERN,
         start=r"pretrained|fused\.[a-z][a-z0-9_]*\.(task|all)",
@@ -43,7 +43,7 @@ rule finetune_from:
         size=r"all|[0-9]+",
     params:
         settings=lambda wc: fusion_settings(wc.target, wc.mode, wc.size),
-        seeds=FUSION_SEEDS,
+        seeds=PLAN.fusion_seeds,
     log:
         f"{RESULTS}/logs/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}.log",
     benchmark:
@@ -59,7 +59,7 @@ rule finetune_from:
 
 rule fusion_summary:
     input:
-        runs=[fusion_run_metrics(run) for run in fusion.runs(config)],
+        runs=[fusion_run_metrics(run) for run in PLAN.fusion_runs],
     output:
         summary=f"{RESULTS}/fusion/summary.csv",
         wins=f"{RESULTS}/fusion/wins.csv",
@@ -67,7 +67,7 @@ rule fusion_summary:
         claims=f"{RESULTS}/fusion/claims.csv",
         figure=report(f"{RESULTS}/figures/fusion.png", caption="../report/fusion.rst", category="Fusion"),
     params:
-        runs=[vars(run) for run in fusion.runs(config)],
+        runs=[vars(run) for run in PLAN.fusion_runs],
         bootstrap=config["geometry"]["bootstrap"],
         seed=config["geometry"]["seed"],
     log:

@@ -3,12 +3,12 @@
 
 rule distances:
     input:
-        weights=geometry_weights(),
+        weights=[weights_file(m) for m in PLAN.stored_models],
     output:
         long=f"{RESULTS}/geometry/distances.parquet",
         squares=GEOMETRY_SQUARES,
     params:
-        model_ids=study_models(),
+        model_ids=PLAN.stored_models,
         settings={key: GEOMETRY[key] for key in ("metrics", "spaces", "groups", "per_layer", "block_mb")},
         cache_dir=f"{RESULTS}/geometry/cache",
     log:

@@ -17,7 +17,7 @@ rule interpolation_summary:
         region_figure=report(f"{RESULTS}/figures/region.png", caption="../report/region_figure.rst",
                              category="Interpolation"),
     params:
-        points=[dict(p.as_row(), eval_datasets=list(p.eval_datasets)) for p in TRAVERSAL_POINTS],
+        points=[dict(p.as_row(), eval_datasets=list(p.eval_datasets)) for p in PLAN.points],
         bootstrap=config["geometry"]["bootstrap"],
         seed=config["geometry"]["seed"],
     log:

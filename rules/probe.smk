@@ -26,12 +26,12 @@ rule evaluate_model:
     input:
         weights=f"{RESULTS}/weights/{{model_id}}.safetensors",
         base=rules.base_model.output[0],
-        data=lambda wc: probe_data_files(probed_datasets(wc.model_id)),
+        data=lambda wc: probe_data_files(PLAN.probed[wc.model_id]),
     output:
         f"{RESULTS}/probe/models/{{model_id}}.json",
     params:
-        pairs=lambda wc: [(wc.model_id, d) for d in probed_datasets(wc.model_id)],
-        datasets=lambda wc: {d: evaluation_dataset(d) for d in probed_datasets(wc.model_id)},
+        pairs=lambda wc: [(wc.model_id, d) for d in PLAN.probed[wc.model_id]],
+        datasets=lambda wc: {d: evaluation_dataset(d) for d in PLAN.probed[wc.model_id]},
         settings=PROBE_SETTINGS,
         cache_dir=PROBE_CACHE,
     log:
@@ -49,17 +49,17 @@ rule evaluate_model:
 
 rule evaluate_group:
     input:
-        weights=lambda wc: group_weight_inputs(wc.group),
+        weights=lambda wc: [weights_file(m) for m in PLAN.group_members(wc.group)],
         base=rules.base_model.output[0],
-        data=lambda wc: probe_data_files(group_datasets(wc.group)),
+        data=lambda wc: probe_data_files(PLAN.group_datasets(wc.group)),
     output:
         f"{RESULTS}/probe/groups/{{group}}.json",
     wildcard_constraints:
-        group=evaluation.GROUP_PATTERN,
+        group=traversal.GROUP_PATTERN,
     params:
-        pairs=lambda wc: group_pairs(wc.group),
+        pairs=lambda wc: PLAN.group_pairs(wc.group),
         recipes=lambda wc: group_recipes(wc.group),
-        datasets=lambda wc: {d: evaluation_dataset(d) for d in group_datasets(wc.group)},
+        datasets=lambda wc: {d: evaluation_dataset(d) for d in PLAN.group_datasets(wc.group)},
         settings=PROBE_SETTINGS,
         cache_dir=PROBE_CACHE,
     log:
@@ -77,7 +77,7 @@ rule evaluate_group:
 
 rule probe_matrix:
     input:
-        probes=model_results(study_models()),
+        probes=model_results(PLAN.stored_models),
         distances=f"{RESULTS}/geometry/distances.parquet",
     output:
         matrix=report(f"{RESULTS}/probe/matrix.csv", caption="../report/probe_matrix.rst", category="Probe"),
@@ -86,7 +86,7 @@ rule probe_matrix:
         vs_distance=report(f"{RESULTS}/figures/probe_vs_distance.png", caption="../report/probe_vs_distance.rst",
                            category="Probe"),
     params:
-        tasks={d: study.task_of(config, d) for d in DATASETS},
+        tasks=dict(PLAN.task_of),
     log:
         f"{RESULTS}/logs/probe_matrix.log",
     benchmark:

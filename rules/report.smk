@@ -4,8 +4,8 @@
 
 rule study_tables:
     input:
-        metas=expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=DATASETS),
-        metrics=expand(f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json", dataset=DATASETS, seed=SEEDS),
+        metas=expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=PLAN.datasets),
+        metrics=expand(f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json", dataset=PLAN.datasets, seed=PLAN.seeds),
     output:
         datasets=f"{RESULTS}/tables/datasets.csv",
         finetune=f"{RESULTS}/tables/finetune_metrics.csv",
@@ -41,7 +41,7 @@ REPORT_PAGES = {
     "finetune_metrics": (rules.study_tables.output.finetune, "Fine-tuned models", "Setup", "finetune_metrics.rst"),
     "config": (rules.study_tables.output.config, "The run's configuration", "Setup", "config.rst"),
 }
-if fusion.runs(config):
+if PLAN.fusion_runs:
     REPORT_PAGES.update({
         "fusion_claims": (rules.fusion_summary.output.claims, "Fusion: the paper's claim", "Claims",
                           "fusion_claims.rst"),
@@ -79,15 +79,15 @@ rule summary:
         base=rules.base_model.output[0],
         geometry_claims=rules.cluster_stats.output.claims,
         interpolation_claims=rules.interpolation_summary.output.claims,
-        fusion_claims=rules.fusion_summary.output.claims if fusion.runs(config) else [],
-        fusion_overview=rules.fusion_summary.output.overview if fusion.runs(config) else [],
+        fusion_claims=rules.fusion_summary.output.claims if PLAN.fusion_runs else [],
+        fusion_overview=rules.fusion_summary.output.overview if PLAN.fusion_runs else [],
         probe_matrix=f"{RESULTS}/probe/matrix.csv",
         tsne=f"{RESULTS}/figures/tsne.png",
         tsne_table=f"{RESULTS}/geometry/tsne.csv",
         heatmap=f"{RESULTS}/figures/distance_heatmap.png",
         probe=f"{RESULTS}/figures/probe_loss_heatmap.png",
         interpolation=rules.interpolation_summary.output.line_figure,
-        fusion=rules.fusion_summary.output.figure if fusion.runs(config) else [],
+        fusion=rules.fusion_summary.output.figure if PLAN.fusion_runs else [],
         stage_times=f"{RESULTS}/tables/stage_times.csv",
     output:
         markdown=f"{RESULTS}/summary.md",

@@ -88,7 +88,7 @@ def tiny_source(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_base(tiny_source, tmp_path_factory) -> Path:
     """The tiny encoder materialised as the workflow's results/base folder."""
-    from weightspace import base_model
+    from weightspace.model import base_model
 
     out = tmp_path_factory.mktemp("base") / "base"
     base_model.materialise({"path": str(tiny_source), "pooling": "mean"}, out)

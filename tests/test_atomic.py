@@ -43,7 +43,7 @@ def test_the_same_weights_are_the_same_bytes_in_every_process(tmp_path):
     import subprocess
     import sys
 
-    script = ("import sys, torch\nfrom weightspace import weights\n"
+    script = ("import sys, torch\nfrom weightspace.model import weights\n"
               "tensors = {f'layer.{i}.weight': torch.full((3, 2), float(i)) for i in range(8)}\n"
               "weights.save(sys.argv[1], tensors, 'toy.seed0', base='x', base_commit='y', a='1', b='2', c='3')\n")
     digests = set()

@@ -20,7 +20,9 @@ import pandas as pd
 from scipy.spatial.distance import cdist
 from scipy.stats import binomtest
 
-from weightspace import clusters, fusion, interpolation_report, verdicts
+from weightspace.geometry import clusters, interpolation
+from weightspace.train import fusion_outcomes
+from weightspace.stats import verdicts
 
 STUDIES = 200
 ALPHA = 0.05
@@ -208,9 +210,9 @@ def test_fusion_under_target_effects_of_mean_zero():
     new, old = [], []
     for _ in range(STUDIES):
         summary = fusion_study(rng, 8, 3, 0.0, 4.0, 2.5)
-        found = fusion.claims(summary, n_boot=N_BOOT)
+        found = fusion_outcomes.claims(summary, n_boot=N_BOOT)
         new.append(family_holds(found, "fusion"))
-        gains = 100 * fusion.paired_gains(summary)["gain"].to_numpy()
+        gains = 100 * fusion_outcomes.paired_gains(summary)["gain"].to_numpy()
         old.append(verdicts.verdict(*verdicts.paired_bootstrap_mean(gains, N_BOOT)[1:]) == verdicts.HOLDS)
     print("fusion, target-effect null: new", assert_at_most(new, ALPHA, "false holds"))
     print("  old rule:", assert_old_rule_fails(old))
@@ -220,10 +222,10 @@ def test_fusion_finds_the_default_gain_with_eight_targets():
     """+4.9 points (the default's observed gain) with the same spread: found in >= 80 % of 8-target studies.
     With the default's 4 targets it is 'not testable' (16 sign patterns)."""
     rng = np.random.default_rng(5)
-    hits = [family_holds(fusion.claims(fusion_study(rng, 8, 3, 4.9, 4.0, 2.5), n_boot=N_BOOT), "fusion")
+    hits = [family_holds(fusion_outcomes.claims(fusion_study(rng, 8, 3, 4.9, 4.0, 2.5), n_boot=N_BOOT), "fusion")
             for _ in range(STUDIES)]
     print("fusion, power:", assert_at_least(hits, 0.8, "power"))
-    four = fusion.claims(fusion_study(rng, 4, 3, 4.9, 4.0, 2.5), n_boot=N_BOOT)
+    four = fusion_outcomes.claims(fusion_study(rng, 4, 3, 4.9, 4.0, 2.5), n_boot=N_BOOT)
     assert four["verdict"].tolist() == [verdicts.NOT_TESTABLE]
 
 
@@ -258,7 +260,7 @@ def test_lines_under_group_and_line_effects_of_mean_zero():
     new, old = [], []
     for _ in range(STUDIES):
         lines = lines_study(rng, 8, 3, 128, 0.0, 0.02, 0.01)
-        found = interpolation_report.claims(lines, pd.DataFrame(), {}, n_boot=N_BOOT)
+        found = interpolation.claims(lines, pd.DataFrame(), {}, n_boot=N_BOOT)
         new.append(family_holds(found, "lines and regions"))
         cells = [(d, e) for _, _, d, e in _interior_cells(lines)]
         old.append(verdicts.verdict(*_example_bootstrap(cells, rng)) == verdicts.HOLDS)
@@ -272,14 +274,14 @@ def test_lines_find_an_interior_gain_of_three_group_sds():
     rng = np.random.default_rng(7)
     hits = []
     for _ in range(STUDIES):
-        found = interpolation_report.claims(lines_study(rng, 8, 3, 128, 0.06, 0.02, 0.01), pd.DataFrame(), {},
+        found = interpolation.claims(lines_study(rng, 8, 3, 128, 0.06, 0.02, 0.01), pd.DataFrame(), {},
                                             n_boot=N_BOOT).set_index("claim_id")
         hits.append(found.loc["interior_same_dataset", "verdict"] == verdicts.HOLDS)
     print("lines, power:", assert_at_least(hits, 0.8, "power"))
 
 
 def _interior_cells(lines):
-    for relation, pair, dataset, curve in interpolation_report._curves(lines):
+    for relation, pair, dataset, curve in interpolation._curves(lines):
         ends = 0.5 * (curve[0.0] + curve[1.0])
         yield relation, pair, dataset, np.mean([ends - curve[a] for a in curve if 0 < a < 1], axis=0)
 

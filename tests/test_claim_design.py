@@ -10,7 +10,8 @@ import pytest
 import yaml
 from scipy.spatial.distance import cdist
 
-from weightspace import claim_design, clusters
+from weightspace.geometry import clusters
+from weightspace.plan import claim_design
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,9 @@ import pytest
 from matplotlib.collections import PathCollection
 
 from test_controls import N_BOOT, fusion_summary, lines_frame
-from weightspace import fusion, fusion_report, interpolation_report
+from weightspace.geometry import interpolation
+from weightspace.train import fusion_outcomes
+from weightspace.report import fusion_tables
 
 
 def legend_texts(fig) -> list[str]:
@@ -20,34 +22,34 @@ def test_line_figure_bands_are_the_bootstrap_interval_of_the_mean_loss():
     basin = lambda alpha, base: base + 0.4 * (alpha - 0.5) ** 2  # noqa: E731
     lines = lines_frame({"same_dataset": basin}, 200, rng)
     lines["loss"] = [float(np.mean(v)) for v in lines["test_losses"]]
-    band = interpolation_report._mean_loss_intervals(lines, n_boot=N_BOOT)
+    band = interpolation._mean_loss_intervals(lines, n_boot=N_BOOT)
     means = lines.groupby("alpha")["loss"].mean()
     assert band["mean"].to_numpy() == pytest.approx(means.to_numpy(), rel=1e-12)
     assert (band["low"] < band["mean"]).all() and (band["mean"] < band["high"]).all()
     # a sampling interval over test examples: four times the examples, about half the width
     more = lines_frame({"same_dataset": basin}, 800, rng)
-    ratio = ((interpolation_report._mean_loss_intervals(more, n_boot=N_BOOT).eval("high - low"))
+    ratio = ((interpolation._mean_loss_intervals(more, n_boot=N_BOOT).eval("high - low"))
              / band.eval("high - low"))
     assert ratio.between(0.35, 0.7).all(), ratio
 
-    fig = interpolation_report.line_figure(lines, n_boot=N_BOOT)
+    fig = interpolation.line_figure(lines, n_boot=N_BOOT)
     assert any("95% interval of the mean" in t for t in legend_texts(fig))
     # without per-example losses the figure falls back to the range over lines
-    fig = interpolation_report.line_figure(lines.drop(columns="test_losses"), n_boot=N_BOOT)
+    fig = interpolation.line_figure(lines.drop(columns="test_losses"), n_boot=N_BOOT)
     assert any("range over lines" in t for t in legend_texts(fig))
 
 
 def test_fusion_figure_shows_the_claims_interval_and_every_seed():
     rng = np.random.default_rng(1)
     summary = fusion_summary(3 + rng.normal(0, 1, size=12), 4, 3)
-    wins, paired = fusion.wins_table(summary), fusion.paired_gains(summary)
-    found = fusion.claims(summary, n_boot=N_BOOT)
+    wins, paired = fusion_outcomes.wins_table(summary), fusion_outcomes.paired_gains(summary)
+    found = fusion_outcomes.claims(summary, n_boot=N_BOOT)
     row = found.iloc[0]
-    fig = fusion_report.figure(wins, paired, found)
+    fig = fusion_tables.figure(wins, paired, found)
     label = (f"all: mean {row['effect']:+.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}], p {row['p_value']:.3g}, "
              f"{row['verdict']}")
     assert label in legend_texts(fig)
     dots = sum(len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection))
     assert dots == len(paired) == 12  # one dot per (target, seed) run
     # from the tables alone: bars, no band
-    assert not any("mean" in t for t in legend_texts(fusion_report.figure(wins)))
+    assert not any("mean" in t for t in legend_texts(fusion_tables.figure(wins)))

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from scipy.spatial.distance import cdist
 
-from weightspace import clusters, verdicts
+from weightspace.geometry import clusters
+from weightspace.stats import verdicts
 
 
 def long_frame(ids, X, metric="euclidean", space="raw", group="all"):

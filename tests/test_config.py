@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from conftest import REPO, make_tiny_source
-from weightspace import WeightspaceError, base_model, fusion, hub, study, traversal
+from weightspace import WeightspaceError, study
+from weightspace.model import base_model, hub
+from weightspace.plan import cost, fusion, study_plan, traversal
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 PAPER = REPO / "configs" / "paper.yaml"
@@ -78,12 +80,12 @@ def test_paper_config_is_the_papers_study():
 
 
 def paper_cost() -> dict:
-    return study.cost(paper(), PAPER_SIZES, **THROUGHPUT, **ROBERTA)
+    return cost.estimate(paper(), study_plan.build(paper()), PAPER_SIZES, **THROUGHPUT, **ROBERTA)
 
 
 def test_readme_gives_the_papers_cost_as_computed_from_the_config():
     config, cost = paper(), paper_cost()
-    counts = study.core_job_counts(config)
+    counts = study_plan.build(config).job_counts()
     assert counts["finetune"] == 175 and counts["fuse"] == 24 and counts["finetune_from"] == 24
     section = (REPO / "README.md").read_text().split("## Reproduce the paper on a cluster", 1)[1].split("\n## ", 1)[0]
     hours = cost["gpu_hours_finetune"] + cost["gpu_hours_finetune_from"] + cost["gpu_hours_evaluate"]
@@ -112,7 +114,7 @@ def test_paper_config_plans_offline_with_the_expected_jobs(tmp_path):
         if len(parts) == 2 and parts[1].isdigit():
             jobs[parts[0]] = int(parts[1])
     config = paper()
-    for rule, count in study.core_job_counts(config).items():
+    for rule, count in study_plan.build(config).job_counts().items():
         assert jobs[rule] == count, (rule, jobs)
     # one evaluation job per stored model (its features and probes on every dataset): models + datasets, not their
     # product
@@ -125,14 +127,14 @@ def test_paper_config_plans_offline_with_the_expected_jobs(tmp_path):
 # ---------------------------------------------------------------- the workstation study
 
 WORKSTATION = REPO / "configs" / "workstation.yaml"
-# Its packaged datasets in their sources, (train, test) as study.builtin_source_sizes reads them (a packaged
+# Its packaged datasets in their sources, (train, test) as cost.builtin_source_sizes reads them (a packaged
 # test below checks these against the packages).
 WORKSTATION_SIZES = {
     "rotten_tomatoes": (10246, 2562), "amazon_fine_foods": (4000, 1000), "vader_amazon": (2388, 597),
     "vader_nyt_editorials": (2376, 594), "crowdflower_tweets": (30526, 7632), "vader_tweets": (2746, 686),
     "trec_coarse": (12362, 3090), "trec_fine": (12362, 3090), "newsgroups": (11314, 7532), "sms_spam": (4459, 1115),
 }
-# all-mpnet-base-v2: encoder (embeddings + 12 layers, no pooler); the head as study.cost counts it
+# all-mpnet-base-v2: encoder (embeddings + 12 layers, no pooler); the head as cost.estimate counts it
 MPNET = {"encoder_parameters": 108_895_872, "head_parameters": 768 * 768, "hidden": 768}
 # Measured by benchmarks/study_cost.py on 2026-11-26 (2-core AMD EPYC, AVX2, fp32, 2 threads per job): on
 # rotten_tomatoes (short snippets) and on newsgroups (every example 64 tokens). Update with the README.
@@ -162,22 +164,22 @@ def test_readme_gives_the_workstation_cost_as_computed_from_the_config():
     section = (REPO / "README.md").read_text().split("## A larger study on a workstation", 1)[1].split("\n## ", 1)[0]
     core_hours = []
     for dataset, throughput in WORKSTATION_THROUGHPUT.items():
-        cost = study.cost(config, WORKSTATION_SIZES, **throughput, **MPNET)
-        hours = [cost[f"gpu_hours_{k}"] for k in ("finetune", "finetune_from", "evaluate")]
+        estimate = cost.estimate(config, study_plan.build(config), WORKSTATION_SIZES, **throughput, **MPNET)
+        hours = [estimate[f"gpu_hours_{k}"] for k in ("finetune", "finetune_from", "evaluate")]
         row = next(line for line in section.splitlines() if line.startswith(f"| {dataset} "))
         for figure in (*(f"{h:.1f} h" for h in hours), f"{sum(hours):.1f} job-hours",
                        f"{2 * sum(hours):.0f} core-hours", f"{throughput['train_examples_per_second']} examples/s",
                        f"{throughput['encode_examples_per_second']} examples/s"):
             assert figure in row, (figure, row)
         core_hours.append(2 * sum(hours))
-        assert f"{cost['disk_weights_gb'] + cost['disk_models_gb']:.0f} GB" in section
+        assert f"{estimate['disk_weights_gb'] + estimate['disk_models_gb']:.0f} GB" in section
     assert f"{min(core_hours):.0f}–{max(core_hours):.0f} core-hours" in section
     assert "--configfile \"$PWD/configs/workstation.yaml\"" in section
 
 
 @pytest.mark.packaged
 def test_workstation_sizes_are_the_packages():
-    assert study.builtin_source_sizes(workstation()) == WORKSTATION_SIZES
+    assert cost.builtin_source_sizes(workstation()) == WORKSTATION_SIZES
 
 
 @pytest.mark.workflow
@@ -191,7 +193,7 @@ def test_workstation_config_plans_offline(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     jobs = {parts[0]: int(parts[1]) for parts in map(str.split, result.stdout.splitlines())
             if len(parts) == 2 and parts[1].isdigit()}
-    for rule, count in study.core_job_counts(workstation()).items():
+    for rule, count in study_plan.build(workstation()).job_counts().items():
         assert jobs[rule] == count, (rule, jobs)
     assert f"{jobs['total']} jobs" in (REPO / "README.md").read_text().split("## A larger study on a workstation")[1]
 
@@ -324,7 +326,7 @@ def default() -> dict:
 def test_task_scope_probes_a_finetuned_model_on_its_own_tasks_datasets_only():
     config = default()
     assert config["probe"]["scope"] == "task"
-    plan = study.probed_datasets(config)
+    plan = {m: list(d) for m, d in study_plan.build(config).probed.items()}
     names = study.datasets(config)
     assert plan[study.PRETRAINED] == names  # every probe's baseline
     for dataset in names:
@@ -339,7 +341,7 @@ def test_task_scope_probes_a_finetuned_model_on_its_own_tasks_datasets_only():
 def test_all_scope_probes_every_finetuned_model_on_every_dataset():
     config = default()
     config["probe"]["scope"] = "all"
-    plan = study.probed_datasets(config)
+    plan = {m: list(d) for m, d in study_plan.build(config).probed.items()}
     assert all(plan[m] == study.datasets(config) for m in study.finetuned_ids(config))
 
 
@@ -347,8 +349,8 @@ def test_task_scope_still_probes_a_line_end_on_the_datasets_its_line_reads():
     config = default()
     config["interpolation"]["enabled"] = True
     config["interpolation"]["fraction"]["cross_task"] = 1.0  # every pair of datasets of different tasks
-    plan = study.probed_datasets(config)
-    needed = {(m, d) for m, d in traversal.evaluations(config) if m in plan}
+    plan = {m: list(d) for m, d in study_plan.build(config).probed.items()}
+    needed = {(m, d) for m, d in study_plan.build(config).evaluations() if m in plan}
     assert any(study.task_of(config, d) != study.task_of(config, study.parse(m).dataset)
                for m, d in needed if study.parse(m).kind == "finetuned")  # the test reaches off-task cells
     assert all(d in plan[m] for m, d in needed)
@@ -360,9 +362,9 @@ def test_task_scope_encodes_a_third_of_the_finetuned_models_pairs():
     sizes = {d: (1000, 1000) for d in study.datasets(config)}
     args = dict(train_examples_per_second=10.0, encode_examples_per_second=100.0, encoder_parameters=1,
                 head_parameters=1, hidden=1)
-    task = study.cost(config, sizes, **args)
+    task = cost.estimate(config, study_plan.build(config), sizes, **args)
     config["probe"]["scope"] = "all"
-    full = study.cost(config, sizes, **args)
+    full = cost.estimate(config, study_plan.build(config), sizes, **args)
     finetuned = len(study.finetuned_ids(config))
     assert full["probe_pairs"] - task["probe_pairs"] == finetuned * (6 - 2)
 
@@ -376,17 +378,17 @@ def test_validation_at_the_end_with_early_stopping_is_refused_before_any_job():
 
 
 def test_a_fusion_run_reuses_the_main_fine_tune_exactly_when_its_recipe_is_the_studys():
-    """One rule (study.reused) for the DAG's inputs, the job counts and the cost: the recipes are compared whole."""
+    """One rule (StudyPlan.reused) for the DAG's inputs, the job counts and the cost: the recipes are compared whole."""
     config = default()
     config["fusion"]["train_sizes"] = [None]
     pretrained_runs = [r for r in fusion.runs(config) if r.base == study.PRETRAINED]
-    assert pretrained_runs and all(study.reused(config, r) for r in pretrained_runs)
-    reused_counts = study.core_job_counts(config)["finetune_from"]
+    assert pretrained_runs and all(study_plan.build(config).reused(r) for r in pretrained_runs)
+    reused_counts = study_plan.build(config).job_counts()["finetune_from"]
     config["fusion"]["finetune"] = {"max_steps": config["finetune"]["max_steps"]}  # the study's recipe, written out
-    assert all(study.reused(config, r) for r in pretrained_runs)
+    assert all(study_plan.build(config).reused(r) for r in pretrained_runs)
     config["fusion"]["finetune"] = {"learning_rate": config["finetune"]["learning_rate"] / 3}
-    assert not any(study.reused(config, r) for r in pretrained_runs)
-    assert study.core_job_counts(config)["finetune_from"] == reused_counts + len(fusion.targets(config))
+    assert not any(study_plan.build(config).reused(r) for r in pretrained_runs)
+    assert study_plan.build(config).job_counts()["finetune_from"] == reused_counts + len(fusion.targets(config))
     config["fusion"]["finetune"] = {}
     config["fusion"]["seeds"] = [0, 7]  # a seed the study does not have: the start's job runs all of them
-    assert not any(study.reused(config, r) for r in pretrained_runs)
+    assert not any(study_plan.build(config).reused(r) for r in pretrained_runs)

@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 from scipy.spatial.distance import cdist
 
-from weightspace import clusters, fusion, interpolation_report, verdicts
+from weightspace.geometry import clusters, interpolation
+from weightspace.train import fusion_outcomes
+from weightspace.stats import verdicts
 
 N_BOOT = 400
 
@@ -181,7 +183,7 @@ def test_negative_lines_and_regions_of_exchangeable_losses_hold_nothing():
     region = region_frame(200, rng, 0.0, 0.0, 0.0)
     pretrained = {f"data{k}": region[(region.eval_dataset == f"data{k}") & (region.kind == "member")]
                   ["test_losses"].iloc[0] + 0.05 * rng.normal(size=200) for k in range(6)}
-    found = interpolation_report.claims(lines, region, pretrained, n_boot=N_BOOT)
+    found = interpolation.claims(lines, region, pretrained, n_boot=N_BOOT)
     assert list(found.columns) == verdicts.CLAIM_COLUMNS
     assert verdicts.HOLDS not in set(found["verdict"]), found[["claim_id", "effect", "ci_low", "ci_high"]]
     assert len(found) == 7
@@ -198,7 +200,7 @@ def test_positive_a_basin_holds_every_line_and_region_claim():
     region = region_frame(200, rng, 0.2, 0.1, 0.0)
     pretrained = {f"data{k}": region[(region.eval_dataset == f"data{k}") & (region.kind == "member")]
                   ["test_losses"].iloc[0] + 0.3 for k in range(6)}
-    found = interpolation_report.claims(lines, region, pretrained, n_boot=N_BOOT)
+    found = interpolation.claims(lines, region, pretrained, n_boot=N_BOOT)
     headline = found[found["headline"]]
     assert set(headline["verdict"]) == {verdicts.HOLDS}, headline[["claim_id", "effect", "ci_low", "p_value"]]
     assert (found["ci_low"] > 0).all() and (found["p_value"] <= 1 / 64).all()  # 6 groups: 64 sign patterns
@@ -210,7 +212,7 @@ def test_three_groups_cannot_test_a_line_claim():
     testable' at the unit where lines were chosen, whatever the number of test examples."""
     rng = np.random.default_rng(1)
     basin = lambda alpha, base: base + 0.4 * (alpha - 0.5) ** 2 + 0.02 * rng.normal(size=len(base))  # noqa: E731
-    found = interpolation_report.claims(lines_frame({"same_dataset": basin}, 200, rng, groups=3, lines_per_group=3),
+    found = interpolation.claims(lines_frame({"same_dataset": basin}, 200, rng, groups=3, lines_per_group=3),
                                         pd.DataFrame(), {}, n_boot=N_BOOT).set_index("claim_id")
     row = found.loc["interior_same_dataset"]
     assert row["verdict"] == verdicts.NOT_TESTABLE and row["p_floor"] == pytest.approx(1 / 8) and row["n"] == 3
@@ -220,7 +222,7 @@ def test_three_groups_cannot_test_a_line_claim():
 def test_a_barrier_does_not_hold():
     rng = np.random.default_rng(2)
     barrier = lambda alpha, base: base - 0.4 * (alpha - 0.5) ** 2 + 0.02 * rng.normal(size=len(base))  # noqa: E731
-    found = interpolation_report.claims(lines_frame({"same_dataset": barrier}, 200, rng), pd.DataFrame(), {},
+    found = interpolation.claims(lines_frame({"same_dataset": barrier}, 200, rng), pd.DataFrame(), {},
                                         n_boot=N_BOOT).set_index("claim_id")
     assert found.loc["interior_same_dataset", "verdict"] == verdicts.FAILS
     assert found.loc["extrapolation_raises_loss", "verdict"] == verdicts.FAILS
@@ -242,7 +244,7 @@ def test_boundary_an_interior_gain_of_one_standard_error_is_inconclusive():
         calls.append(alpha)
         return base - (gains[group] if 0 < alpha < 1 else 0.0)
 
-    found = interpolation_report.claims(lines_frame({"same_dataset": curve}, 400, rng, alphas, groups=8),
+    found = interpolation.claims(lines_frame({"same_dataset": curve}, 400, rng, alphas, groups=8),
                                         pd.DataFrame(), {}, n_boot=N_BOOT).set_index("claim_id")
     row = found.loc["interior_same_dataset"]
     assert row["effect"] == pytest.approx(0.5 / np.sqrt(8), rel=1e-6)
@@ -269,32 +271,32 @@ def fusion_summary(gains_points: np.ndarray, targets: int, seeds: int) -> pd.Dat
 def test_fusion_controls():
     rng = np.random.default_rng(0)
     # negative: gains are noise around 0
-    null = fusion.claims(fusion_summary(rng.normal(0, 3, size=24), 8, 3), n_boot=N_BOOT)
+    null = fusion_outcomes.claims(fusion_summary(rng.normal(0, 3, size=24), 8, 3), n_boot=N_BOOT)
     assert null["verdict"].tolist() == [verdicts.INCONCLUSIVE]
     # positive: +3 points with sd 1, 8 targets: the target is the unit
-    gain = fusion.claims(fusion_summary(3 + rng.normal(0, 1, size=24), 8, 3), n_boot=N_BOOT)
+    gain = fusion_outcomes.claims(fusion_summary(3 + rng.normal(0, 1, size=24), 8, 3), n_boot=N_BOOT)
     assert gain["verdict"].tolist() == [verdicts.HOLDS] and gain["n"].tolist() == [8]
     assert gain["unit"].iloc[0] == "targets (24 runs: targets × seeds)"
     assert gain["p_value"].iloc[0] == pytest.approx(1 / 256) and "targets: 8 wins" in gain["note"].iloc[0]
     # boundary: mean gain = one standard error of the target means
     g = rng.normal(size=8)
     g = (g - g.mean()) / g.std(ddof=1) * 3 + 3 / np.sqrt(8)
-    edge = fusion.claims(fusion_summary(np.repeat(g, 3), 8, 3), n_boot=N_BOOT)
+    edge = fusion_outcomes.claims(fusion_summary(np.repeat(g, 3), 8, 3), n_boot=N_BOOT)
     assert edge["verdict"].tolist() == [verdicts.INCONCLUSIVE] and edge["effect"].iloc[0] == pytest.approx(
         3 / np.sqrt(8))
     # 4 targets (the old default): 16 sign patterns, p >= 0.0625 > 0.05, however clear the 12 runs
-    four = fusion.claims(fusion_summary(3 + rng.normal(0, 1, size=12), 4, 3), n_boot=N_BOOT)
+    four = fusion_outcomes.claims(fusion_summary(3 + rng.normal(0, 1, size=12), 4, 3), n_boot=N_BOOT)
     assert four["verdict"].tolist() == [verdicts.NOT_TESTABLE] and "16 sign patterns" in four["note"].iloc[0]
     # one target: no interval, and no test (2 sign patterns)
-    one = fusion.claims(fusion_summary(np.array([5.0, 6.0, 7.0]), 1, 3), n_boot=N_BOOT)
+    one = fusion_outcomes.claims(fusion_summary(np.array([5.0, 6.0, 7.0]), 1, 3), n_boot=N_BOOT)
     assert one["verdict"].tolist() == [verdicts.NOT_TESTABLE] and "only 1 target" in one["note"].iloc[0]
 
 
 def test_ties_are_not_wins():
     summary = fusion_summary(np.array([0.0, 0.0, 2.0, -1.0]), 4, 1)
-    wins = fusion.wins_table(summary)
+    wins = fusion_outcomes.wins_table(summary)
     assert wins["outcome"].tolist() == ["tie", "tie", "win", "loss"]
-    overview = fusion.wins_overview(wins)
+    overview = fusion_outcomes.wins_overview(wins)
     assert overview[["targets", "wins", "ties", "losses"]].iloc[0].tolist() == [4, 1, 2, 1]
 
 
@@ -302,7 +304,7 @@ def test_ties_are_not_wins():
 
 
 def test_holm_and_the_four_verdicts():
-    from weightspace import inference
+    from weightspace.stats import inference
 
     rejected, thresholds = inference.holm([0.01, 0.04, 0.03], 0.05)
     assert rejected.tolist() == [True, False, False]  # 0.03 misses 0.05 / 2 and stops the steps
@@ -327,7 +329,7 @@ def test_holm_and_the_four_verdicts():
 
 
 def test_exact_relabelings_and_sign_flips():
-    from weightspace import inference
+    from weightspace.stats import inference
 
     six = inference.Relabelings(np.array(["a", "a", "b", "b", "c", "c"]))
     assert (len(six), six.distinct, six.floor, six.exact) == (90, 15, pytest.approx(1 / 15), True)

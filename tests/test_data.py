@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import generated_frame
-from weightspace import WeightspaceError, data, registry
+from weightspace import WeightspaceError
+from weightspace.data import prepare, registry
 
 DEFAULTS = {"max_examples": {}, "validation_fraction": 0.1, "test_fraction": 0.2, "split_seed": 0}
 
@@ -42,7 +43,7 @@ def files_spec(tmp_path, train, test=None, validation=None, ext="csv", **extra) 
 
 def read_out(out_dir: Path) -> tuple[dict, dict]:
     meta = json.loads((out_dir / "meta.json").read_text())
-    return {s: pd.read_parquet(out_dir / f"{s}.parquet") for s in data.SPLITS}, meta
+    return {s: pd.read_parquet(out_dir / f"{s}.parquet") for s in prepare.SPLITS}, meta
 
 
 def keys(frame: pd.DataFrame) -> set:
@@ -56,7 +57,7 @@ def keys(frame: pd.DataFrame) -> set:
 def test_every_format_gives_the_same_prepared_data(tmp_path, ext):
     train, test = generated_frame(60, seed=1, string_labels=True), generated_frame(20, seed=2, string_labels=True)
     spec = files_spec(tmp_path / "in", train, test, ext=ext)
-    meta = data.prepare_dataset("films", spec, DEFAULTS, tmp_path / "out")
+    meta = prepare.prepare_dataset("films", spec, DEFAULTS, tmp_path / "out")
     splits, written = read_out(tmp_path / "out")
     assert written == json.loads(json.dumps(meta))
     assert meta["label_names"] == ["neg", "pos"] and meta["num_labels"] == 2
@@ -66,19 +67,19 @@ def test_every_format_gives_the_same_prepared_data(tmp_path, ext):
     assert splits["test"]["label"].tolist() == [int(v == "pos") for v in test["label"]]
     for frame in splits.values():
         assert list(frame.columns) == ["text", "label"] and frame["label"].dtype == np.int64
-    assert meta["checksum"]["sha256"][spec["files"]["train"]] == data.sha256_file(spec["files"]["train"])
+    assert meta["checksum"]["sha256"][spec["files"]["train"]] == prepare.sha256_file(spec["files"]["train"])
 
 
 def test_format_key_overrides_the_extension_and_compressed_files_read(tmp_path):
     train = generated_frame(40, seed=3)
     path = tmp_path / "train.txt"
     train.to_csv(path, sep="\t", index=False)
-    meta = data.prepare_dataset("films", {"task": "t", "files": {"train": str(path)}, "format": "tsv"}, DEFAULTS,
+    meta = prepare.prepare_dataset("films", {"task": "t", "files": {"train": str(path)}, "format": "tsv"}, DEFAULTS,
                                 tmp_path / "out")
     assert sum(meta["counts"].values()) == 40
     gz = tmp_path / "train.csv.gz"
     train.to_csv(gz, index=False)
-    meta = data.prepare_dataset("films", {"task": "t", "files": {"train": str(gz)}}, DEFAULTS, tmp_path / "out2")
+    meta = prepare.prepare_dataset("films", {"task": "t", "files": {"train": str(gz)}}, DEFAULTS, tmp_path / "out2")
     assert meta["source"]["format"] == {"train": "csv"} and sum(meta["counts"].values()) == 40
 
 
@@ -88,7 +89,7 @@ def test_sentence_pairs_with_renamed_columns(tmp_path):
     frame["extra"] = 1
     spec = files_spec(tmp_path / "in", frame, ext="jsonl",
                       columns={"text": "premise", "text_pair": "hypothesis", "label": "gold"})
-    meta = data.prepare_dataset("nli_pairs", spec, DEFAULTS, tmp_path / "out")
+    meta = prepare.prepare_dataset("nli_pairs", spec, DEFAULTS, tmp_path / "out")
     splits, _ = read_out(tmp_path / "out")
     assert meta["has_text_pair"] and meta["columns"] == {"text": "premise", "text_pair": "hypothesis", "label": "gold"}
     source = {(r.premise, r.hypothesis): r.gold for r in frame.itertuples()}
@@ -103,7 +104,7 @@ def test_string_labels_map_to_sorted_ids(tmp_path):
     names = ["zebra", "apple", "mango"]
     frame = pd.DataFrame({"text": [f"example {i}" for i in range(90)], "label": [names[i % 3] for i in range(90)]})
     frame = frame.sample(frac=1, random_state=1)
-    meta = data.prepare_dataset("fruit", files_spec(tmp_path / "in", frame), DEFAULTS, tmp_path / "out")
+    meta = prepare.prepare_dataset("fruit", files_spec(tmp_path / "in", frame), DEFAULTS, tmp_path / "out")
     assert meta["label_names"] == ["apple", "mango", "zebra"]
     splits, _ = read_out(tmp_path / "out")
     truth = dict(zip(frame["text"], frame["label"]))
@@ -113,7 +114,7 @@ def test_string_labels_map_to_sorted_ids(tmp_path):
 
 def test_integer_labels_keep_their_order_and_become_contiguous_ids(tmp_path):
     frame = pd.DataFrame({"text": [f"review {i}" for i in range(60)], "label": [[1, 3, 5][i % 3] for i in range(60)]})
-    meta = data.prepare_dataset("stars", files_spec(tmp_path / "in", frame, ext="parquet"), DEFAULTS, tmp_path / "o")
+    meta = prepare.prepare_dataset("stars", files_spec(tmp_path / "in", frame, ext="parquet"), DEFAULTS, tmp_path / "o")
     assert meta["label_names"] == ["1", "3", "5"]
     splits, _ = read_out(tmp_path / "o")
     truth = dict(zip(frame["text"], frame["label"]))
@@ -132,7 +133,7 @@ def test_text_columns_named_as_lists_are_joined(tmp_path):
                           "label": [i % 2 for i in range(40)]})
     frame.loc[3, "choice2"] = ""
     spec = files_spec(tmp_path, frame, columns={"text": ["premise", "question"], "text_pair": ["choice1", "choice2"]})
-    splits, meta = data.prepare("copa", spec, DEFAULTS)
+    splits, meta = prepare.prepare("copa", spec, DEFAULTS)
     every = pd.concat(splits.values())
     assert "premise 0 cause" in set(every["text"]) and "one 0 two 0" in set(every["text_pair"])
     assert meta["dropped"]["empty"] == 1 and meta["columns"]["text"] == ["premise", "question"]
@@ -146,7 +147,7 @@ def test_labels_that_mix_numbers_and_names_are_refused(tmp_path):
 
 def test_a_label_map_merges_the_spellings(tmp_path):
     spec = files_spec(tmp_path / "in", mixed_labels(), label_map={0: "neg", 1: "pos"})
-    meta = data.prepare_dataset("mydata", spec, DEFAULTS, tmp_path / "out")
+    meta = prepare.prepare_dataset("mydata", spec, DEFAULTS, tmp_path / "out")
     assert meta["label_names"] == ["neg", "pos"] and meta["num_labels"] == 2
     assert sum(meta["label_counts"]["train"].values()) == meta["counts"]["train"]
     splits, _ = read_out(tmp_path / "out")
@@ -160,7 +161,7 @@ def test_splits_labelled_in_different_kinds_are_refused(tmp_path):
     message = _error(files_spec(tmp_path, train, test=test))
     assert "mydata" in message and "train.csv" in message and "test.csv" in message and "label_map" in message
     spec = files_spec(tmp_path / "mapped", train, test=test, label_map={"neg": 0, "pos": 1})
-    assert data.prepare("mydata", spec, DEFAULTS)[1]["label_names"] == ["0", "1"]
+    assert prepare.prepare("mydata", spec, DEFAULTS)[1]["label_names"] == ["0", "1"]
 
 
 # ---------------------------------------------------------------- cleaning
@@ -175,7 +176,7 @@ def test_empties_missing_labels_and_duplicates_are_dropped_and_counted(tmp_path)
     test = pd.concat([test, train.iloc[[2, 3]], test.iloc[[0]]], ignore_index=True)  # 2 leaks, 1 duplicate
     validation = generated_frame(10, seed=7, string_labels=True)
     spec = files_spec(tmp_path / "in", train, test, validation)
-    meta = data.prepare_dataset("noisy", spec, DEFAULTS, tmp_path / "out")
+    meta = prepare.prepare_dataset("noisy", spec, DEFAULTS, tmp_path / "out")
     by_split = meta["dropped"]["by_split"]
     assert by_split["train"] == {"missing_label": 1, "empty": 3, "duplicate": 2, "in_earlier_split": 0}
     assert by_split["test"] == {"missing_label": 0, "empty": 0, "duplicate": 1, "in_earlier_split": 2}
@@ -190,7 +191,7 @@ def test_empties_missing_labels_and_duplicates_are_dropped_and_counted(tmp_path)
 def test_text_like_missing_markers_are_kept_as_text(tmp_path):
     frame = generated_frame(30, seed=8)
     frame.loc[0, "text"], frame.loc[1, "text"] = "NA", "null"
-    meta = data.prepare_dataset("words", files_spec(tmp_path / "in", frame), DEFAULTS, tmp_path / "out")
+    meta = prepare.prepare_dataset("words", files_spec(tmp_path / "in", frame), DEFAULTS, tmp_path / "out")
     splits, _ = read_out(tmp_path / "out")
     assert meta["dropped"]["empty"] == 0
     assert {"NA", "null"} <= set(pd.concat(splits.values())["text"])
@@ -210,16 +211,16 @@ def test_missing_splits_are_made_stratified_and_seeded(tmp_path):
     labels = rng.choice([0, 1, 2], size=500, p=[0.6, 0.3, 0.1])
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(500)], "label": labels})
     spec = files_spec(tmp_path / "in", frame, split_seed=7)
-    one, meta = data.prepare("made", spec, DEFAULTS)
+    one, meta = prepare.prepare("made", spec, DEFAULTS)
     assert meta["splits_made"] == ["test", "validation"]
     assert meta["counts"] == {"train": 350, "validation": 50, "test": 100}  # 70 / 10 / 20 of 500
-    for split in data.SPLITS:
+    for split in prepare.SPLITS:
         assert _stratified(one[split], pd.Series(labels), tolerance=1)
     assert not keys(one["train"]) & keys(one["test"]) and not keys(one["validation"]) & keys(one["test"])
-    assert set().union(*(keys(one[s]) for s in data.SPLITS)) == set(frame["text"])
-    again, _ = data.prepare("made", spec, DEFAULTS)
-    other, _ = data.prepare("made", dict(spec, split_seed=8), DEFAULTS)
-    for split in data.SPLITS:
+    assert set().union(*(keys(one[s]) for s in prepare.SPLITS)) == set(frame["text"])
+    again, _ = prepare.prepare("made", spec, DEFAULTS)
+    other, _ = prepare.prepare("made", dict(spec, split_seed=8), DEFAULTS)
+    for split in prepare.SPLITS:
         pd.testing.assert_frame_equal(one[split], again[split])
     assert keys(other["test"]) != keys(one["test"])
 
@@ -232,22 +233,22 @@ def test_probe_split_holds_training_examples_no_fine_tune_sees(tmp_path):
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(500)], "label": labels})
     spec = files_spec(tmp_path / "in", frame)
     capped = dict(DEFAULTS, max_examples={"train": 120, "test": 80})
-    out, meta = data.prepare("held", spec, capped)
+    out, meta = prepare.prepare("held", spec, capped)
     assert meta["counts"]["train"] == 120 and meta["probe_split"] == {"from": "held_out", "count": 120}
-    for split in data.SPLITS:
+    for split in prepare.SPLITS:
         assert not keys(out["probe"]) & keys(out[split]), split
     assert _stratified(out["probe"], pd.Series(labels), tolerance=2)
-    out, meta = data.prepare("held", spec, dict(capped, max_examples={"train": 120, "probe": 60}))
+    out, meta = prepare.prepare("held", spec, dict(capped, max_examples={"train": 120, "probe": 60}))
     assert meta["probe_split"]["count"] == 60 == len(out["probe"])
 
     # nothing beyond the fine-tunes' split: the probe trains there, and the meta and a note say so
-    out, meta = data.prepare("held", spec, DEFAULTS)
+    out, meta = prepare.prepare("held", spec, DEFAULTS)
     assert meta["probe_split"] == {"from": "train", "count": meta["counts"]["train"]}
     pd.testing.assert_frame_equal(out["probe"], out["train"])
     assert any(note.startswith("probe:") for note in meta["notes"])
 
-    data.write_prepared(*data.prepare("held", spec, capped), tmp_path / "prepared")
-    from weightspace import features
+    prepare.write_prepared(*prepare.prepare("held", spec, capped), tmp_path / "prepared")
+    from weightspace.probe import features
 
     assert features.split_path(tmp_path / "prepared", "train").name == "probe.parquet"
     assert features.split_path(tmp_path / "prepared", "test").name == "test.parquet"
@@ -258,18 +259,18 @@ def test_probe_split_holds_training_examples_no_fine_tune_sees(tmp_path):
 def test_split_fractions_come_from_defaults_and_the_dataset_overrides(tmp_path):
     frame = generated_frame(200, seed=9)
     spec = files_spec(tmp_path / "in", frame, test_fraction=0.25)
-    _, meta = data.prepare("fr", spec, dict(DEFAULTS, validation_fraction=0.2))
+    _, meta = prepare.prepare("fr", spec, dict(DEFAULTS, validation_fraction=0.2))
     assert meta["counts"] == {"train": 110, "validation": 40, "test": 50}
 
 
 def test_rare_labels_fall_back_gracefully(tmp_path):
     labels = ["a"] * 30 + ["b"] * 30 + ["c"]  # 'c' seen once: cannot be stratified
     frame = pd.DataFrame({"text": [f"q{i}" for i in range(len(labels))], "label": labels})
-    splits, meta = data.prepare("rare", files_spec(tmp_path / "in", frame), DEFAULTS)
+    splits, meta = prepare.prepare("rare", files_spec(tmp_path / "in", frame), DEFAULTS)
     assert "c" in meta["label_names"] and (splits["train"]["label"] == meta["label_names"].index("c")).sum() == 1
     assert any("seen once" in note for note in meta["notes"])
     tiny = pd.DataFrame({"text": [f"x{i}" for i in range(12)], "label": list("abcdef") * 2})
-    splits, meta = data.prepare("tiny", files_spec(tmp_path / "in2", tiny), DEFAULTS)  # 2-example test < 6 labels
+    splits, meta = prepare.prepare("tiny", files_spec(tmp_path / "in2", tiny), DEFAULTS)  # 2-example test < 6 labels
     assert meta["counts"]["test"] == 2 and any("random split" in note for note in meta["notes"])
 
 
@@ -280,19 +281,19 @@ def test_caps_subsample_each_split_stratified_and_seeded(tmp_path):
     test = pd.DataFrame({"text": [f"b{i}" for i in range(100)], "label": rng.choice(["x", "y"], size=100)})
     defaults = dict(DEFAULTS, max_examples={"train": 80, "validation": 20, "test": 50})
     spec = files_spec(tmp_path / "in", train, test, max_examples={"test": 30})  # the dataset's cap wins
-    one, meta = data.prepare("capped", spec, defaults)
+    one, meta = prepare.prepare("capped", spec, defaults)
     assert meta["counts"] == {"train": 80, "validation": 20, "test": 30}
     assert meta["available"] == {"train": 360, "validation": 40, "test": 100}
     assert meta["config"]["max_examples"] == {"train": 80, "validation": 20, "test": 30}
     assert meta["label_names"] == ["x", "y"]
     assert _stratified(one["train"], pd.Series(train_labels).map({"x": 0, "y": 1}), tolerance=1)
-    again, _ = data.prepare("capped", spec, defaults)
-    for split in data.SPLITS:
+    again, _ = prepare.prepare("capped", spec, defaults)
+    for split in prepare.SPLITS:
         pd.testing.assert_frame_equal(one[split], again[split])
 
 
 def test_settings_merge_and_leave_max_length_to_training():
-    merged = data.settings({"task": "t", "builtin": "x", "max_examples": {"train": 10}, "max_length": 32},
+    merged = prepare.settings({"task": "t", "builtin": "x", "max_examples": {"train": 10}, "max_length": 32},
                            {"max_examples": {"train": 99, "test": 7}, "split_seed": 3, "max_length": 64})
     assert merged["max_examples"] == {"train": 10, "test": 7}
     assert merged["split_seed"] == 3 and merged["test_fraction"] == 0.2 and "max_length" not in merged
@@ -303,7 +304,7 @@ def test_settings_merge_and_leave_max_length_to_training():
 
 def _error(spec, name="mydata", defaults=DEFAULTS) -> str:
     with pytest.raises(WeightspaceError) as info:
-        data.prepare(name, spec, defaults)
+        prepare.prepare(name, spec, defaults)
     return str(info.value)
 
 
@@ -384,7 +385,7 @@ def test_meta_json_is_written_last(tmp_path, monkeypatch):
 
     spec = files_spec(tmp_path / "in", generated_frame(40))
     out = tmp_path / "out"
-    data.prepare_dataset("w", spec, DEFAULTS, out)
+    prepare.prepare_dataset("w", spec, DEFAULTS, out)
     assert (out / "meta.json").exists()
     real = atomic.write_parquet
 
@@ -395,7 +396,7 @@ def test_meta_json_is_written_last(tmp_path, monkeypatch):
 
     monkeypatch.setattr(atomic, "write_parquet", failing)
     with pytest.raises(KeyboardInterrupt):
-        data.prepare_dataset("w", spec, DEFAULTS, out)
+        prepare.prepare_dataset("w", spec, DEFAULTS, out)
     assert not (out / "meta.json").exists()  # the old one no longer vouches for the half-replaced files
     assert not list(out.glob(".*.tmp"))
 
@@ -425,7 +426,7 @@ def test_hub_source_through_load_dataset(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     spec = {"task": "nli", "hub": "nyu-mll/glue", "subset": "rte", "revision": "abc123",
             "columns": {"text": "sentence1", "text_pair": "sentence2", "label": "label"}}
-    splits, meta = data.prepare("rte", spec, DEFAULTS)
+    splits, meta = prepare.prepare("rte", spec, DEFAULTS)
     assert calls == [("nyu-mll/glue", "rte", {"revision": "abc123"})]
     assert meta["label_names"] == ["entailment", "not_entailment"] and meta["has_text_pair"]
     assert meta["splits_made"] == ["test"] and any("no labels" in n for n in meta["notes"])
@@ -434,7 +435,7 @@ def test_hub_source_through_load_dataset(monkeypatch):
     assert not any("hidden" in t for t in splits["test"]["text"])
 
     mapped = dict(spec, splits={"train": "train", "test": "validation"})
-    splits, meta = data.prepare("rte", mapped, DEFAULTS)
+    splits, meta = prepare.prepare("rte", mapped, DEFAULTS)
     assert meta["splits_made"] == ["validation"] and meta["counts"]["test"] == 20
 
     message = _error(dict(spec, splits={"train": "train", "test": "dev"}), name="rte")
@@ -444,14 +445,14 @@ def test_hub_source_through_load_dataset(monkeypatch):
 def test_hub_dataset_is_read_at_one_commit_recorded_in_meta(monkeypatch):
     import datasets
 
-    from weightspace import hub
+    from weightspace.model import hub
 
     frame = generated_frame(40, seed=3)
     loaded = datasets.DatasetDict({"train": datasets.Dataset.from_pandas(frame, preserve_index=False)})
     calls = []
     monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, **kw: calls.append(kw) or loaded)
     monkeypatch.setattr(hub, "resolve_commit", lambda repo, revision=None, repo_type="model": "c" * 40)
-    _, meta = data.prepare("imdb", {"task": "t", "hub": "stanfordnlp/imdb", "revision": "main"}, DEFAULTS)
+    _, meta = prepare.prepare("imdb", {"task": "t", "hub": "stanfordnlp/imdb", "revision": "main"}, DEFAULTS)
     assert calls == [{"revision": "c" * 40}]
     assert meta["source"]["revision"] == "main" and meta["source"]["commit"] == "c" * 40
     assert meta["checksum"]["commit"] == "c" * 40

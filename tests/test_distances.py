@@ -8,7 +8,8 @@ import pytest
 from safetensors.numpy import save_file
 from scipy.spatial.distance import cdist
 
-from weightspace import WeightspaceError, distances
+from weightspace import WeightspaceError
+from weightspace.geometry import distances
 
 SHAPES = {
     "embeddings.word_embeddings.weight": (50, 8),
@@ -281,7 +282,7 @@ def test_geometry_rules_produce_every_output(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     from snakemake.utils import validate
 
-    from weightspace import fusion
+    from weightspace.plan import fusion
 
     filled = yaml.safe_load(yaml.safe_dump(config))
     validate(filled, str(repo / "schemas" / "config.schema.yaml"))  # fills the defaults, as the workflow does

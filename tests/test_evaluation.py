@@ -12,9 +12,12 @@ import pytest
 import torch
 
 from conftest import assert_features_close, generated_frame
-from weightspace import WeightspaceError, base_model, evaluation, probe, probe_store, weights
+from weightspace import WeightspaceError
+from weightspace.model import base_model, weights
+from weightspace.plan import traversal
+from weightspace.probe import evaluation, linear, store
 
-PROTOCOL = probe.Protocol(l2_grid=(0.01, 1.0, 100.0), cv_folds=3)
+PROTOCOL = linear.Protocol(l2_grid=(0.01, 1.0, 100.0), cv_folds=3)
 
 
 def write_dataset(folder: Path, n_train=48, n_test=24, seed=0, pairs=False) -> Path:
@@ -161,9 +164,9 @@ def test_run_writes_one_results_file_that_the_reader_reads(tiny_base, models, tm
     assert summary["features_computed"] == 2 and summary["probes_computed"] == 2
     evaluation.run(tiny_base, tmp_path / "cache", tmp_path / "groups" / "line.x.json", [("mix.ab", "alpha")],
                    {"mix.ab": ([models["pretrained"], models["b"]], [0.25, 0.75])}, spec, settings)
-    results = probe_store.read([tmp_path / "models" / "pretrained.json", tmp_path / "groups" / "line.x.json"])
+    results = store.read([tmp_path / "models" / "pretrained.json", tmp_path / "groups" / "line.x.json"])
     assert set(results) == {("pretrained", "alpha"), ("pretrained", "beta"), ("mix.ab", "alpha")}
-    assert probe_store.job_info(tmp_path / "models" / "pretrained.json")["pairs"] == 2
+    assert store.job_info(tmp_path / "models" / "pretrained.json")["pairs"] == 2
     # every probe chose its own L2 on its own model's training features (nested: the test split never enters)
     for result in results.values():
         selection = result["l2_selection"]
@@ -185,14 +188,14 @@ def test_a_models_l2_is_chosen_on_its_own_features():
     signal = {"train_x": x, "train_y": (x[:, 0] + 0.3 * rng.normal(size=160) > 0).astype(int), "num_labels": 2,
               "test_x": x[:40], "test_y": (x[:40, 0] > 0).astype(int)}
     noise = dict(signal, train_y=rng.integers(0, 2, 160))
-    protocol = probe.Protocol(l2_grid=(0.001, 0.1, 10.0, 1000.0), cv_folds=4)
-    chosen = {name: probe.train_probe(arrays, protocol, l2=probe.CROSS_VALIDATED)
+    protocol = linear.Protocol(l2_grid=(0.001, 0.1, 10.0, 1000.0), cv_folds=4)
+    chosen = {name: linear.train_probe(arrays, protocol, l2=linear.CROSS_VALIDATED)
               for name, arrays in (("signal", signal), ("noise", noise))}
     assert chosen["signal"]["l2"] <= 0.1 < 10.0 <= chosen["noise"]["l2"]
     for name, arrays in (("signal", signal), ("noise", noise)):
-        expected = probe.select_l2(arrays["train_x"], arrays["train_y"], 2, protocol)
+        expected = linear.select_l2(arrays["train_x"], arrays["train_y"], 2, protocol)
         assert chosen[name]["l2_selection"]["cv_loss"] == expected["cv_loss"]  # on the training split only
-    fixed = probe.train_probe(signal, protocol, l2=1.0)
+    fixed = linear.train_probe(signal, protocol, l2=1.0)
     assert fixed["l2"] == 1.0 and fixed["l2_selection"] is None
 
 
@@ -200,16 +203,16 @@ def test_the_reader_accepts_one_result_files_and_rejects_others(tmp_path):
     legacy = tmp_path / "probe" / "b.seed0" / "alpha.json"
     legacy.parent.mkdir(parents=True)
     legacy.write_text(json.dumps({"loss": 0.5, "accuracy": 0.75}))
-    probe_store.write(tmp_path / "many.json", [{"model_id": "m", "dataset": "alpha", "loss": 0.4}])
-    results = probe_store.read([legacy, tmp_path / "many.json"])
+    store.write(tmp_path / "many.json", [{"model_id": "m", "dataset": "alpha", "loss": 0.4}])
+    results = store.read([legacy, tmp_path / "many.json"])
     assert results[("b.seed0", "alpha")]["loss"] == 0.5 and results[("m", "alpha")]["loss"] == 0.4
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(WeightspaceError, match="neither"):
-        probe_store.read([tmp_path / "bad.json"])
+        store.read([tmp_path / "bad.json"])
     with pytest.raises(WeightspaceError, match="missing"):
-        probe_store.read([tmp_path / "none.json"])
+        store.read([tmp_path / "none.json"])
     with pytest.raises(WeightspaceError, match="model_id and dataset"):
-        probe_store.write(tmp_path / "x.json", [{"loss": 1.0}])
+        store.write(tmp_path / "x.json", [{"loss": 1.0}])
 
 
 def test_a_damaged_cache_file_is_recomputed(tiny_base, models, tmp_path):
@@ -226,13 +229,13 @@ def test_a_damaged_cache_file_is_recomputed(tiny_base, models, tmp_path):
 
 
 def test_group_names_cover_every_traversal_point():
-    from weightspace import traversal
+    from weightspace.plan import traversal
 
     config = {"datasets": {"a": {"task": "s"}, "b": {"task": "s"}, "c": {"task": "t"}}, "seeds": [0, 1]}
-    names = {evaluation.group_name(p.as_row()) for p in traversal.all_points(config)}
+    names = {traversal.group_name(p.as_row()) for p in traversal.all_points(config)}
     import re
 
-    assert names and all(re.fullmatch(evaluation.GROUP_PATTERN, n) for n in names)
+    assert names and all(re.fullmatch(traversal.GROUP_PATTERN, n) for n in names)
     assert any(n.startswith("line.") for n in names) and any(n.startswith("region.") for n in names)
     with pytest.raises(WeightspaceError):
-        evaluation.group_name({"study": "cube"})
+        traversal.group_name({"study": "cube"})

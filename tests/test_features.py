@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from conftest import assert_features_close, generated_frame
-from weightspace import WeightspaceError, base_model, features, weights
+from weightspace import WeightspaceError
+from weightspace.model import base_model, weights
+from weightspace.probe import features
 
 TEXTS = ["good", "the movie was really quite awful and the acting poor", "a lovely plot", "bad food",
          "superb service and fine acting , really happy with the movie overall"]

@@ -14,7 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import generated_frame
-from weightspace import WeightspaceError, finetune, weights
+from weightspace import WeightspaceError
+from weightspace.model import weights
+from weightspace.train import finetune
 
 
 def write_dataset(folder: Path, n_train=96, seed=0, pairs=False) -> Path:
@@ -170,7 +172,7 @@ def test_bitfit_trains_only_biases_and_head(tiny_base, tmp_path):
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from weightspace import finetune
+    from weightspace.train import finetune
     kill_at = int(sys.argv[4])
     calls = [0]
     real_collate = finetune.collate

@@ -8,7 +8,9 @@ import textwrap
 import pytest
 import torch
 
-from weightspace import features, finetune, hardware
+from weightspace import hardware
+from weightspace.probe import features
+from weightspace.train import finetune
 
 X86_COMMON = ("fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht "
               "syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl pni pclmulqdq ssse3 fma cx16 "

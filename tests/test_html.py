@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from weightspace import html
+from weightspace.report import html
 
 
 def test_markdown_page_renders_tables_lists_and_embeds_images(tmp_path):

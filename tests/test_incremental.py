@@ -107,13 +107,13 @@ def evaluation_targets(config: dict) -> list[str]:
 
 
 def job_infos(root: Path) -> dict[str, dict]:
-    from weightspace import probe_store
+    from weightspace.probe import store
 
-    return {p.stem: probe_store.job_info(p) for p in (root / "results" / "probe" / "models").glob("*.json")}
+    return {p.stem: store.job_info(p) for p in (root / "results" / "probe" / "models").glob("*.json")}
 
 
 def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
-    from weightspace import probe_store
+    from weightspace.probe import store
 
     root = tmp_path
     full = tiny_config(root, {"alpha": "sentiment", "gamma_pairs": "nli"}, seeds=(0,))
@@ -132,14 +132,14 @@ def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
     jobs = dry_run_jobs(root, *evaluation_targets(full))
     rules = sorted(job["rule"] for job in jobs if job["rule"].startswith(("probe", "evaluate")))
     assert rules == ["evaluate_model"] * 3
-    old = probe_store.read([root / "results/probe/models/alpha.seed0.json"])
+    old = store.read([root / "results/probe/models/alpha.seed0.json"])
     snakemake(root, "--cores", "2", *evaluation_targets(full))
     infos = job_infos(root)
     assert infos["alpha.seed0"]["probes_cached"] == 1
     assert infos["alpha.seed0"]["features_computed"] == 1 and infos["alpha.seed0"]["probes_computed"] == 1
     assert infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"]["features_computed"] == 1
     assert infos["gamma_pairs.seed0"]["features_computed"] == 2
-    new = probe_store.read([root / "results/probe/models/alpha.seed0.json"])
+    new = store.read([root / "results/probe/models/alpha.seed0.json"])
     assert new[("alpha.seed0", "alpha")] == old[("alpha.seed0", "alpha")]  # the cached result, as it was
     assert set(new) == {("alpha.seed0", "alpha"), ("alpha.seed0", "gamma_pairs")}
 
@@ -157,7 +157,7 @@ def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
     infos = job_infos(root)
     assert infos["alpha.seed0"]["probes_cached"] == 1 and infos["alpha.seed0"]["features_computed"] == 1
     assert infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"]["features_computed"] == 1
-    assert probe_store.read([root / "results/probe/models/pretrained.json"])[("pretrained", "gamma_pairs")]["n_test"] == 24
+    assert store.read([root / "results/probe/models/pretrained.json"])[("pretrained", "gamma_pairs")]["n_test"] == 24
 
     # remove a dataset: the remaining jobs rerun from the cache alone and drop its pairs
     removed = copy.deepcopy(changed)
@@ -167,4 +167,4 @@ def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
     infos = job_infos(root)
     for model in ("pretrained", "alpha.seed0"):
         assert infos[model]["probes_cached"] == 1 and infos[model].get("probes_computed", 0) == 0
-        assert set(probe_store.read([root / f"results/probe/models/{model}.json"])) == {(model, "alpha")}
+        assert set(store.read([root / f"results/probe/models/{model}.json"])) == {(model, "alpha")}

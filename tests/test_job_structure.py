@@ -10,7 +10,8 @@ import yaml
 
 from conftest import REPO
 from tiny_study import planned_jobs
-from weightspace import fusion, study
+from weightspace import study
+from weightspace.plan import fusion
 
 pytestmark = pytest.mark.workflow
 

@@ -11,7 +11,7 @@ from conftest import REPO
 
 SCRIPT = """
 import logging, sys
-from weightspace import logs, WeightspaceError
+from weightspace import WeightspaceError, logs
 logs.to_file(sys.argv[1])
 logging.getLogger("weightspace.test").info("started")
 raise {error}

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from weightspace import WeightspaceError, matrix_claims
+from weightspace import WeightspaceError
+from weightspace.geometry import matrix_claims
 
 
 def vectors(rng):

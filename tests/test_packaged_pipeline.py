@@ -10,7 +10,10 @@ import json
 import numpy as np
 import pytest
 
-from weightspace import base_model, data, features, finetune, probe, weights
+from weightspace.data import prepare
+from weightspace.model import base_model, weights
+from weightspace.probe import features, linear
+from weightspace.train import finetune
 
 pytestmark = pytest.mark.packaged
 
@@ -23,7 +26,7 @@ def fine_tuned(tmp_path_factory):
     base = root / "base"
     base_model.materialise({"builtin": "all-MiniLM-L6-v2"}, base)
     prepared = root / "data" / DATASET
-    data.prepare_dataset(DATASET, {"task": "topic", "builtin": DATASET},
+    prepare.prepare_dataset(DATASET, {"task": "topic", "builtin": DATASET},
                          {"max_examples": {"train": 256, "validation": 64, "test": 128}, "split_seed": 0}, prepared)
     settings = finetune.Settings(epochs=3, max_steps=40, batch_size=16, learning_rate=1e-4, max_length=32,
                                  checkpoint_every=1000, seed=0)
@@ -43,8 +46,8 @@ def test_fine_tuning_learns_a_real_dataset(fine_tuned):
 
 
 def test_probe_on_its_own_dataset_is_clearly_above_chance(fine_tuned):
-    protocol = probe.Protocol.from_config({})
-    result = probe.run(fine_tuned["features"], fine_tuned["root"] / "probe.json", protocol,
+    protocol = linear.Protocol.from_config({})
+    result = linear.run(fine_tuned["features"], fine_tuned["root"] / "probe.json", protocol,
                        model_id=f"{DATASET}.seed0", dataset=DATASET)
     chance = result["chance"]
     assert result["n_test"] == 128 and result["num_labels"] == 6
@@ -54,5 +57,5 @@ def test_probe_on_its_own_dataset_is_clearly_above_chance(fine_tuned):
     # the same features with the training labels shuffled: nothing to learn, the test accuracy falls to chance
     arrays = features.load(fine_tuned["features"])
     arrays["train_y"] = np.random.default_rng(0).permutation(arrays["train_y"])
-    shuffled = probe.train_probe(arrays, protocol)
+    shuffled = linear.train_probe(arrays, protocol)
     assert shuffled["accuracy"] < chance["accuracy"] + 0.15 < result["accuracy"], shuffled["accuracy"]

@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 
 from test_features import write_dataset
-from weightspace import WeightspaceError, base_model, features, probe, probe_figures, weights
+from weightspace import WeightspaceError
+from weightspace.model import base_model, weights
+from weightspace.probe import features, linear
+from weightspace.report import probe_figures
 
-PROTOCOL = probe.Protocol()  # the config defaults: L-BFGS, l2 0.01, tolerance 1e-6
+PROTOCOL = linear.Protocol()  # the config defaults: L-BFGS, l2 0.01, tolerance 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def test_cached_features_give_the_same_loss_as_the_encoder_in_the_loop(tiny_base
     """
     data = write_dataset(tmp_path / "eq", n_train=96, n_test=64, pairs=True, seed=4)
     features.extract(tiny_base, [pretrained_file], [1.0], data, tmp_path / "f.npz", batch_size=8, max_length=24)
-    cached = probe.train_probe(features.load(tmp_path / "f.npz"), PROTOCOL)
+    cached = linear.train_probe(features.load(tmp_path / "f.npz"), PROTOCOL)
 
     encoder = base_model.load_encoder(tiny_base, weights.load(pretrained_file))
     tokenizer = base_model.load_tokenizer(tiny_base)
@@ -51,10 +54,10 @@ def test_cached_features_give_the_same_loss_as_the_encoder_in_the_loop(tiny_base
         return features.encode(encoder, tokens[split], "mean", tokenizer.pad_token_id, batch_size=32,
                                padding="max_length", max_length=24)
 
-    head = probe.LinearHead(32, 2, PROTOCOL.seed)
+    head = linear.LinearHead(32, 2, PROTOCOL.seed)
     passes = []
-    info = probe.fit(head, lambda: passes.append(1) or through_encoder("train"), frames["train"]["label"], PROTOCOL)
-    in_loop = probe.evaluate(head, through_encoder("test"), frames["test"]["label"])
+    info = linear.fit(head, lambda: passes.append(1) or through_encoder("train"), frames["train"]["label"], PROTOCOL)
+    in_loop = linear.evaluate(head, through_encoder("test"), frames["test"]["label"])
 
     assert len(passes) == info["feature_passes"] > 10  # the encoder really ran at every evaluation
     assert info["converged"] and cached["fit"]["converged"]
@@ -65,52 +68,52 @@ def test_cached_features_give_the_same_loss_as_the_encoder_in_the_loop(tiny_base
 def test_gradient_matches_finite_differences():
     rng = np.random.default_rng(0)
     z, y = rng.normal(size=(20, 5)), rng.integers(0, 3, size=20)
-    head = probe.LinearHead(5, 3, seed=2)
+    head = linear.LinearHead(5, 3, seed=2)
     theta = head.theta
-    loss, grad = probe.objective(head, z, y, l2=0.3)
+    loss, grad = linear.objective(head, z, y, l2=0.3)
     numeric = np.zeros_like(theta)
     for i in range(len(theta)):
         for sign in (1, -1):
             head.theta = theta + sign * 1e-6 * np.eye(len(theta))[i]
-            numeric[i] += sign * probe.objective(head, z, y, l2=0.3)[0] / 2e-6
+            numeric[i] += sign * linear.objective(head, z, y, l2=0.3)[0] / 2e-6
     np.testing.assert_allclose(grad, numeric, atol=1e-7)
     head.theta = theta
-    assert loss == pytest.approx(probe.cross_entropy(z @ head.weight.T + head.bias, y)
+    assert loss == pytest.approx(linear.cross_entropy(z @ head.weight.T + head.bias, y)
                                  + 0.15 * np.square(head.weight).sum())
 
 
 def test_probe_is_deterministic_and_converges_from_any_init(learnable):
-    first, again = probe.train_probe(learnable, PROTOCOL), probe.train_probe(learnable, PROTOCOL)
+    first, again = linear.train_probe(learnable, PROTOCOL), linear.train_probe(learnable, PROTOCOL)
     for result in (first, again):
         result["fit"].pop("seconds")
     assert first == again  # bitwise: every number the same
-    heads = [probe.LinearHead(32, 2, seed) for seed in (0, 1)]
+    heads = [linear.LinearHead(32, 2, seed) for seed in (0, 1)]
     assert not np.array_equal(heads[0].weight, heads[1].weight)  # the seed changes the init ...
-    other = probe.train_probe(learnable, probe.Protocol(seed=1))
+    other = linear.train_probe(learnable, linear.Protocol(seed=1))
     assert other["loss"] == pytest.approx(first["loss"], rel=1e-4)  # ... not the (convex) optimum
 
 
 def test_probe_learns_real_labels_and_not_shuffled_ones(learnable):
     """Would catch a broken pipeline: misaligned rows, a head that never trains, test on train."""
-    real = probe.train_probe(learnable, PROTOCOL)
+    real = linear.train_probe(learnable, PROTOCOL)
     assert real["chance"]["accuracy"] < 0.6
     assert real["accuracy"] > 0.8 and real["loss"] < 0.5 < real["chance"]["loss"]
     shuffled = []
     for seed in range(5):
         data = dict(learnable, train_y=np.random.default_rng(seed).permutation(learnable["train_y"]))
-        shuffled.append(probe.train_probe(data, PROTOCOL))
+        shuffled.append(linear.train_probe(data, PROTOCOL))
     assert np.mean([r["accuracy"] for r in shuffled]) < 0.6
     assert np.mean([r["loss"] for r in shuffled]) > real["chance"]["loss"]
     # a head that is not trained is no better than chance either
-    untrained = probe.LinearHead(32, 2, 0)
+    untrained = linear.LinearHead(32, 2, 0)
     untrained.standardise_with(learnable["train_x"])
-    scored = probe.evaluate(untrained, learnable["test_x"], learnable["test_y"])
+    scored = linear.evaluate(untrained, learnable["test_x"], learnable["test_y"])
     assert scored["loss"] > real["loss"] + 0.1
 
 
 def test_a_head_held_at_zero_weights_reports_the_label_prior(learnable):
     """With an enormous l2, W = 0 and the bias learns the train label frequencies: the loss is known exactly."""
-    result = probe.train_probe(learnable, probe.Protocol(l2=1e8))
+    result = linear.train_probe(learnable, linear.Protocol(l2=1e8))
     frequency = np.bincount(learnable["train_y"], minlength=2) / len(learnable["train_y"])
     assert result["loss"] == pytest.approx(-np.log(frequency[learnable["test_y"]]).mean(), rel=1e-5)
     assert result["accuracy"] == np.mean(learnable["test_y"] == frequency.argmax())
@@ -120,25 +123,25 @@ def test_standardised_probe_ignores_the_units_of_each_feature(learnable):
     scale = np.random.default_rng(0).uniform(0.01, 100, size=learnable["train_x"].shape[1])
     shift = np.random.default_rng(1).normal(size=learnable["train_x"].shape[1]) * 10
     rescaled = dict(learnable, train_x=learnable["train_x"] * scale + shift, test_x=learnable["test_x"] * scale + shift)
-    assert probe.train_probe(rescaled, PROTOCOL)["loss"] == pytest.approx(
-        probe.train_probe(learnable, PROTOCOL)["loss"], rel=1e-4)
+    assert linear.train_probe(rescaled, PROTOCOL)["loss"] == pytest.approx(
+        linear.train_probe(learnable, PROTOCOL)["loss"], rel=1e-4)
 
 
 def test_l2_shrinks_the_head(learnable):
-    loose = probe.train_probe(learnable, probe.Protocol(l2=1e-4))
-    tight = probe.train_probe(learnable, probe.Protocol(l2=10.0))
+    loose = linear.train_probe(learnable, linear.Protocol(l2=1e-4))
+    tight = linear.train_probe(learnable, linear.Protocol(l2=10.0))
     assert tight["train_loss"] > loose["train_loss"]
     assert tight["loss"] < learnable["num_labels"] and tight["protocol"]["l2"] == 10.0
 
 
 def test_the_result_keeps_per_example_test_losses_and_the_prior(learnable):
-    result = probe.train_probe(learnable, PROTOCOL, l2=0.5)
+    result = linear.train_probe(learnable, PROTOCOL, l2=0.5)
     assert len(result["test_losses"]) == result["n_test"] == len(learnable["test_y"])
     assert np.mean(result["test_losses"]) == pytest.approx(result["loss"], rel=1e-12)
     assert min(result["test_losses"]) > 0
     assert result["l2"] == 0.5 and result["protocol"]["l2"] == 0.5
-    assert result["prior"] == result["chance"] == probe.chance(learnable["train_y"], learnable["test_y"], 2)
-    assert probe.train_probe(learnable, PROTOCOL)["l2"] == PROTOCOL.l2  # default: the protocol's
+    assert result["prior"] == result["chance"] == linear.chance(learnable["train_y"], learnable["test_y"], 2)
+    assert linear.train_probe(learnable, PROTOCOL)["l2"] == PROTOCOL.l2  # default: the protocol's
 
 
 def test_select_l2_regularises_noise_and_not_signal():
@@ -146,26 +149,26 @@ def test_select_l2_regularises_noise_and_not_signal():
     rng = np.random.default_rng(3)
     n, d = 160, 60
     x = rng.normal(size=(n, d))
-    protocol = probe.Protocol(l2_grid=(0.001, 0.1, 10.0, 1000.0), cv_folds=4)
-    noise = probe.select_l2(x, rng.integers(0, 2, n), 2, protocol)
+    protocol = linear.Protocol(l2_grid=(0.001, 0.1, 10.0, 1000.0), cv_folds=4)
+    noise = linear.select_l2(x, rng.integers(0, 2, n), 2, protocol)
     assert noise["grid"] == [0.001, 0.1, 10.0, 1000.0] and len(noise["cv_loss"]) == 4 and noise["folds"] == 4
     assert noise["l2"] >= 10.0
     assert noise["cv_loss_best"] == min(noise["cv_loss"]) < noise["cv_loss"][0]  # the smallest L2 overfits
     signal_y = (x[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(int)
-    signal = probe.select_l2(x, signal_y, 2, protocol)
+    signal = linear.select_l2(x, signal_y, 2, protocol)
     assert signal["l2"] <= 0.1 and signal["cv_loss_best"] < 0.6 * signal["cv_prior_loss"]
-    again = probe.select_l2(x, signal_y, 2, protocol)
+    again = linear.select_l2(x, signal_y, 2, protocol)
     assert again.pop("seconds") and signal.pop("seconds") and again == signal  # deterministic
-    folds = probe.folds(signal_y, 4, seed=0)
+    folds = linear.folds(signal_y, 4, seed=0)
     for label in (0, 1):  # stratified: every fold has its share of each label
         counts = np.bincount(folds[signal_y == label], minlength=4)
         assert counts.max() - counts.min() <= 1
 
 
 def test_select_l2_gives_a_probe_below_the_prior(learnable):
-    chosen = probe.select_l2(learnable["train_x"], learnable["train_y"], 2, PROTOCOL)
+    chosen = linear.select_l2(learnable["train_x"], learnable["train_y"], 2, PROTOCOL)
     assert chosen["l2"] in PROTOCOL.l2_grid and chosen["grid"] == sorted(PROTOCOL.l2_grid)
-    result = probe.train_probe(learnable, PROTOCOL, l2=chosen["l2"])
+    result = linear.train_probe(learnable, PROTOCOL, l2=chosen["l2"])
     assert result["loss"] < result["prior"]["loss"]
 
 
@@ -174,7 +177,7 @@ def test_run_writes_the_result(learnable, tmp_path):
 
     write_npz(tmp_path / "f.npz", **{k: v for k, v in learnable.items() if k != "pooling"},
               pooling=np.str_("mean"))
-    result = probe.run(tmp_path / "f.npz", tmp_path / "out" / "gen.json", PROTOCOL, "pretrained", "gen")
+    result = linear.run(tmp_path / "f.npz", tmp_path / "out" / "gen.json", PROTOCOL, "pretrained", "gen")
     written = json.loads((tmp_path / "out" / "gen.json").read_text())
     assert written == json.loads(json.dumps(result))
     assert written["model_id"] == "pretrained" and written["dataset"] == "gen"
@@ -186,14 +189,14 @@ def test_run_writes_the_result(learnable, tmp_path):
 def test_protocol_from_config():
     section = {"pooling": None, "batch_size": 64, "optimizer": "lbfgs", "max_iter": 50, "tolerance": 1e-5,
                "l2": 0.1, "seed": 3, "standardize": False, "threads": 1}
-    protocol = probe.Protocol.from_config(section)
+    protocol = linear.Protocol.from_config(section)
     assert (protocol.max_iter, protocol.tolerance, protocol.l2, protocol.seed, protocol.standardize) == (
         50, 1e-5, 0.1, 3, False)
-    assert probe.Protocol.from_config(dict(section, l2_grid=[1, 10], cv_folds=3)).l2_grid == (1.0, 10.0)
+    assert linear.Protocol.from_config(dict(section, l2_grid=[1, 10], cv_folds=3)).l2_grid == (1.0, 10.0)
     with pytest.raises(WeightspaceError, match="probe.l2_grid"):
-        probe.Protocol.from_config({"l2_grid": []})
+        linear.Protocol.from_config({"l2_grid": []})
     with pytest.raises(WeightspaceError, match="probe.optimizer"):
-        probe.Protocol.from_config({"optimizer": "sgd"})
+        linear.Protocol.from_config({"optimizer": "sgd"})
 
 
 # ---------------------------------------------------------------- matrix and figures

@@ -8,7 +8,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from test_clusters import DIM, clustered, long_frame
-from weightspace import clusters, projection
+from weightspace.geometry import clusters, projection
 
 
 @pytest.mark.parametrize("n, expected", [(22, 7.0), (200, 30.0), (7, 2.0), (4, 2.0)])

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from weightspace import data, registry
+from weightspace.data import prepare, registry
 
 pytestmark = pytest.mark.packaged
 
@@ -61,14 +61,14 @@ def test_known_labels_and_recipes():
 @pytest.mark.parametrize("name, made", [("trec_coarse", ["test", "validation"]), ("amazon_fine_foods", ["validation"])])
 def test_prepare_real_builtin_writes_valid_files(tmp_path, name, made):
     defaults = {"max_examples": {"train": 120, "validation": 30, "test": 60}, "split_seed": 0}
-    meta = data.prepare_dataset(name, {"task": "topic", "builtin": name}, defaults, tmp_path / name)
+    meta = prepare.prepare_dataset(name, {"task": "topic", "builtin": name}, defaults, tmp_path / name)
     written = json.loads((tmp_path / name / "meta.json").read_text())
     assert written["counts"] == {"train": 120, "validation": 30, "test": 60} == meta["counts"]
     assert written["splits_made"] == made and written["source"]["package"] == registry.get(name).package
     path, = registry.files(name)[:1]
-    assert written["checksum"]["sha256"][written["source"]["files"][0]] == data.sha256_file(path)
+    assert written["checksum"]["sha256"][written["source"]["files"][0]] == prepare.sha256_file(path)
     texts = []
-    for split in data.SPLITS:
+    for split in prepare.SPLITS:
         frame = pd.read_parquet(tmp_path / name / f"{split}.parquet")
         assert list(frame.columns) == ["text", "label"] and frame["label"].dtype == "int64"
         assert frame["label"].between(0, written["num_labels"] - 1).all()

@@ -274,7 +274,7 @@ def test_whole_tiny_study_runs_through_sbatch_and_matches_a_local_run(slurm_clus
 
 CALIBRATE = """
 import json, sys, time
-from weightspace import finetune
+from weightspace.train import finetune
 root, section, max_length = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 times = {}
 for steps in (5, 25, 125):  # the first run pays for the lazy imports and the file cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from weightspace import stage_times
+from weightspace.report import stage_times
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from weightspace import summary, verdicts
+from weightspace.report import summary
+from weightspace.stats import verdicts
 
 
 def page(tmp_path, interpolation: bool, region: bool) -> str:

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from weightspace import fusion, study, traversal, weights
+from weightspace import study
+from weightspace.model import weights
+from weightspace.plan import fusion, traversal
+from weightspace.train import fusion_outcomes
 
 
 def config(**sections):
@@ -253,7 +256,7 @@ def test_wins_pair_seeds_and_count_targets():
                              seed=seed, accuracy=0.5, loss=1.0, validation_accuracy=0.5))
             rows.append(dict(target=target, base=f"fused.{target}.all", scope="all", mode="full", size="all",
                              seed=seed, accuracy=0.5 + gain, loss=0.9, validation_accuracy=0.5))
-    wins = fusion.wins_table(fusion.summary_table(rows))
+    wins = fusion_outcomes.wins_table(fusion_outcomes.summary_table(rows))
     assert wins.set_index("target")["gain"].round(6).to_dict() == {"a": 0.1, "b": -0.05}
-    overview = fusion.wins_overview(wins)
+    overview = fusion_outcomes.wins_overview(wins)
     assert overview.iloc[0][["targets", "wins", "ties", "losses"]].tolist() == [2, 1, 0, 1]

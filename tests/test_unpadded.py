@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from conftest import FAMILIES, generated_frame, make_family_source
-from weightspace import base_model, finetune, unpadded
+from weightspace.model import base_model, unpadded
+from weightspace.train import finetune
 
 
 def batch_with_padding(lengths: list[int], width: int, type_ids: bool, seed: int = 0) -> dict:

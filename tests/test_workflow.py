@@ -10,7 +10,7 @@ from safetensors import safe_open
 
 from conftest import REPO
 from tiny_study import planned_jobs, snakemake, tiny_config, write_config
-from weightspace.verdicts import CLAIM_COLUMNS, DESCRIPTION, VERDICTS
+from weightspace.stats.verdicts import CLAIM_COLUMNS, DESCRIPTION, VERDICTS
 
 pytestmark = pytest.mark.workflow
 

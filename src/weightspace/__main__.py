@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import WeightspaceError
+from weightspace import WeightspaceError
 
 COMMANDS = {"claims": "the workflow's clustering claims and t-SNE on any distance or similarity matrix"}
 
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
               + "\n".join(f"  {name:8s} {what}" for name, what in COMMANDS.items()), file=sys.stderr)
         return 2
     try:
-        from . import matrix_claims
+        from weightspace.geometry import matrix_claims
 
         return matrix_claims.main(argv[1:])
     except WeightspaceError as err:

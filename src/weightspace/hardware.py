@@ -110,7 +110,7 @@ def autocast_dtype(device, setting: str, key: str, choices: tuple[str, ...] = ("
     import torch
 
     if setting not in choices:
-        from . import WeightspaceError
+        from weightspace import WeightspaceError
 
         raise WeightspaceError(f"config key {key}: '{setting}' is not one of {', '.join(choices)}")
     if setting == "no":

@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import WeightspaceError
+from weightspace import WeightspaceError
 
 # A rule script's exit status when its input is wrong (a WeightspaceError): retrying cannot help.
 BAD_INPUT_EXIT = 3

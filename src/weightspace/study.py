@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import WeightspaceError
+from weightspace import WeightspaceError
 
 DATASET_PATTERN = r"[a-z][a-z0-9_]*"
 SEED_PATTERN = r"[0-9]+"
@@ -92,7 +92,7 @@ def check(config: dict) -> None:
 
     Raises a WeightspaceError that names the config key (and lists the known names).
     """
-    from . import registry
+    from weightspace.data import registry
 
     known = registry.names()
     for name, entry in config["datasets"].items():
@@ -140,145 +140,3 @@ def fusion_settings(config: dict, target: str, mode: str, size: str) -> dict:
         settings["learning_rate"] = section.get("bitfit_learning_rate", 1e-3)
     settings["train_size"] = None if size == "all" else int(size)
     return settings
-
-
-def reused(config: dict, run) -> bool:
-    """Whether a fusion run is the main fine-tune itself: the pretrained start on all the data with the
-    study's own recipe, and every fusion seed a study seed (one job runs a start's seeds: it is reused
-    whole or not at all). The rules read its metrics there; the job counts and the cost leave it out."""
-    from . import fusion
-
-    same_recipe = (fusion_settings(config, run.target, run.mode, run.size)
-                   == dict(finetune_settings(config, run.target), train_size=None))
-    return (run.base == PRETRAINED and run.mode == "full" and run.size == "all" and same_recipe
-            and set(fusion.seeds(config)) <= set(seeds(config)))
-
-
-def core_job_counts(config: dict) -> dict[str, int]:
-    """Jobs per rule that follow from the datasets, seeds and fusion alone (a validated, default-filled config).
-
-    The fine-tune of the pretrained start on all the data with the study's own recipe and seed is the
-    main fine-tune, reused: it is no finetune_from job.
-    """
-    from . import fusion
-
-    n = len(datasets(config)) * len(seeds(config))
-    fusion_runs = fusion.runs(config)
-    reused_runs = [r for r in fusion_runs if reused(config, r)]
-    # a fine-tune writes its encoder weights itself: no extraction job but the pretrained one's; one
-    # finetune_from job runs a (target, start, mode, size)'s seeds
-    return {"base_model": 1, "prepare_dataset": len(datasets(config)), "finetune": n,
-            "extract_pretrained_weights": 1, "fuse": len(fusion.fused_bases(config)),
-            "finetune_from": (len(fusion_runs) - len(reused_runs)) // len(fusion.seeds(config))}
-
-
-def probed_datasets(config: dict) -> dict[str, list[str]]:
-    """Stored model id -> the datasets its evaluation job probes it on (a validated, default-filled config).
-
-    The pretrained model: every dataset (it is every probe's baseline). A fine-tuned model: every
-    dataset (`probe.scope: all`) or its own task's (`task`: the cells that say whether knowledge of a
-    task transfers within it, at a third of the encoder passes with three tasks), plus any dataset a
-    traversal line reads at that model's end. A fused base: its target only, where fusion fine-tunes
-    it (its other cells would repeat its members').
-    """
-    from . import fusion, traversal
-
-    names = datasets(config)
-    scope = config.get("probe", {}).get("scope", "all")
-    ends: dict[str, set[str]] = {}
-    for model_id, dataset in traversal.evaluations(config):
-        ends.setdefault(model_id, set()).add(dataset)
-    plan = {PRETRAINED: names}
-    for dataset in names:
-        task = task_of(config, dataset)
-        for seed in seeds(config):
-            model_id = finetuned_id(dataset, seed)
-            wanted = ends.get(model_id, set())
-            plan[model_id] = [d for d in names
-                              if scope == "all" or task_of(config, d) == task or d in wanted]
-    for fused in fusion.fused_bases(config):
-        plan[fused.model_id] = [fused.target]
-    return plan
-
-
-def builtin_source_sizes(config: dict) -> dict[str, tuple[int, int]]:
-    """dataset -> (train, test) examples in its packaged source before the config's caps, for ``cost``; where the
-    source has no test split, the preparation's split of test_fraction. Builtin datasets only."""
-    from . import registry
-
-    sizes = {}
-    for name, spec in config["datasets"].items():
-        if "builtin" not in spec:
-            raise WeightspaceError(f"datasets.{name}: not a builtin dataset; its source size is not known offline")
-        raw = registry.load(spec["builtin"])
-        train = len(raw["train"])
-        test = len(raw["test"]) if "test" in raw else 0
-        if not test:  # the preparation splits test_fraction off
-            fraction = spec.get("test_fraction", config["data"].get("test_fraction", 0.2))
-            test = round(fraction * train)
-            train -= test
-        sizes[name] = (train, test)
-    return sizes
-
-
-def cost(config: dict, sizes: dict[str, tuple[int, int]], train_examples_per_second: float,
-         encode_examples_per_second: float, encoder_parameters: int, head_parameters: int, hidden: int) -> dict:
-    """An estimate of a study's GPU-hours and disk from its config and its datasets' sizes.
-
-    ``sizes``: dataset -> (train, test) examples in the source, before the config's caps. Fine-tuning is
-    counted at its upper bound (every epoch, no early stop, max_steps respected) plus a validation pass
-    per epoch (`finetune.validation: epoch`) and a final one; evaluation is one encoder pass over a
-    dataset's train and test split per (model, dataset) pair that `probed_datasets` plans, and per mix of
-    the traversal studies; disk is the weights files, the fine-tuned models and the features, float32.
-    """
-    from . import fusion, traversal
-
-    data = config.get("data", {})
-    caps = data.get("max_examples") or {}
-    fraction = data.get("validation_fraction", 0.1)
-
-    def capped(name: str) -> tuple[int, int, int]:
-        train, test = sizes[name]
-        spec_caps = {**caps, **(config["datasets"][name].get("max_examples") or {})}
-        validation = round(fraction * train)
-        train -= validation
-        cap = lambda n, split: min(n, spec_caps.get(split) or n)  # noqa: E731
-        return cap(train, "train"), cap(validation, "validation"), cap(test, "test")
-
-    ft = config["finetune"]
-
-    def finetune_seconds(name: str, settings: dict | None = None, size: str = "all") -> float:
-        settings = {**ft, **(settings or {})}
-        train, validation, test = capped(name)
-        if size != "all":  # a few-shot fusion run
-            train = min(train, int(size))
-        steps = settings["epochs"] * -(-train // settings["batch_size"])
-        if settings.get("max_steps"):
-            steps = min(steps, settings["max_steps"])
-        trained = steps * settings["batch_size"]
-        per_epoch = settings["epochs"] if settings.get("validation", "epoch") == "epoch" else 0
-        evaluated = per_epoch * validation + validation + test
-        return trained / train_examples_per_second + evaluated / encode_examples_per_second
-
-    counts = core_job_counts(config)
-    main = sum(finetune_seconds(d) for d in datasets(config)) * len(seeds(config))
-    runs = [r for r in fusion.runs(config) if not reused(config, r)]
-    from_fused = sum(finetune_seconds(r.target, fusion.section(config).get("finetune"), r.size) for r in runs)
-    stored = 1 + counts["finetune"] + counts["fuse"]
-    stored_pairs = [(m, d) for m, names in probed_datasets(config).items() for d in names]
-    mix_pairs = {p for p in traversal.evaluations(config) if p[0].startswith("mix.")}
-    pairs = len(stored_pairs) + len(mix_pairs)
-    per_dataset = {d: sum(capped(d)[::2]) for d in datasets(config)}
-    encoded = sum(per_dataset[d] for _, d in stored_pairs) + sum(per_dataset[d] for _, d in mix_pairs)
-    gb = 1e9
-    return {
-        "models_stored": stored,
-        "mixes": len({m for m, _ in traversal.evaluations(config) if m.startswith("mix.")}),
-        "probe_pairs": pairs,
-        "gpu_hours_finetune": main / 3600,
-        "gpu_hours_finetune_from": from_fused / 3600,
-        "gpu_hours_evaluate": encoded / encode_examples_per_second / 3600,
-        "disk_weights_gb": stored * encoder_parameters * 4 / gb,
-        "disk_models_gb": counts["finetune"] * (encoder_parameters + head_parameters) * 4 / gb,
-        "disk_features_gb": encoded * hidden * 4 / gb,
-    }

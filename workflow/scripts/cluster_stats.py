@@ -1,5 +1,6 @@
 """Rule cluster_stats: cluster statistics and the paper's claims from the distance table."""
-from weightspace import clusters, logs
+from weightspace import logs
+from weightspace.geometry import clusters
 
 logs.to_file(snakemake.log[0])
 clusters.run(

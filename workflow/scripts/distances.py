@@ -1,7 +1,8 @@
 """Rule distances: pairwise distances of every study model's encoder weights (streamed, cached)."""
 from pathlib import Path
 
-from weightspace import distances, logs
+from weightspace import logs
+from weightspace.geometry import distances
 
 logs.to_file(snakemake.log[0])
 distances.run(

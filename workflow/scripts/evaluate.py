@@ -1,7 +1,8 @@
 """Rules evaluate_model and evaluate_group: features and probes of a job's (model, dataset) pairs, cached by content."""
 from pathlib import Path
 
-from weightspace import evaluation, logs
+from weightspace import logs
+from weightspace.probe import evaluation
 
 logs.to_file(snakemake.log[0])
 base = Path(snakemake.input.base)  # the base folder, or its base.json

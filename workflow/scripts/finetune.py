@@ -1,7 +1,8 @@
 """Rule finetune: fine-tune the base on one dataset with one seed; write its encoder weights too."""
 from pathlib import Path
 
-from weightspace import finetune, logs
+from weightspace import logs
+from weightspace.train import finetune
 
 logs.to_file(snakemake.log[0], append=True)  # a retry after a time limit appends
 w = snakemake.wildcards

@@ -1,7 +1,8 @@
 """Rule finetune_from: fine-tune a start (pretrained or fused) on a fusion target, each fusion seed in turn."""
 from pathlib import Path
 
-from weightspace import finetune, logs
+from weightspace import logs
+from weightspace.train import finetune
 
 logs.to_file(snakemake.log[0], append=True)  # a retry after a time limit appends
 w = snakemake.wildcards

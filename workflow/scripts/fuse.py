@@ -1,5 +1,6 @@
 """Rule fuse: the element-wise mean of a region's encoder weights, a new base."""
-from weightspace import logs, weights
+from weightspace import logs
+from weightspace.model import weights
 
 logs.to_file(snakemake.log[0])
 fused_id = f"fused.{snakemake.wildcards.target}.{snakemake.wildcards.scope}"

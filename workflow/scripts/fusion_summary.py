@@ -1,8 +1,9 @@
 """Rule fusion_summary: runs -> summary.csv, wins.csv, wins_overview.csv, claims.csv, fusion.png."""
-from weightspace import fusion_report, logs
+from weightspace import logs
+from weightspace.report import fusion_tables
 
 logs.to_file(snakemake.log[0])
-fusion_report.write(
+fusion_tables.write(
     runs=snakemake.params.runs,
     metrics_files=snakemake.input.runs,
     summary_path=snakemake.output.summary,

@@ -1,8 +1,9 @@
 """Rule interpolation_summary: probe results of every traversal point -> tables, figures, claims."""
-from weightspace import interpolation_report, logs
+from weightspace import logs
+from weightspace.geometry import interpolation
 
 logs.to_file(snakemake.log[0])
-interpolation_report.write(
+interpolation.write(
     points=snakemake.params.points,
     probe_files=list(snakemake.input.probes) + list(snakemake.input.pretrained),
     out=dict(snakemake.output.items()),

@@ -1,5 +1,6 @@
 """Rule probe_matrix: every model's probe result on every dataset -> matrix.csv and two figures."""
-from weightspace import logs, probe_figures
+from weightspace import logs
+from weightspace.report import probe_figures
 
 logs.to_file(snakemake.log[0])
 probe_figures.write(

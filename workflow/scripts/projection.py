@@ -1,5 +1,6 @@
 """Rule projection: t-SNE and PCA of the models, the projection figure and the distance heatmap."""
-from weightspace import logs, projection
+from weightspace import logs
+from weightspace.geometry import projection
 
 logs.to_file(snakemake.log[0])
 projection.run(

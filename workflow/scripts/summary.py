@@ -1,5 +1,7 @@
 """Rule summary: results/summary.md (and summary.html, for the report) from the tables it cites."""
-from weightspace import base_model, logs, summary
+from weightspace import logs
+from weightspace.model import base_model
+from weightspace.report import summary
 
 logs.to_file(snakemake.log[0])
 i = snakemake.input

@@ -1,0 +1,161 @@
+"""The study plan: which models, runs, points and evaluations a config makes, built once.
+
+`build(config)` reads a validated, default-filled config and returns a frozen `StudyPlan`. The rules
+(rules/common.smk), the job counts, the cost estimate and the start-up checks read this one object, so the
+question "which jobs does this config make?" has one answer. Planning is pure: no file is read, nothing is
+imported from Snakemake, and building the plan twice from one config gives equal plans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+from weightspace import WeightspaceError, study
+from weightspace.plan import fusion, traversal
+from weightspace.plan.fusion import FusedBase, Run
+from weightspace.plan.traversal import Point
+
+Recipe = tuple[tuple[str, float], ...]  # (stored model id, coefficient)
+
+
+def _frozen(mapping: dict) -> Mapping:
+    return MappingProxyType(mapping)
+
+
+@dataclass(frozen=True, eq=False)
+class StudyPlan:
+    """Everything a config makes, by name. Mappings are read-only views; sequences are tuples."""
+
+    datasets: tuple[str, ...]
+    task_of: Mapping[str, str]  # dataset -> task
+    seeds: tuple[int, ...]
+    finetuned: tuple[str, ...]  # fine-tuned model ids, dataset-major
+    fused: Mapping[str, FusedBase]  # fused model id -> its members
+    fusion_seeds: tuple[int, ...]
+    fusion_runs: tuple[Run, ...]
+    reused_runs: frozenset[Run]  # fusion runs that are the main fine-tune itself (no job of their own)
+    points: tuple[Point, ...]  # every traversal point: lines, planes, regions
+    mixes: Mapping[str, Recipe]  # mix id -> its recipe (a point that is not a stored model)
+    groups: Mapping[str, tuple[Point, ...]]  # traversal group (one evaluation job) -> its points
+    probed: Mapping[str, tuple[str, ...]]  # stored model id -> the datasets its evaluation job probes
+
+    # ------------------------------------------------------------ models
+
+    @property
+    def stored_models(self) -> list[str]:
+        """Every stored model: the pretrained encoder, the fine-tunes and the fused bases (the geometry's rows)."""
+        return [study.PRETRAINED, *self.finetuned, *self.fused]
+
+    def recipe(self, model_id: str) -> Recipe:
+        """The stored models and coefficients whose combination is this model's encoder."""
+        if model_id in self.mixes:
+            return self.mixes[model_id]
+        return ((model_id, 1.0),)
+
+    def reused(self, run: Run) -> bool:
+        return run in self.reused_runs
+
+    def fusion_jobs(self) -> list[tuple[str, str, str, str]]:
+        """(target, start, mode, size) of each finetune_from job: one job runs a start's fusion seeds."""
+        return sorted({(r.target, r.base, r.mode, r.size) for r in self.fusion_runs if r not in self.reused_runs})
+
+    # ------------------------------------------------------------ traversal groups (evaluate_group jobs)
+
+    def _mix_points(self, group: str) -> list[Point]:
+        return [p for p in self.groups[group] if p.model_id in self.mixes]
+
+    def group_pairs(self, group: str) -> list[tuple[str, str]]:
+        """(mix id, dataset) pairs a group's job evaluates; its stored models are evaluated by their own jobs."""
+        return sorted({(p.model_id, d) for p in self._mix_points(group) for d in p.eval_datasets})
+
+    def group_recipes(self, group: str) -> dict[str, Recipe]:
+        return {p.model_id: self.mixes[p.model_id] for p in self._mix_points(group)}
+
+    def group_datasets(self, group: str) -> list[str]:
+        return sorted({d for _, d in self.group_pairs(group)})
+
+    def group_members(self, group: str) -> list[str]:
+        """The stored models a group's mixes are built from (the job's weights inputs)."""
+        return sorted({m for recipe in self.group_recipes(group).values() for m, _ in recipe})
+
+    def traversal_stored_models(self) -> list[str]:
+        """Stored models that are traversal points themselves (line ends, region members)."""
+        return sorted({p.model_id for p in self.points if p.model_id not in self.mixes})
+
+    def evaluations(self) -> set[tuple[str, str]]:
+        """(model id, dataset) pairs whose probe results the traversal studies read."""
+        return {(p.model_id, d) for p in self.points for d in p.eval_datasets}
+
+    # ------------------------------------------------------------ size
+
+    def job_counts(self) -> dict[str, int]:
+        """Jobs per rule that follow from the datasets, seeds and fusion alone.
+
+        A fine-tune writes its encoder weights itself: no extraction job but the pretrained one's. The fusion
+        run of the pretrained start on all the data with the study's own recipe is the main fine-tune, reused.
+        """
+        return {"base_model": 1, "prepare_dataset": len(self.datasets), "finetune": len(self.finetuned),
+                "extract_pretrained_weights": 1, "fuse": len(self.fused), "finetune_from": len(self.fusion_jobs())}
+
+
+def _reused(config: dict, run: Run, fusion_seeds: list[int]) -> bool:
+    """Whether a fusion run is the main fine-tune itself: the pretrained start on all the data with the study's
+    own recipe, and every fusion seed a study seed (one job runs a start's seeds: reused whole or not at all)."""
+    same_recipe = (study.fusion_settings(config, run.target, run.mode, run.size)
+                   == dict(study.finetune_settings(config, run.target), train_size=None))
+    return (run.base == study.PRETRAINED and run.mode == "full" and run.size == "all" and same_recipe
+            and set(fusion_seeds) <= set(study.seeds(config)))
+
+
+def _probed(config: dict, names: list[str], finetuned: list[str], fused: list[FusedBase],
+            evaluations: set[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+    """Stored model id -> the datasets its evaluation job probes it on.
+
+    The pretrained model: every dataset (it is every probe's baseline). A fine-tuned model: every dataset
+    (`probe.scope: all`) or its own task's (`task`), plus any dataset a traversal study reads at that model. A
+    fused base: its target only, where fusion fine-tunes it (its other cells would repeat its members').
+    """
+    scope = config.get("probe", {}).get("scope", "all")
+    wanted: dict[str, set[str]] = {}
+    for model_id, dataset in evaluations:
+        wanted.setdefault(model_id, set()).add(dataset)
+    probed = {study.PRETRAINED: tuple(names)}
+    for model_id in finetuned:
+        task = study.task_of(config, study.parse(model_id).dataset)
+        ends = wanted.get(model_id, set())
+        probed[model_id] = tuple(d for d in names if scope == "all" or study.task_of(config, d) == task or d in ends)
+    for base in fused:
+        probed[base.model_id] = (base.target,)
+    return probed
+
+
+def build(config: dict) -> StudyPlan:
+    """The plan of a validated, default-filled config."""
+    names = study.datasets(config)
+    finetuned = study.finetuned_ids(config)
+    fused = fusion.fused_bases(config)
+    fusion_seeds = fusion.seeds(config)
+    runs = fusion.runs(config)
+    if runs and not fusion_seeds:
+        raise WeightspaceError("config key fusion.seeds: fusion runs need at least one seed")
+    points = traversal.all_points(config)
+    groups: dict[str, list[Point]] = {}
+    for point in points:
+        groups.setdefault(traversal.group_name(point.as_row()), []).append(point)
+    evaluations = {(p.model_id, d) for p in points for d in p.eval_datasets}
+    return StudyPlan(
+        datasets=tuple(names),
+        task_of=_frozen({d: study.task_of(config, d) for d in names}),
+        seeds=tuple(study.seeds(config)),
+        finetuned=tuple(finetuned),
+        fused=_frozen({b.model_id: b for b in fused}),
+        fusion_seeds=tuple(fusion_seeds),
+        fusion_runs=tuple(runs),
+        reused_runs=frozenset(r for r in runs if _reused(config, r, fusion_seeds)),
+        points=tuple(points),
+        mixes=_frozen({p.model_id: p.recipe for p in points if p.model_id.startswith("mix.")}),
+        groups=_frozen({g: tuple(ps) for g, ps in groups.items()}),
+        probed=_frozen(_probed(config, names, finetuned, fused, evaluations)),
+    )
