@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import generated_frame
-from weightspace import WeightspaceError
+from weightspace import WeightspaceError, digest
 from weightspace.data import prepare, registry
 
 DEFAULTS = {"max_examples": {}, "validation_fraction": 0.1, "test_fraction": 0.2, "split_seed": 0}
@@ -67,7 +67,7 @@ def test_every_format_gives_the_same_prepared_data(tmp_path, ext):
     assert splits["test"]["label"].tolist() == [int(v == "pos") for v in test["label"]]
     for frame in splits.values():
         assert list(frame.columns) == ["text", "label"] and frame["label"].dtype == np.int64
-    assert meta["checksum"]["sha256"][spec["files"]["train"]] == prepare.sha256_file(spec["files"]["train"])
+    assert meta["checksum"]["sha256"][spec["files"]["train"]] == digest.file_digest(spec["files"]["train"])
 
 
 def test_format_key_overrides_the_extension_and_compressed_files_read(tmp_path):

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from weightspace import digest
 from weightspace.data import prepare, registry
 
 pytestmark = pytest.mark.packaged
@@ -66,7 +67,7 @@ def test_prepare_real_builtin_writes_valid_files(tmp_path, name, made):
     assert written["counts"] == {"train": 120, "validation": 30, "test": 60} == meta["counts"]
     assert written["splits_made"] == made and written["source"]["package"] == registry.get(name).package
     path, = registry.files(name)[:1]
-    assert written["checksum"]["sha256"][written["source"]["files"][0]] == prepare.sha256_file(path)
+    assert written["checksum"]["sha256"][written["source"]["files"][0]] == digest.file_digest(path)
     texts = []
     for split in prepare.SPLITS:
         frame = pd.read_parquet(tmp_path / name / f"{split}.parquet")

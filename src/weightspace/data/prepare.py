@@ -15,7 +15,6 @@ file and the column.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from weightspace import WeightspaceError
+from weightspace.digest import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +88,6 @@ class _Source:
     notes: list = field(default_factory=list)
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_format(path: Path, fmt: str | None = None) -> str | None:
     """The format named in the config, or the one the extension says (compression suffixes skipped)."""
     if fmt:
@@ -146,7 +138,7 @@ def _load_files(name: str, spec: dict) -> _Source:
             ) from exc
         splits[split] = _Raw(frame, where)
         formats[split] = fmt
-        checksums[str(path)] = sha256_file(path)
+        checksums[str(path)] = file_digest(path)
     return _Source(splits=splits, columns=_columns(spec), checksum={"sha256": checksums},
                    description={"kind": "files", "files": {s: str(p) for s, p in spec["files"].items()},
                                 "format": formats})
@@ -164,7 +156,7 @@ def _load_builtin(name: str, spec: dict) -> _Source:
     shown = ", ".join(map(str, paths))
     splits = {split: _Raw(frame, f"{split} split of builtin '{spec['builtin']}' ({shown})")
               for split, frame in raw.items()}
-    checksum = {"sha256": {label: sha256_file(path) for label, path in zip(description["files"], paths)}}
+    checksum = {"sha256": {label: file_digest(path) for label, path in zip(description["files"], paths)}}
     return _Source(splits=splits, description=description, checksum=checksum,
                    columns={"text": "text", "text_pair": None, "label": "label"})
 

@@ -53,6 +53,7 @@ import pandas as pd
 
 from weightspace import WeightspaceError
 from weightspace.atomic import write_csv, write_json, write_npz, write_parquet
+from weightspace.digest import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +104,6 @@ def group_signature(groups: dict[str, list[str]]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- content digests
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class DigestCache:

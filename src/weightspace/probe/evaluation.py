@@ -24,10 +24,8 @@ result (probe_store reads it) and what the job computed and found cached.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -37,6 +35,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from weightspace import WeightspaceError, study
+from weightspace.digest import file_digest, value_digest
 from weightspace.probe import features, linear, store
 from weightspace.atomic import write_json, write_npz
 
@@ -73,36 +72,13 @@ class Recipe:
 
 # ---------------------------------------------------------------- content keys
 
-_DIGESTS: dict[tuple, str] = {}
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (remembered for the process per path, size, mtime and inode)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise WeightspaceError(f"file {path} does not exist") from None
-    stamp = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    if stamp not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 22), b""):
-                h.update(chunk)
-        _DIGESTS[stamp] = h.hexdigest()
-    return _DIGESTS[stamp]
-
-
-def key_of(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
 def model_key(recipe: Recipe) -> str:
     """Same content, same key: a file's digest with its coefficient, summed over repeated files."""
     terms: dict[str, float] = {}
     for path, c in zip(recipe.paths, recipe.coefficients):
         digest = file_digest(path)
         terms[digest] = terms.get(digest, 0.0) + c
-    return key_of(sorted((d, round(c, 12)) for d, c in terms.items() if c != 0.0))
+    return value_digest(sorted((d, round(c, 12)) for d, c in terms.items() if c != 0.0))
 
 
 def data_key(dataset: Dataset) -> str:
@@ -111,13 +87,13 @@ def data_key(dataset: Dataset) -> str:
     if not meta_path.exists():
         raise WeightspaceError(f"prepared data file {meta_path} is missing; run prepare_dataset first")
     num_labels = int(json.loads(meta_path.read_text())["num_labels"])
-    return key_of([num_labels] + [file_digest(features.split_path(folder, split)) for split in features.SPLITS])
+    return value_digest([num_labels] + [file_digest(features.split_path(folder, split)) for split in features.SPLITS])
 
 
 def tokenizer_key(base_dir: str | Path) -> str:
     """The base folder's files that are not weights: tokenizer, config, base.json."""
     files = sorted(p for p in Path(base_dir).iterdir() if p.is_file() and not p.name.endswith(WEIGHT_SUFFIXES))
-    return key_of([(p.name, file_digest(p)) for p in files])
+    return value_digest([(p.name, file_digest(p)) for p in files])
 
 
 def probe_code_key() -> str:
@@ -202,7 +178,7 @@ class Evaluator:
     # ------------------------------------------------------------ keys and cache files
 
     def features_key(self, recipe: Recipe, dataset: Dataset) -> str:
-        return key_of({"version": FEATURES_VERSION, "model": model_key(recipe), "data": data_key(dataset),
+        return value_digest({"version": FEATURES_VERSION, "model": model_key(recipe), "data": data_key(dataset),
                        "tokenizer": self._tokenizer_key, "pooling": self.pooling, "max_length": dataset.max_length,
                        "batch_size": self.batch_size, "dtype": self.dtype})
 
@@ -215,7 +191,7 @@ class Evaluator:
         return settings
 
     def probe_key(self, features_key: str, l2: float | None) -> str:
-        return key_of({"features": features_key, "protocol": self._protocol_dict(l2), "code": probe_code_key()})
+        return value_digest({"features": features_key, "protocol": self._protocol_dict(l2), "code": probe_code_key()})
 
     def _path(self, kind: str, key: str, suffix: str) -> Path:
         return self.cache_dir / kind / key[:2] / f"{key}{suffix}"
