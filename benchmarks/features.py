@@ -46,6 +46,7 @@ import torch  # noqa: E402
 from weightspace import hardware  # noqa: E402
 from weightspace.data import prepare
 from weightspace.model import base_model, weights
+from weightspace.model import precision as numerics
 from weightspace.probe import evaluation, features, linear
 
 DEFAULTS = {"max_examples": {"train": 256, "validation": 64, "test": 128}, "validation_fraction": 0.1,
@@ -198,7 +199,7 @@ def main() -> None:
         lengths, n_examples = [len(e["input_ids"]) for e in all_examples], len(all_examples)
         flops_per_model = encoder_flops(encoder, lengths)
         dtype_name = features.precision("cpu", "auto")
-        dtype = getattr(torch, dtype_name)
+        dtype = numerics.torch_dtype(dtype_name)
         peak_before = matmul_peak(dtype, threads)
         print(f"work: {args.models} models x {len(datasets)} datasets ({', '.join(datasets)}), {n_examples} examples "
               f"({sum(lengths)} tokens, mean {np.mean(lengths):.1f}) per model; encoder dtype {dtype_name}")
@@ -251,7 +252,7 @@ def main() -> None:
               "no encoder pass, no probe fit")
 
         # bf16: where it is used (or forced), the probe loss must not move
-        if dtype_name == "bfloat16" or args.force_bf16:
+        if dtype_name == "bf16" or args.force_bf16:
             protocol_obj = linear.Protocol(l2=protocol["l2"])
             for name, spec in datasets.items():
                 losses = {}

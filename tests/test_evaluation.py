@@ -15,7 +15,7 @@ from conftest import assert_features_close, generated_frame
 from weightspace import WeightspaceError
 from weightspace.model import base_model, weights
 from weightspace.plan import traversal
-from weightspace.probe import evaluation, linear, store
+from weightspace.probe import cache, evaluation, linear, store
 
 PROTOCOL = linear.Protocol(l2_grid=(0.01, 1.0, 100.0), cv_folds=3)
 
@@ -80,13 +80,13 @@ def test_cache_computes_each_pair_once_and_a_rerun_loads_no_model(tiny_base, mod
     assert again.evaluate(pairs, recipes(models), data, {"alpha": 0.1, "beta": 1.0}) == results
     assert again.stats["probes_cached"] == 4 and again.stats["features_computed"] == 0
     assert again.stats["probes_computed"] == 0
-    assert again._encoder is None  # nothing was loaded: every result came from the cache
+    assert again.encoder.model is None  # nothing was loaded: every result came from the cache
 
     # another L2 retrains the probes from cached features; no encoder pass
     other = evaluator(tiny_base, tmp_path)
     changed = other.evaluate(pairs, recipes(models), data, {"alpha": 0.1, "beta": 30.0})
     assert other.stats["features_cached"] == 2 and other.stats["probes_computed"] == 2
-    assert other.stats["features_computed"] == 0 and other._encoder is None
+    assert other.stats["features_computed"] == 0 and other.encoder.model is None
     assert changed[0] == results[0] and changed[1]["loss"] != results[1]["loss"]
 
 
@@ -129,7 +129,7 @@ def test_without_kept_features_the_cache_holds_probe_results_and_the_pretrained_
 
     # a rerun reads every probe result, loads no model; another L2 re-encodes only the models without features
     again = evaluation.Evaluator(tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False)
-    assert again.evaluate(pairs, recipes(models), data, l2) == results and again._encoder is None
+    assert again.evaluate(pairs, recipes(models), data, l2) == results and again.encoder.model is None
     other = evaluation.Evaluator(tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False)
     other.evaluate(pairs, recipes(models), data, {"alpha": 0.1, "beta": 30.0})
     assert other.stats["features_cached"] == 1 and other.stats["features_computed"] == 2  # beta: b and mix.ab
@@ -142,8 +142,8 @@ def test_a_mix_is_keyed_and_computed_by_content(tiny_base, models, tmp_path, pre
     to round these to the same values. The tolerance follows the dtype (conftest.ROUNDINGS)."""
     r = recipes(models)
     same = evaluation.Recipe.of([models["pretrained"], models["pretrained"]], [0.5, 0.5])
-    assert evaluation.model_key(same) == evaluation.model_key(r["pretrained"])
-    assert evaluation.model_key(r["mix.ab"]) != evaluation.model_key(r["b"])
+    assert cache.model_key(same) == cache.model_key(r["pretrained"])
+    assert cache.model_key(r["mix.ab"]) != cache.model_key(r["b"])
     data = datasets(tmp_path, ("alpha",))
     ev = evaluation.Evaluator(tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, mixed_precision=precision)
     mix = ev.features("mix.ab", r["mix.ab"], data.values())["alpha"]

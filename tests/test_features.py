@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import torch
 
 from conftest import assert_features_close, generated_frame
 from weightspace import WeightspaceError
-from weightspace.model import base_model, weights
+from weightspace.model import base_model, encoding, weights
+from weightspace.model import precision as numerics
 from weightspace.probe import features
 
 TEXTS = ["good", "the movie was really quite awful and the acting poor", "a lovely plot", "bad food",
@@ -157,11 +159,30 @@ def test_bad_inputs_are_named(tiny_base, pretrained_file, tmp_path):
 
 def test_precision_settings_and_their_autocast():
     """What `auto` picks on each kind of CPU is tested on fake /proc/cpuinfo texts in test_hardware.py."""
-    assert features.precision("cpu", "no") == "float32"
-    assert isinstance(features.autocast_for(torch.device("cpu"), "no"), type(features.contextlib.nullcontext()))
+    assert features.precision("cpu", "no") == "fp32" and features.precision("cpu", "bf16") == "bf16"
+    assert isinstance(features.autocast_for(torch.device("cpu"), "no"), type(contextlib.nullcontext()))
     assert isinstance(features.autocast_for(torch.device("cpu"), "bf16"), torch.autocast)
-    with pytest.raises(WeightspaceError, match="mixed_precision"):
+    with pytest.raises(WeightspaceError, match="probe.mixed_precision"):
         features.precision("cpu", "fp8")
+    with pytest.raises(WeightspaceError, match="probe.mixed_precision"):  # the probe never computes in fp16
+        features.precision("cpu", "fp16")
+    # one vocabulary: the names fine-tuning records, and the dtypes they stand for
+    assert [numerics.autocast_dtype(n) for n in numerics.NAMES] == [None, torch.bfloat16, torch.float16]
+    assert [numerics.torch_dtype(n) for n in numerics.NAMES] == [torch.float32, torch.bfloat16, torch.float16]
+    assert numerics.grad_scaler("bf16", "cpu") is None and numerics.grad_scaler("fp16", "cpu") is not None
+
+
+def test_training_and_features_tokenize_and_collate_alike(tokenizer):
+    """One tokenization (model/encoding.py): a training example is a features example plus its label."""
+    frame = generated_frame(9, seed=5, pairs=True)
+    train = encoding.tokenize_frame(tokenizer, frame, 12, labels=True)
+    plain = features.tokenize(tokenizer, frame["text"], frame["text_pair"], 12)
+    assert [{k: v for k, v in e.items() if k != "labels"} for e in train] == plain
+    assert [e["labels"] for e in train] == frame["label"].tolist()
+    batch, inputs = encoding.collate(train, 0), features.collate(plain, 0)
+    assert list(batch) == [*inputs, "labels"] and batch["labels"].tolist() == frame["label"].tolist()
+    assert all(torch.equal(batch[k], inputs[k]) for k in inputs)
+    assert features.collate(plain, 0, width=16)["input_ids"].shape == (9, 16)
 
 
 def test_bf16_features_stay_close_to_fp32(encoder, tokenizer):

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from conftest import generated_frame
 from weightspace import WeightspaceError
+from weightspace.model import precision as numerics
 from weightspace.model import weights
 from weightspace.train import finetune
 
@@ -32,9 +33,10 @@ def write_dataset(folder: Path, n_train=96, seed=0, pairs=False) -> Path:
 SETTINGS = dict(epochs=2, batch_size=8, learning_rate=5e-4, max_length=24, checkpoint_every=4, log_every=3)  # logs between checkpoints
 
 
-def run(tiny_base, data, out, **overrides):
+def run(tiny_base, data, out, weights_path=None, **overrides):
     settings = finetune.Settings(**{**SETTINGS, **overrides})
-    return finetune.finetune(tiny_base, data, out, settings, threads=1, model_id="toy.seed0")
+    return finetune.finetune(tiny_base, data, out, settings, threads=1, model_id="toy.seed0",
+                             weights_path=weights_path)
 
 
 def test_finetune_writes_every_output_and_learns(tiny_base, tmp_path, precision):
@@ -125,7 +127,7 @@ def test_early_stopping_follows_the_validation_loss(tiny_base, tmp_path, monkeyp
     to do on a CPU (on a Zen 4 in bf16 the old test's learning rate 0.5 never triggered the stop). The weights
     kept are the best epoch's."""
     data = write_dataset(tmp_path / "toy")
-    real_load_split, real_tokenize, real_evaluate = finetune.load_split, finetune.tokenize, finetune.evaluate
+    real_load_split, real_tokenize, real_evaluate = finetune.load_split, finetune.tokenize_frame, finetune.evaluate
     validation = []  # the tokenized validation split, to tell its evaluation from the test split's
     seen = []  # the weights at each epoch-end validation
 
@@ -134,8 +136,8 @@ def test_early_stopping_follows_the_validation_loss(tiny_base, tmp_path, monkeyp
         frame.attrs["split"] = split
         return frame
 
-    def tokenize(tokenizer, frame, max_length):
-        examples = real_tokenize(tokenizer, frame, max_length)
+    def tokenize(tokenizer, frame, max_length, labels=False):
+        examples = real_tokenize(tokenizer, frame, max_length, labels)
         if frame.attrs.get("split") == "validation":
             validation.append(examples)
         return examples
@@ -147,7 +149,7 @@ def test_early_stopping_follows_the_validation_loss(tiny_base, tmp_path, monkeyp
         return real_evaluate(model, examples, *args)
 
     monkeypatch.setattr(finetune, "load_split", load_split)
-    monkeypatch.setattr(finetune, "tokenize", tokenize)
+    monkeypatch.setattr(finetune, "tokenize_frame", tokenize)
     monkeypatch.setattr(finetune, "evaluate", evaluate)
     metrics = run(tiny_base, data, tmp_path / "out", epochs=6, early_stopping_patience=patience)
     assert metrics["epochs_completed"] == stopped_after
@@ -185,14 +187,16 @@ KILLER = textwrap.dedent(
         return real_collate(examples, pad_id)
     finetune.collate = collate
     settings = finetune.Settings(**{SETTINGS})
-    finetune.finetune(sys.argv[1], sys.argv[2], sys.argv[3], settings, threads=1, model_id="toy.seed0")
+    finetune.finetune(sys.argv[1], sys.argv[2], sys.argv[3], settings, threads=1, model_id="toy.seed0",
+                      weights_path=sys.argv[3] + "/encoder.safetensors")
     """
 ).replace("{SETTINGS}", repr(SETTINGS))
 
 
 def test_killed_run_resumes_to_identical_weights(tiny_base, tmp_path, precision):
     data = write_dataset(tmp_path / "toy")
-    run(tiny_base, data, tmp_path / "straight", mixed_precision=precision)
+    straight = tmp_path / "straight"
+    run(tiny_base, data, straight, weights_path=straight / "encoder.safetensors", mixed_precision=precision)
     script = tmp_path / "killer.py"
     script.write_text(KILLER.replace(repr(SETTINGS), repr({**SETTINGS, "mixed_precision": precision})))
     out = tmp_path / "resumed"
@@ -212,6 +216,10 @@ def test_killed_run_resumes_to_identical_weights(tiny_base, tmp_path, precision)
     columns = ["step", "epoch", "learning_rate", "train_loss", "val_loss", "val_accuracy"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "straight" / "train_log.csv")[columns],
                                   pd.read_csv(out / "train_log.csv")[columns])
+    # and the files byte for byte, written by another process than the straight run's: their bytes depend on
+    # their contents only, so content-keyed caches downstream do not take the resumed weights for new ones
+    for name in ("model.safetensors", "encoder.safetensors", "config.json"):
+        assert (out / name).read_bytes() == (straight / name).read_bytes(), name
 
 
 TERMINATOR = KILLER.replace("os.kill(os.getpid(), signal.SIGKILL)", "os.kill(os.getpid(), signal.SIGTERM)")
@@ -256,9 +264,10 @@ def test_checkpoints_by_time(tiny_base, tmp_path, monkeypatch):
     assert finetune.fingerprint(a, *files) != finetune.fingerprint(a, *files, precision="bf16")
 
 
-def test_an_unknown_precision_is_named():
-    with pytest.raises(finetune.WeightspaceError, match="mixed_precision"):
-        finetune.autocast_dtype(torch.device("cpu"), "fp8")
+def test_an_unknown_precision_is_named(tiny_base, tmp_path):
+    with pytest.raises(finetune.WeightspaceError, match="finetune.mixed_precision"):
+        run(tiny_base, write_dataset(tmp_path / "toy"), tmp_path / "out", mixed_precision="fp8")
+    assert numerics.resolve("cpu", "no", choices=finetune.PRECISIONS) == "fp32"  # the names metrics.json records
 
 
 def test_bf16_on_cpu_trains_and_says_so(tiny_base, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from weightspace import hardware
+from weightspace.model import precision as numerics
 from weightspace.probe import features
 from weightspace.train import finetune
 
@@ -92,11 +93,12 @@ def test_auto_precision_follows_the_cpu_flags(machine, kind):
     cpu = torch.device("cpu")
     assert hardware.cpu_has_native_bf16() is native
     # auto: bf16 where the hardware computes it, fp32 where bf16 would be emulated (~11x slower on a Zen 1)
-    assert finetune.autocast_dtype(cpu, "auto") == (torch.bfloat16 if native else None)
-    assert features.precision(cpu, "auto") == ("bfloat16" if native else "float32")
+    assert numerics.resolve(cpu, "auto", choices=finetune.PRECISIONS) == ("bf16" if native else "fp32")
+    assert features.precision(cpu, "auto") == ("bf16" if native else "fp32")
+    assert numerics.autocast_dtype(numerics.resolve(cpu, "auto")) == (torch.bfloat16 if native else None)
     # forced settings ignore the CPU: the tests run bf16 emulated on AVX2
-    assert finetune.autocast_dtype(cpu, "bf16") == torch.bfloat16 and finetune.autocast_dtype(cpu, "no") is None
-    assert features.precision(cpu, "bf16") == "bfloat16" and features.precision(cpu, "no") == "float32"
+    assert numerics.resolve(cpu, "bf16") == "bf16" and numerics.resolve(cpu, "no") == "fp32"
+    assert features.precision(cpu, "bf16") == "bf16" and features.precision(cpu, "no") == "fp32"
     assert name in hardware.cpu_name()
     assert hardware.describe()["native_bf16"] is native
 
@@ -121,7 +123,7 @@ def test_no_cpuinfo_means_no_native_bf16(monkeypatch, tmp_path):
     hardware._cpuinfo.cache_clear()
     try:
         assert not hardware.cpu_has_native_bf16()
-        assert features.precision("cpu", "auto") == "float32"
+        assert features.precision("cpu", "auto") == "fp32"
         assert hardware.cpu_name()  # the platform's name, never empty
     finally:
         hardware._cpuinfo.cache_clear()

@@ -2,7 +2,7 @@
 
 Machines of one kind differ: on AVX2-only CPUs bf16 matmuls are emulated and ~100x
 slower than fp32; with AMX or AVX512-BF16 they are faster than fp32. Precision choices
-(`auto`) therefore ask here, never assume.
+(`auto`, model/precision.py) therefore ask here, never assume.
 """
 
 from __future__ import annotations
@@ -97,32 +97,6 @@ def describe() -> dict:
         "torch_capability": torch_cpu_capability(),
         "native_bf16": cpu_has_native_bf16(),
     }
-
-
-def autocast_dtype(device, setting: str, key: str, choices: tuple[str, ...] = ("auto", "no", "bf16", "fp16")):
-    """The torch dtype autocast should compute in for a precision setting, or None for float32 throughout.
-
-    The one place `auto` is decided, for fine-tuning and feature extraction alike: on CUDA bf16 where
-    the GPU has it, else fp16; on a CPU bf16 only where it computes bf16 natively (AMX, AVX512-BF16),
-    float32 elsewhere (AVX2 emulates bf16, ~100x slower matmuls). bf16 / fp16 ask for that dtype on any
-    device (the benchmarks' accuracy checks); no: float32. ``key`` names the config key in errors.
-    """
-    import torch
-
-    if setting not in choices:
-        from weightspace import WeightspaceError
-
-        raise WeightspaceError(f"config key {key}: '{setting}' is not one of {', '.join(choices)}")
-    if setting == "no":
-        return None
-    if setting == "bf16":
-        return torch.bfloat16
-    if setting == "fp16":
-        return torch.float16
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
 def attention_for_dynamic_shapes(device) -> None:

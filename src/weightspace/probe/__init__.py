@@ -1,0 +1,1 @@
+"""Linear probing: frozen features, the probe, evaluation jobs with their content-keyed cache, and the results files."""

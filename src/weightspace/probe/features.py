@@ -4,15 +4,15 @@ The linear probe never trains through the encoder: it reads these pooled feature
 computed once per (model, dataset) by an evaluation job (weightspace.probe.evaluation, which
 caches them by content under results/probe/cache/features/) and stored as arrays
 (train_x, train_y, test_x, test_y, num_labels, pooling). Batches are length-sorted and
-padded to their own longest example; the encoder runs under torch.inference_mode in the
-precision `precision` picks: fp32 on CPUs without native bf16 (AVX2 emulates it ~100x
-slower), bf16 autocast where the CPU has it (AMX, AVX512-BF16) or on CUDA.
+padded to their own longest example (model/encoding.py, as fine-tuning's); the encoder runs
+under torch.inference_mode in the precision `precision` picks (model/precision.py): fp32 on
+CPUs without native bf16 (AVX2 emulates it ~100x slower), bf16 autocast where the CPU has it
+(AMX, AVX512-BF16) or on CUDA.
 torch and pandas are imported where they are used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -22,14 +22,17 @@ from typing import Sequence
 import numpy as np
 
 from weightspace import WeightspaceError
-from weightspace.model import base_model
 from weightspace.atomic import write_npz
+from weightspace.model import base_model
+from weightspace.model import precision as numerics
+from weightspace.model.encoding import collate, tokenize, tokenize_frame  # noqa: F401 (features.tokenize, .collate)
 from weightspace.progress import Progress
 
 log = logging.getLogger(__name__)
 
 POOLINGS = ("cls", "mean")
 SPLITS = ("train", "test")
+PRECISIONS = ("auto", "bf16", "no")  # the probe.mixed_precision settings
 
 
 # ---------------------------------------------------------------- the model's encoder
@@ -87,25 +90,6 @@ def read_split(data_dir: str | Path, split: str, num_labels: int) -> "pd.DataFra
     return frame
 
 
-def tokenize(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> list[dict]:
-    """Token ids per example, unpadded (padding happens per batch); pairs use the tokenizer's pair encoding."""
-    enc = tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True, max_length=max_length)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-    return [{k: enc[k][i] for k in keys} for i in range(len(enc["input_ids"]))]
-
-
-def collate(examples: list[dict], pad_id: int, width: int | None = None) -> dict[str, "torch.Tensor"]:
-    """Right-pad a batch to its longest example (dynamic padding) or to ``width``."""
-    import torch
-
-    width = width or max(len(e["input_ids"]) for e in examples)
-    batch = {}
-    for key in examples[0]:
-        fill = pad_id if key == "input_ids" else 0
-        batch[key] = torch.tensor([e[key] + [fill] * (width - len(e[key])) for e in examples], dtype=torch.long)
-    return batch
-
-
 # ---------------------------------------------------------------- the pass
 
 
@@ -120,22 +104,14 @@ def pool(hidden: "torch.Tensor", attention_mask: "torch.Tensor", pooling: str) -
 
 
 def precision(device: "torch.device | str", mixed_precision: str = "auto") -> str:
-    """The dtype the encoder's matmuls run in: 'float32', 'bfloat16' or 'float16' (hardware.autocast_dtype:
-    bf16 on a CPU only where it computes bf16 natively; auto on CUDA: bf16, else fp16)."""
-    from weightspace import hardware
-
-    dtype = hardware.autocast_dtype(device, mixed_precision, "probe.mixed_precision", ("auto", "bf16", "no"))
-    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+    """The precision the encoder's matmuls run in: fp32 or bf16 (model/precision.py decides `auto`: bf16 on a
+    CPU only where it computes bf16 natively; on CUDA bf16, else fp16)."""
+    return numerics.resolve(device, mixed_precision, "probe.mixed_precision", PRECISIONS)
 
 
 def autocast_for(device: "torch.device", mixed_precision: str = "auto"):
-    """The autocast context of `precision` on this device (nothing for float32)."""
-    import torch
-
-    dtype = precision(device, mixed_precision)
-    if dtype == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=getattr(torch, dtype))
+    """The autocast context of `precision` on this device (nothing for fp32)."""
+    return numerics.autocast(precision(device, mixed_precision), device)
 
 
 def encode(
@@ -219,10 +195,7 @@ def extract(
     encoder = base_model.load_encoder(base_dir, recipe_weights(weight_paths, coefficients)).to(device)
 
     frames = {split: read_split(data_dir, split, num_labels) for split in SPLITS}
-    tokens = {}
-    for split, frame in frames.items():
-        pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
-        tokens[split] = tokenize(tokenizer, frame["text"].tolist(), pairs, max_length)
+    tokens = {split: tokenize_frame(tokenizer, frame, max_length) for split, frame in frames.items()}
     total = sum(len(t) for t in tokens.values())
     log.info("features of %s on %s: %d examples (%s), pooling %s, batch %d, max_length %d, %s, %d threads",
              model_id or "model", dataset, total, ", ".join(f"{s} {len(t)}" for s, t in tokens.items()),

@@ -1,0 +1,1 @@
+"""Reporting: the summary page, tables, figures and HTML pages."""

@@ -6,16 +6,18 @@ RNG (seeded, saved in checkpoints), the data order of epoch e is a permutation d
 from a generator seeded by (seed, e), so a resumed run replays exactly the batches an
 uninterrupted run would have seen and ends with bitwise identical weights on CPU.
 
-Checkpoints (model, optimizer, scheduler, RNG states: ~3x the model's size) are written every
-``checkpoint_minutes`` of training and when the job is asked to stop (SIGTERM: a SLURM time
-limit, a Ctrl-C of Snakemake), not every few steps; ``checkpoint_every`` adds a step interval
-(tests). Precision: ``mixed_precision`` autocasts to bf16 on a CPU only where it computes bf16
-natively (hardware.py) or when asked to; on AVX2-only CPUs bf16 is emulated and far slower.
+``finetune`` is the entry point: it loads the inputs (``load_inputs``, ``build_model``), lets a
+``TrainingRun`` (model, optimizer, scheduler, position in the data order, RNG, timers) resume and
+train, and writes the outputs (``write_outputs``). Checkpoints (model, optimizer, scheduler, RNG
+states: ~3x the model's size) are written every ``checkpoint_minutes`` of training and when the job
+is asked to stop (SIGTERM: a SLURM time limit, a Ctrl-C of Snakemake), not every few steps;
+``checkpoint_every`` adds a step interval (tests). Precision: ``mixed_precision`` autocasts to bf16
+on a CPU only where it computes bf16 natively (model/precision.py) or when asked to; on AVX2-only
+CPUs bf16 is emulated and far slower.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -31,8 +33,10 @@ import pandas as pd
 import torch
 
 from weightspace import WeightspaceError, hardware
-from weightspace.model import base_model, unpadded
 from weightspace.atomic import atomic_path, write_csv, write_json, write_safetensors
+from weightspace.model import base_model, unpadded
+from weightspace.model import precision as numerics
+from weightspace.model.encoding import collate, tokenize_frame
 from weightspace.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -55,7 +59,7 @@ class Settings:
     checkpoint_minutes: float | None = 10.0  # of training between checkpoints (None: only on SIGTERM)
     checkpoint_every: int | None = None  # steps between checkpoints as well (None: by time only)
     validation: str = "epoch"  # epoch: after every epoch (a learning curve; early stopping reads it) | end: once
-    mixed_precision: str = "auto"  # auto | no | bf16 | fp16 (see autocast_dtype)
+    mixed_precision: str = "auto"  # auto | no | bf16 | fp16 (see model/precision.py)
     max_length: int = 128
     trainable: str = "all"  # all | bitfit (biases and head only)
     train_size: int | None = None  # a seeded, stratified subset of the training split (few-shot runs)
@@ -76,11 +80,19 @@ class Settings:
         return {k: v for k, v in asdict(self).items()
                 if k not in RUN_POLICY and not (k == "head_seed" and v is None)}
 
+    def check(self) -> None:
+        """What study.check says of a config, said again here: finetune() is also called without one (tests, benchmarks)."""
+        if self.validation not in ("epoch", "end"):
+            raise WeightspaceError(f"finetune.validation: '{self.validation}' is not 'epoch' or 'end'")
+        if self.validation == "end" and self.early_stopping_patience:
+            raise WeightspaceError("finetune.validation: 'end' leaves early stopping (finetune.early_stopping_patience) "
+                                   "no validation loss to read; use 'epoch'")
+
 
 # how a run checkpoints and how often it validates: the weights do not depend on it (a validation pass draws
 # no random numbers), so the scripts read it from the config and changing it reruns nothing
 RUN_POLICY = ("checkpoint_minutes", "checkpoint_every", "validation")
-PRECISIONS = ("auto", "no", "bf16", "fp16")
+PRECISIONS = numerics.SETTINGS  # the finetune.mixed_precision settings
 
 
 class Stopped(Exception):
@@ -133,52 +145,65 @@ def subsample(frame: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
     return subset.reset_index(drop=True)
 
 
-def tokenize(tokenizer, frame: pd.DataFrame, max_length: int) -> list[dict]:
-    texts = frame["text"].tolist()
-    pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
-    enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-    labels = frame["label"].astype("int64").tolist()
-    return [dict({k: enc[k][i] for k in keys}, labels=labels[i]) for i in range(len(labels))]
-
-
-def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Dynamic padding: pad to the longest example of this batch only."""
-    width = max(len(e["input_ids"]) for e in examples)
-    batch = {}
-    for key in examples[0]:
-        if key == "labels":
-            batch[key] = torch.tensor([e[key] for e in examples], dtype=torch.long)
-            continue
-        fill = pad_id if key == "input_ids" else 0
-        batch[key] = torch.tensor([e[key] + [fill] * (width - len(e[key])) for e in examples], dtype=torch.long)
-    return batch
-
-
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=generator).tolist()
 
 
-# ---------------------------------------------------------------- device and precision
+@dataclass
+class Inputs:
+    """A run's data, tokenized (examples with their labels), and the files a checkpoint must match."""
+
+    meta: dict
+    tokenizer: object
+    pad_id: int
+    train: list[dict]
+    validation: list[dict]
+    test: list[dict]
+    files: list[Path]
 
 
-def autocast_dtype(device: torch.device, mixed_precision: str) -> torch.dtype | None:
-    """The dtype autocast computes in (None: float32 throughout): hardware.autocast_dtype decides."""
-    return hardware.autocast_dtype(device, mixed_precision, "finetune.mixed_precision", PRECISIONS)
+def load_inputs(base_dir: Path, data_dir: Path, settings: Settings, init_weights: Path | None = None) -> Inputs:
+    """The dataset's splits (the training split subsampled to ``train_size``), tokenized with the base's tokenizer."""
+    meta = json.loads((data_dir / "meta.json").read_text())
+    tokenizer = base_model.load_tokenizer(base_dir)
+    train = tokenize_frame(tokenizer, subsample(load_split(data_dir, "train"), settings.train_size, settings.seed),
+                           settings.max_length, labels=True)
+    validation = tokenize_frame(tokenizer, load_split(data_dir, "validation"), settings.max_length, labels=True)
+    test = tokenize_frame(tokenizer, load_split(data_dir, "test"), settings.max_length, labels=True)
+    if not train:
+        raise WeightspaceError(f"dataset {meta.get('name', data_dir.name)}: the training split is empty")
+    files = [data_dir / f"{s}.parquet" for s in ("train", "validation", "test")] + [base_dir / "config.json"]
+    return Inputs(meta, tokenizer, base_model.pad_id(tokenizer), train, validation, test,
+                  files + ([Path(init_weights)] if init_weights else []))
 
 
-def precision_name(dtype: torch.dtype | None) -> str:
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+# ---------------------------------------------------------------- the model
 
 
-def autocast_context(device: torch.device, mixed_precision: str):
-    """(autocast context, gradient scaler or None) for a precision setting (see autocast_dtype)."""
-    dtype = autocast_dtype(device, mixed_precision)
-    if dtype is None:
-        return contextlib.nullcontext(), None
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    return torch.autocast(device.type, dtype=dtype), scaler
+def build_model(base_dir: Path, meta: dict, settings: Settings, device: torch.device, precision: str,
+                init_weights: str | Path | None = None):
+    """The classifier to train, on ``device``: the base (or ``init_weights``' encoder) with a new head.
+
+    Seeds the global RNGs first: the head's initialisation draws from torch's, and what the run draws next
+    (dropout) follows the seed."""
+    from weightspace.model import weights as encoder_files
+
+    torch.manual_seed(settings.seed if settings.head_seed is None else settings.head_seed)
+    random.seed(settings.seed)
+    start = encoder_files.load(init_weights) if init_weights else None
+    model = base_model.load_classifier(base_dir, meta["num_labels"], encoder_weights=start)
+    if settings.head_seed is not None:  # one head for every seed; dropout still follows the run's seed
+        torch.manual_seed(settings.seed)
+    hardware.attention_for_dynamic_shapes(device)
+    # Skipping padding pays where matmuls dominate a step: on a CPU (vader_tweets 1.38x) and in fp32 on a GPU
+    # (1.25-1.29x on an H100); in bf16 on a GPU the gather and scatter around each Linear cost more than the
+    # FLOPs they save (0.68-0.96x there, benchmarks/cuda_check.py), so it stays off. The loss is the same either way.
+    if settings.skip_padding and (device.type == "cpu" or precision == "fp32"):
+        unpadded.skip_padding(model)
+    model.config.id2label = {i: name for i, name in enumerate(meta["label_names"])}
+    model.config.label2id = {name: i for i, name in enumerate(meta["label_names"])}
+    return model.to(device).train()
 
 
 @torch.inference_mode()
@@ -200,8 +225,6 @@ def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, device, 
 
 
 # ---------------------------------------------------------------- optimisation
-
-
 def parameter_groups(model, settings: Settings) -> list[dict]:
     """AdamW groups: no weight decay on biases and LayerNorm; BitFit trains biases and the head only."""
     encoder_names = {f"{model.base_model_prefix}.{n}" for n, _ in model.base_model.named_parameters()}
@@ -275,7 +298,214 @@ def load_checkpoint(resume_dir: Path, key: str):
     return payload
 
 
-# ---------------------------------------------------------------- the loop
+# ---------------------------------------------------------------- the run
+
+
+class TrainingRun:
+    """One fine-tuning run in this process: the model, its optimizer, scheduler and gradient scaler, the position
+    in the data order (``state``: step, epoch, batch of the epoch), the global RNGs and the run's clocks.
+
+    ``resume()`` restores all of it from a checkpoint of the same recipe and inputs; ``train()`` runs the steps
+    left, ``step()`` by ``step()``, ``end_of_epoch()`` validating after each full epoch; ``checkpoint()`` saves
+    what a resumed run needs to continue bitwise as this one would; ``final_metrics()`` evaluates the weights kept.
+    """
+
+    def __init__(self, model, inputs: Inputs, settings: Settings, device: torch.device, precision: str,
+                 resume_dir: Path, key: str, name: str):
+        self.model, self.settings, self.device, self.precision = model, settings, device, precision
+        self.train_examples, self.validation, self.test, self.pad_id = \
+            inputs.train, inputs.validation, inputs.test, inputs.pad_id
+        self.resume_dir, self.key, self.name = resume_dir, key, name
+        self.steps_per_epoch = math.ceil(len(self.train_examples) / settings.batch_size)
+        self.total_steps = settings.epochs * self.steps_per_epoch
+        if settings.max_steps:
+            self.total_steps = min(self.total_steps, settings.max_steps)
+        # fused: one kernel for all parameters (CPU and CUDA), what the Trainer uses too; the loop-per-tensor
+        # default made our steps ~25% slower on CPU
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, settings), lr=settings.learning_rate,
+                                           fused=device.type in ("cpu", "cuda"))
+        self.scheduler = linear_schedule(self.optimizer, int(settings.warmup_ratio * self.total_steps),
+                                         self.total_steps)
+        self.autocast = numerics.autocast(precision, device)
+        self.scaler = numerics.grad_scaler(precision, device)
+        self.state = _State()
+        self.best_model_state = None  # the best epoch's weights (early stopping)
+        self.last_validation = None  # (step, metrics) of the latest epoch-end validation in this process
+        self.stop_requested = False
+        self.checkpoint_seconds = settings.checkpoint_minutes * 60 if settings.checkpoint_minutes else math.inf
+
+    # ------------------------------------------------------------ checkpoints
+
+    def resume(self) -> bool:
+        """Continue from the checkpoint in resume_dir if it was made with this recipe and these inputs."""
+        checkpoint = load_checkpoint(self.resume_dir, self.key)
+        if checkpoint is None:
+            return False
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if self.scaler is not None and checkpoint["scaler"]:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if checkpoint["cuda_rng"]:
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+        random.setstate(_as_tuple(checkpoint["python_rng"]))
+        self.state = _State(**checkpoint["state"])
+        self.state.resumed_from_step = self.state.step
+        self.best_model_state = _load_best(self.resume_dir, self.state.best_epoch)
+        log.info("resuming from the checkpoint at step %d of %d", self.state.step, self.total_steps)
+        return True
+
+    def checkpoint(self) -> None:
+        self._sync_state()
+        save_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, self.scaler, self.state, self.key)
+        self.last_checkpoint = time.monotonic()
+
+    def _checkpoint_due(self) -> bool:
+        return self.stop_requested or time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds
+
+    def _request_stop(self, *_) -> None:
+        """The SIGTERM handler: the run checkpoints and stops at the end of the step it is in."""
+        self.stop_requested = True
+
+    # ------------------------------------------------------------ clocks and the running loss
+
+    def _start_clocks(self) -> None:
+        """Clocks that go on from a resumed run's counts: train_seconds and train_cpu_seconds count training only."""
+        self.started = time.perf_counter() - self.state.train_seconds
+        self.cpu_started = time.process_time() - self.state.train_cpu_seconds
+        self.last_checkpoint = time.monotonic()
+        # the running loss stays on the device (float64, what Python's float sum would give): no sync per step
+        self.running_loss = torch.tensor(self.state.running_loss, dtype=torch.float64, device=self.device)
+
+    def _sync_state(self) -> None:
+        self.state.running_loss = self.running_loss.item()
+        self.state.train_seconds = time.perf_counter() - self.started
+        self.state.train_cpu_seconds = time.process_time() - self.cpu_started
+
+    def _take_train_loss(self) -> float | None:
+        self._sync_state()
+        self.running_loss.zero_()
+        return self.state.take_train_loss()
+
+    # ------------------------------------------------------------ training
+
+    def train(self) -> None:
+        """Run the steps left (all of them, or what follows the checkpoint resumed); raises Stopped on SIGTERM."""
+        state = self.state
+        previous_handler = signal.signal(signal.SIGTERM, self._request_stop)
+        self.progress = Progress(self.total_steps, f"train {self.name}", logger=log, initial=state.step)
+        self._start_clocks()
+        try:
+            while state.step < self.total_steps and state.epoch < self.settings.epochs:
+                if not self._run_epoch():  # max_steps ended the epoch early: the loop ends
+                    break
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                if self.settings.validation == "epoch" and self.end_of_epoch():
+                    break  # early stopping
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+        self._sync_state()
+
+    def _run_epoch(self) -> bool:
+        """The steps left of the current epoch, in its seeded order; True when the epoch was completed."""
+        order = epoch_order(len(self.train_examples), self.settings.seed, self.state.epoch)
+        size = self.settings.batch_size
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        while self.state.batch_in_epoch < len(batches) and self.state.step < self.total_steps:
+            self.step(batches[self.state.batch_in_epoch])
+            if self.state.step % self.settings.log_every == 0:
+                self.state.log_rows.append(_log_row(self.state, self.scheduler, self._take_train_loss(),
+                                                    self.started))
+            every = self.settings.checkpoint_every
+            if self._checkpoint_due() or (every and self.state.step % every == 0):
+                self.checkpoint()
+            if self.stop_requested:
+                raise Stopped(f"stopped by SIGTERM at step {self.state.step}; the next attempt resumes from here")
+        return self.state.batch_in_epoch >= len(batches)
+
+    def step(self, indices: list[int]) -> None:
+        """One optimisation step on the training examples ``indices``."""
+        batch = collate([self.train_examples[i] for i in indices], self.pad_id)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        with self.autocast:
+            loss = self.model(**batch).loss
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.state.step += 1
+        self.state.batch_in_epoch += 1
+        self.running_loss += loss.detach()
+        self.state.running_count += 1
+        self.progress.update()
+
+    def end_of_epoch(self) -> bool:
+        """After a full epoch: validate, log, keep the best weights, checkpoint when due; True if early stopping
+        ends the run. Raises Stopped on SIGTERM."""
+        state, patience = self.state, self.settings.early_stopping_patience
+        val = self._validate()
+        log.info("epoch %d: validation loss %.4f accuracy %.4f", state.epoch, val["loss"], val["accuracy"])
+        if patience:
+            if val["loss"] < state.best_val_loss:
+                state.best_val_loss, state.best_epoch = val["loss"], state.epoch
+                state.epochs_without_improvement = 0
+                self.best_model_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                write_safetensors(self.resume_dir / "best.safetensors", self.best_model_state,
+                                  {"epoch": str(state.epoch)})
+            else:
+                state.epochs_without_improvement += 1
+                if state.epochs_without_improvement >= patience:
+                    log.info("early stopping after epoch %d (best epoch %d)", state.epoch, state.best_epoch)
+                    return True
+        if self._checkpoint_due():
+            self.checkpoint()
+        if self.stop_requested:
+            raise Stopped(f"stopped by SIGTERM after epoch {state.epoch}; the next attempt resumes from here")
+        return False
+
+    def _validate(self) -> dict:
+        """The epoch-end validation pass, timed apart from training, and its row of the training log."""
+        self._sync_state()
+        eval_started, eval_cpu_started = time.perf_counter(), time.process_time()
+        val = evaluate(self.model, self.validation, self.settings.batch_size, self.pad_id, self.device, self.autocast)
+        # train_seconds and train_cpu_seconds count training only
+        self.started += time.perf_counter() - eval_started
+        self.cpu_started += time.process_time() - eval_cpu_started
+        self.state.eval_seconds += time.perf_counter() - eval_started
+        self.last_validation = (self.state.step, val)
+        row = _log_row(self.state, self.scheduler, self._take_train_loss(), self.started)
+        self.state.log_rows.append(dict(row, val_loss=val["loss"], val_accuracy=val["accuracy"]))
+        return val
+
+    def final_metrics(self) -> tuple[dict, dict]:
+        """(validation, test) metrics of the weights kept: the best epoch's under early stopping, else the last."""
+        if self.best_model_state is not None:
+            self.model.load_state_dict(self.best_model_state)
+        eval_started = time.perf_counter()
+        args = (self.settings.batch_size, self.pad_id, self.device, self.autocast)
+        if self.best_model_state is None and self.last_validation is not None \
+                and self.last_validation[0] == self.state.step:
+            validation = self.last_validation[1]  # the model was validated after its last step already
+        else:
+            validation = evaluate(self.model, self.validation, *args)
+        test = evaluate(self.model, self.test, *args)
+        self.state.eval_seconds += time.perf_counter() - eval_started
+        return validation, test
+
+    def trained_examples(self) -> int:
+        """The examples the steps saw (the last batch of an epoch may be short)."""
+        state, size = self.state, self.settings.batch_size
+        return min(state.step * size, state.epoch * len(self.train_examples) + state.batch_in_epoch * size)
+
+
+# ---------------------------------------------------------------- the entry point
 
 
 def finetune(
@@ -296,213 +526,69 @@ def finetune(
     when given (what an extraction job would write, without one); keeps resumable checkpoints
     in out_dir/resume/ until the run completes.
     """
-    from weightspace.model import weights as encoder_files
-
-    if settings.validation not in ("epoch", "end"):
-        raise WeightspaceError(f"finetune.validation: '{settings.validation}' is not 'epoch' or 'end'")
-    if settings.validation == "end" and settings.early_stopping_patience:
-        raise WeightspaceError("finetune.validation: 'end' leaves early stopping (finetune.early_stopping_patience) "
-                               "no validation loss to read; use 'epoch'")
+    settings.check()
     base_dir, data_dir, out_dir = Path(base_dir), Path(data_dir), Path(out_dir)
-    resume_dir = out_dir / "resume"
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    meta = json.loads((data_dir / "meta.json").read_text())
-    tokenizer = base_model.load_tokenizer(base_dir)
-    pad_id = base_model.pad_id(tokenizer)
-    train = tokenize(tokenizer, subsample(load_split(data_dir, "train"), settings.train_size, settings.seed),
-                     settings.max_length)
-    validation = tokenize(tokenizer, load_split(data_dir, "validation"), settings.max_length)
-    test = tokenize(tokenizer, load_split(data_dir, "test"), settings.max_length)
-    if not train:
-        raise WeightspaceError(f"dataset {meta.get('name', data_dir.name)}: the training split is empty")
-
-    torch.manual_seed(settings.seed if settings.head_seed is None else settings.head_seed)
-    random.seed(settings.seed)
-    start = encoder_files.load(init_weights) if init_weights else None
-    model = base_model.load_classifier(base_dir, meta["num_labels"], encoder_weights=start)
-    if settings.head_seed is not None:  # one head for every seed; dropout still follows the run's seed
-        torch.manual_seed(settings.seed)
-    hardware.attention_for_dynamic_shapes(device)
-    # Skipping padding pays where matmuls dominate a step: on a CPU (vader_tweets 1.38x) and in fp32 on a GPU
-    # (1.25-1.29x on an H100); in bf16 on a GPU the gather and scatter around each Linear cost more than the
-    # FLOPs they save (0.68-0.96x there, benchmarks/cuda_check.py), so it stays off. The loss is the same either way.
-    if settings.skip_padding and (device.type == "cpu" or autocast_dtype(device, settings.mixed_precision) is None):
-        unpadded.skip_padding(model)
-    model.config.id2label = {i: name for i, name in enumerate(meta["label_names"])}
-    model.config.label2id = {name: i for i, name in enumerate(meta["label_names"])}
-    model.to(device).train()
-
-    steps_per_epoch = math.ceil(len(train) / settings.batch_size)
-    total_steps = settings.epochs * steps_per_epoch
-    if settings.max_steps:
-        total_steps = min(total_steps, settings.max_steps)
-    # fused: one kernel for all parameters (CPU and CUDA), what the Trainer uses too; the loop-per-tensor
-    # default made our steps ~25% slower on CPU
-    optimizer = torch.optim.AdamW(parameter_groups(model, settings), lr=settings.learning_rate,
-                                  fused=device.type in ("cpu", "cuda"))
-    scheduler = linear_schedule(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
-    autocast, scaler = autocast_context(device, settings.mixed_precision)
-    precision = precision_name(autocast_dtype(device, settings.mixed_precision))
-
-    inputs = [data_dir / f"{s}.parquet" for s in ("train", "validation", "test")] + [base_dir / "config.json"]
-    key = fingerprint(settings, *inputs, *([init_weights] if init_weights else []), precision=precision)
-    state = _State()
-    best_model_state = None
-    checkpoint = load_checkpoint(resume_dir, key)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if scaler is not None and checkpoint["scaler"]:
-            scaler.load_state_dict(checkpoint["scaler"])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        if checkpoint["cuda_rng"]:
-            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
-        random.setstate(_as_tuple(checkpoint["python_rng"]))
-        state = _State(**checkpoint["state"])
-        state.resumed_from_step = state.step
-        best_model_state = _load_best(resume_dir, state.best_epoch)
-        log.info("resuming from the checkpoint at step %d of %d", state.step, total_steps)
-
-    stop_requested = []
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
+    inputs = load_inputs(base_dir, data_dir, settings, init_weights)
+    precision = numerics.resolve(device, settings.mixed_precision, "finetune.mixed_precision", PRECISIONS)
+    model = build_model(base_dir, inputs.meta, settings, device, precision, init_weights)
+    key = fingerprint(settings, *inputs.files, precision=precision)
+    name = model_id or out_dir.name
+    run = TrainingRun(model, inputs, settings, device, precision, out_dir / "resume", key, name)
+    run.resume()
     log.info(
         "fine-tuning %s on %s: %d train examples, %d steps (%d per epoch), batch %d, %s %s, %d threads",
-        model_id or out_dir.name, meta.get("name"), len(train), total_steps, steps_per_epoch,
+        name, inputs.meta.get("name"), len(inputs.train), run.total_steps, run.steps_per_epoch,
         settings.batch_size, device, precision, threads,
     )
-    progress = Progress(total_steps, f"train {model_id or out_dir.name}", logger=log, initial=state.step)
-    started = time.perf_counter() - state.train_seconds
-    cpu_started = time.process_time() - state.train_cpu_seconds
-    checkpoint_seconds = settings.checkpoint_minutes * 60 if settings.checkpoint_minutes else math.inf
-    last_checkpoint = time.monotonic()
-    # the running loss stays on the device (float64, what Python's float sum would give): no sync per step
-    running_loss = torch.tensor(state.running_loss, dtype=torch.float64, device=device)
-    last_validation = None  # (step, metrics) of the latest epoch-end validation in this process
+    run.train()
+    validation, test = run.final_metrics()
+    metrics = run_metrics(run, inputs, validation, test, model_id=model_id, init_weights=init_weights,
+                          threads=threads)
+    log.info("done: validation accuracy %.4f, test accuracy %.4f", validation["accuracy"], test["accuracy"])
+    write_outputs(out_dir, run.model, run.state.log_rows, metrics, base_dir, name, save_model=save_model,
+                  weights_path=weights_path, model_id=model_id)
+    shutil.rmtree(out_dir / "resume", ignore_errors=True)
+    return metrics
 
-    def sync_state():
-        state.running_loss = running_loss.item()
-        state.train_seconds = time.perf_counter() - started
-        state.train_cpu_seconds = time.process_time() - cpu_started
 
-    def take_train_loss():
-        sync_state()
-        running_loss.zero_()
-        return state.take_train_loss()
-
-    def write_checkpoint():
-        nonlocal last_checkpoint
-        sync_state()
-        save_checkpoint(resume_dir, model, optimizer, scheduler, scaler, state, key)
-        last_checkpoint = time.monotonic()
-
-    try:
-        while state.step < total_steps and state.epoch < settings.epochs:
-            order = epoch_order(len(train), settings.seed, state.epoch)
-            batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
-            while state.batch_in_epoch < len(batches) and state.step < total_steps:
-                batch = collate([train[i] for i in batches[state.batch_in_epoch]], pad_id)
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                with autocast:
-                    loss = model(**batch).loss
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                state.step += 1
-                state.batch_in_epoch += 1
-                running_loss += loss.detach()
-                state.running_count += 1
-                progress.update()
-                if state.step % settings.log_every == 0:
-                    state.log_rows.append(_log_row(state, scheduler, take_train_loss(), started))
-                if (stop_requested or time.monotonic() - last_checkpoint >= checkpoint_seconds
-                        or (settings.checkpoint_every and state.step % settings.checkpoint_every == 0)):
-                    write_checkpoint()
-                if stop_requested:
-                    raise Stopped(f"stopped by SIGTERM at step {state.step}; the next attempt resumes from here")
-            if state.batch_in_epoch < len(batches):  # max_steps ended the epoch early: the loop ends
-                continue
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            if settings.validation == "end":  # one pass after training, below
-                continue
-            # a full epoch: validate, maybe stop early
-            sync_state()
-            eval_started, eval_cpu_started = time.perf_counter(), time.process_time()
-            val = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
-            # train_seconds and train_cpu_seconds count training only
-            started += time.perf_counter() - eval_started
-            cpu_started += time.process_time() - eval_cpu_started
-            state.eval_seconds += time.perf_counter() - eval_started
-            last_validation = (state.step, val)
-            row = _log_row(state, scheduler, take_train_loss(), started)
-            state.log_rows.append(dict(row, val_loss=val["loss"], val_accuracy=val["accuracy"]))
-            log.info("epoch %d: validation loss %.4f accuracy %.4f", state.epoch, val["loss"], val["accuracy"])
-            if settings.early_stopping_patience:
-                if val["loss"] < state.best_val_loss:
-                    state.best_val_loss, state.best_epoch = val["loss"], state.epoch
-                    state.epochs_without_improvement = 0
-                    best_model_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                    write_safetensors(resume_dir / "best.safetensors", best_model_state,
-                                      {"epoch": str(state.epoch)})
-                else:
-                    state.epochs_without_improvement += 1
-                    if state.epochs_without_improvement >= settings.early_stopping_patience:
-                        log.info("early stopping after epoch %d (best epoch %d)", state.epoch, state.best_epoch)
-                        break
-            if stop_requested or time.monotonic() - last_checkpoint >= checkpoint_seconds:
-                write_checkpoint()
-            if stop_requested:
-                raise Stopped(f"stopped by SIGTERM after epoch {state.epoch}; the next attempt resumes from here")
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-    sync_state()
-
-    if best_model_state is not None:
-        model.load_state_dict(best_model_state)
-    train_seconds = state.train_seconds
-    eval_started = time.perf_counter()
-    if best_model_state is None and last_validation is not None and last_validation[0] == state.step:
-        validation_metrics = last_validation[1]  # the model was validated after its last step already
-    else:
-        validation_metrics = evaluate(model, validation, settings.batch_size, pad_id, device, autocast)
-    test_metrics = evaluate(model, test, settings.batch_size, pad_id, device, autocast)
-    state.eval_seconds += time.perf_counter() - eval_started
-    trained_examples = min(state.step * settings.batch_size, state.epoch * len(train) + state.batch_in_epoch * settings.batch_size)
-    metrics = {
+def run_metrics(run: TrainingRun, inputs: Inputs, validation: dict, test: dict, model_id: str | None,
+                init_weights, threads: int) -> dict:
+    """metrics.json of a finished run."""
+    state, settings = run.state, run.settings
+    return {
         "model_id": model_id,
-        "dataset": meta.get("name"),
-        "task": meta.get("task"),
+        "dataset": inputs.meta.get("name"),
+        "task": inputs.meta.get("task"),
         "seed": settings.seed,
         "steps": state.step,
         "epochs_completed": state.epoch,
         "best_epoch": state.best_epoch,
-        "n_train": len(train),
+        "n_train": len(inputs.train),
         "init": str(init_weights) if init_weights else "pretrained",
-        "validation": validation_metrics,
-        "test": test_metrics,
-        "train_seconds": round(train_seconds, 3),
+        "validation": validation,
+        "test": test,
+        "train_seconds": round(state.train_seconds, 3),
         "train_cpu_seconds": round(state.train_cpu_seconds, 3),
         "eval_seconds": round(state.eval_seconds, 3),  # validation and test passes: compute, with train_seconds
-        "examples_per_second": round(trained_examples / max(train_seconds, 1e-9), 2),
+        "examples_per_second": round(run.trained_examples() / max(state.train_seconds, 1e-9), 2),
         "resumed_from_step": state.resumed_from_step,
-        "device": str(device),
+        "device": str(run.device),
         "cpu": hardware.cpu_name(),
-        "precision": precision,
+        "precision": run.precision,
         "threads": threads,
         "settings": asdict(settings),
     }
-    log.info("done: validation accuracy %.4f, test accuracy %.4f", validation_metrics["accuracy"], test_metrics["accuracy"])
 
+
+def write_outputs(out_dir: Path, model, log_rows: list, metrics: dict, base_dir: Path, name: str,
+                  save_model: bool = True, weights_path: str | Path | None = None,
+                  model_id: str | None = None) -> None:
+    """The results of a run: the model and its config, its encoder weights, the training log, metrics.json last
+    (it marks the job finished). Every safetensors file's bytes depend on its contents only (atomic.py)."""
     if save_model or weights_path:
         model = model.to("cpu")
         state_dict = model.state_dict()
@@ -511,11 +597,9 @@ def finetune(
         with atomic_path(out_dir / "config.json") as tmp:
             model.config.to_json_file(str(tmp))
     if weights_path:
-        save_encoder_weights(weights_path, state_dict, model.config, base_dir, model_id or out_dir.name)
-    write_csv(out_dir / "train_log.csv", pd.DataFrame(state.log_rows, columns=LOG_COLUMNS))
+        save_encoder_weights(weights_path, state_dict, model.config, base_dir, name)
+    write_csv(out_dir / "train_log.csv", pd.DataFrame(log_rows, columns=LOG_COLUMNS))
     write_json(out_dir / "metrics.json", metrics)
-    shutil.rmtree(resume_dir, ignore_errors=True)
-    return metrics
 
 
 LOG_COLUMNS = ["step", "epoch", "learning_rate", "train_loss", "val_loss", "val_accuracy", "elapsed_seconds"]
