@@ -5,7 +5,7 @@ CORES ?= 2
 STAMP := $(VENV)/.installed
 MPNET_STAMP := $(VENV)/.installed-mpnet
 
-.PHONY: setup mpnet study test lint report clean
+.PHONY: setup mpnet study test lint format report clean
 
 setup: $(STAMP)
 
@@ -32,11 +32,20 @@ study: $(STAMP)
 	@echo "Report:  $(CURDIR)/results/report.html"
 	@echo "Figures: $(CURDIR)/results/figures/"
 
-test: $(STAMP) $(MPNET_STAMP)
+test: $(STAMP) $(MPNET_STAMP) lint
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -ra
 
+# style and Snakemake's conventions (configured in pyproject.toml); `make format` rewrites what these flag
 lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/snakefmt --check Snakefile rules
 	$(VENV)/bin/snakemake --lint
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/snakefmt Snakefile rules
 
 clean:
 	rm -rf results .snakemake

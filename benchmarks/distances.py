@@ -59,8 +59,13 @@ def make_models(folder: Path, n: int) -> tuple[list[str], list[str]]:
     for i in range(n - 1):
         dataset, seed = divmod(i, seeds)
         if seed == 0:
-            centre = {k: v + 1e-3 * rng.standard_normal(v.shape, dtype=np.float32) for k, v in base.items()}
-        model = {k: v + 3e-4 * rng.standard_normal(v.shape, dtype=np.float32) for k, v in centre.items()}
+            centre = {
+                k: v + 1e-3 * rng.standard_normal(v.shape, dtype=np.float32)
+                for k, v in base.items()
+            }
+        model = {
+            k: v + 3e-4 * rng.standard_normal(v.shape, dtype=np.float32) for k, v in centre.items()
+        }
         ids.append(f"d{dataset}.seed{seed}")
         paths.append(str(folder / f"{ids[-1]}.safetensors"))
         save_file(model, paths[-1])
@@ -76,7 +81,9 @@ def peak_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: kilobytes on Linux
+    return (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )  # not Linux: kilobytes on Linux
 
 
 # ---------------------------------------------------------------- the methods (run in subprocesses)
@@ -89,16 +96,21 @@ def naive(ids, paths, out: Path, args) -> dict:
     with safe_open(paths[0], framework="numpy") as f:
         names = list(f.keys())
         total = sum(int(np.prod(f.get_slice(k).get_shape())) for k in names)
-    X = np.empty((len(paths), total))  # every model's flattened weights, float64 as pdist wants them
+    X = np.empty(
+        (len(paths), total)
+    )  # every model's flattened weights, float64 as pdist wants them
     for i, p in enumerate(paths):
         with safe_open(p, framework="numpy") as f:
             start = 0
             for k in names:
                 t = f.get_tensor(k).reshape(-1)
-                X[i, start:start + len(t)] = t
+                X[i, start : start + len(t)] = t
                 start += len(t)
     loaded = time.perf_counter()
-    result = {"euclidean_raw": squareform(pdist(X, "euclidean")), "cosine_raw": squareform(pdist(X, "cosine"))}
+    result = {
+        "euclidean_raw": squareform(pdist(X, "euclidean")),
+        "cosine_raw": squareform(pdist(X, "cosine")),
+    }
     X -= X[0].copy()  # task vectors
     result["cosine_task_vector"] = squareform(pdist(X, "cosine"))
     np.savez(out, **result)
@@ -110,11 +122,16 @@ def streaming(ids, paths, out: Path, args) -> dict:
 
     from weightspace.geometry import distances
 
-    groups = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())["geometry"]["groups"]
-    frame, info = distances.pairwise_distances(ids, paths, groups=groups, cache_dir=args.cache,
-                                               block_mb=args.block_mb)
-    result = {f"{m}_{s}": distances.square(frame, m, s).to_numpy()
-              for m, s in (("euclidean", "raw"), ("cosine", "raw"), ("cosine", "task_vector"))}
+    groups = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())[
+        "geometry"
+    ]["groups"]
+    frame, info = distances.pairwise_distances(
+        ids, paths, groups=groups, cache_dir=args.cache, block_mb=args.block_mb
+    )
+    result = {
+        f"{m}_{s}": distances.square(frame, m, s).to_numpy()
+        for m, s in (("euclidean", "raw"), ("cosine", "raw"), ("cosine", "task_vector"))
+    }
     np.savez(out, **result)
     return {"info": info}
 
@@ -127,7 +144,9 @@ def worker(args) -> None:
     ids, paths = ids[: args.take], paths[: args.take]
     START = time.perf_counter()
     with threadpool_limits(limits=args.threads):
-        extra = {"naive": naive, "streaming": streaming}[args.worker](ids, paths, Path(args.out), args)
+        extra = {"naive": naive, "streaming": streaming}[args.worker](
+            ids, paths, Path(args.out), args
+        )
     print(json.dumps({"wall_s": time.perf_counter() - START, "peak_rss_mb": peak_mb(), **extra}))
 
 
@@ -137,13 +156,33 @@ START = 0.0
 # ---------------------------------------------------------------- the run
 
 
-def run_worker(method: str, models_json: Path, out: Path, args, take: int, cache: Path | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--worker", method, "--models-json", str(models_json), "--out", str(out),
-           "--threads", str(args.threads), "--block-mb", str(args.block_mb), "--take", str(take)]
+def run_worker(
+    method: str, models_json: Path, out: Path, args, take: int, cache: Path | None = None
+) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        method,
+        "--models-json",
+        str(models_json),
+        "--out",
+        str(out),
+        "--threads",
+        str(args.threads),
+        "--block-mb",
+        str(args.block_mb),
+        "--take",
+        str(take),
+    ]
     if cache:
         cmd += ["--cache", str(cache)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
-               MKL_NUM_THREADS=str(args.threads))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(args.threads),
+        OPENBLAS_NUM_THREADS=str(args.threads),
+        MKL_NUM_THREADS=str(args.threads),
+    )
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{method} failed:\n{done.stderr[-3000:]}")
@@ -157,43 +196,66 @@ def main(args) -> None:
         (folder / "weights").mkdir()
         ids, paths = make_models(folder / "weights", args.models)
         size_gb = sum(os.path.getsize(p) for p in paths) / 1e9
-        print(f"{len(ids)} models of {sum(v.size for v in packaged_weights().values()) / 1e6:.1f}M parameters, "
-              f"{size_gb:.2f} GB on disk, written in {time.perf_counter() - t0:.0f} s; "
-              f"{args.threads} threads, block_mb {args.block_mb}")
+        print(
+            f"{len(ids)} models of {sum(v.size for v in packaged_weights().values()) / 1e6:.1f}M parameters, "
+            f"{size_gb:.2f} GB on disk, written in {time.perf_counter() - t0:.0f} s; "
+            f"{args.threads} threads, block_mb {args.block_mb}"
+        )
         models_json = folder / "models.json"
         models_json.write_text(json.dumps([ids, paths]))
         n = len(ids)
         rows = {}
-        rows["naive (load all + pdist)"] = run_worker("naive", models_json, folder / "naive.npz", args, n)
+        rows["naive (load all + pdist)"] = run_worker(
+            "naive", models_json, folder / "naive.npz", args, n
+        )
         cold = folder / "cache_cold"
-        rows["streaming"] = run_worker("streaming", models_json, folder / "stream.npz", args, n, cold)
-        rows["streaming+cache (no change)"] = run_worker("streaming", models_json, folder / "warm.npz", args, n, cold)
+        rows["streaming"] = run_worker(
+            "streaming", models_json, folder / "stream.npz", args, n, cold
+        )
+        rows["streaming+cache (no change)"] = run_worker(
+            "streaming", models_json, folder / "warm.npz", args, n, cold
+        )
         partial = folder / "cache_partial"
         run_worker("streaming", models_json, folder / "partial.npz", args, n - 1, partial)
-        rows["streaming+1 new model"] = run_worker("streaming", models_json, folder / "add.npz", args, n, partial)
+        rows["streaming+1 new model"] = run_worker(
+            "streaming", models_json, folder / "add.npz", args, n, partial
+        )
 
-        with np.load(folder / "naive.npz") as a, np.load(folder / "stream.npz") as b, \
-                np.load(folder / "add.npz") as c:
+        with (
+            np.load(folder / "naive.npz") as a,
+            np.load(folder / "stream.npz") as b,
+            np.load(folder / "add.npz") as c,
+        ):
             for key in a.files:
                 want, got = a[key], b[key]
                 finite = np.isfinite(want) & np.isfinite(got)
-                rel = np.max(np.abs(got[finite] - want[finite]) / np.maximum(np.abs(want[finite]), 1e-300))
-                rel_add = np.max(np.abs(c[key][finite] - got[finite]) / np.maximum(np.abs(got[finite]), 1e-300))
-                print(f"  {key}: max relative difference streaming vs naive {rel:.1e}, "
-                      f"cached+1 vs streaming {rel_add:.1e}")
+                rel = np.max(
+                    np.abs(got[finite] - want[finite]) / np.maximum(np.abs(want[finite]), 1e-300)
+                )
+                rel_add = np.max(
+                    np.abs(c[key][finite] - got[finite]) / np.maximum(np.abs(got[finite]), 1e-300)
+                )
+                print(
+                    f"  {key}: max relative difference streaming vs naive {rel:.1e}, "
+                    f"cached+1 vs streaming {rel_add:.1e}"
+                )
         print(f"\n{'method':32s} {'wall s':>8s} {'peak RSS MB':>12s}  notes")
         for name, row in rows.items():
             note = ""
             if "info" in row:
                 info = row["info"]
-                note = f"files read {info['files_read']}, pairs computed {info['pairs_computed']}, " \
-                       f"reused {info['pairs_reused']}"
+                note = (
+                    f"files read {info['files_read']}, pairs computed {info['pairs_computed']}, "
+                    f"reused {info['pairs_reused']}"
+                )
             elif "load_s" in row:
                 note = f"loading {row['load_s']:.1f} s"
             print(f"{name:32s} {row['wall_s']:8.1f} {row['peak_rss_mb']:12.0f}  {note}")
         base, ours = rows["naive (load all + pdist)"], rows["streaming"]
-        print(f"\nnaive / streaming: time x{base['wall_s'] / ours['wall_s']:.2f}, "
-              f"peak memory x{base['peak_rss_mb'] / ours['peak_rss_mb']:.1f}")
+        print(
+            f"\nnaive / streaming: time x{base['wall_s'] / ours['wall_s']:.2f}, "
+            f"peak memory x{base['peak_rss_mb'] / ours['peak_rss_mb']:.1f}"
+        )
         for name in ("streaming+cache (no change)", "streaming+1 new model"):
             print(f"streaming / {name}: time x{ours['wall_s'] / rows[name]['wall_s']:.1f}")
     finally:

@@ -49,8 +49,13 @@ from weightspace.model import base_model, weights
 from weightspace.model import precision as numerics
 from weightspace.probe import evaluation, features, linear
 
-DEFAULTS = {"max_examples": {"train": 256, "validation": 64, "test": 128}, "validation_fraction": 0.1,
-            "test_fraction": 0.2, "split_seed": 0, "max_length": 48}
+DEFAULTS = {
+    "max_examples": {"train": 256, "validation": 64, "test": 128},
+    "validation_fraction": 0.1,
+    "test_fraction": 0.2,
+    "split_seed": 0,
+    "max_length": 48,
+}
 
 TODAY_FEATURES = """
 import sys, time
@@ -97,10 +102,16 @@ def encoder_flops(encoder, token_lengths: list[int]) -> float:
     return float(sum(2 * params * n + 4 * layers * n * n * hidden for n in token_lengths))
 
 
-MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm")  # the Linears (attention runs in its own fused kernel)
+MATMUL_OPS = (
+    "aten::addmm",
+    "aten::mm",
+    "aten::bmm",
+)  # the Linears (attention runs in its own fused kernel)
 
 
-def op_profile(encoder, examples: list[dict], pad_id: int, batch_size: int, threads: int, peak: float) -> str:
+def op_profile(
+    encoder, examples: list[dict], pad_id: int, batch_size: int, threads: int, peak: float
+) -> str:
     """Where an encoder pass's time goes, by op: the Linears' GEMMs against the matmul peak, and the rest.
 
     One pass over ``examples`` as the evaluation job runs it (features.encode), under torch.profiler. The
@@ -111,22 +122,34 @@ def op_profile(encoder, examples: list[dict], pad_id: int, batch_size: int, thre
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(threads)
-    features.encode(encoder, examples[:batch_size], "mean", pad_id, batch_size, torch.device("cpu"), "no")  # warm
+    features.encode(
+        encoder, examples[:batch_size], "mean", pad_id, batch_size, torch.device("cpu"), "no"
+    )  # warm
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         features.encode(encoder, examples, "mean", pad_id, batch_size, torch.device("cpu"), "no")
     self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
     total = sum(self_us.values())
     gemm = sum(self_us.get(k, 0) for k in MATMUL_OPS)
-    gemm_gflops = 2 * non_embedding_params(encoder) * sum(len(e["input_ids"]) for e in examples) / (gemm / 1e6) / 1e9
+    gemm_gflops = (
+        2
+        * non_embedding_params(encoder)
+        * sum(len(e["input_ids"]) for e in examples)
+        / (gemm / 1e6)
+        / 1e9
+    )
     others = sorted(((us, k) for k, us in self_us.items() if k not in MATMUL_OPS), reverse=True)[:4]
-    return (f"       by op (one pass, fp32): GEMMs {100 * gemm / total:.0f}% of the time at {gemm_gflops:.1f} GFLOP/s "
-            f"= {100 * gemm_gflops / peak:.0f}% of the peak; "
-            + ", ".join(f"{k.removeprefix('aten::')} {100 * us / total:.0f}%" for us, k in others)
-            + f". At the peak with nothing else the pass would take "
-              f"{100 * (gemm * gemm_gflops / peak) / total:.0f}% of its time")
+    return (
+        f"       by op (one pass, fp32): GEMMs {100 * gemm / total:.0f}% of the time at {gemm_gflops:.1f} GFLOP/s "
+        f"= {100 * gemm_gflops / peak:.0f}% of the peak; "
+        + ", ".join(f"{k.removeprefix('aten::')} {100 * us / total:.0f}%" for us, k in others)
+        + f". At the peak with nothing else the pass would take "
+        f"{100 * (gemm * gemm_gflops / peak) / total:.0f}% of its time"
+    )
 
 
-BASELINE = "61b04ba"  # the last commit with a features job and a probe job per (model, dataset) pair
+BASELINE = (
+    "61b04ba"  # the last commit with a features job and a probe job per (model, dataset) pair
+)
 
 
 def head_tree(folder: Path, revision: str = BASELINE) -> Path:
@@ -134,7 +157,9 @@ def head_tree(folder: Path, revision: str = BASELINE) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     archive = folder / "head.tar"
     with open(archive, "wb") as handle:
-        subprocess.run(["git", "-C", str(REPO), "archive", revision, "src"], stdout=handle, check=True)
+        subprocess.run(
+            ["git", "-C", str(REPO), "archive", revision, "src"], stdout=handle, check=True
+        )
     with tarfile.open(archive) as tar:
         tar.extractall(folder, filter="data")
     return folder / "src"
@@ -143,27 +168,45 @@ def head_tree(folder: Path, revision: str = BASELINE) -> Path:
 def python(code: str, args: list[str], pythonpath: Path) -> tuple[float, str]:
     env = dict(os.environ, PYTHONPATH=str(pythonpath))
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True
+    )
     if out.returncode != 0:
         raise RuntimeError(f"a benchmark process failed:\n{out.stderr[-3000:]}")
     return time.perf_counter() - started, out.stdout
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="the job's threads (probe.threads; default 1)")
-    parser.add_argument("--models", type=int, default=2, help="models evaluated (pretrained + perturbed copies)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="the job's threads (probe.threads; default 1)"
+    )
+    parser.add_argument(
+        "--models", type=int, default=2, help="models evaluated (pretrained + perturbed copies)"
+    )
     parser.add_argument("--datasets", nargs="+", default=["rotten_tomatoes", "trec_coarse"])
-    parser.add_argument("--batch-size", type=int, default=16, help="encoder batch (config.yaml's probe.batch_size)")
-    parser.add_argument("--tolerance", type=float, default=0.01, help="nats: bf16 vs fp32 probe loss")
-    parser.add_argument("--force-bf16", action="store_true", help="run the bf16 loss check even without native bf16")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="encoder batch (config.yaml's probe.batch_size)"
+    )
+    parser.add_argument(
+        "--tolerance", type=float, default=0.01, help="nats: bf16 vs fp32 probe loss"
+    )
+    parser.add_argument(
+        "--force-bf16", action="store_true", help="run the bf16 loss check even without native bf16"
+    )
     parser.add_argument("--skip-today", action="store_true")
-    parser.add_argument("--baseline", default=BASELINE, help="git revision of today's implementation")
+    parser.add_argument(
+        "--baseline", default=BASELINE, help="git revision of today's implementation"
+    )
     args = parser.parse_args()
     threads = args.threads
     info = hardware.describe()
-    print(f"CPU: {info['cpu']} ({info['cores']} cores, torch {info['torch_capability']}, native bf16: "
-          f"{info['native_bf16']}); torch {torch.__version__}; {threads} thread(s)")
+    print(
+        f"CPU: {info['cpu']} ({info['cores']} cores, torch {info['torch_capability']}, native bf16: "
+        f"{info['native_bf16']}); torch {torch.__version__}; {threads} thread(s)"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -172,37 +215,61 @@ def main() -> None:
         encoder = base_model.load_encoder(base).eval()
         from safetensors.torch import save_file
 
-        paths, today_paths = [], []  # today's files hold every encoder tensor (the pooler too), as HEAD expects
-        for i in range(args.models):  # model 0: the pretrained encoder; others: a fine-tune's stand-in
+        paths, today_paths = (
+            [],
+            [],
+        )  # today's files hold every encoder tensor (the pooler too), as HEAD expects
+        for i in range(
+            args.models
+        ):  # model 0: the pretrained encoder; others: a fine-tune's stand-in
             generator = torch.Generator().manual_seed(i)
-            state = {k: v.clone() + (0.01 * torch.randn(v.shape, generator=generator) if i else 0)
-                     for k, v in encoder.state_dict().items() if v.is_floating_point()}
+            state = {
+                k: v.clone() + (0.01 * torch.randn(v.shape, generator=generator) if i else 0)
+                for k, v in encoder.state_dict().items()
+                if v.is_floating_point()
+            }
             paths.append(tmp / f"model{i}.safetensors")
-            weights.save(paths[-1], {k: state[k] for k in weights.encoder_weights(encoder)}, f"model{i}")
+            weights.save(
+                paths[-1], {k: state[k] for k in weights.encoder_weights(encoder)}, f"model{i}"
+            )
             today_paths.append(tmp / f"today_model{i}.safetensors")
             save_file({k: v.contiguous() for k, v in state.items()}, str(today_paths[-1]))
         datasets = {}
         for name in args.datasets:
-            prepare.prepare_dataset(name, {"task": "x", "builtin": name}, DEFAULTS, tmp / "data" / name)
-            datasets[name] = {"data_dir": str(tmp / "data" / name), "max_length": DEFAULTS["max_length"]}
-        protocol = {"l2": 1.0}  # each probe still chooses its own L2 by cross-validation, as the workflow's do
+            prepare.prepare_dataset(
+                name, {"task": "x", "builtin": name}, DEFAULTS, tmp / "data" / name
+            )
+            datasets[name] = {
+                "data_dir": str(tmp / "data" / name),
+                "max_length": DEFAULTS["max_length"],
+            }
+        protocol = {
+            "l2": 1.0
+        }  # each probe still chooses its own L2 by cross-validation, as the workflow's do
 
         # tokens and FLOPs of one pass of one model over every dataset's train + test
         tokenizer = base_model.load_tokenizer(base)
         all_examples = []
         for name, spec in datasets.items():
             for split in features.SPLITS:
-                frame = features.read_split(spec["data_dir"], split, json.loads(
-                    (Path(spec["data_dir"]) / "meta.json").read_text())["num_labels"])
+                frame = features.read_split(
+                    spec["data_dir"],
+                    split,
+                    json.loads((Path(spec["data_dir"]) / "meta.json").read_text())["num_labels"],
+                )
                 pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
-                all_examples += features.tokenize(tokenizer, frame["text"].tolist(), pairs, spec["max_length"])
+                all_examples += features.tokenize(
+                    tokenizer, frame["text"].tolist(), pairs, spec["max_length"]
+                )
         lengths, n_examples = [len(e["input_ids"]) for e in all_examples], len(all_examples)
         flops_per_model = encoder_flops(encoder, lengths)
         dtype_name = features.precision("cpu", "auto")
         dtype = numerics.torch_dtype(dtype_name)
         peak_before = matmul_peak(dtype, threads)
-        print(f"work: {args.models} models x {len(datasets)} datasets ({', '.join(datasets)}), {n_examples} examples "
-              f"({sum(lengths)} tokens, mean {np.mean(lengths):.1f}) per model; encoder dtype {dtype_name}")
+        print(
+            f"work: {args.models} models x {len(datasets)} datasets ({', '.join(datasets)}), {n_examples} examples "
+            f"({sum(lengths)} tokens, mean {np.mean(lengths):.1f}) per model; encoder dtype {dtype_name}"
+        )
 
         # today: two processes per pair
         total = args.models * n_examples
@@ -212,44 +279,95 @@ def main() -> None:
             for i, path in enumerate(today_paths):
                 for name, spec in datasets.items():
                     out = tmp / "today" / f"{i}_{name}.npz"
-                    python(TODAY_FEATURES, [str(base), str(path), spec["data_dir"], str(out), str(threads)], src)
-                    python(TODAY_PROBE, [str(out), str(out.with_suffix(".json")), json.dumps(protocol),
-                                         str(threads)], src)
+                    python(
+                        TODAY_FEATURES,
+                        [str(base), str(path), spec["data_dir"], str(out), str(threads)],
+                        src,
+                    )
+                    python(
+                        TODAY_PROBE,
+                        [
+                            str(out),
+                            str(out.with_suffix(".json")),
+                            json.dumps(protocol),
+                            str(threads),
+                        ],
+                        src,
+                    )
             today = time.perf_counter() - started
-            print(f"today  (2 processes per pair, {2 * len(paths) * len(datasets)} processes): {today:7.1f} s, "
-                  f"{total / today:7.1f} examples/s end to end")
+            print(
+                f"today  (2 processes per pair, {2 * len(paths) * len(datasets)} processes): {today:7.1f} s, "
+                f"{total / today:7.1f} examples/s end to end"
+            )
 
         # now: one process per model, a fresh cache; then the same jobs again (all cached)
         settings = {"batch_size": args.batch_size, "protocol": protocol, "mixed_precision": "auto"}
         summaries, started = [], time.perf_counter()
         for i, path in enumerate(paths):
-            job = dict(base_dir=str(base), cache_dir=str(tmp / "cache"), out_path=str(tmp / "now" / f"{i}.json"),
-                       pairs=[(f"m{i}", name) for name in datasets], recipes={f"m{i}": ([str(path)], [1.0])},
-                       datasets=datasets, settings=settings, threads=threads)
-            summaries.append(json.loads(python(NOW_JOB, [json.dumps(job)], SRC)[1].strip().splitlines()[-1]))
+            job = dict(
+                base_dir=str(base),
+                cache_dir=str(tmp / "cache"),
+                out_path=str(tmp / "now" / f"{i}.json"),
+                pairs=[(f"m{i}", name) for name in datasets],
+                recipes={f"m{i}": ([str(path)], [1.0])},
+                datasets=datasets,
+                settings=settings,
+                threads=threads,
+            )
+            summaries.append(
+                json.loads(python(NOW_JOB, [json.dumps(job)], SRC)[1].strip().splitlines()[-1])
+            )
         now = time.perf_counter() - started
         encode = sum(s.get("seconds_encode", 0.0) for s in summaries)
         peak = max(peak_before, matmul_peak(dtype, threads))
         gflops = args.models * flops_per_model / encode / 1e9
-        print(f"now    (1 process per model, {len(paths)} processes):        {now:7.1f} s, "
-              f"{total / now:7.1f} examples/s end to end"
-              + (f"  ({today / now:.1f}x today)" if not args.skip_today else ""))
-        print(f"       encoder pass alone: {total / encode:7.1f} examples/s, {gflops:.1f} GFLOP/s = "
-              f"{100 * gflops / peak:.0f}% of the measured {dtype_name} matmul peak ({peak:.1f} GFLOP/s, "
-              f"{threads} thread(s)); goal >= 50%")
-        print(op_profile(encoder, all_examples, base_model.pad_id(tokenizer), settings["batch_size"], threads, peak))
-        print(f"       in a job: load model {sum(s.get('seconds_load_model', 0) for s in summaries):.2f} s, "
-              f"tokenize {sum(s.get('seconds_tokenize', 0) for s in summaries):.2f} s, encode {encode:.2f} s, "
-              f"probes {sum(s.get('seconds_probe', 0) for s in summaries):.2f} s")
+        print(
+            f"now    (1 process per model, {len(paths)} processes):        {now:7.1f} s, "
+            f"{total / now:7.1f} examples/s end to end"
+            + (f"  ({today / now:.1f}x today)" if not args.skip_today else "")
+        )
+        print(
+            f"       encoder pass alone: {total / encode:7.1f} examples/s, {gflops:.1f} GFLOP/s = "
+            f"{100 * gflops / peak:.0f}% of the measured {dtype_name} matmul peak ({peak:.1f} GFLOP/s, "
+            f"{threads} thread(s)); goal >= 50%"
+        )
+        print(
+            op_profile(
+                encoder,
+                all_examples,
+                base_model.pad_id(tokenizer),
+                settings["batch_size"],
+                threads,
+                peak,
+            )
+        )
+        print(
+            f"       in a job: load model {sum(s.get('seconds_load_model', 0) for s in summaries):.2f} s, "
+            f"tokenize {sum(s.get('seconds_tokenize', 0) for s in summaries):.2f} s, encode {encode:.2f} s, "
+            f"probes {sum(s.get('seconds_probe', 0) for s in summaries):.2f} s"
+        )
         started = time.perf_counter()
         for i, path in enumerate(paths):
-            job = dict(base_dir=str(base), cache_dir=str(tmp / "cache"), out_path=str(tmp / "again" / f"{i}.json"),
-                       pairs=[(f"m{i}", name) for name in datasets], recipes={f"m{i}": ([str(path)], [1.0])},
-                       datasets=datasets, settings=settings, threads=threads)
-            summary = json.loads(python(NOW_JOB, [json.dumps(job)], SRC)[1].strip().splitlines()[-1])
-            assert summary.get("features_computed", 0) == 0 and summary.get("probes_computed", 0) == 0, summary
-        print(f"rerun  (every pair cached): {time.perf_counter() - started:7.1f} s for {len(paths)} jobs, "
-              "no encoder pass, no probe fit")
+            job = dict(
+                base_dir=str(base),
+                cache_dir=str(tmp / "cache"),
+                out_path=str(tmp / "again" / f"{i}.json"),
+                pairs=[(f"m{i}", name) for name in datasets],
+                recipes={f"m{i}": ([str(path)], [1.0])},
+                datasets=datasets,
+                settings=settings,
+                threads=threads,
+            )
+            summary = json.loads(
+                python(NOW_JOB, [json.dumps(job)], SRC)[1].strip().splitlines()[-1]
+            )
+            assert (
+                summary.get("features_computed", 0) == 0 and summary.get("probes_computed", 0) == 0
+            ), summary
+        print(
+            f"rerun  (every pair cached): {time.perf_counter() - started:7.1f} s for {len(paths)} jobs, "
+            "no encoder pass, no probe fit"
+        )
 
         # bf16: where it is used (or forced), the probe loss must not move
         if dtype_name == "bf16" or args.force_bf16:
@@ -257,19 +375,34 @@ def main() -> None:
             for name, spec in datasets.items():
                 losses = {}
                 for mode in ("no", "bf16"):
-                    ev = evaluation.Evaluator(base, tmp / f"cache_{mode}", protocol_obj, mixed_precision=mode,
-                                              threads=threads)
+                    ev = evaluation.Evaluator(
+                        base,
+                        tmp / f"cache_{mode}",
+                        protocol_obj,
+                        mixed_precision=mode,
+                        threads=threads,
+                    )
                     dataset = evaluation.Dataset(name, spec["data_dir"], spec["max_length"])
-                    losses[mode] = ev.evaluate([("pretrained", name)], {"pretrained": evaluation.Recipe.of(paths[:1])},
-                                               {name: dataset}, {name: protocol["l2"]})[0]["loss"]
+                    losses[mode] = ev.evaluate(
+                        [("pretrained", name)],
+                        {"pretrained": evaluation.Recipe.of(paths[:1])},
+                        {name: dataset},
+                        {name: protocol["l2"]},
+                    )[0]["loss"]
                 delta = abs(losses["bf16"] - losses["no"])
-                print(f"bf16 check on {name}: probe loss fp32 {losses['no']:.4f}, bf16 {losses['bf16']:.4f}, "
-                      f"|diff| {delta:.4f} nats ({'within' if delta <= args.tolerance else 'OUTSIDE'} "
-                      f"{args.tolerance})")
-                assert delta <= args.tolerance, f"bf16 features change the probe loss on {name} by {delta:.4f}"
+                print(
+                    f"bf16 check on {name}: probe loss fp32 {losses['no']:.4f}, bf16 {losses['bf16']:.4f}, "
+                    f"|diff| {delta:.4f} nats ({'within' if delta <= args.tolerance else 'OUTSIDE'} "
+                    f"{args.tolerance})"
+                )
+                assert delta <= args.tolerance, (
+                    f"bf16 features change the probe loss on {name} by {delta:.4f}"
+                )
         else:
-            print("bf16: not used on this CPU (no native bf16: AVX2 emulates it ~100x slower); fp32 features, "
-                  "no loss check needed (--force-bf16 runs it anyway)")
+            print(
+                "bf16: not used on this CPU (no native bf16: AVX2 emulates it ~100x slower); fp32 features, "
+                "no loss check needed (--force-bf16 runs it anyway)"
+            )
 
 
 if __name__ == "__main__":

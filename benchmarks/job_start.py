@@ -58,8 +58,13 @@ HEAVY_RULES = ("finetune", "finetune_from", "evaluate_model", "evaluate_group")
 
 def one_start(base: Path) -> dict[str, float]:
     started = time.time()
-    out = subprocess.run([sys.executable, "-c", WORKER, str(base), repr(started)], capture_output=True,
-                         text=True, check=True, env={"PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, str(base), repr(started)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"},
+    )
     stamps = json.loads(out.stdout.strip().splitlines()[-1])
     previous, phases = stamps["start"], {}
     for phase in PHASES:
@@ -73,12 +78,16 @@ def study_share(results: Path, start_seconds: float) -> str:
 
     jobs = stage_times.read_benchmarks(results / "benchmarks")
     heavy, total = int(jobs["stage"].isin(HEAVY_RULES).sum()), float(jobs["wall_seconds"].sum())
-    return (f"{results}: {heavy} heavy jobs x {start_seconds:.1f} s = {heavy * start_seconds:,.0f} s of "
-            f"{total:,.0f} s summed job time ({heavy * start_seconds / total:.0%})")
+    return (
+        f"{results}: {heavy} heavy jobs x {start_seconds:.1f} s = {heavy * start_seconds:,.0f} s of "
+        f"{total:,.0f} s summed job time ({heavy * start_seconds / total:.0%})"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--results", help="a finished study's results/ folder")
     args = parser.parse_args()

@@ -48,9 +48,22 @@ with torch.inference_mode():
 
 def launch(threads: int, args, folder: str) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
-    return subprocess.Popen([sys.executable, "-c", WORKER, str(threads), str(args.seconds), str(args.batch),
-                             str(args.length), folder], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=env)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            WORKER,
+            str(threads),
+            str(args.seconds),
+            str(args.batch),
+            str(args.length),
+            folder,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
 
 
 def rate(process: subprocess.Popen) -> float:
@@ -61,7 +74,9 @@ def rate(process: subprocess.Popen) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=40)
@@ -75,8 +90,10 @@ def main() -> None:
     pair = [launch(1, args, folder), launch(1, args, folder)]
     side = [rate(p) for p in pair]
     two = rate(launch(2, args, folder))
-    print(f"CPU: {hardware.cpu_name()}; {os.cpu_count()} CPUs; fp32; batch {args.batch} x {args.length} tokens; "
-          f"{args.seconds:.0f} s each")
+    print(
+        f"CPU: {hardware.cpu_name()}; {os.cpu_count()} CPUs; fp32; batch {args.batch} x {args.length} tokens; "
+        f"{args.seconds:.0f} s each"
+    )
     print(f"alone (1 thread):        {alone:6.1f} examples/s   1.00x")
     for i, r in enumerate(side):
         print(f"side by side, job {i + 1}:   {r:6.1f} examples/s   {r / alone:.2f}x")

@@ -28,8 +28,14 @@ def make_tiny_source(folder: Path, seed: int = 0) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(config).save_pretrained(folder, safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy(packaged_model_folder() / name, folder / name)
@@ -43,12 +49,25 @@ FAMILIES = {
     "bert": ("BertConfig", {}, True),
     "roberta": ("RobertaConfig", {"type_vocab_size": 1}, False),
     "xlm-roberta": ("XLMRobertaConfig", {"type_vocab_size": 1}, False),
-    "distilbert": ("DistilBertConfig", {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64}, False),
+    "distilbert": (
+        "DistilBertConfig",
+        {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64},
+        False,
+    ),
     "mpnet": ("MPNetConfig", {}, False),
-    "deberta-v2": ("DebertaV2Config", {"relative_attention": True, "pos_att_type": ["p2c", "c2p"],
-                                       "position_biased_input": False, "position_buckets": 16,
-                                       "norm_rel_ebd": "layer_norm", "share_att_key": True, "type_vocab_size": 0},
-                   True),
+    "deberta-v2": (
+        "DebertaV2Config",
+        {
+            "relative_attention": True,
+            "pos_att_type": ["p2c", "c2p"],
+            "position_biased_input": False,
+            "position_buckets": 16,
+            "norm_rel_ebd": "layer_norm",
+            "share_att_key": True,
+            "type_vocab_size": 0,
+        },
+        True,
+    ),
     "electra": ("ElectraConfig", {"embedding_size": 16}, True),
 }
 
@@ -65,10 +84,19 @@ def make_family_source(folder: Path, family: str, seed: int = 0) -> Path:
     class_name, extra, type_ids = FAMILIES[family]
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    sizes = {} if family == "distilbert" else {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                                               "intermediate_size": 64}
-    config = getattr(transformers, class_name)(vocab_size=30522, max_position_embeddings=130, pad_token_id=0,
-                                               **sizes, **extra)
+    sizes = (
+        {}
+        if family == "distilbert"
+        else {
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        }
+    )
+    config = getattr(transformers, class_name)(
+        vocab_size=30522, max_position_embeddings=130, pad_token_id=0, **sizes, **extra
+    )
     transformers.AutoModel.from_config(config).save_pretrained(folder, safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy(packaged_model_folder() / name, folder / name)
@@ -100,15 +128,22 @@ NEGATIVE = ["bad", "awful", "terrible", "poor", "horrible", "sad", "dreadful", "
 FILLER = ["the", "movie", "was", "really", "quite", "a", "plot", "and", "acting", "food", "service"]
 
 
-def generated_frame(n: int, seed: int = 0, pairs: bool = False, string_labels: bool = False) -> pd.DataFrame:
+def generated_frame(
+    n: int, seed: int = 0, pairs: bool = False, string_labels: bool = False
+) -> pd.DataFrame:
     """A learnable two-class text set: the label is carried by sentiment words."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         label = int(rng.integers(2))
-        words = list(rng.choice(FILLER, size=5)) + list(rng.choice(POSITIVE if label else NEGATIVE, size=2))
+        words = list(rng.choice(FILLER, size=5)) + list(
+            rng.choice(POSITIVE if label else NEGATIVE, size=2)
+        )
         rng.shuffle(words)
-        row = {"text": " ".join(words) + f" {i}", "label": ("pos" if label else "neg") if string_labels else label}
+        row = {
+            "text": " ".join(words) + f" {i}",
+            "label": ("pos" if label else "neg") if string_labels else label,
+        }
         if pairs:
             row["text_pair"] = " ".join(rng.choice(FILLER, size=4))
         rows.append(row)
@@ -122,7 +157,7 @@ def generated_frame(n: int, seed: int = 0, pairs: bool = False, string_labels: b
 PRECISIONS = ("no", "bf16")
 # The unit roundoff u of the dtype the matmuls round their inputs to: 2^-24 for fp32, 2^-8 for bf16 (8 bits of
 # significand), the relative error of one rounding.
-UNIT_ROUNDOFF = {"no": 2.0 ** -24, "bf16": 2.0 ** -8}
+UNIT_ROUNDOFF = {"no": 2.0**-24, "bf16": 2.0**-8}
 # Features agree to within ROUNDINGS * u * max|reference|. Measured on a Zen 3 (AVX2) with the tiny encoder, the
 # largest |difference| / (u * max|reference|) of the feature tests was 4.0 in fp32 (a mix against the same
 # weights stored: inputs one fp32 ulp apart) and 0.025 in bf16 against an fp32 reference; on a Zen 4's native
@@ -149,4 +184,6 @@ def assert_features_close(actual, reference, precision: str, wrong=None) -> None
     np.testing.assert_allclose(actual, reference, rtol=0, atol=atol)
     if wrong is not None:
         gap = float(np.abs(np.asarray(wrong) - np.asarray(reference)).max())
-        assert gap > 2 * atol, f"the tolerance {atol:.2g} cannot tell a wrong result ({gap:.2g} apart) from a right one"
+        assert gap > 2 * atol, (
+            f"the tolerance {atol:.2g} cannot tell a wrong result ({gap:.2g} apart) from a right one"
+        )

@@ -33,7 +33,9 @@ def imported(path: Path, known: set[str]) -> set[str]:
             if node.level:  # relative: resolve against this module's package
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            for alias in node.names:  # `from pkg import module` imports the module; `from mod import name`, mod
+            for alias in (
+                node.names
+            ):  # `from pkg import module` imports the module; `from mod import name`, mod
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
     return {m for m in found if m in known and m != name}
 
@@ -76,8 +78,10 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_package_has_no_import_cycle_counting_imports_inside_functions():
     graph = import_graph()
-    assert len(graph) > 30 and graph["weightspace.plan.study_plan"] >= {"weightspace.plan.fusion",
-                                                                         "weightspace.plan.traversal"}
+    assert len(graph) > 30 and graph["weightspace.plan.study_plan"] >= {
+        "weightspace.plan.fusion",
+        "weightspace.plan.traversal",
+    }
     assert cycles(graph) == []
 
 
@@ -102,6 +106,10 @@ def test_study_names_things_and_imports_no_planner():
 @pytest.mark.parametrize("name", sorted(modules()))
 def test_no_library_module_imports_snakemake(name):
     tree = ast.parse(modules()[name].read_text())
-    roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    roots |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    roots = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    roots |= {
+        (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+    }
     assert "snakemake" not in roots

@@ -43,9 +43,11 @@ def test_the_same_weights_are_the_same_bytes_in_every_process(tmp_path):
     import subprocess
     import sys
 
-    script = ("import sys, torch\nfrom weightspace.model import weights\n"
-              "tensors = {f'layer.{i}.weight': torch.full((3, 2), float(i)) for i in range(8)}\n"
-              "weights.save(sys.argv[1], tensors, 'toy.seed0', base='x', base_commit='y', a='1', b='2', c='3')\n")
+    script = (
+        "import sys, torch\nfrom weightspace.model import weights\n"
+        "tensors = {f'layer.{i}.weight': torch.full((3, 2), float(i)) for i in range(8)}\n"
+        "weights.save(sys.argv[1], tensors, 'toy.seed0', base='x', base_commit='y', a='1', b='2', c='3')\n"
+    )
     digests = set()
     for i in range(4):  # four processes, four hash seeds
         out = tmp_path / f"w{i}.safetensors"
@@ -54,5 +56,7 @@ def test_the_same_weights_are_the_same_bytes_in_every_process(tmp_path):
     assert len(digests) == 1
     from safetensors import safe_open
 
-    with safe_open(str(tmp_path / "w0.safetensors"), framework="pt") as handle:  # still a valid file
+    with safe_open(
+        str(tmp_path / "w0.safetensors"), framework="pt"
+    ) as handle:  # still a valid file
         assert handle.metadata()["model_id"] == "toy.seed0" and len(list(handle.keys())) == 8

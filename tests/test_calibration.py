@@ -21,8 +21,8 @@ from scipy.spatial.distance import cdist
 from scipy.stats import binomtest
 
 from weightspace.geometry import clusters, interpolation
-from weightspace.train import fusion_outcomes
 from weightspace.stats import verdicts
+from weightspace.train import fusion_outcomes
 
 STUDIES = 200
 ALPHA = 0.05
@@ -75,7 +75,9 @@ def draw_weights(datasets, tasks, rng, task_scale=0.0, dataset_scale=0.0, dim=64
     distances concentrate, as they do for weights: a within/between ratio of 0.92 is then a clear structure."""
     offsets_t = {t: task_scale * rng.normal(size=dim) for t in np.unique(tasks)}
     offsets_d = {d: dataset_scale * rng.normal(size=dim) for d in np.unique(datasets)}
-    return np.array([offsets_t[t] + offsets_d[d] + rng.normal(size=dim) for d, t in zip(datasets, tasks)])
+    return np.array(
+        [offsets_t[t] + offsets_d[d] + rng.normal(size=dim) for d, t in zip(datasets, tasks)]
+    )
 
 
 def old_dataset_rule(D, datasets, rng, n_perm=200) -> bool:
@@ -88,10 +90,13 @@ def old_dataset_rule(D, datasets, rng, n_perm=200) -> bool:
 
 def old_task_rule(D, datasets, tasks, rng, n_boot=N_BOOT) -> bool:
     """Before: same-task distances closer than across, interval from a bootstrap of datasets inside fixed tasks."""
+
     def resample():
         out = []
         for task in np.unique(tasks):
-            for name in rng.choice(np.unique(datasets[tasks == task]), size=len(np.unique(datasets[tasks == task]))):
+            for name in rng.choice(
+                np.unique(datasets[tasks == task]), size=len(np.unique(datasets[tasks == task]))
+            ):
                 members = np.flatnonzero(datasets == name)
                 out.append(rng.choice(members, size=len(members)))
         return np.concatenate(out)
@@ -137,8 +142,14 @@ def test_dataset_claims_find_a_dataset_structure_of_the_default_size():
         means = clusters.pair_means(D, datasets, tasks)
         ratios.append(means["within_dataset"] / means["within_task"])
         found = clusters.headline_claims(D, datasets, tasks, n_boot=N_BOOT, design=design)
-        found_both.append(bool((found.loc[["dataset_closer_than_task", "nn1_dataset"], "verdict"]
-                                == verdicts.HOLDS).all()))
+        found_both.append(
+            bool(
+                (
+                    found.loc[["dataset_closer_than_task", "nn1_dataset"], "verdict"]
+                    == verdicts.HOLDS
+                ).all()
+            )
+        )
     assert 0.88 < np.median(ratios) < 0.96, np.median(ratios)
     print("dataset geometry, power:", assert_at_least(found_both, 0.8, "power"))
 
@@ -175,18 +186,28 @@ def test_task_claims_find_a_task_structure_where_the_design_allows():
     for _ in range(STUDIES):
         X = draw_weights(datasets, tasks, rng, task_scale=0.3, dataset_scale=0.43, dim=2000)
         found = clusters.headline_claims(cdist(X, X), datasets, tasks, n_boot=N_BOOT, design=design)
-        hits.append(bool((found.loc[["task_closer_than_across", "nn1_task"], "verdict"] == verdicts.HOLDS).all()))
+        hits.append(
+            bool(
+                (
+                    found.loc[["task_closer_than_across", "nn1_task"], "verdict"] == verdicts.HOLDS
+                ).all()
+            )
+        )
     print("task geometry, power:", assert_at_least(hits, 0.8, "power"))
     small_d, small_t = layout([2, 2, 2], 3)
     X = draw_weights(small_d, small_t, rng, task_scale=5.0, dataset_scale=0.5)
     found = clusters.headline_claims(cdist(X, X), small_d, small_t, n_boot=N_BOOT)
-    assert set(found.loc[["task_closer_than_across", "nn1_task"], "verdict"]) == {verdicts.NOT_TESTABLE}
+    assert set(found.loc[["task_closer_than_across", "nn1_task"], "verdict"]) == {
+        verdicts.NOT_TESTABLE
+    }
 
 
 # ---------------------------------------------------------------- fusion
 
 
-def fusion_study(rng, targets: int, seeds: int, mean: float, target_sd: float, seed_sd: float) -> pd.DataFrame:
+def fusion_study(
+    rng, targets: int, seeds: int, mean: float, target_sd: float, seed_sd: float
+) -> pd.DataFrame:
     """Gains (points) = mean + a target effect + seed noise; the target effect is shared by the target's seeds
     (its start, data and test set), which is what makes runs correlated."""
     rows = []
@@ -195,10 +216,32 @@ def fusion_study(rng, targets: int, seeds: int, mean: float, target_sd: float, s
         for s in range(seeds):
             acc = 0.7
             gain = effect + seed_sd * rng.normal()
-            rows.append({"target": f"t{t}", "base": "pretrained", "scope": "pretrained", "mode": "full",
-                         "size": "64", "seed": s, "accuracy": acc, "loss": 0.5, "validation_accuracy": acc})
-            rows.append({"target": f"t{t}", "base": f"fused.t{t}.all", "scope": "all", "mode": "full", "size": "64",
-                         "seed": s, "accuracy": acc + gain / 100, "loss": 0.5, "validation_accuracy": acc})
+            rows.append(
+                {
+                    "target": f"t{t}",
+                    "base": "pretrained",
+                    "scope": "pretrained",
+                    "mode": "full",
+                    "size": "64",
+                    "seed": s,
+                    "accuracy": acc,
+                    "loss": 0.5,
+                    "validation_accuracy": acc,
+                }
+            )
+            rows.append(
+                {
+                    "target": f"t{t}",
+                    "base": f"fused.t{t}.all",
+                    "scope": "all",
+                    "mode": "full",
+                    "size": "64",
+                    "seed": s,
+                    "accuracy": acc + gain / 100,
+                    "loss": 0.5,
+                    "validation_accuracy": acc,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -213,7 +256,9 @@ def test_fusion_under_target_effects_of_mean_zero():
         found = fusion_outcomes.claims(summary, n_boot=N_BOOT)
         new.append(family_holds(found, "fusion"))
         gains = 100 * fusion_outcomes.paired_gains(summary)["gain"].to_numpy()
-        old.append(verdicts.verdict(*verdicts.paired_bootstrap_mean(gains, N_BOOT)[1:]) == verdicts.HOLDS)
+        old.append(
+            verdicts.verdict(*verdicts.paired_bootstrap_mean(gains, N_BOOT)[1:]) == verdicts.HOLDS
+        )
     print("fusion, target-effect null: new", assert_at_most(new, ALPHA, "false holds"))
     print("  old rule:", assert_old_rule_fails(old))
 
@@ -222,8 +267,12 @@ def test_fusion_finds_the_default_gain_with_eight_targets():
     """+4.9 points (the default's observed gain) with the same spread: found in >= 80 % of 8-target studies.
     With the default's 4 targets it is 'not testable' (16 sign patterns)."""
     rng = np.random.default_rng(5)
-    hits = [family_holds(fusion_outcomes.claims(fusion_study(rng, 8, 3, 4.9, 4.0, 2.5), n_boot=N_BOOT), "fusion")
-            for _ in range(STUDIES)]
+    hits = [
+        family_holds(
+            fusion_outcomes.claims(fusion_study(rng, 8, 3, 4.9, 4.0, 2.5), n_boot=N_BOOT), "fusion"
+        )
+        for _ in range(STUDIES)
+    ]
     print("fusion, power:", assert_at_least(hits, 0.8, "power"))
     four = fusion_outcomes.claims(fusion_study(rng, 4, 3, 4.9, 4.0, 2.5), n_boot=N_BOOT)
     assert four["verdict"].tolist() == [verdicts.NOT_TESTABLE]
@@ -235,7 +284,9 @@ def test_fusion_finds_the_default_gain_with_eight_targets():
 ALPHAS = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
 
-def lines_study(rng, groups: int, lines: int, examples: int, effect: float, group_sd: float, line_sd: float):
+def lines_study(
+    rng, groups: int, lines: int, examples: int, effect: float, group_sd: float, line_sd: float
+):
     """Same-dataset lines: the interior gain is effect + a group effect + a line effect, each example's loss with
     its own difficulty and noise; extrapolation changes nothing on average (only its own group and line noise)."""
     rows = []
@@ -243,12 +294,22 @@ def lines_study(rng, groups: int, lines: int, examples: int, effect: float, grou
         interior_g, edge_g = group_sd * rng.normal(), group_sd * rng.normal()
         base = rng.gamma(2.0, 0.3, size=examples)
         for k in range(lines):
-            interior, edge = effect + interior_g + line_sd * rng.normal(), edge_g + line_sd * rng.normal()
+            interior, edge = (
+                effect + interior_g + line_sd * rng.normal(),
+                edge_g + line_sd * rng.normal(),
+            )
             for alpha in ALPHAS:
                 shift = -interior if 0 < alpha < 1 else edge if alpha < 0 or alpha > 1 else 0.0
-                rows.append({"relation": "same_dataset", "pair": f"d{g}.seed{k} — d{g}.seed{k + 1}",
-                             "eval_dataset": f"d{g}", "alpha": alpha, "loss": np.nan,
-                             "test_losses": base + shift + 0.1 * rng.normal(size=examples)})
+                rows.append(
+                    {
+                        "relation": "same_dataset",
+                        "pair": f"d{g}.seed{k} — d{g}.seed{k + 1}",
+                        "eval_dataset": f"d{g}",
+                        "alpha": alpha,
+                        "loss": np.nan,
+                        "test_losses": base + shift + 0.1 * rng.normal(size=examples),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -274,8 +335,9 @@ def test_lines_find_an_interior_gain_of_three_group_sds():
     rng = np.random.default_rng(7)
     hits = []
     for _ in range(STUDIES):
-        found = interpolation.claims(lines_study(rng, 8, 3, 128, 0.06, 0.02, 0.01), pd.DataFrame(), {},
-                                            n_boot=N_BOOT).set_index("claim_id")
+        found = interpolation.claims(
+            lines_study(rng, 8, 3, 128, 0.06, 0.02, 0.01), pd.DataFrame(), {}, n_boot=N_BOOT
+        ).set_index("claim_id")
         hits.append(found.loc["interior_same_dataset", "verdict"] == verdicts.HOLDS)
     print("lines, power:", assert_at_least(hits, 0.8, "power"))
 
@@ -283,11 +345,17 @@ def test_lines_find_an_interior_gain_of_three_group_sds():
 def _interior_cells(lines):
     for relation, pair, dataset, curve in interpolation._curves(lines):
         ends = 0.5 * (curve[0.0] + curve[1.0])
-        yield relation, pair, dataset, np.mean([ends - curve[a] for a in curve if 0 < a < 1], axis=0)
+        yield (
+            relation,
+            pair,
+            dataset,
+            np.mean([ends - curve[a] for a in curve if 0 < a < 1], axis=0),
+        )
 
 
 def _example_bootstrap(cells, rng, n_boot=N_BOOT):
     n = len(cells[0][1])
-    replicates = [np.mean([e[draw].mean() for _, e in cells]) for draw in rng.integers(0, n, size=(n_boot, n))]
+    replicates = [
+        np.mean([e[draw].mean() for _, e in cells]) for draw in rng.integers(0, n, size=(n_boot, n))
+    ]
     return verdicts.interval(replicates)
-

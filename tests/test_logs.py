@@ -18,15 +18,28 @@ raise {error}
 """
 
 
-@pytest.mark.parametrize("error, status", [
-    ("WeightspaceError(\"dataset 'x': no column 'text' in train.csv\")", 3),  # logs.BAD_INPUT_EXIT
-    ("ValueError('something broke')", 1),
-])
+@pytest.mark.parametrize(
+    "error, status",
+    [
+        (
+            "WeightspaceError(\"dataset 'x': no column 'text' in train.csv\")",
+            3,
+        ),  # logs.BAD_INPUT_EXIT
+        ("ValueError('something broke')", 1),
+    ],
+)
 def test_an_uncaught_error_goes_to_the_rule_log(tmp_path, error, status):
     log = tmp_path / "logs" / "rule.log"
-    result = subprocess.run([sys.executable, "-c", SCRIPT.format(error=error), str(log)], capture_output=True,
-                            text=True, env={"PYTHONPATH": str(REPO / "src")}, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(error=error), str(log)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "src")},
+        timeout=120,
+    )
     assert result.returncode == status
     text = log.read_text()
     assert "started" in text and "uncaught" in text and "Traceback" in text
-    assert error.split("(")[0] in text and error.split("(")[0] in result.stderr  # the cluster job's log has it too
+    assert (
+        error.split("(")[0] in text and error.split("(")[0] in result.stderr
+    )  # the cluster job's log has it too

@@ -29,11 +29,20 @@ def test_a_similarity_matrix_gives_the_claims_of_its_distances(tmp_path):
     pd.DataFrame(S, index=ids, columns=ids).to_csv(tmp_path / "similarity.csv")
     pd.DataFrame(1 - S, index=ids, columns=ids).to_csv(tmp_path / "distance.csv")
     labels.to_csv(tmp_path / "labels.csv", index=False)
-    a = matrix_claims.run(tmp_path / "similarity.csv", tmp_path / "labels.csv", tmp_path / "a", similarity=True,
-                          bootstrap=50)
-    b = matrix_claims.run(tmp_path / "distance.csv", tmp_path / "labels.csv", tmp_path / "b", bootstrap=50)
+    a = matrix_claims.run(
+        tmp_path / "similarity.csv",
+        tmp_path / "labels.csv",
+        tmp_path / "a",
+        similarity=True,
+        bootstrap=50,
+    )
+    b = matrix_claims.run(
+        tmp_path / "distance.csv", tmp_path / "labels.csv", tmp_path / "b", bootstrap=50
+    )
     numeric = ["effect", "ci_low", "ci_high", "p_value", "p_floor"]
-    np.testing.assert_allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float), atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(
+        a[numeric].to_numpy(float), b[numeric].to_numpy(float), atol=1e-9, equal_nan=True
+    )
     assert a.set_index("claim_id").loc["nn1_dataset", "verdict"] == "holds"
     assert (tmp_path / "a" / "tsne.csv").exists() and (tmp_path / "a" / "claims.csv").exists()
 
@@ -48,7 +57,9 @@ def test_bad_matrices_and_labels_are_named(tmp_path):
     broken = D.copy()
     broken.iloc[0, 1] = np.nan
     broken.to_csv(tmp_path / "nan.csv")
-    with pytest.raises(WeightspaceError, match=r"cell \(d0.seed0, d0.seed1\) is not a finite number"):
+    with pytest.raises(
+        WeightspaceError, match=r"cell \(d0.seed0, d0.seed1\) is not a finite number"
+    ):
         matrix_claims.read_matrix(tmp_path / "nan.csv")
     skew = D.copy()
     skew.iloc[0, 1] += 1

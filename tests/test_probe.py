@@ -34,7 +34,9 @@ def learnable(tiny_base, pretrained_file, tmp_path_factory):
     return features.load(root / "f.npz")
 
 
-def test_cached_features_give_the_same_loss_as_the_encoder_in_the_loop(tiny_base, pretrained_file, tmp_path):
+def test_cached_features_give_the_same_loss_as_the_encoder_in_the_loop(
+    tiny_base, pretrained_file, tmp_path
+):
     """Same init, same full-batch L-BFGS: only where the features come from differs.
 
     Cached: one dynamic-padding pass, stored as float32 in the npz. In the loop: the frozen
@@ -42,21 +44,37 @@ def test_cached_features_give_the_same_loss_as_the_encoder_in_the_loop(tiny_base
     evaluation of the objective. Tolerance: 1e-4 relative on the test loss.
     """
     data = write_dataset(tmp_path / "eq", n_train=96, n_test=64, pairs=True, seed=4)
-    features.extract(tiny_base, [pretrained_file], [1.0], data, tmp_path / "f.npz", batch_size=8, max_length=24)
+    features.extract(
+        tiny_base, [pretrained_file], [1.0], data, tmp_path / "f.npz", batch_size=8, max_length=24
+    )
     cached = linear.train_probe(features.load(tmp_path / "f.npz"), PROTOCOL)
 
     encoder = base_model.load_encoder(tiny_base, weights.load(pretrained_file))
     tokenizer = base_model.load_tokenizer(tiny_base)
     frames = {s: pd.read_parquet(data / f"{s}.parquet") for s in ("train", "test")}
-    tokens = {s: features.tokenize(tokenizer, f["text"], f["text_pair"], 24) for s, f in frames.items()}
+    tokens = {
+        s: features.tokenize(tokenizer, f["text"], f["text_pair"], 24) for s, f in frames.items()
+    }
 
     def through_encoder(split):
-        return features.encode(encoder, tokens[split], "mean", tokenizer.pad_token_id, batch_size=32,
-                               padding="max_length", max_length=24)
+        return features.encode(
+            encoder,
+            tokens[split],
+            "mean",
+            tokenizer.pad_token_id,
+            batch_size=32,
+            padding="max_length",
+            max_length=24,
+        )
 
     head = linear.LinearHead(32, 2, PROTOCOL.seed)
     passes = []
-    info = linear.fit(head, lambda: passes.append(1) or through_encoder("train"), frames["train"]["label"], PROTOCOL)
+    info = linear.fit(
+        head,
+        lambda: passes.append(1) or through_encoder("train"),
+        frames["train"]["label"],
+        PROTOCOL,
+    )
     in_loop = linear.evaluate(head, through_encoder("test"), frames["test"]["label"])
 
     assert len(passes) == info["feature_passes"] > 10  # the encoder really ran at every evaluation
@@ -78,8 +96,9 @@ def test_gradient_matches_finite_differences():
             numeric[i] += sign * linear.objective(head, z, y, l2=0.3)[0] / 2e-6
     np.testing.assert_allclose(grad, numeric, atol=1e-7)
     head.theta = theta
-    assert loss == pytest.approx(linear.cross_entropy(z @ head.weight.T + head.bias, y)
-                                 + 0.15 * np.square(head.weight).sum())
+    assert loss == pytest.approx(
+        linear.cross_entropy(z @ head.weight.T + head.bias, y) + 0.15 * np.square(head.weight).sum()
+    )
 
 
 def test_probe_is_deterministic_and_converges_from_any_init(learnable):
@@ -100,7 +119,9 @@ def test_probe_learns_real_labels_and_not_shuffled_ones(learnable):
     assert real["accuracy"] > 0.8 and real["loss"] < 0.5 < real["chance"]["loss"]
     shuffled = []
     for seed in range(5):
-        data = dict(learnable, train_y=np.random.default_rng(seed).permutation(learnable["train_y"]))
+        data = dict(
+            learnable, train_y=np.random.default_rng(seed).permutation(learnable["train_y"])
+        )
         shuffled.append(linear.train_probe(data, PROTOCOL))
     assert np.mean([r["accuracy"] for r in shuffled]) < 0.6
     assert np.mean([r["loss"] for r in shuffled]) > real["chance"]["loss"]
@@ -122,9 +143,14 @@ def test_a_head_held_at_zero_weights_reports_the_label_prior(learnable):
 def test_standardised_probe_ignores_the_units_of_each_feature(learnable):
     scale = np.random.default_rng(0).uniform(0.01, 100, size=learnable["train_x"].shape[1])
     shift = np.random.default_rng(1).normal(size=learnable["train_x"].shape[1]) * 10
-    rescaled = dict(learnable, train_x=learnable["train_x"] * scale + shift, test_x=learnable["test_x"] * scale + shift)
+    rescaled = dict(
+        learnable,
+        train_x=learnable["train_x"] * scale + shift,
+        test_x=learnable["test_x"] * scale + shift,
+    )
     assert linear.train_probe(rescaled, PROTOCOL)["loss"] == pytest.approx(
-        linear.train_probe(learnable, PROTOCOL)["loss"], rel=1e-4)
+        linear.train_probe(learnable, PROTOCOL)["loss"], rel=1e-4
+    )
 
 
 def test_l2_shrinks_the_head(learnable):
@@ -140,7 +166,11 @@ def test_the_result_keeps_per_example_test_losses_and_the_prior(learnable):
     assert np.mean(result["test_losses"]) == pytest.approx(result["loss"], rel=1e-12)
     assert min(result["test_losses"]) > 0
     assert result["l2"] == 0.5 and result["protocol"]["l2"] == 0.5
-    assert result["prior"] == result["chance"] == linear.chance(learnable["train_y"], learnable["test_y"], 2)
+    assert (
+        result["prior"]
+        == result["chance"]
+        == linear.chance(learnable["train_y"], learnable["test_y"], 2)
+    )
     assert linear.train_probe(learnable, PROTOCOL)["l2"] == PROTOCOL.l2  # default: the protocol's
 
 
@@ -151,9 +181,15 @@ def test_select_l2_regularises_noise_and_not_signal():
     x = rng.normal(size=(n, d))
     protocol = linear.Protocol(l2_grid=(0.001, 0.1, 10.0, 1000.0), cv_folds=4)
     noise = linear.select_l2(x, rng.integers(0, 2, n), 2, protocol)
-    assert noise["grid"] == [0.001, 0.1, 10.0, 1000.0] and len(noise["cv_loss"]) == 4 and noise["folds"] == 4
+    assert (
+        noise["grid"] == [0.001, 0.1, 10.0, 1000.0]
+        and len(noise["cv_loss"]) == 4
+        and noise["folds"] == 4
+    )
     assert noise["l2"] >= 10.0
-    assert noise["cv_loss_best"] == min(noise["cv_loss"]) < noise["cv_loss"][0]  # the smallest L2 overfits
+    assert (
+        noise["cv_loss_best"] == min(noise["cv_loss"]) < noise["cv_loss"][0]
+    )  # the smallest L2 overfits
     signal_y = (x[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(int)
     signal = linear.select_l2(x, signal_y, 2, protocol)
     assert signal["l2"] <= 0.1 and signal["cv_loss_best"] < 0.6 * signal["cv_prior_loss"]
@@ -175,9 +211,14 @@ def test_select_l2_gives_a_probe_below_the_prior(learnable):
 def test_run_writes_the_result(learnable, tmp_path):
     from weightspace.atomic import write_npz
 
-    write_npz(tmp_path / "f.npz", **{k: v for k, v in learnable.items() if k != "pooling"},
-              pooling=np.str_("mean"))
-    result = linear.run(tmp_path / "f.npz", tmp_path / "out" / "gen.json", PROTOCOL, "pretrained", "gen")
+    write_npz(
+        tmp_path / "f.npz",
+        **{k: v for k, v in learnable.items() if k != "pooling"},
+        pooling=np.str_("mean"),
+    )
+    result = linear.run(
+        tmp_path / "f.npz", tmp_path / "out" / "gen.json", PROTOCOL, "pretrained", "gen"
+    )
     written = json.loads((tmp_path / "out" / "gen.json").read_text())
     assert written == json.loads(json.dumps(result))
     assert written["model_id"] == "pretrained" and written["dataset"] == "gen"
@@ -187,12 +228,29 @@ def test_run_writes_the_result(learnable, tmp_path):
 
 
 def test_protocol_from_config():
-    section = {"pooling": None, "batch_size": 64, "optimizer": "lbfgs", "max_iter": 50, "tolerance": 1e-5,
-               "l2": 0.1, "seed": 3, "standardize": False, "threads": 1}
+    section = {
+        "pooling": None,
+        "batch_size": 64,
+        "optimizer": "lbfgs",
+        "max_iter": 50,
+        "tolerance": 1e-5,
+        "l2": 0.1,
+        "seed": 3,
+        "standardize": False,
+        "threads": 1,
+    }
     protocol = linear.Protocol.from_config(section)
-    assert (protocol.max_iter, protocol.tolerance, protocol.l2, protocol.seed, protocol.standardize) == (
-        50, 1e-5, 0.1, 3, False)
-    assert linear.Protocol.from_config(dict(section, l2_grid=[1, 10], cv_folds=3)).l2_grid == (1.0, 10.0)
+    assert (
+        protocol.max_iter,
+        protocol.tolerance,
+        protocol.l2,
+        protocol.seed,
+        protocol.standardize,
+    ) == (50, 1e-5, 0.1, 3, False)
+    assert linear.Protocol.from_config(dict(section, l2_grid=[1, 10], cv_folds=3)).l2_grid == (
+        1.0,
+        10.0,
+    )
     with pytest.raises(WeightspaceError, match="probe.l2_grid"):
         linear.Protocol.from_config({"l2_grid": []})
     with pytest.raises(WeightspaceError, match="probe.optimizer"):
@@ -202,7 +260,15 @@ def test_protocol_from_config():
 # ---------------------------------------------------------------- matrix and figures
 
 TASKS = {"alpha": "sentiment", "beta": "sentiment", "gamma": "topic"}
-MODELS = ["pretrained", "alpha.seed0", "alpha.seed1", "beta.seed0", "beta.seed1", "gamma.seed0", "gamma.seed1"]
+MODELS = [
+    "pretrained",
+    "alpha.seed0",
+    "alpha.seed1",
+    "beta.seed0",
+    "beta.seed1",
+    "gamma.seed0",
+    "gamma.seed1",
+]
 
 
 def fake_study(root):
@@ -212,17 +278,42 @@ def fake_study(root):
         own = model.split(".")[0]
         loss = 0.3 if own == target else 0.5 if TASKS.get(own) == TASKS[target] else 0.7
         losses = loss + 0.01 * rng.random() + np.array([-0.02, -0.01, 0.0, 0.01, 0.02])
-        result = {"loss": float(losses.mean()), "accuracy": 1 - loss / 2, "n_train": 10, "n_test": 5,
-                  "num_labels": 2, "chance": {"loss": 0.69, "accuracy": 0.5}, "test_losses": losses.tolist(),
-                  "l2": 0.3}
+        result = {
+            "loss": float(losses.mean()),
+            "accuracy": 1 - loss / 2,
+            "n_train": 10,
+            "n_test": 5,
+            "num_labels": 2,
+            "chance": {"loss": 0.69, "accuracy": 0.5},
+            "test_losses": losses.tolist(),
+            "l2": 0.3,
+        }
         (root / "probe" / model).mkdir(parents=True, exist_ok=True)
         (root / "probe" / model / f"{target}.json").write_text(json.dumps(result))
     position = {m: float(i) for i, m in enumerate(MODELS)}  # on a line: distance = |i - j|
-    rows = [{"model_a": a, "model_b": b, "metric": metric, "space": "raw", "group": "all",
-             "distance": abs(position[a] - position[b]) * (1 if metric == "euclidean" else 100)}
-            for a in MODELS for b in MODELS for metric in ("euclidean", "cosine")]
-    rows.append({"model_a": "pretrained", "model_b": "alpha.seed0", "metric": "euclidean", "space": "task_vector",
-                 "group": "all", "distance": 999.0})
+    rows = [
+        {
+            "model_a": a,
+            "model_b": b,
+            "metric": metric,
+            "space": "raw",
+            "group": "all",
+            "distance": abs(position[a] - position[b]) * (1 if metric == "euclidean" else 100),
+        }
+        for a in MODELS
+        for b in MODELS
+        for metric in ("euclidean", "cosine")
+    ]
+    rows.append(
+        {
+            "model_a": "pretrained",
+            "model_b": "alpha.seed0",
+            "metric": "euclidean",
+            "space": "task_vector",
+            "group": "all",
+            "distance": 999.0,
+        }
+    )
     pd.DataFrame(rows).to_parquet(root / "distances.parquet")
     return root
 
@@ -233,17 +324,32 @@ def probe_paths(root):
 
 def test_matrix_csv_and_figures(tmp_path):
     root = fake_study(tmp_path)
-    out = {"matrix_path": root / "probe" / "matrix.csv", "heatmap_path": root / "figures" / "heat.png",
-           "distance_figure_path": root / "figures" / "dist.png"}
+    out = {
+        "matrix_path": root / "probe" / "matrix.csv",
+        "heatmap_path": root / "figures" / "heat.png",
+        "distance_figure_path": root / "figures" / "dist.png",
+    }
     probe_figures.write(probe_paths(root), TASKS, root / "distances.parquet", **out)
     matrix = pd.read_csv(out["matrix_path"])
-    for column in ("model", "model_kind", "model_dataset", "model_task", "seed", "target_dataset", "target_task",
-                   "loss", "accuracy", "distance_to_target"):
+    for column in (
+        "model",
+        "model_kind",
+        "model_dataset",
+        "model_task",
+        "seed",
+        "target_dataset",
+        "target_task",
+        "loss",
+        "accuracy",
+        "distance_to_target",
+    ):
         assert column in matrix.columns
     assert len(matrix) == len(MODELS) * len(TASKS)
     row = matrix.set_index(["model", "target_dataset"])
-    assert row.loc[("alpha.seed1", "gamma"), ["model_kind", "model_dataset", "model_task", "seed", "target_task"]
-                   ].tolist() == ["finetuned", "alpha", "sentiment", 1, "topic"]
+    assert row.loc[
+        ("alpha.seed1", "gamma"),
+        ["model_kind", "model_dataset", "model_task", "seed", "target_task"],
+    ].tolist() == ["finetuned", "alpha", "sentiment", 1, "topic"]
     assert row.loc[("pretrained", "alpha"), "model_kind"] == "pretrained"
     # every result next to the label prior and the pretrained model's loss, with a paired interval
     assert (matrix["chance_loss"] == 0.69).all() and (matrix["l2"] == 0.3).all()
@@ -254,7 +360,9 @@ def test_matrix_csv_and_figures(tmp_path):
     assert own["loss_minus_pretrained"] <= own["loss_minus_pretrained_high"] + 1e-12 < 0
     # the mean Euclidean (raw, all) distance to the target's own models, itself excluded
     assert row.loc[("alpha.seed0", "alpha"), "distance_to_target"] == 1.0  # only alpha.seed1
-    assert row.loc[("pretrained", "alpha"), "distance_to_target"] == 1.5  # (1 + 2) / 2, not the task_vector row
+    assert (
+        row.loc[("pretrained", "alpha"), "distance_to_target"] == 1.5
+    )  # (1 + 2) / 2, not the task_vector row
     assert row.loc[("gamma.seed1", "beta"), "distance_to_target"] == 2.5  # |6-3|, |6-4|
     for figure in (out["heatmap_path"], out["distance_figure_path"]):
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
@@ -265,7 +373,9 @@ def test_matrix_inputs_are_checked(tmp_path):
     (root / "probe" / "beta.seed1" / "gamma.json").unlink()
     with pytest.raises(WeightspaceError, match=r"beta.seed1/gamma.json is missing"):
         probe_figures.probe_matrix(probe_paths(root), TASKS)
-    pd.DataFrame({"model_a": ["a"], "model_b": ["b"], "distance": [1.0]}).to_parquet(root / "bad.parquet")
+    pd.DataFrame({"model_a": ["a"], "model_b": ["b"], "distance": [1.0]}).to_parquet(
+        root / "bad.parquet"
+    )
     with pytest.raises(WeightspaceError, match=r"bad.parquet has no column 'metric'"):
         probe_figures.read_distances(root / "bad.parquet")
     with pytest.raises(WeightspaceError, match="metric=euclidean, space=raw, group=layer.0"):

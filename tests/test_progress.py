@@ -59,7 +59,9 @@ def test_logs_at_most_every_interval_and_once_at_the_end(clock, caplog):
 
 def test_resumed_work_counts_in_the_total_not_the_rate(clock, caplog):
     caplog.set_level(logging.INFO, logger="test.progress")
-    p = Progress(100, "train", logger=logging.getLogger("test.progress"), every_seconds=0, initial=40)
+    p = Progress(
+        100, "train", logger=logging.getLogger("test.progress"), every_seconds=0, initial=40
+    )
     clock.now += 20.0
     p.update(10)  # 10 units in 20 s this run: 0.5/s; 50 left -> 100 s
     assert messages(caplog) == ["train: 50/100 (50%) 0.50/s ETA 01:40"]

@@ -69,7 +69,10 @@ def _with_fused_and_mix(ids, table, X):
     for mid, vector in extra.items():
         kind = mid.split(".")[0]
         ids = [*ids, mid]
-        table = [*table, {"model_id": mid, "kind": kind, "dataset": None, "task": None, "seed": None}]
+        table = [
+            *table,
+            {"model_id": mid, "kind": kind, "dataset": None, "task": None, "seed": None},
+        ]
         X = np.vstack([X, vector])
     return ids, table, X
 
@@ -83,15 +86,36 @@ def test_projection_rule_writes_coordinates_and_figures(tmp_path):
     nan_cosine.loc[nan_cosine.model_a == "pretrained", "distance"] = np.nan
     pd.concat([frame, nan_cosine]).to_parquet(tmp_path / "distances.parquet")
     out = {name: tmp_path / name for name in ("tsne.csv", "pca.csv", "tsne.png", "heatmap.png")}
-    settings = {"primary": {"metric": "euclidean", "space": "raw"}, "tsne": {"perplexity": None, "max_iter": 500},
-                "seed": 0}
-    projection.run(tmp_path / "distances.parquet", table, out["tsne.csv"], out["pca.csv"], out["tsne.png"],
-                   out["heatmap.png"], settings)
+    settings = {
+        "primary": {"metric": "euclidean", "space": "raw"},
+        "tsne": {"perplexity": None, "max_iter": 500},
+        "seed": 0,
+    }
+    projection.run(
+        tmp_path / "distances.parquet",
+        table,
+        out["tsne.csv"],
+        out["pca.csv"],
+        out["tsne.png"],
+        out["heatmap.png"],
+        settings,
+    )
     tsne, pca = pd.read_csv(out["tsne.csv"]), pd.read_csv(out["pca.csv"])
     finetuned = [i for i, row in zip(ids, table) if row["kind"] == "finetuned"]
-    assert list(tsne["model_id"]) == finetuned and list(pca["model_id"]) == ids  # t-SNE: fine-tuned models only
-    assert {"kind", "dataset", "task", "x", "y", "perplexity", "metric", "space", "nn1_dataset_plane"} <= set(
-        tsne.columns)
+    assert (
+        list(tsne["model_id"]) == finetuned and list(pca["model_id"]) == ids
+    )  # t-SNE: fine-tuned models only
+    assert {
+        "kind",
+        "dataset",
+        "task",
+        "x",
+        "y",
+        "perplexity",
+        "metric",
+        "space",
+        "nn1_dataset_plane",
+    } <= set(tsne.columns)
     assert tsne["perplexity"].iloc[0] == projection.perplexity_for(len(finetuned))
     assert {"pc1", "pc2", "explained_pc1", "explained_pc2"} <= set(pca.columns)
     assert 0 < pca["explained_pc2"].iloc[0] <= pca["explained_pc1"].iloc[0] < 1
@@ -101,8 +125,15 @@ def test_projection_rule_writes_coordinates_and_figures(tmp_path):
 
     # cosine on task vectors as the primary: the pretrained model (zero vector) is left out, not a crash
     settings["primary"] = {"metric": "cosine", "space": "task_vector"}
-    projection.run(tmp_path / "distances.parquet", table, out["tsne.csv"], out["pca.csv"], out["tsne.png"],
-                   out["heatmap.png"], settings)
+    projection.run(
+        tmp_path / "distances.parquet",
+        table,
+        out["tsne.csv"],
+        out["pca.csv"],
+        out["tsne.png"],
+        out["heatmap.png"],
+        settings,
+    )
     assert "pretrained" not in set(pd.read_csv(out["tsne.csv"])["model_id"])
 
 
@@ -113,23 +144,51 @@ def test_tsne_plane_keeps_seed_clusters_when_the_pretrained_and_fused_models_sit
     clusters; the rule maps the fine-tuned models and shows the clusters the weights have."""
     rng = np.random.default_rng(0)
     dim, datasets, seeds = 4000, [f"d{i}" for i in range(6)], 3
-    ids, table, rows = ["pretrained"], [{"model_id": "pretrained", "kind": "pretrained", "dataset": None,
-                                         "task": None, "seed": None}], [np.zeros(dim)]
+    ids, table, rows = (
+        ["pretrained"],
+        [
+            {
+                "model_id": "pretrained",
+                "kind": "pretrained",
+                "dataset": None,
+                "task": None,
+                "seed": None,
+            }
+        ],
+        [np.zeros(dim)],
+    )
     for i, d in enumerate(datasets):
         shared = rng.normal(size=dim) * 0.6 / np.sqrt(dim)
         for s in range(seeds):
             ids.append(f"{d}.seed{s}")
-            table.append({"model_id": ids[-1], "kind": "finetuned", "dataset": d, "task": f"t{i // 2}", "seed": s})
+            table.append(
+                {
+                    "model_id": ids[-1],
+                    "kind": "finetuned",
+                    "dataset": d,
+                    "task": f"t{i // 2}",
+                    "seed": s,
+                }
+            )
             rows.append(shared + rng.normal(size=dim) / np.sqrt(dim))
     for k in range(4):  # fused starts: averages of many models, near the middle of them all
         ids.append(f"fused.d{k}.all")
-        table.append({"model_id": ids[-1], "kind": "fused", "dataset": None, "task": None, "seed": None})
-        rows.append(np.mean(rows[1 + 3 * (k + 1):], axis=0))
+        table.append(
+            {"model_id": ids[-1], "kind": "fused", "dataset": None, "task": None, "seed": None}
+        )
+        rows.append(np.mean(rows[1 + 3 * (k + 1) :], axis=0))
     X = np.array(rows)
     D = pd.DataFrame(cdist(X, X), index=ids, columns=ids)
     within = D.loc["d0.seed0", "d0.seed1"]
-    assert within > D.loc["pretrained", "d0.seed0"]  # the hub: nearer to each model than its own seeds are
-    assert clusters.nn1_accuracy(D.iloc[1:19, 1:19].to_numpy(), pd.Series([t["dataset"] for t in table[1:19]])) == 1
+    assert (
+        within > D.loc["pretrained", "d0.seed0"]
+    )  # the hub: nearer to each model than its own seeds are
+    assert (
+        clusters.nn1_accuracy(
+            D.iloc[1:19, 1:19].to_numpy(), pd.Series([t["dataset"] for t in table[1:19]])
+        )
+        == 1
+    )
     t, p = projection.projections(D, table, {"tsne": {"perplexity": 3}, "seed": 0})  # the default's
     assert set(t["kind"]) == {"finetuned"} and len(p) == len(ids)
     assert t["nn1_dataset_plane"].iloc[0] == 1.0

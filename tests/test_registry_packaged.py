@@ -51,22 +51,39 @@ def test_builtin_loads_offline_with_plausible_contents(name):
 
 
 def test_known_labels_and_recipes():
-    assert set(registry.load("rotten_tomatoes")["train"]["label"]) == {"fresh", "rotten"}  # 'plot' dropped
+    assert set(registry.load("rotten_tomatoes")["train"]["label"]) == {
+        "fresh",
+        "rotten",
+    }  # 'plot' dropped
     assert set(registry.load("vader_tweets")["train"]["label"]) == {"negative", "positive"}
-    assert set(registry.load("trec_coarse")["train"]["label"]) == {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"}
+    assert set(registry.load("trec_coarse")["train"]["label"]) == {
+        "ABBR",
+        "DESC",
+        "ENTY",
+        "HUM",
+        "LOC",
+        "NUM",
+    }
     assert "HUM:ind" in set(registry.load("trec_fine")["train"]["label"])
     assert set(registry.load("sms_spam")["train"]["label"]) == {"ham", "spam"}
     assert set(registry.load("amazon_fine_foods")["test"]["label"]) == {"great", "other"}
 
 
-@pytest.mark.parametrize("name, made", [("trec_coarse", ["test", "validation"]), ("amazon_fine_foods", ["validation"])])
+@pytest.mark.parametrize(
+    "name, made", [("trec_coarse", ["test", "validation"]), ("amazon_fine_foods", ["validation"])]
+)
 def test_prepare_real_builtin_writes_valid_files(tmp_path, name, made):
     defaults = {"max_examples": {"train": 120, "validation": 30, "test": 60}, "split_seed": 0}
-    meta = prepare.prepare_dataset(name, {"task": "topic", "builtin": name}, defaults, tmp_path / name)
+    meta = prepare.prepare_dataset(
+        name, {"task": "topic", "builtin": name}, defaults, tmp_path / name
+    )
     written = json.loads((tmp_path / name / "meta.json").read_text())
     assert written["counts"] == {"train": 120, "validation": 30, "test": 60} == meta["counts"]
-    assert written["splits_made"] == made and written["source"]["package"] == registry.get(name).package
-    path, = registry.files(name)[:1]
+    assert (
+        written["splits_made"] == made
+        and written["source"]["package"] == registry.get(name).package
+    )
+    (path,) = registry.files(name)[:1]
     assert written["checksum"]["sha256"][written["source"]["files"][0]] == digest.file_digest(path)
     texts = []
     for split in prepare.SPLITS:

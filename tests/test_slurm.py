@@ -36,11 +36,16 @@ CLUSTER_DIR = Path(tempfile.gettempdir()) / "weightspace-slurm"
 # The profile as a user runs it, plus what a cluster without slurmdbd needs (squeue for job states)
 # and short waits, so that a test does not sit idle between status checks.
 SLURM_ARGS = (
-    "--profile", str(REPO / "profiles" / "slurm"),
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "2",
-    "--seconds-between-status-checks", "1",
-    "--latency-wait", "5",
+    "--profile",
+    str(REPO / "profiles" / "slurm"),
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--seconds-between-status-checks",
+    "1",
+    "--latency-wait",
+    "5",
     "--slurm-keep-successful-logs",
 )
 # a job's id is its number, a group job's a UUID
@@ -53,7 +58,9 @@ def local_rules() -> set[str]:
     `all`. (The hub-download rules join them only for hub sources, which the tests do not use.)"""
     names = {"all"}
     for path in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]:
-        for block in re.findall(r"^localrules:((?:[ \t]*\w+,?)?\n(?:[ \t]+\w+,?[ \t]*\n)*)", path.read_text(), re.M):
+        for block in re.findall(
+            r"^localrules:((?:[ \t]*\w+,?)?\n(?:[ \t]+\w+,?[ \t]*\n)*)", path.read_text(), re.M
+        ):
             names.update(re.findall(r"\w+", block))
     return names
 
@@ -64,7 +71,9 @@ def planned_submissions(root: Path, *targets: str) -> Counter:
     out = snakemake(root, "-n", "--profile", str(PROFILE), *targets).stdout
     local = local_rules()
     counts = Counter(f"group {name}" for name in re.findall(r"Group job (\S+) \(jobs", out))
-    counts.update(rule for rule in re.findall(r"^rule (\w+):", out, re.M) if rule not in local)  # top level only
+    counts.update(
+        rule for rule in re.findall(r"^rule (\w+):", out, re.M) if rule not in local
+    )  # top level only
     return counts
 
 
@@ -72,7 +81,9 @@ def _cluster_answers() -> bool:
     if not shutil.which("sinfo"):
         return False
     try:
-        result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30
+        )
     except subprocess.TimeoutExpired:
         return False
     return result.returncode == 0 and bool({"idle", "mix", "alloc"} & set(result.stdout.split()))
@@ -95,19 +106,27 @@ def slurm_cluster():
         return
     required = bool(os.environ.get("CI")) or os.environ.get("WEIGHTSPACE_REQUIRE_SLURM") == "1"
     env = dict(os.environ, SLURM_LOCAL_DIR=str(CLUSTER_DIR))
-    result = subprocess.run(["bash", str(CLUSTER), "start"], env=env, capture_output=True, text=True, timeout=900)
-    if result.returncode in (3, 4) and not required:  # not root / no apt: this machine cannot host a cluster
+    result = subprocess.run(
+        ["bash", str(CLUSTER), "start"], env=env, capture_output=True, text=True, timeout=900
+    )
+    if (
+        result.returncode in (3, 4) and not required
+    ):  # not root / no apt: this machine cannot host a cluster
         pytest.skip(f"no local SLURM cluster: {result.stderr.strip()}")
     if result.returncode != 0:
         subprocess.run(["bash", str(CLUSTER), "stop"], env=env, timeout=120)
-        pytest.fail(f"tests/slurm/cluster.sh start failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        pytest.fail(
+            f"tests/slurm/cluster.sh start failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     pids = [int(p.read_text()) for p in (CLUSTER_DIR / "run").glob("*.pid")]
     assert len(pids) >= 2, "slurmctld and slurmd pid files expected"
     try:
         yield
     finally:
         subprocess.run(["bash", str(CLUSTER), "stop"], env=env, timeout=120)
-        assert not [pid for pid in pids if _alive(pid)], "the cluster's daemons still run after stop"
+        assert not [pid for pid in pids if _alive(pid)], (
+            "the cluster's daemons still run after stop"
+        )
 
 
 def processes_under(folder: Path) -> list[int]:
@@ -128,7 +147,9 @@ def _clean_up_jobs(tmp_path):
     """Whatever happened, leave no SLURM job of this test queued and none of its processes running."""
     yield
     if shutil.which("squeue"):
-        queue = subprocess.run(["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True, timeout=60)
+        queue = subprocess.run(
+            ["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True, timeout=60
+        )
         ids = [line.split()[0] for line in queue.stdout.splitlines() if str(tmp_path) in line]
         if ids:
             subprocess.run(["scancel", *ids], timeout=60)
@@ -151,11 +172,25 @@ class Background:
     def __init__(self, root: Path, *args: str, env: dict, name: str):
         self.log = root.parent / f"{root.name}.{name}.out"
         # targets first: --configfile takes a list and would swallow them
-        cmd = [SNAKEMAKE, *args, "--snakefile", str(REPO / "Snakefile"), "--directory", str(root),
-               "--configfile", str(root / "config.yaml")]
+        cmd = [
+            SNAKEMAKE,
+            *args,
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(root),
+            "--configfile",
+            str(root / "config.yaml"),
+        ]
         with open(self.log, "w") as handle:
-            self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=root,
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def wait(self, timeout: float) -> tuple[int, str]:
         try:
@@ -173,8 +208,12 @@ class Background:
         return code, output
 
 
-def on_slurm(root: Path, *targets: str, extra: tuple[str, ...] = (), name: str = "slurm") -> Background:
-    return Background(root, *targets, *SLURM_ARGS, *extra, env=_env(SBATCH_PARTITION="debug"), name=name)
+def on_slurm(
+    root: Path, *targets: str, extra: tuple[str, ...] = (), name: str = "slurm"
+) -> Background:
+    return Background(
+        root, *targets, *SLURM_ARGS, *extra, env=_env(SBATCH_PARTITION="debug"), name=name
+    )
 
 
 def locally(root: Path, *targets: str, cores: int = 2) -> Background:
@@ -196,9 +235,13 @@ def submitted_as(log: Path, root: Path) -> str:
 
 def job_records() -> dict[str, dict]:
     """SLURM's job completion records (jobcomp/filetxt) by job id."""
-    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    config = subprocess.run(
+        ["scontrol", "show", "config"], capture_output=True, text=True, check=True
+    ).stdout
     location = re.search(r"^JobCompLoc\s*=\s*(\S+)", config, re.M)
-    assert location and Path(location.group(1)).is_file(), "the cluster keeps no job completion records (JobCompLoc)"
+    assert location and Path(location.group(1)).is_file(), (
+        "the cluster keeps no job completion records (JobCompLoc)"
+    )
     location = location.group(1)
     records = {}
     for line in Path(location).read_text().splitlines():
@@ -217,7 +260,9 @@ def same_tensors(a: Path, b: Path) -> bool:
 
 def test_whole_tiny_study_runs_through_sbatch_and_matches_a_local_run(slurm_cluster, tmp_path):
     config = tiny_config(tmp_path, {"alpha": "sentiment", "gamma_pairs": "nli"}, seeds=(0,))
-    config["fusion"].update(modes=["full"])  # two fusion fine-tunes (pretrained and fused start) keep it short
+    config["fusion"].update(
+        modes=["full"]
+    )  # two fusion fine-tunes (pretrained and fused start) keep it short
     roots = {where: tmp_path / where for where in ("slurm", "local")}
     for root in roots.values():
         root.mkdir()
@@ -251,25 +296,46 @@ def test_whole_tiny_study_runs_through_sbatch_and_matches_a_local_run(slurm_clus
 
     for dataset in config["datasets"]:
         for split in ("train", "validation", "test"):
-            pd.testing.assert_frame_equal(*(pd.read_parquet(r / f"results/data/{dataset}/{split}.parquet")
-                                            for r in roots.values()))
-        assert same_tensors(*(r / f"results/finetune/{dataset}/seed0/model.safetensors" for r in roots.values()))
-        assert same_tensors(*(r / f"results/weights/{dataset}.seed0.safetensors" for r in roots.values()))
-        metrics = [json.loads((r / f"results/finetune/{dataset}/seed0/metrics.json").read_text())
-                   for r in roots.values()]
+            pd.testing.assert_frame_equal(
+                *(
+                    pd.read_parquet(r / f"results/data/{dataset}/{split}.parquet")
+                    for r in roots.values()
+                )
+            )
+        assert same_tensors(
+            *(r / f"results/finetune/{dataset}/seed0/model.safetensors" for r in roots.values())
+        )
+        assert same_tensors(
+            *(r / f"results/weights/{dataset}.seed0.safetensors" for r in roots.values())
+        )
+        metrics = [
+            json.loads((r / f"results/finetune/{dataset}/seed0/metrics.json").read_text())
+            for r in roots.values()
+        ]
         assert metrics[0]["test"] == metrics[1]["test"]
     for name in ("pretrained", "fused.alpha.all"):
         assert same_tensors(*(r / f"results/weights/{name}.safetensors" for r in roots.values()))
-    tables = {"probe/matrix.csv": ["model", "target_dataset", "loss", "accuracy"],
-              "interpolation/lines.csv": ["pair", "alpha", "eval_dataset", "model_id", "loss", "accuracy"],
-              "fusion/summary.csv": ["target", "base", "mode", "seed", "accuracy", "loss"]}
+    tables = {
+        "probe/matrix.csv": ["model", "target_dataset", "loss", "accuracy"],
+        "interpolation/lines.csv": [
+            "pair",
+            "alpha",
+            "eval_dataset",
+            "model_id",
+            "loss",
+            "accuracy",
+        ],
+        "fusion/summary.csv": ["target", "base", "mode", "seed", "accuracy", "loss"],
+    }
     for table, columns in tables.items():
         slurm, here = (pd.read_csv(r / "results" / table)[columns] for r in roots.values())
         pd.testing.assert_frame_equal(slurm, here, check_exact=False, rtol=1e-6)
     distances = [pd.read_parquet(r / "results/geometry/distances.parquet") for r in roots.values()]
     pd.testing.assert_frame_equal(*distances, check_exact=False, rtol=1e-6)
     assert (roots["slurm"] / "results/summary.md").stat().st_size > 1000
-    print(f"whole tiny study on SLURM: {len(jobs)} submissions ({dict(planned)}) in {slurm_seconds:.0f} s")
+    print(
+        f"whole tiny study on SLURM: {len(jobs)} submissions ({dict(planned)}) in {slurm_seconds:.0f} s"
+    )
 
 
 CALIBRATE = """
@@ -292,8 +358,16 @@ def seconds_per_step(root: Path, config: dict) -> float:
     """This machine's time for one step of the tiny fine-tune (two short runs after a warm-up, setup cancelled
     out), measured in two processes at once: the test runs the SLURM job and the local reference side by side."""
     args = [str(root), json.dumps(config["finetune"]), str(config["data"]["max_length"])]
-    procs = [subprocess.Popen([sys.executable, "-c", CALIBRATE, *args, str(i)], env=_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CALIBRATE, *args, str(i)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for i in range(2)
+    ]
     return max(float(proc.communicate(timeout=300)[0]) for proc in procs)
 
 
@@ -302,7 +376,9 @@ def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, t
     root.mkdir()
     config = tiny_config(root, {"alpha": "sentiment"}, seeds=(0,))
     write_config(root, config)
-    snakemake(root, "--cores", "2", "results/base", "results/data/alpha/meta.json")  # only the fine-tune goes to SLURM
+    snakemake(
+        root, "--cores", "2", "results/base", "results/data/alpha/meta.json"
+    )  # only the fine-tune goes to SLURM
 
     # SLURM's smallest time limit is a minute and slurmctld enforces limits every 30 s: the job gets SIGTERM
     # 60-90 s after it starts. Train ~150 s at the calibrated speed, so the first attempt is cut short even when the
@@ -329,7 +405,9 @@ def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, t
     assert len(attempts) >= 2, output[-6000:]
     records = job_records()
     states = [(records[job_id]["JobState"], records[job_id]["TimeLimit"]) for job_id, _ in attempts]
-    assert states == [("TIMEOUT", str(n)) for n in range(1, len(attempts))] + [("COMPLETED", str(len(attempts)))]
+    assert states == [("TIMEOUT", str(n)) for n in range(1, len(attempts))] + [
+        ("COMPLETED", str(len(attempts)))
+    ]
     assert "DUE TO TIME LIMIT" in attempts[0][1].read_text()
 
     # it resumed from the checkpoint the SIGTERM handler wrote (the only one before the end) and ended where an
@@ -337,15 +415,21 @@ def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, t
     metrics = json.loads((root / target).read_text())
     uninterrupted = json.loads((reference / target).read_text())
     assert metrics["steps"] == uninterrupted["steps"] == steps
-    assert isinstance(metrics["resumed_from_step"], int) and 0 < metrics["resumed_from_step"] < steps
+    assert (
+        isinstance(metrics["resumed_from_step"], int) and 0 < metrics["resumed_from_step"] < steps
+    )
     assert uninterrupted["resumed_from_step"] is None
-    assert same_tensors(root / "results/finetune/alpha/seed0/model.safetensors",
-                        reference / "results/finetune/alpha/seed0/model.safetensors")
+    assert same_tensors(
+        root / "results/finetune/alpha/seed0/model.safetensors",
+        reference / "results/finetune/alpha/seed0/model.safetensors",
+    )
     assert metrics["test"] == uninterrupted["test"]
     assert not (root / "results/finetune/alpha/seed0/resume").exists()
     assert not processes_under(root), "a process of the killed attempt outlived its job"
-    print(f"time limit: {steps} steps, resumed from step {metrics['resumed_from_step']}, "
-          f"{len(attempts)} attempts, {slurm_seconds:.0f} s on SLURM")
+    print(
+        f"time limit: {steps} steps, resumed from step {metrics['resumed_from_step']}, "
+        f"{len(attempts)} attempts, {slurm_seconds:.0f} s on SLURM"
+    )
 
 
 def test_finetune_cancelled_with_sigterm_resumes_on_the_rerun(slurm_cluster, tmp_path):
@@ -355,7 +439,9 @@ def test_finetune_cancelled_with_sigterm_resumes_on_the_rerun(slurm_cluster, tmp
     root.mkdir()
     config = tiny_config(root, {"alpha": "sentiment"}, seeds=(0,))
     write_config(root, config)
-    snakemake(root, "--cores", "2", "results/base", "results/data/alpha/meta.json")  # only the fine-tune goes to SLURM
+    snakemake(
+        root, "--cores", "2", "results/base", "results/data/alpha/meta.json"
+    )  # only the fine-tune goes to SLURM
     seconds = 90
     steps = int(seconds / seconds_per_step(root, config))
     config["finetune"].update(epochs=steps, max_steps=steps, checkpoint_every=steps, runtime=10)
@@ -369,7 +455,9 @@ def test_finetune_cancelled_with_sigterm_resumes_on_the_rerun(slurm_cluster, tmp
     first = on_slurm(root, target, extra=("--preemptible-retries", "0"), name="cancelled")
     deadline = time.monotonic() + 300
     while not (log.exists() and "fine-tuning alpha.seed0" in log.read_text()):
-        assert first.proc.poll() is None and time.monotonic() < deadline, first.log.read_text()[-4000:]
+        assert first.proc.poll() is None and time.monotonic() < deadline, first.log.read_text()[
+            -4000:
+        ]
         time.sleep(1)
     time.sleep(0.3 * seconds)  # well into the training, well before its end
     [(job_id, _)] = submissions(first.log.read_text())
@@ -377,7 +465,9 @@ def test_finetune_cancelled_with_sigterm_resumes_on_the_rerun(slurm_cluster, tmp
     code, output = first.wait(timeout=300)
     assert code != 0, output[-4000:]
     saved = [int(step) for step in re.findall(r"checkpoint saved at step (\d+)", log.read_text())]
-    assert len(saved) == 1 and 0 < saved[0] < steps, log.read_text()[-4000:]  # the SIGTERM handler's, at once
+    assert len(saved) == 1 and 0 < saved[0] < steps, log.read_text()[
+        -4000:
+    ]  # the SIGTERM handler's, at once
     assert (root / "results/finetune/alpha/seed0/resume").is_dir()
     assert not (root / target).exists()
     assert job_records()[job_id]["JobState"] in ("FAILED", "CANCELLED"), job_records()[job_id]
@@ -390,13 +480,19 @@ def test_finetune_cancelled_with_sigterm_resumes_on_the_rerun(slurm_cluster, tmp
     uninterrupted = json.loads((reference / target).read_text())
     assert metrics["resumed_from_step"] == saved[0] and uninterrupted["resumed_from_step"] is None
     assert metrics["steps"] == uninterrupted["steps"] == steps
-    assert same_tensors(root / "results/finetune/alpha/seed0/model.safetensors",
-                        reference / "results/finetune/alpha/seed0/model.safetensors")
-    assert same_tensors(root / "results/weights/alpha.seed0.safetensors",
-                        reference / "results/weights/alpha.seed0.safetensors")
+    assert same_tensors(
+        root / "results/finetune/alpha/seed0/model.safetensors",
+        reference / "results/finetune/alpha/seed0/model.safetensors",
+    )
+    assert same_tensors(
+        root / "results/weights/alpha.seed0.safetensors",
+        reference / "results/weights/alpha.seed0.safetensors",
+    )
     assert metrics["test"] == uninterrupted["test"]
     assert not processes_under(root), "a process of the cancelled attempt outlived its job"
-    print(f"scancel --signal=TERM at step {saved[0]} of {steps}; the rerun resumed and matched bitwise")
+    print(
+        f"scancel --signal=TERM at step {saved[0]} of {steps}; the rerun resumed and matched bitwise"
+    )
 
 
 # A study of 10 datasets x 2 seeds in 4 tasks (the tiny config's traversal and fusion settings: every group of
@@ -413,18 +509,25 @@ SUBMISSIONS_10x2 = 80
 def test_submissions_of_a_10_dataset_2_seed_study_stay_bounded(tmp_path):
     tasks = ("sentiment", "topic", "nli", "twitter")
     names = ["alpha"] + [f"d{i}" for i in range(1, 10)]
-    config = tiny_config(tmp_path, {name: tasks[i % len(tasks)] for i, name in enumerate(names)}, seeds=(0, 1))
+    config = tiny_config(
+        tmp_path, {name: tasks[i % len(tasks)] for i, name in enumerate(names)}, seeds=(0, 1)
+    )
     write_config(tmp_path, config)
     planned = planned_submissions(tmp_path)
     jobs = planned_jobs(tmp_path)
     total = sum(planned.values())
     assert total <= SUBMISSIONS_10x2, planned
-    assert total < sum(jobs.values())  # the short jobs share submissions, the aggregates run on the submitting host
+    assert total < sum(
+        jobs.values()
+    )  # the short jobs share submissions, the aggregates run on the submitting host
     # what grows: one submission per fine-tune, per stored model's evaluation and per dataset's preparation
     assert planned["finetune"] == 20 and planned["prepare_dataset"] == 10
     assert planned["evaluate_model"] == 20 + 1 + len(config["fusion"]["scopes"])
     # the short jobs: a submission per (up to) group-components of them
     assert "probe_l2" not in jobs
     for rule, group, size in (("evaluate_group", "traversal", 8), ("fuse", "fused", 12)):
-        assert rule not in planned and planned[f"group {group}"] == math.ceil(jobs[rule] / size), (rule, planned)
+        assert rule not in planned and planned[f"group {group}"] == math.ceil(jobs[rule] / size), (
+            rule,
+            planned,
+        )
     print(f"10 datasets x 2 seeds: {sum(jobs.values())} jobs, {total} submissions: {dict(planned)}")

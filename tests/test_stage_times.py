@@ -19,14 +19,24 @@ def test_cpu_and_wall_by_stage(tmp_path):
     bench(root / "finetune" / "alpha" / "seed0.tsv", 30.0, 50.0, rss="900")
     bench(root / "finetune" / "alpha" / "seed1.tsv", 34.0, 54.0)
     bench(root / "evaluate_model" / "alpha.seed0.tsv", 10.0, 12.0)
-    bench(root / "base_model.tsv", 4.0, "NA", rss="NA")  # a job faster than Snakemake's first sample
+    bench(
+        root / "base_model.tsv", 4.0, "NA", rss="NA"
+    )  # a job faster than Snakemake's first sample
     (root / "broken.tsv").write_text("")  # a benchmark being written
     table = stage_times.stage_times(root)
     assert list(table.columns) == stage_times.COLUMNS
-    assert list(table["stage"]) == ["finetune", "evaluate_model", "base_model", "total"]  # heaviest CPU first
+    assert list(table["stage"]) == [
+        "finetune",
+        "evaluate_model",
+        "base_model",
+        "total",
+    ]  # heaviest CPU first
     rows = table.set_index("stage")
     assert rows.loc["finetune", "jobs"] == 2
-    assert rows.loc["finetune", "cpu_seconds"] == 104.0 and rows.loc["finetune", "wall_seconds"] == 64.0
+    assert (
+        rows.loc["finetune", "cpu_seconds"] == 104.0
+        and rows.loc["finetune", "wall_seconds"] == 64.0
+    )
     assert rows.loc["finetune", "max_rss_mb"] == 900
     assert rows.loc["base_model", "cpu_seconds"] == 0.0
     assert rows.loc["total", "jobs"] == 4 and rows.loc["total", "cpu_seconds"] == 116.0
@@ -39,7 +49,9 @@ def test_written_and_rendered(tmp_path):
         bench(root / stage / "x.tsv", 10.0 + i, 100.0 - 10 * i)
     table = stage_times.write(root, tmp_path / "stage_times.csv", tmp_path / "stage_times.html")
     assert (tmp_path / "stage_times.html").read_text().count("<tr") >= 5
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "stage_times.csv"), table, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "stage_times.csv"), table, check_dtype=False
+    )
     text = stage_times.markdown(tmp_path / "stage_times.csv", top=2)
     assert text.startswith("## Where the time goes")
     assert "**finetune**" in text and "| finetune | 1 |" in text
@@ -67,12 +79,23 @@ def test_compute_share_from_what_the_jobs_recorded(tmp_path):
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"train_seconds": train, "eval_seconds": evaluation}))
     (results / "probe" / "models").mkdir(parents=True)
-    (results / "probe" / "models" / "pretrained.json").write_text(json.dumps(
-        {"results": [], "job": {"seconds_encode": 5.0, "seconds_probe": 1.0, "seconds_load_model": 2.0}}))
+    (results / "probe" / "models" / "pretrained.json").write_text(
+        json.dumps(
+            {
+                "results": [],
+                "job": {"seconds_encode": 5.0, "seconds_probe": 1.0, "seconds_load_model": 2.0},
+            }
+        )
+    )
     rows = stage_times.stage_times(results / "benchmarks").set_index("stage")
-    assert rows.loc["finetune", "compute_seconds"] == 48.0 and rows.loc["finetune", "compute_share"] == 75.0
+    assert (
+        rows.loc["finetune", "compute_seconds"] == 48.0
+        and rows.loc["finetune", "compute_share"] == 75.0
+    )
     assert rows.loc["evaluate_model", "compute_seconds"] == 6.0  # loading the model is not compute
     assert rows.loc["prepare_dataset", "compute_seconds"] == 0.0
-    assert rows.loc["total", "compute_seconds"] == 54.0 and rows.loc["total", "compute_share"] == 67.5  # of 80 s
+    assert (
+        rows.loc["total", "compute_seconds"] == 54.0 and rows.loc["total", "compute_share"] == 67.5
+    )  # of 80 s
     text = stage_times.markdown(stage_times.stage_times(results / "benchmarks"))
     assert "| compute | compute share |" in text and "| 75 % |" in text

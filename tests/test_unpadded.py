@@ -22,7 +22,11 @@ def batch_with_padding(lengths: list[int], width: int, type_ids: bool, seed: int
         mask[row, :length] = 1
     ids[:, 0] = 101  # [CLS]
     ids = ids * mask  # [PAD] = 0
-    batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([i % 2 for i in range(len(lengths))])}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": torch.tensor([i % 2 for i in range(len(lengths))]),
+    }
     if type_ids:
         batch["token_type_ids"] = torch.zeros_like(ids)
     return batch
@@ -38,7 +42,9 @@ def loss_and_grads(model, batch) -> tuple[float, dict]:
     torch.manual_seed(7)  # the same dropout masks for both models
     loss = model(**batch).loss
     loss.backward()
-    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return loss.item(), {
+        n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+    }
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -90,14 +96,25 @@ def test_a_fine_tune_that_skips_padding_ends_where_the_padded_one_does(tiny_base
     data.mkdir()
     for split, n, seed in (("train", 48, 0), ("validation", 16, 1), ("test", 16, 2)):
         frame = generated_frame(n, seed=seed)
-        frame["text"] = [" ".join([text] * (1 + i % 3)) for i, text in enumerate(frame["text"])]  # lengths vary
+        frame["text"] = [
+            " ".join([text] * (1 + i % 3)) for i, text in enumerate(frame["text"])
+        ]  # lengths vary
         frame.to_parquet(data / f"{split}.parquet", index=False)
-    (data / "meta.json").write_text(json.dumps({"name": "toy", "task": "t", "num_labels": 2,
-                                                "label_names": ["neg", "pos"]}))
+    (data / "meta.json").write_text(
+        json.dumps({"name": "toy", "task": "t", "num_labels": 2, "label_names": ["neg", "pos"]})
+    )
     ends = {}
     for skip in (False, True):
-        settings = finetune.Settings(epochs=1, max_steps=6, batch_size=8, learning_rate=1e-3, max_length=32,
-                                     checkpoint_minutes=None, seed=0, skip_padding=skip)
+        settings = finetune.Settings(
+            epochs=1,
+            max_steps=6,
+            batch_size=8,
+            learning_rate=1e-3,
+            max_length=32,
+            checkpoint_minutes=None,
+            seed=0,
+            skip_padding=skip,
+        )
         out = tmp_path / f"skip{skip}"
         metrics = finetune.finetune(tiny_base, data, out, settings, threads=1)
         ends[skip] = (metrics, finetune.load_finetuned(out, tiny_base).state_dict())

@@ -23,7 +23,9 @@ def test_default_config_plans_one_finetune_per_dataset_and_seed(tmp_path):
     jobs = planned_jobs(tmp_path)
     assert jobs["finetune"] == len(config["datasets"]) * len(config["seeds"])
     assert jobs["prepare_dataset"] == len(config["datasets"])
-    assert "extract_weights" not in jobs  # a fine-tune writes its encoder weights: no extraction job per model
+    assert (
+        "extract_weights" not in jobs
+    )  # a fine-tune writes its encoder weights: no extraction job per model
     assert jobs["extract_pretrained_weights"] == 1
     assert len(config["datasets"]) >= 6
     assert len({d["task"] for d in config["datasets"].values()}) >= 3
@@ -40,7 +42,10 @@ def test_workflow_passes_snakemakes_lint(tmp_path):
     "mutate, key",
     [
         (lambda c: c.update(unknown_key=1), "unknown_key"),
-        (lambda c: c["finetune"].update(batch_size=0), "batch_size"),  # a left-out key takes its default
+        (
+            lambda c: c["finetune"].update(batch_size=0),
+            "batch_size",
+        ),  # a left-out key takes its default
         (lambda c: c["datasets"]["alpha"].pop("task"), "task"),
         (lambda c: c["finetune"].update(learning_rate="fast"), "learning_rate"),
         (lambda c: c["datasets"]["alpha"].update(tsk="x"), "tsk"),
@@ -78,10 +83,14 @@ def test_tiny_study_produces_every_output(finished_study):
             metrics = json.loads((run / "metrics.json").read_text())
             assert metrics["steps"] == 6 and 0 <= metrics["test"]["accuracy"] <= 1
             assert (run / "train_log.csv").exists() and (run / "model.safetensors").exists()
-            with safe_open(str(results / "weights" / f"{dataset}.seed{seed}.safetensors"), "pt") as f:
+            with safe_open(
+                str(results / "weights" / f"{dataset}.seed{seed}.safetensors"), "pt"
+            ) as f:
                 assert not any(k.startswith("classifier") for k in f.keys())
             assert (results / "benchmarks" / "finetune" / dataset / f"seed{seed}.tsv").exists()
-            assert "train" in (results / "logs" / "finetune" / dataset / f"seed{seed}.log").read_text()
+            assert (
+                "train" in (results / "logs" / "finetune" / dataset / f"seed{seed}.log").read_text()
+            )
     assert (results / "weights" / "pretrained.safetensors").exists()
 
 
@@ -101,8 +110,13 @@ def test_geometry_outputs(finished_study):
     claims = pd.read_csv(results / "geometry" / "claims.csv")
     assert list(claims.columns) == ["metric", "space", "group", "primary", *CLAIM_COLUMNS]
     assert_verdicts(claims)
-    assert {"dataset_closer_than_task", "task_closer_than_across", "nn1_dataset", "ari_dataset",
-            "task_vectors_align_by_dataset"} <= set(claims["claim_id"])
+    assert {
+        "dataset_closer_than_task",
+        "task_closer_than_across",
+        "nn1_dataset",
+        "ari_dataset",
+        "task_vectors_align_by_dataset",
+    } <= set(claims["claim_id"])
     for figure in ("tsne.png", "distance_heatmap.png"):
         assert (results / "figures" / figure).stat().st_size > 10_000
 
@@ -110,7 +124,9 @@ def test_geometry_outputs(finished_study):
 def test_probe_matrix_covers_every_model_and_fused_bases_on_their_target(finished_study):
     results = finished_study / "results"
     matrix = pd.read_csv(results / "probe" / "matrix.csv")
-    probed = {"pretrained"} | {f"{d}.seed{s}" for d in ("alpha", "beta", "gamma_pairs") for s in (0, 1)}
+    probed = {"pretrained"} | {
+        f"{d}.seed{s}" for d in ("alpha", "beta", "gamma_pairs") for s in (0, 1)
+    }
     assert set(matrix["model"]) == probed | {"fused.alpha.all"}
     # every dataset for the pretrained and fine-tuned models; a fused base on its target only
     assert len(matrix) == len(probed) * 3 + 1
@@ -129,19 +145,28 @@ def test_interpolation_and_fusion_outputs(finished_study):
     matrix = pd.read_csv(results / "probe" / "matrix.csv").set_index(["model", "target_dataset"])
     for _, row in lines[lines["alpha"].isin([0.0, 1.0])].iterrows():
         end = row["model_a"] if row["alpha"] == 0.0 else row["model_b"]
-        assert row["loss"] == pytest.approx(matrix.loc[(end, row["eval_dataset"]), "loss"], rel=1e-12)
+        assert row["loss"] == pytest.approx(
+            matrix.loc[(end, row["eval_dataset"]), "loss"], rel=1e-12
+        )
     assert len(pd.read_csv(results / "interpolation" / "planes.csv")) == 9 * 2
     region = pd.read_csv(results / "interpolation" / "region.csv")
     assert {"centroid", "sample", "member"} <= set(region["kind"])
     claims = pd.read_csv(results / "interpolation" / "claims.csv")
     assert list(claims.columns) == CLAIM_COLUMNS
     assert_verdicts(claims)
-    assert {"interior_same_dataset", "extrapolation_raises_loss", "centroid_beats_own_members",
-            "centroid_beats_pretrained", "interior_as_good_as_members"} <= set(claims["claim_id"])
+    assert {
+        "interior_same_dataset",
+        "extrapolation_raises_loss",
+        "centroid_beats_own_members",
+        "centroid_beats_pretrained",
+        "interior_as_good_as_members",
+    } <= set(claims["claim_id"])
     fused = pd.read_csv(results / "fusion" / "claims.csv")
     assert list(fused.columns) == [*CLAIM_COLUMNS, "scope", "mode", "size"]
     assert_verdicts(fused)
-    assert set(fused["size"].astype(str)) == {"8"} and len(fused) == 2  # full and bitfit, few-shot size 8
+    assert (
+        set(fused["size"].astype(str)) == {"8"} and len(fused) == 2
+    )  # full and bitfit, few-shot size 8
     summary = pd.read_csv(results / "fusion" / "summary.csv")
     assert set(summary["base"]) == {"pretrained", "fused.alpha.all"}
     assert set(summary["mode"]) == {"full", "bitfit"}
@@ -162,8 +187,12 @@ def assert_verdicts(claims: pd.DataFrame) -> None:
     """Every headline verdict is one of the four, every other row a description, and every row says what it
     measured and on how many units; a headline row carries its family, floor and Holm threshold."""
     assert claims["verdict"].isin((*VERDICTS, DESCRIPTION)).all(), claims["verdict"].tolist()
-    assert claims["claim"].notna().all() and claims["unit"].notna().all() and claims["n"].notna().all()
-    judged = claims[claims["verdict"].isin(("holds", "does not hold"))]  # these rest on an interval and a test
+    assert (
+        claims["claim"].notna().all() and claims["unit"].notna().all() and claims["n"].notna().all()
+    )
+    judged = claims[
+        claims["verdict"].isin(("holds", "does not hold"))
+    ]  # these rest on an interval and a test
     assert (judged["ci_low"] <= judged["ci_high"]).all()
     p = judged["p_value"].where(judged["verdict"] == "holds", judged["p_opposite"])
     assert (p <= judged["threshold"]).all()
@@ -186,8 +215,11 @@ def test_summary_numbers_come_from_the_tables(finished_study):
     assert "all-MiniLM" not in page and "tiny_source" in page  # the run's own base
     assert "How a verdict is decided" in page
     geometry = pd.read_csv(results / "geometry" / "claims.csv")
-    for path, claims in ((results / "interpolation" / "claims.csv", None), (results / "fusion" / "claims.csv", None),
-                         (None, geometry[geometry["primary"].astype(bool)])):
+    for path, claims in (
+        (results / "interpolation" / "claims.csv", None),
+        (results / "fusion" / "claims.csv", None),
+        (None, geometry[geometry["primary"].astype(bool)]),
+    ):
         claims = pd.read_csv(path) if claims is None else claims
         for claim in claims.itertuples():
             assert claim.claim in page and claim.verdict in page
@@ -202,7 +234,11 @@ def test_summary_numbers_come_from_the_tables(finished_study):
     for figure in ("figures/tsne.png", "figures/interpolation.png", "figures/fusion.png"):
         assert f"({figure})" in page
     html = (results / "summary.html").read_text()
-    assert "<table>" in html and "data:image/png;base64," in html and "How a verdict is decided" in html
+    assert (
+        "<table>" in html
+        and "data:image/png;base64," in html
+        and "How a verdict is decided" in html
+    )
 
 
 def test_snakemake_report_holds_every_figure(finished_study):
@@ -210,8 +246,25 @@ def test_snakemake_report_holds_every_figure(finished_study):
     html = (finished_study / "results" / "report.html").read_text(errors="replace")
     # every figure and table of the study, the datasets, the fine-tuning metrics and the run's config
     # tables and the summary are HTML pages shown inline, not download buttons
-    for name in ("tsne.png", "distance_heatmap.png", "cluster_stats.html", "geometry_claims.html",
-                 "interpolation_claims.html", "fusion_claims.html", "probe_matrix.html", "probe_loss_heatmap.png",
-                 "probe_vs_distance.png", "interpolation.png", "planes.png", "region.png", "lines.html", "fusion.png",
-                 "fusion_wins.html", "summary.html", "datasets.html", "finetune_metrics.html", "config.html"):
+    for name in (
+        "tsne.png",
+        "distance_heatmap.png",
+        "cluster_stats.html",
+        "geometry_claims.html",
+        "interpolation_claims.html",
+        "fusion_claims.html",
+        "probe_matrix.html",
+        "probe_loss_heatmap.png",
+        "probe_vs_distance.png",
+        "interpolation.png",
+        "planes.png",
+        "region.png",
+        "lines.html",
+        "fusion.png",
+        "fusion_wins.html",
+        "summary.html",
+        "datasets.html",
+        "finetune_metrics.html",
+        "config.html",
+    ):
         assert name in html, name

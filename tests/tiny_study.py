@@ -17,12 +17,19 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 def write_files_dataset(folder: Path, seed: int, pairs: bool = False, n_train: int = 64) -> dict:
     """CSV train/test files (no validation: the prep step makes one)."""
     folder.mkdir(parents=True, exist_ok=True)
-    generated_frame(n_train, seed=seed, pairs=pairs, string_labels=True).to_csv(folder / "train.csv", index=False)
-    generated_frame(32, seed=seed + 100, pairs=pairs, string_labels=True).to_csv(folder / "test.csv", index=False)
+    generated_frame(n_train, seed=seed, pairs=pairs, string_labels=True).to_csv(
+        folder / "train.csv", index=False
+    )
+    generated_frame(32, seed=seed + 100, pairs=pairs, string_labels=True).to_csv(
+        folder / "test.csv", index=False
+    )
     columns = {"text": "text", "label": "label"}
     if pairs:
         columns["text_pair"] = "text_pair"
-    return {"files": {"train": str(folder / "train.csv"), "test": str(folder / "test.csv")}, "columns": columns}
+    return {
+        "files": {"train": str(folder / "train.csv"), "test": str(folder / "test.csv")},
+        "columns": columns,
+    }
 
 
 def tiny_config(root: Path, datasets: dict[str, str] | None = None, seeds=(0, 1)) -> dict:
@@ -36,13 +43,29 @@ def tiny_config(root: Path, datasets: dict[str, str] | None = None, seeds=(0, 1)
         "seeds": list(seeds),
         "data": {"max_examples": {"train": 64, "validation": 16, "test": 32}, "max_length": 24},
         "datasets": {},
-        "finetune": {"epochs": 1, "max_steps": 6, "batch_size": 8, "learning_rate": 1e-3, "checkpoint_every": 3,
-                     "threads": 1, "mem_mb": 1000, "runtime": 10},
-        "interpolation": {"alphas": [-0.5, 0.0, 0.5, 1.0, 1.5], "pairs_per_relation": 1,
-                          "planes": {"kinds": ["same_task"], "grid": [0.0, 0.5, 1.0]}},
+        "finetune": {
+            "epochs": 1,
+            "max_steps": 6,
+            "batch_size": 8,
+            "learning_rate": 1e-3,
+            "checkpoint_every": 3,
+            "threads": 1,
+            "mem_mb": 1000,
+            "runtime": 10,
+        },
+        "interpolation": {
+            "alphas": [-0.5, 0.0, 0.5, 1.0, 1.5],
+            "pairs_per_relation": 1,
+            "planes": {"kinds": ["same_task"], "grid": [0.0, 0.5, 1.0]},
+        },
         "region": {"groups": ["task"], "samples": 1},
-        "fusion": {"scopes": ["all"], "modes": ["full", "bitfit"], "train_sizes": [8], "seeds": [0, 1],
-                   "targets": ["alpha"]},
+        "fusion": {
+            "scopes": ["all"],
+            "modes": ["full", "bitfit"],
+            "train_sizes": [8],
+            "seeds": [0, 1],
+            "targets": ["alpha"],
+        },
     }
     for i, (name, task) in enumerate(datasets.items()):
         entry = write_files_dataset(root / "inputs" / name, seed=i, pairs=name.endswith("_pairs"))
@@ -56,14 +79,26 @@ def write_config(root: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(root: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    root: Path, *args: str, timeout: int = 900, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run the real workflow on root/config.yaml with root as the working directory."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(root),
-           "--configfile", str(root / "config.yaml"), *args]
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(root),
+        "--configfile",
+        str(root / "config.yaml"),
+        *args,
+    ]
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 

@@ -6,14 +6,19 @@ import sys
 
 from weightspace import WeightspaceError
 
-COMMANDS = {"claims": "the workflow's clustering claims and t-SNE on any distance or similarity matrix"}
+COMMANDS = {
+    "claims": "the workflow's clustering claims and t-SNE on any distance or similarity matrix"
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
-        print("usage: python -m weightspace COMMAND [options]\n\ncommands:\n"
-              + "\n".join(f"  {name:8s} {what}" for name, what in COMMANDS.items()), file=sys.stderr)
+        print(
+            "usage: python -m weightspace COMMAND [options]\n\ncommands:\n"
+            + "\n".join(f"  {name:8s} {what}" for name, what in COMMANDS.items()),
+            file=sys.stderr,
+        )
         return 2
     try:
         from weightspace.geometry import matrix_claims

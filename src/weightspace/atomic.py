@@ -11,8 +11,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def _current_umask() -> int:
@@ -36,7 +37,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any other file
+        os.chmod(
+            tmp_path, 0o666 & ~_UMASK
+        )  # mkstemp makes 0600; results are shared like any other file
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -40,4 +40,6 @@ def file_digest(path: str | Path) -> str:
 
 def value_digest(value, length: int = 32) -> str:
     """sha256 of a JSON-able value in canonical form (sorted keys), hex, its first ``length`` characters."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:length]
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[
+        :length
+    ]

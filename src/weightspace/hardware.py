@@ -68,7 +68,9 @@ def cpu_name() -> str:
         family, model = int(info["cpu family"]), int(info.get("model", "-1"))
     except ValueError:
         return name
-    generation = amd_generation(family, model) if "AMD" in info.get("vendor_id", "") + name else None
+    generation = (
+        amd_generation(family, model) if "AMD" in info.get("vendor_id", "") + name else None
+    )
     return f"{name} (family {family} model {model}{', ' + generation if generation else ''})"
 
 

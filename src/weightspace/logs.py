@@ -43,8 +43,12 @@ def _log_uncaught(kind, error, tb) -> None:
     if issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, error, tb)
         return
-    logging.getLogger("weightspace").critical("uncaught %s: %s\n%s", kind.__name__, error,
-                                              "".join(traceback.format_exception(kind, error, tb)).rstrip())
+    logging.getLogger("weightspace").critical(
+        "uncaught %s: %s\n%s",
+        kind.__name__,
+        error,
+        "".join(traceback.format_exception(kind, error, tb)).rstrip(),
+    )
     logging.shutdown()
     sys.__excepthook__(kind, error, tb)
     if issubclass(kind, WeightspaceError):

@@ -21,8 +21,14 @@ class Progress:
     resumed run is not flattered by steps it did not do.
     """
 
-    def __init__(self, total: int, label: str, logger: logging.Logger | None = None,
-                 every_seconds: float = 10.0, initial: int = 0):
+    def __init__(
+        self,
+        total: int,
+        label: str,
+        logger: logging.Logger | None = None,
+        every_seconds: float = 10.0,
+        initial: int = 0,
+    ):
         self.total = max(int(total), 0)
         self.label = label
         self.every = float(every_seconds)
@@ -58,5 +64,7 @@ class Progress:
     def message(self) -> str:
         pct = 100.0 * self.done / self.total if self.total else 100.0
         eta = self.eta_seconds()
-        return (f"{self.label}: {self.done}/{self.total} ({pct:.0f}%) {self.rate:.2f}/s "
-                f"ETA {format_duration(eta) if eta is not None else '--:--'}")
+        return (
+            f"{self.label}: {self.done}/{self.total} ({pct:.0f}%) {self.rate:.2f}/s "
+            f"ETA {format_duration(eta) if eta is not None else '--:--'}"
+        )

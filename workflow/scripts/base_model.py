@@ -1,4 +1,5 @@
 """Rule base_model: copy the configured base into results/base (safetensors only)."""
+
 from weightspace import logs
 from weightspace.model import base_model
 

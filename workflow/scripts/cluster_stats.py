@@ -1,4 +1,5 @@
 """Rule cluster_stats: cluster statistics and the paper's claims from the distance table."""
+
 from weightspace import logs
 from weightspace.geometry import clusters
 

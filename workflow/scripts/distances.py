@@ -1,4 +1,5 @@
 """Rule distances: pairwise distances of every study model's encoder weights (streamed, cached)."""
+
 from pathlib import Path
 
 from weightspace import logs

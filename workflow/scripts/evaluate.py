@@ -1,4 +1,5 @@
 """Rules evaluate_model and evaluate_group: features and probes of a job's (model, dataset) pairs, cached by content."""
+
 from pathlib import Path
 
 from weightspace import logs
@@ -19,7 +20,9 @@ evaluation.run(
     recipes=recipes,
     datasets=dict(snakemake.params.datasets),
     # read from the config, not the rule's params: switching it reruns nothing
-    settings=dict(snakemake.params.settings, keep_features=snakemake.config["probe"]["keep_features"]),
+    settings=dict(
+        snakemake.params.settings, keep_features=snakemake.config["probe"]["keep_features"]
+    ),
     threads=snakemake.threads,
     job=wildcards.get("model_id") or wildcards.get("group"),
 )

@@ -1,4 +1,5 @@
 """Rule finetune: fine-tune the base on one dataset with one seed; write its encoder weights too."""
+
 from pathlib import Path
 
 from weightspace import logs
@@ -8,7 +9,9 @@ logs.to_file(snakemake.log[0], append=True)  # a retry after a time limit append
 w = snakemake.wildcards
 # the run policy (checkpoints, validation) is read from the config, not the params: changing it reruns nothing
 policy = {k: snakemake.config["finetune"].get(k) for k in finetune.RUN_POLICY}
-settings = finetune.Settings.from_config(dict(snakemake.params.settings, **policy), seed=int(w.seed))
+settings = finetune.Settings.from_config(
+    dict(snakemake.params.settings, **policy), seed=int(w.seed)
+)
 finetune.finetune(
     base_dir=snakemake.input.base,
     data_dir=Path(snakemake.input.data[0]).parent,

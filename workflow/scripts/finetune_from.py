@@ -1,4 +1,5 @@
 """Rule finetune_from: fine-tune a start (pretrained or fused) on a fusion target, each fusion seed in turn."""
+
 from pathlib import Path
 
 from weightspace import logs
@@ -14,7 +15,9 @@ for seed, metrics in zip(snakemake.params.seeds, snakemake.output.metrics, stric
         base_dir=snakemake.input.base,
         data_dir=Path(snakemake.input.data[0]).parent,
         out_dir=Path(metrics).parent,
-        settings=finetune.Settings.from_config(dict(snakemake.params.settings, **policy), seed=int(seed)),
+        settings=finetune.Settings.from_config(
+            dict(snakemake.params.settings, **policy), seed=int(seed)
+        ),
         threads=snakemake.threads,
         init_weights=snakemake.input.init,
         model_id=f"{w.start}->{w.target}.seed{seed}",  # one log holds every seed

@@ -1,4 +1,5 @@
 """Rule fusion_summary: runs -> summary.csv, wins.csv, wins_overview.csv, claims.csv, fusion.png."""
+
 from weightspace import logs
 from weightspace.report import fusion_tables
 

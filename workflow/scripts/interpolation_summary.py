@@ -1,4 +1,5 @@
 """Rule interpolation_summary: probe results of every traversal point -> tables, figures, claims."""
+
 from weightspace import logs
 from weightspace.geometry import interpolation
 

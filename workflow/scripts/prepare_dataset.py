@@ -1,4 +1,5 @@
 """Rule prepare_dataset: read, clean, split and cap one dataset into results/data/{dataset}/."""
+
 from pathlib import Path
 
 from weightspace import logs

@@ -1,4 +1,5 @@
 """Rule probe_matrix: every model's probe result on every dataset -> matrix.csv and two figures."""
+
 from weightspace import logs
 from weightspace.report import probe_figures
 

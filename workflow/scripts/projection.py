@@ -1,4 +1,5 @@
 """Rule projection: t-SNE and PCA of the models, the projection figure and the distance heatmap."""
+
 from weightspace import logs
 from weightspace.geometry import projection
 

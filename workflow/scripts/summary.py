@@ -1,4 +1,5 @@
 """Rule summary: results/summary.md (and summary.html, for the report) from the tables it cites."""
+
 from weightspace import logs
 from weightspace.model import base_model
 from weightspace.report import summary

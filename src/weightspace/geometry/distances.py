@@ -68,7 +68,9 @@ LAYER_PATTERN = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 # ---------------------------------------------------------------- parameter groups
 
 
-def parameter_groups(names: list[str], groups: dict[str, str] | None, per_layer: bool = False) -> dict[str, list[str]]:
+def parameter_groups(
+    names: list[str], groups: dict[str, str] | None, per_layer: bool = False
+) -> dict[str, list[str]]:
     """Group name -> the parameter names in it. 'all' holds every parameter; groups may overlap.
 
     ``groups`` maps a name to a regular expression searched in each parameter name
@@ -77,14 +79,20 @@ def parameter_groups(names: list[str], groups: dict[str, str] | None, per_layer:
     out = {ALL: list(names)}
     for name, pattern in (groups or {}).items():
         if name == ALL:
-            raise WeightspaceError("geometry.groups: 'all' is reserved (every parameter); pick another group name")
+            raise WeightspaceError(
+                "geometry.groups: 'all' is reserved (every parameter); pick another group name"
+            )
         try:
             regex = re.compile(pattern)
         except re.error as err:
-            raise WeightspaceError(f"geometry.groups.{name}: '{pattern}' is not a regular expression: {err}") from None
+            raise WeightspaceError(
+                f"geometry.groups.{name}: '{pattern}' is not a regular expression: {err}"
+            ) from None
         members = [n for n in names if regex.search(n)]
         if not members:
-            raise WeightspaceError(f"geometry.groups.{name}: '{pattern}' matches no parameter (e.g. '{names[0]}')")
+            raise WeightspaceError(
+                f"geometry.groups.{name}: '{pattern}' matches no parameter (e.g. '{names[0]}')"
+            )
         out[name] = members
     if per_layer:
         layers: dict[str, list[str]] = {}
@@ -100,7 +108,10 @@ def parameter_groups(names: list[str], groups: dict[str, str] | None, per_layer:
 
 def group_signature(groups: dict[str, list[str]]) -> dict[str, str]:
     """A short fingerprint of each group's parameter list: cached Grams are valid only for the same groups."""
-    return {g: hashlib.sha256("\n".join(members).encode()).hexdigest()[:16] for g, members in groups.items()}
+    return {
+        g: hashlib.sha256("\n".join(members).encode()).hexdigest()[:16]
+        for g, members in groups.items()
+    }
 
 
 # ---------------------------------------------------------------- content digests
@@ -172,7 +183,9 @@ def read_header(path: str | Path) -> dict[str, tuple[str, tuple[int, ...], int, 
     except FileNotFoundError:
         raise WeightspaceError(f"weights file {path} does not exist") from None
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise WeightspaceError(f"weights file {path} is not a readable safetensors file: {err}") from None
+        raise WeightspaceError(
+            f"weights file {path} is not a readable safetensors file: {err}"
+        ) from None
 
 
 def _float_layout_of(header: dict, path: str) -> dict[str, tuple[int, ...]]:
@@ -182,7 +195,9 @@ def _float_layout_of(header: dict, path: str) -> dict[str, tuple[int, ...]]:
         if dtype in FLOAT_DTYPES:
             layout[name] = tuple(shape)
         elif dtype.startswith(("BF", "F8")):  # numpy cannot hold these: weights files are float32
-            raise WeightspaceError(f"weights file {path}: tensor {name} is {dtype}; weights files are float32")
+            raise WeightspaceError(
+                f"weights file {path}: tensor {name} is {dtype}; weights files are float32"
+            )
     if not layout:
         raise WeightspaceError(f"weights file {path} holds no floating-point tensors")
     return layout
@@ -201,7 +216,7 @@ class WeightsFile:
         self.layout = _float_layout_of(self.tensors, self.path)
         self.fd = os.open(self.path, os.O_RDONLY)
 
-    def __enter__(self) -> "WeightsFile":
+    def __enter__(self) -> WeightsFile:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -227,7 +242,9 @@ class WeightsFile:
         while got < len(view):
             n = os.preadv(self.fd, [view[got:]], offset + got)
             if n <= 0:
-                raise WeightspaceError(f"weights file {self.path}: tensor {name} is cut short (truncated file?)")
+                raise WeightspaceError(
+                    f"weights file {self.path}: tensor {name} is cut short (truncated file?)"
+                )
             got += n
         return out
 
@@ -248,7 +265,7 @@ class Gram:
         """<a, b> = <a - p, b - p> + <a - p, p> + <b - p, p> + <p, p>."""
         return self.C + self.v[:, None] + self.v[None, :] + self.s
 
-    def take(self, index) -> "Gram":
+    def take(self, index) -> Gram:
         index = np.asarray(index)
         return Gram(self.C[np.ix_(index, index)], self.v[index], self.s)
 
@@ -281,15 +298,21 @@ def stream_gram(
         layout = handles[0].layout
         for p, h in zip(paths[1:], handles[1:]):
             if h.layout != layout:
-                raise WeightspaceError(f"weights file {p} has other parameters or shapes than {paths[0]}")
+                raise WeightspaceError(
+                    f"weights file {p} has other parameters or shapes than {paths[0]}"
+                )
         missing = set(member_of) - set(layout)
         if missing:
-            raise WeightspaceError(f"weights file {paths[0]} lacks parameters {sorted(missing)[:3]}")
+            raise WeightspaceError(
+                f"weights file {paths[0]} lacks parameters {sorted(missing)[:3]}"
+            )
         per_model = max(1024, int(block_mb * 2**20 // (8 * (n + 1))))
         widest = max((math.prod(s[1:]) for s in layout.values() if len(s) > 1), default=1)
         X = np.empty((n, max(per_model, widest)))  # one block per model: the only weights in memory
         ref = np.empty(X.shape[1])
-        buffers: dict[str, np.ndarray] = {}  # one read buffer for all files: each block is copied into X at once
+        buffers: dict[
+            str, np.ndarray
+        ] = {}  # one read buffer for all files: each block is copied into X at once
         sel = np.asarray(rows)
         everything = len(rows) == n and rows == list(range(n))
         for name, shape in layout.items():
@@ -334,7 +357,7 @@ class GramCache:
     signature: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path) -> "GramCache":
+    def load(cls, path: Path) -> GramCache:
         if not path.exists():
             return cls()
         try:
@@ -357,7 +380,13 @@ class GramCache:
         names = list(self.grams)
         arrays = {}
         for g in names:
-            arrays.update({f"C.{g}": self.grams[g].C, f"v.{g}": self.grams[g].v, f"s.{g}": np.array(self.grams[g].s)})
+            arrays.update(
+                {
+                    f"C.{g}": self.grams[g].C,
+                    f"v.{g}": self.grams[g].v,
+                    f"s.{g}": np.array(self.grams[g].s),
+                }
+            )
         write_npz(
             path,
             format=np.array(CACHE_FORMAT),
@@ -409,7 +438,9 @@ def gram_matrices(
     digests_cache = DigestCache(cache_dir / "digests.json" if cache_dir else None)
     digests = [digests_cache.digest(p) for p in paths]
     unique = list(dict.fromkeys(digests))
-    path_of = {d: p for d, p in zip(reversed(digests), reversed(paths))}  # first path of each content
+    path_of = {
+        d: p for d, p in zip(reversed(digests), reversed(paths))
+    }  # first path of each content
     unique_paths = [path_of[d] for d in unique]
     ref = unique.index(digests[reference])
 
@@ -474,12 +505,18 @@ def distance_matrix(gram: Gram, metric: str, space: str = "raw") -> np.ndarray:
     fine-tuned models are to each other (1 - cos ~ 1e-7 on raw weights).
     """
     if metric not in METRICS:
-        raise WeightspaceError(f"geometry.metrics: unknown metric '{metric}' (known: {', '.join(METRICS)})")
+        raise WeightspaceError(
+            f"geometry.metrics: unknown metric '{metric}' (known: {', '.join(METRICS)})"
+        )
     if space not in SPACES:
-        raise WeightspaceError(f"geometry.spaces: unknown space '{space}' (known: {', '.join(SPACES)})")
+        raise WeightspaceError(
+            f"geometry.spaces: unknown space '{space}' (known: {', '.join(SPACES)})"
+        )
     C = gram.C
     c = np.diag(C)
-    d2 = np.clip(c[:, None] + c[None, :] - 2.0 * C, 0.0, None)  # rounding can leave -1e-12 for identical models
+    d2 = np.clip(
+        c[:, None] + c[None, :] - 2.0 * C, 0.0, None
+    )  # rounding can leave -1e-12 for identical models
     np.fill_diagonal(d2, 0.0)
     if metric == "euclidean":  # translation invariant: the same in both spaces
         D = np.sqrt(d2)
@@ -521,7 +558,9 @@ def pairwise_distances(
     if len(set(model_ids)) != len(model_ids):
         raise WeightspaceError("model ids are not unique")
     if "task_vector" in spaces and reference not in model_ids:
-        raise WeightspaceError(f"geometry.spaces has task_vector but no '{reference}' model is among the models")
+        raise WeightspaceError(
+            f"geometry.spaces has task_vector but no '{reference}' model is among the models"
+        )
     # centred on the pretrained model (any fixed model keeps the Euclidean distances accurate)
     ref = model_ids.index(reference) if reference in model_ids else 0
     result = gram_matrices(paths, groups, per_layer, ref, cache_dir, block_mb)
@@ -533,17 +572,31 @@ def pairwise_distances(
         for metric in metrics:
             for space in spaces:
                 D = distance_matrix(gram, metric, space)
-                frames.append(pd.DataFrame({"model_a": a, "model_b": b, "metric": metric, "space": space,
-                                            "group": group, "distance": D.reshape(-1)}))
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "model_a": a,
+                            "model_b": b,
+                            "metric": metric,
+                            "space": space,
+                            "group": group,
+                            "distance": D.reshape(-1),
+                        }
+                    )
+                )
     return pd.concat(frames, ignore_index=True), result.info
 
 
 def square(frame: pd.DataFrame, metric: str, space: str, group: str = ALL) -> pd.DataFrame:
     """One square matrix (model ids as index and columns, in first-seen order) out of the long table."""
-    part = frame[(frame["metric"] == metric) & (frame["space"] == space) & (frame["group"] == group)]
+    part = frame[
+        (frame["metric"] == metric) & (frame["space"] == space) & (frame["group"] == group)
+    ]
     if part.empty:
-        raise WeightspaceError(f"the distances have no metric '{metric}', space '{space}', group '{group}' "
-                               "(geometry.metrics, geometry.spaces, geometry.primary)")
+        raise WeightspaceError(
+            f"the distances have no metric '{metric}', space '{space}', group '{group}' "
+            "(geometry.metrics, geometry.spaces, geometry.primary)"
+        )
     order = list(dict.fromkeys(part["model_a"]))
     out = part.pivot(index="model_a", columns="model_b", values="distance").loc[order, order]
     out.index.name = "model_id"
@@ -567,12 +620,21 @@ def run(
     spaces = list(settings.get("spaces", SPACES))
     with threadpool_limits(limits=threads):
         frame, info = pairwise_distances(
-            model_ids, list(weights), metrics, spaces, settings.get("groups") or {}, settings.get("per_layer", False),
-            settings.get("reference", "pretrained"), cache_dir, settings.get("block_mb", 256),
+            model_ids,
+            list(weights),
+            metrics,
+            spaces,
+            settings.get("groups") or {},
+            settings.get("per_layer", False),
+            settings.get("reference", "pretrained"),
+            cache_dir,
+            settings.get("block_mb", 256),
         )
     write_parquet(long_path, frame)
     for metric in metrics:
         for space in spaces:
-            write_csv(Path(square_dir) / f"{metric}_{space}.csv", square(frame, metric, space), index=True)
+            write_csv(
+                Path(square_dir) / f"{metric}_{space}.csv", square(frame, metric, space), index=True
+            )
     log.info("wrote %d distances (%d models) to %s", len(frame), len(model_ids), long_path)
     return info

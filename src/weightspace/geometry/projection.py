@@ -25,14 +25,20 @@ from weightspace.atomic import write_csv
 log = logging.getLogger(__name__)
 
 
-def perplexity_for(n: int, setting: float | None = None, low: float = 2.0, high: float = 30.0) -> float:
+def perplexity_for(
+    n: int, setting: float | None = None, low: float = 2.0, high: float = 30.0
+) -> float:
     """The t-SNE perplexity for n models: the configured one, or min(high, max(low, (n-1)/3)); always < n."""
     value = float(setting) if setting is not None else min(high, max(low, (n - 1) / 3))
     if value >= n - 1:
         capped = max(1.0, n - 1.5)
         if setting is not None:
-            log.warning("geometry.tsne.perplexity %s is not below the number of models (%d): using %s",
-                        setting, n, capped)
+            log.warning(
+                "geometry.tsne.perplexity %s is not below the number of models (%d): using %s",
+                setting,
+                n,
+                capped,
+            )
         value = capped
     return value
 
@@ -67,9 +73,20 @@ def tsne(D: np.ndarray, perplexity: float, seed: int = 0, max_iter: int = 1000) 
     if n < 3:  # t-SNE needs a neighbourhood; with two models the PCA line says all there is
         return init
     spread = init[:, 0].std()
-    init = init / spread * 1e-4 if spread > 0 else np.random.default_rng(seed).normal(scale=1e-4, size=(n, 2))
-    model = TSNE(n_components=2, metric="precomputed", perplexity=perplexity, init=init.astype(np.float32),
-                 random_state=seed, max_iter=max_iter, n_jobs=1)
+    init = (
+        init / spread * 1e-4
+        if spread > 0
+        else np.random.default_rng(seed).normal(scale=1e-4, size=(n, 2))
+    )
+    model = TSNE(
+        n_components=2,
+        metric="precomputed",
+        perplexity=perplexity,
+        init=init.astype(np.float32),
+        random_state=seed,
+        max_iter=max_iter,
+        n_jobs=1,
+    )
     return model.fit_transform(D**2)
 
 
@@ -103,16 +120,35 @@ def projections(D: pd.DataFrame, table, settings: dict) -> tuple[pd.DataFrame, p
     scores, ratios = pca_from_distances(D.to_numpy(), 2)
     primary = settings.get("primary") or {"metric": "euclidean", "space": "raw"}
     common = {"metric": primary["metric"], "space": primary["space"]}
-    t = tab[keep].reset_index(drop=True).assign(x=coords[:, 0], y=coords[:, 1],
-                                                 perplexity=perplexity if n >= 3 else np.nan, **common)
+    t = (
+        tab[keep]
+        .reset_index(drop=True)
+        .assign(
+            x=coords[:, 0], y=coords[:, 1], perplexity=perplexity if n >= 3 else np.nan, **common
+        )
+    )
     t["nn1_dataset_plane"] = nearest_neighbour_agreement(t)
-    p = tab.assign(pc1=scores[:, 0], pc2=scores[:, 1], explained_pc1=ratios[0], explained_pc2=ratios[1], **common)
-    log.info("t-SNE of %d models, perplexity %.3g, 1-NN by dataset in the plane %.3f; PCA explains %.1f%% + %.1f%%",
-             n, perplexity, t["nn1_dataset_plane"].iloc[0], 100 * ratios[0], 100 * ratios[1])
+    p = tab.assign(
+        pc1=scores[:, 0],
+        pc2=scores[:, 1],
+        explained_pc1=ratios[0],
+        explained_pc2=ratios[1],
+        **common,
+    )
+    log.info(
+        "t-SNE of %d models, perplexity %.3g, 1-NN by dataset in the plane %.3f; PCA explains %.1f%% + %.1f%%",
+        n,
+        perplexity,
+        t["nn1_dataset_plane"].iloc[0],
+        100 * ratios[0],
+        100 * ratios[1],
+    )
     return t, p
 
 
-def nearest_neighbour_agreement(frame: pd.DataFrame, x: str = "x", y: str = "y", label: str = "dataset") -> float:
+def nearest_neighbour_agreement(
+    frame: pd.DataFrame, x: str = "x", y: str = "y", label: str = "dataset"
+) -> float:
     """Share of the fine-tuned models whose nearest other point in the plane has their label: what the
     figure shows, to set next to the same figure in weight space (clusters.py's nn1_dataset)."""
     from scipy.spatial.distance import cdist
@@ -126,13 +162,21 @@ def nearest_neighbour_agreement(frame: pd.DataFrame, x: str = "x", y: str = "y",
     return nn1_accuracy(cdist(xy, xy), ft[label])
 
 
-def run(distances_path, table, tsne_path, pca_path, tsne_figure, heatmap_figure, settings: dict,
-        threads: int = 1) -> None:
+def run(
+    distances_path,
+    table,
+    tsne_path,
+    pca_path,
+    tsne_figure,
+    heatmap_figure,
+    settings: dict,
+    threads: int = 1,
+) -> None:
     """The projection rule: t-SNE and PCA coordinates, the projection figure and the distance heatmap."""
     from threadpoolctl import threadpool_limits
 
-    from weightspace.report import geometry_figures
     from weightspace.geometry.distances import square
+    from weightspace.report import geometry_figures
 
     primary = settings.get("primary") or {"metric": "euclidean", "space": "raw"}
     frame = pd.read_parquet(distances_path)

@@ -83,7 +83,9 @@ def _mpnet_folder() -> Path:
 
 
 def _single_model_folder(root: Path) -> Path:
-    hits = sorted(p.parent for p in root.rglob("config.json") if (p.parent / "tokenizer_config.json").exists())
+    hits = sorted(
+        p.parent for p in root.rglob("config.json") if (p.parent / "tokenizer_config.json").exists()
+    )
     if not hits:
         raise WeightspaceError(f"no Hugging Face model folder found under {root}")
     return hits[0]
@@ -154,8 +156,9 @@ def materialise(spec: dict, out_dir: str | Path) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust, **pinned)
-        model = AutoModel.from_pretrained(source, trust_remote_code=trust, use_safetensors=_has_safetensors(source),
-                                          **pinned)
+        model = AutoModel.from_pretrained(
+            source, trust_remote_code=trust, use_safetensors=_has_safetensors(source), **pinned
+        )
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if Path(source).exists():
@@ -203,7 +206,9 @@ def base_info(base_dir: str | Path) -> dict:
 def load_tokenizer(base_dir: str | Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(base_dir), trust_remote_code=base_info(base_dir)["trust_remote_code"])
+    return AutoTokenizer.from_pretrained(
+        str(base_dir), trust_remote_code=base_info(base_dir)["trust_remote_code"]
+    )
 
 
 def pad_id(tokenizer) -> int:
@@ -226,7 +231,9 @@ def load_classifier(base_dir: str | Path, num_labels: int, encoder_weights: dict
     hf_logging.set_verbosity_error()  # the new head is "missing" from the base by design
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            str(base_dir), num_labels=num_labels, trust_remote_code=base_info(base_dir)["trust_remote_code"]
+            str(base_dir),
+            num_labels=num_labels,
+            trust_remote_code=base_info(base_dir)["trust_remote_code"],
         )
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -242,7 +249,9 @@ def load_encoder(base_dir: str | Path, encoder_weights: dict | None = None):
     """
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(base_dir), trust_remote_code=base_info(base_dir)["trust_remote_code"])
+    model = AutoModel.from_pretrained(
+        str(base_dir), trust_remote_code=base_info(base_dir)["trust_remote_code"]
+    )
     if encoder_weights is not None:
         load_encoder_state(model, encoder_weights)
     return model

@@ -18,11 +18,21 @@ if TYPE_CHECKING:
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def tokenize(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int,
-             labels: Sequence[int] | None = None) -> list[dict]:
+def tokenize(
+    tokenizer,
+    texts: Sequence[str],
+    pairs: Sequence[str] | None,
+    max_length: int,
+    labels: Sequence[int] | None = None,
+) -> list[dict]:
     """Token ids per example, unpadded (padding happens per batch); pairs use the tokenizer's pair encoding.
     With ``labels``, each example holds its label too (under "labels", what the model's loss reads)."""
-    enc = tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True, max_length=max_length)
+    enc = tokenizer(
+        list(texts),
+        list(pairs) if pairs is not None else None,
+        truncation=True,
+        max_length=max_length,
+    )
     keys = [k for k in MODEL_INPUTS if k in enc]
     examples = [{k: enc[k][i] for k in keys} for i in range(len(enc["input_ids"]))]
     if labels is not None:
@@ -31,14 +41,23 @@ def tokenize(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_l
     return examples
 
 
-def tokenize_frame(tokenizer, frame: "pd.DataFrame", max_length: int, labels: bool = False) -> list[dict]:
+def tokenize_frame(
+    tokenizer, frame: pd.DataFrame, max_length: int, labels: bool = False
+) -> list[dict]:
     """The examples of a prepared split (columns text, text_pair where a task has pairs, label)."""
     pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
-    return tokenize(tokenizer, frame["text"].tolist(), pairs, max_length,
-                    frame["label"].astype("int64").tolist() if labels else None)
+    return tokenize(
+        tokenizer,
+        frame["text"].tolist(),
+        pairs,
+        max_length,
+        frame["label"].astype("int64").tolist() if labels else None,
+    )
 
 
-def collate(examples: list[dict], pad_id: int, width: int | None = None) -> dict[str, "torch.Tensor"]:
+def collate(
+    examples: list[dict], pad_id: int, width: int | None = None
+) -> dict[str, torch.Tensor]:
     """Right-pad a batch to its longest example (dynamic padding) or to ``width``; labels become a vector."""
     import torch
 
@@ -49,5 +68,7 @@ def collate(examples: list[dict], pad_id: int, width: int | None = None) -> dict
             batch[key] = torch.tensor([e[key] for e in examples], dtype=torch.long)
             continue
         fill = pad_id if key == "input_ids" else 0
-        batch[key] = torch.tensor([e[key] + [fill] * (width - len(e[key])) for e in examples], dtype=torch.long)
+        batch[key] = torch.tensor(
+            [e[key] + [fill] * (width - len(e[key])) for e in examples], dtype=torch.long
+        )
     return batch

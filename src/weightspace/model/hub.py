@@ -15,16 +15,28 @@ COMMIT = re.compile(r"^[0-9a-f]{40}$")
 log = logging.getLogger(__name__)
 
 
-def resolve_commit(repo_id: str, revision: str | None = None, repo_type: str = "model") -> str | None:
+def resolve_commit(
+    repo_id: str, revision: str | None = None, repo_type: str = "model"
+) -> str | None:
     """The commit hash ``revision`` of ``repo_id`` points to now; None where it cannot be told (offline, no cache)."""
     if revision and COMMIT.match(revision):
         return revision
     try:
         from huggingface_hub import HfApi, constants
 
-        resolved = HfApi().resolve_revision(repo_id, repo_type=repo_type, revision=revision,
-                                            local_files_only=bool(constants.HF_HUB_OFFLINE))
+        resolved = HfApi().resolve_revision(
+            repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            local_files_only=bool(constants.HF_HUB_OFFLINE),
+        )
         return getattr(resolved, "resolved", None)
     except Exception as exc:  # unreachable hub, unknown repo: the load itself reports it
-        log.warning("could not resolve revision %s of %s %s: %s", revision or "main", repo_type, repo_id, exc)
+        log.warning(
+            "could not resolve revision %s of %s %s: %s",
+            revision or "main",
+            repo_type,
+            repo_id,
+            exc,
+        )
         return None

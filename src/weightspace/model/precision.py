@@ -21,10 +21,16 @@ if TYPE_CHECKING:
 
 SETTINGS = ("auto", "no", "bf16", "fp16")
 NAMES = ("fp32", "bf16", "fp16")
-_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # name -> torch's name of the dtype
+_DTYPES = {
+    "fp32": "float32",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+}  # name -> torch's name of the dtype
 
 
-def resolve(device, setting: str, key: str = "mixed_precision", choices: tuple[str, ...] = SETTINGS) -> str:
+def resolve(
+    device, setting: str, key: str = "mixed_precision", choices: tuple[str, ...] = SETTINGS
+) -> str:
     """The precision a setting computes in on ``device``: fp32, bf16 or fp16. ``key`` names the config key
     in errors; ``choices``, the settings it accepts."""
     import torch
@@ -40,14 +46,14 @@ def resolve(device, setting: str, key: str = "mixed_precision", choices: tuple[s
     return "bf16" if hardware.cpu_has_native_bf16() else "fp32"
 
 
-def torch_dtype(name: str) -> "torch.dtype":
+def torch_dtype(name: str) -> torch.dtype:
     """The torch dtype of a precision name (fp32: torch.float32)."""
     import torch
 
     return getattr(torch, _DTYPES[name])
 
 
-def autocast_dtype(name: str) -> "torch.dtype | None":
+def autocast_dtype(name: str) -> torch.dtype | None:
     """The dtype autocast computes in for a precision name; None for fp32 (no autocast)."""
     return None if name == "fp32" else torch_dtype(name)
 

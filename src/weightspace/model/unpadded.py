@@ -34,7 +34,7 @@ class _Rows:
         self.shape: tuple[int, int] | None = None
 
 
-def skip_padding(model: "nn.Module") -> "nn.Module":
+def skip_padding(model: nn.Module) -> nn.Module:
     """Make every token-wise Linear inside ``model`` skip padded tokens; returns the model.
 
     Parameters, names and the state dict are unchanged (only the Linears' forward is replaced),
@@ -64,7 +64,7 @@ def skip_padding(model: "nn.Module") -> "nn.Module":
     return model
 
 
-def _unpadded_forward(linear: "nn.Linear", rows: _Rows):
+def _unpadded_forward(linear: nn.Linear, rows: _Rows):
     from torch.nn import functional as F
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +72,9 @@ def _unpadded_forward(linear: "nn.Linear", rows: _Rows):
         if index is None or x.dim() != 3 or tuple(x.shape[:2]) != rows.shape:
             return F.linear(x, linear.weight, linear.bias)
         batch, length, _ = x.shape
-        real = F.linear(x.reshape(batch * length, -1).index_select(0, index), linear.weight, linear.bias)
+        real = F.linear(
+            x.reshape(batch * length, -1).index_select(0, index), linear.weight, linear.bias
+        )
         out = real.new_zeros(batch * length, real.shape[-1]).index_copy(0, index, real)
         return out.view(batch, length, -1)
 

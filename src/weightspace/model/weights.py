@@ -12,8 +12,9 @@ writes tensors without building the model.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from weightspace import WeightspaceError
 from weightspace.atomic import atomic_path, canonical_header, write_safetensors
@@ -45,8 +46,11 @@ NOT_ENCODER = ("pooler.",)
 
 def model_type_of(model_type_or_config) -> str:
     """The model_type of a config object, a config.json dict, a config.json path or a model folder, or a str."""
-    if isinstance(model_type_or_config, str) and "/" not in model_type_or_config \
-            and not model_type_or_config.endswith(".json"):
+    if (
+        isinstance(model_type_or_config, str)
+        and "/" not in model_type_or_config
+        and not model_type_or_config.endswith(".json")
+    ):
         return model_type_or_config
     if isinstance(model_type_or_config, (str, Path)):
         path = Path(model_type_or_config)
@@ -77,7 +81,9 @@ def base_prefix(model_type_or_config) -> str:
         ) from None
 
 
-def encoder_keys(floating: Mapping[str, bool], model_type_or_config, prefix: str | None = None) -> dict[str, str]:
+def encoder_keys(
+    floating: Mapping[str, bool], model_type_or_config, prefix: str | None = None
+) -> dict[str, str]:
     """canonical encoder name -> the key in a state dict, given each key's 'is a float tensor'.
 
     A task model's state dict (``roberta.encoder...``, ``classifier...``) keeps the keys under its
@@ -92,7 +98,7 @@ def encoder_keys(floating: Mapping[str, bool], model_type_or_config, prefix: str
         if wrapped:
             if not key.startswith(prefix):
                 continue  # the head (classifier, pre_classifier, a task pooler, lm_head)
-            name = key[len(prefix):]
+            name = key[len(prefix) :]
         else:
             name = key
         if is_float and not name.startswith(NOT_ENCODER):
@@ -102,12 +108,19 @@ def encoder_keys(floating: Mapping[str, bool], model_type_or_config, prefix: str
     return dict(sorted(out.items()))
 
 
-def encoder_tensors_from_state_dict(state_dict: Mapping[str, torch.Tensor], model_type_or_config) -> dict[str, torch.Tensor]:
+def encoder_tensors_from_state_dict(
+    state_dict: Mapping[str, torch.Tensor], model_type_or_config
+) -> dict[str, torch.Tensor]:
     """The encoder tensors of a task model's or a bare encoder's state dict: canonical names, float32, on CPU."""
     import torch
 
-    keys = encoder_keys({k: t.is_floating_point() for k, t in state_dict.items()}, model_type_or_config)
-    return {name: state_dict[key].detach().to("cpu", torch.float32).clone() for name, key in keys.items()}
+    keys = encoder_keys(
+        {k: t.is_floating_point() for k, t in state_dict.items()}, model_type_or_config
+    )
+    return {
+        name: state_dict[key].detach().to("cpu", torch.float32).clone()
+        for name, key in keys.items()
+    }
 
 
 def encoder_weights(model) -> dict[str, torch.Tensor]:
@@ -115,9 +128,14 @@ def encoder_weights(model) -> dict[str, torch.Tensor]:
     import torch
 
     state = model.state_dict()
-    keys = encoder_keys({k: t.is_floating_point() for k, t in state.items()}, model.config,
-                        getattr(model, "base_model_prefix", None))
-    return {name: state[key].detach().to("cpu", torch.float32).clone() for name, key in keys.items()}
+    keys = encoder_keys(
+        {k: t.is_floating_point() for k, t in state.items()},
+        model.config,
+        getattr(model, "base_model_prefix", None),
+    )
+    return {
+        name: state[key].detach().to("cpu", torch.float32).clone() for name, key in keys.items()
+    }
 
 
 def load_into(model, weights: Mapping[str, torch.Tensor]) -> None:
@@ -126,8 +144,11 @@ def load_into(model, weights: Mapping[str, torch.Tensor]) -> None:
     import torch
 
     state = model.state_dict()
-    keys = encoder_keys({k: t.is_floating_point() for k, t in state.items()}, model.config,
-                        getattr(model, "base_model_prefix", None))
+    keys = encoder_keys(
+        {k: t.is_floating_point() for k, t in state.items()},
+        model.config,
+        getattr(model, "base_model_prefix", None),
+    )
     missing = sorted(set(keys) - set(weights))
     unexpected = sorted(set(weights) - set(keys))
     if missing or unexpected:
@@ -157,7 +178,9 @@ def load(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for corrupt headers
-        raise WeightspaceError(f"weights file {path} is not a readable safetensors file: {err}") from None
+        raise WeightspaceError(
+            f"weights file {path} is not a readable safetensors file: {err}"
+        ) from None
 
 
 def names_and_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
@@ -214,8 +237,12 @@ def model_files(folder: str | Path) -> list[Path]:
         return [single]
     index = folder / "model.safetensors.index.json"
     if index.exists():
-        return sorted({folder / name for name in json.loads(index.read_text())["weight_map"].values()})
-    raise WeightspaceError(f"model folder {folder} has no model.safetensors (nor a safetensors index)")
+        return sorted(
+            {folder / name for name in json.loads(index.read_text())["weight_map"].values()}
+        )
+    raise WeightspaceError(
+        f"model folder {folder} has no model.safetensors (nor a safetensors index)"
+    )
 
 
 def _read_encoder(folder: Path, model_type_or_config, framework: str) -> dict:
@@ -232,8 +259,12 @@ def _read_encoder(folder: Path, model_type_or_config, framework: str) -> dict:
     keys = encoder_keys(floating, model_type)
     if framework == "np" and any(dtypes[key] not in NUMPY_FLOATS for key in keys.values()):
         return _read_encoder(folder, model_type, "pt")  # bf16 / fp8: numpy has no such type
-    return {name: handles[key].get_tensor(key).astype("float32", copy=False) if framework == "np"
-            else handles[key].get_tensor(key).float() for name, key in keys.items()}
+    return {
+        name: handles[key].get_tensor(key).astype("float32", copy=False)
+        if framework == "np"
+        else handles[key].get_tensor(key).float()
+        for name, key in keys.items()
+    }
 
 
 def read_encoder(folder: str | Path, model_type_or_config=None) -> dict[str, torch.Tensor]:
@@ -247,7 +278,9 @@ def read_encoder(folder: str | Path, model_type_or_config=None) -> dict[str, tor
     return {name: t.to(torch.float32) for name, t in arrays.items()}
 
 
-def extract(base_dir: str | Path, model_dir: str | Path | None, out_path: str | Path) -> dict[str, tuple]:
+def extract(
+    base_dir: str | Path, model_dir: str | Path | None, out_path: str | Path
+) -> dict[str, tuple]:
     """Write the encoder weights of a fine-tuned model (or of the base when ``model_dir`` is None).
 
     Reads the safetensors tensor by tensor and writes the encoder's, canonical names, float32; the
@@ -273,13 +306,24 @@ def extract(base_dir: str | Path, model_dir: str | Path | None, out_path: str | 
         from safetensors.numpy import save_file
 
         with atomic_path(out_path) as tmp:
-            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp),
-                      metadata={k: str(v) for k, v in metadata.items()})
+            save_file(
+                {k: np.ascontiguousarray(v) for k, v in tensors.items()},
+                str(tmp),
+                metadata={k: str(v) for k, v in metadata.items()},
+            )
             canonical_header(tmp)
     else:
-        save(out_path, tensors, model_id, **{k: v for k, v in metadata.items() if k not in ("model_id", "format")})
+        save(
+            out_path,
+            tensors,
+            model_id,
+            **{k: v for k, v in metadata.items() if k not in ("model_id", "format")},
+        )
     shapes = {name: tuple(t.shape) for name, t in tensors.items()}
     logging.getLogger(__name__).info(
-        "%s: %d encoder tensors, %d parameters", model_id, len(shapes), sum(int(np.prod(s)) for s in shapes.values())
+        "%s: %d encoder tensors, %d parameters",
+        model_id,
+        len(shapes),
+        sum(int(np.prod(s)) for s in shapes.values()),
     )
     return shapes

@@ -78,13 +78,29 @@ def probe_code_key() -> str:
     return file_digest(linear.__file__)
 
 
-def features_key(model: str, data: str, tokenizer: str, pooling: str, max_length: int,
-                 batch_size: int, dtype: str) -> str:
+def features_key(
+    model: str,
+    data: str,
+    tokenizer: str,
+    pooling: str,
+    max_length: int,
+    batch_size: int,
+    dtype: str,
+) -> str:
     """The key of a model's features of a dataset, from its parts (model_key, data_key,
     tokenizer_key, the encoder's settings)."""
-    return value_digest({"version": FEATURES_VERSION, "model": model, "data": data,
-                         "tokenizer": tokenizer, "pooling": pooling, "max_length": max_length,
-                         "batch_size": batch_size, "dtype": dtype})
+    return value_digest(
+        {
+            "version": FEATURES_VERSION,
+            "model": model,
+            "data": data,
+            "tokenizer": tokenizer,
+            "pooling": pooling,
+            "max_length": max_length,
+            "batch_size": batch_size,
+            "dtype": dtype,
+        }
+    )
 
 
 def protocol_settings(protocol: linear.Protocol, l2: float | None) -> dict:
@@ -99,8 +115,13 @@ def protocol_settings(protocol: linear.Protocol, l2: float | None) -> dict:
 
 def probe_key(features_key: str, protocol: linear.Protocol, l2: float | None) -> str:
     """The key of a probe result: its features, protocol and L2 (None: cross-validated), code."""
-    return value_digest({"features": features_key, "protocol": protocol_settings(protocol, l2),
-                         "code": probe_code_key()})
+    return value_digest(
+        {
+            "features": features_key,
+            "protocol": protocol_settings(protocol, l2),
+            "code": probe_code_key(),
+        }
+    )
 
 
 # ---------------------------------------------------------------- cache files
@@ -130,10 +151,16 @@ class Cache:
     def write_features(self, key: str, data: dict, dtype: str) -> None:
         """Store features arrays ({train,test}_{x,y}, num_labels, pooling) and the precision
         they were computed in."""
-        write_npz(self.path("features", key, ".npz"), train_x=data["train_x"],
-                  test_x=data["test_x"], train_y=data["train_y"], test_y=data["test_y"],
-                  num_labels=np.int64(data["num_labels"]), pooling=np.str_(data["pooling"]),
-                  dtype=np.str_(dtype))
+        write_npz(
+            self.path("features", key, ".npz"),
+            train_x=data["train_x"],
+            test_x=data["test_x"],
+            train_y=data["train_y"],
+            test_y=data["test_y"],
+            num_labels=np.int64(data["num_labels"]),
+            pooling=np.str_(data["pooling"]),
+            dtype=np.str_(dtype),
+        )
 
     def read_probe(self, key: str) -> dict | None:
         """The cached probe result, or None when absent or unreadable."""

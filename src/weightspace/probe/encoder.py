@@ -61,8 +61,14 @@ class Encoder:
     """The base's encoder in one process: built on the first recipe loaded, its weights replaced
     for each later one."""
 
-    def __init__(self, base_dir: str | Path, pooling: str | None = None, batch_size: int = 64,
-                 mixed_precision: str = "auto", threads: int = 1):
+    def __init__(
+        self,
+        base_dir: str | Path,
+        pooling: str | None = None,
+        batch_size: int = 64,
+        mixed_precision: str = "auto",
+        threads: int = 1,
+    ):
         self.base_dir = Path(base_dir)
         self.pooling = features.resolve_pooling(self.base_dir, pooling)
         self.batch_size = int(batch_size)
@@ -132,8 +138,15 @@ class Encoder:
         examples, labels = self._examples(dataset)
         started = time.perf_counter()
         # one pass over train and test together: length-sorted batches span both splits
-        x = features.encode(self.model, examples, self.pooling, pad_id, self.batch_size,
-                            self._device, self.mixed_precision)
+        x = features.encode(
+            self.model,
+            examples,
+            self.pooling,
+            pad_id,
+            self.batch_size,
+            self._device,
+            self.mixed_precision,
+        )
         seconds = time.perf_counter() - started
         self.seconds["encode"] += seconds
         return x, labels, seconds

@@ -39,9 +39,17 @@ __all__ = ["Dataset", "Evaluator", "Recipe", "run"]
 class Evaluator:
     """Features and probe results of (model, dataset) pairs, from the cache or computed."""
 
-    def __init__(self, base_dir: str | Path, cache_dir: str | Path, protocol: linear.Protocol,
-                 pooling: str | None = None, batch_size: int = 64, mixed_precision: str = "auto",
-                 threads: int = 1, keep_features: bool = True):
+    def __init__(
+        self,
+        base_dir: str | Path,
+        cache_dir: str | Path,
+        protocol: linear.Protocol,
+        pooling: str | None = None,
+        batch_size: int = 64,
+        mixed_precision: str = "auto",
+        threads: int = 1,
+        keep_features: bool = True,
+    ):
         self.protocol = protocol
         self.threads = max(int(threads), 1)
         self.encoder = Encoder(base_dir, pooling, batch_size, mixed_precision, self.threads)
@@ -58,16 +66,24 @@ class Evaluator:
 
     def features_key(self, recipe: Recipe, dataset: Dataset) -> str:
         model, data = cache.model_key(recipe), cache.data_key(dataset)
-        return cache.features_key(model, data, self._tokenizer_key, self.encoder.pooling,
-                                  dataset.max_length, self.encoder.batch_size, self.encoder.dtype)
+        return cache.features_key(
+            model,
+            data,
+            self._tokenizer_key,
+            self.encoder.pooling,
+            dataset.max_length,
+            self.encoder.batch_size,
+            self.encoder.dtype,
+        )
 
     def probe_key(self, features_key: str, l2: float | None) -> str:
         return cache.probe_key(features_key, self.protocol, l2)
 
     # ------------------------------------------------------------ features
 
-    def features(self, model_id: str, recipe: Recipe,
-                 datasets: Iterable[Dataset]) -> dict[str, dict]:
+    def features(
+        self, model_id: str, recipe: Recipe, datasets: Iterable[Dataset]
+    ) -> dict[str, dict]:
         """dataset name -> this model's features arrays on it; one model load for all missing."""
         out, missing = {}, []
         for dataset in datasets:
@@ -92,15 +108,27 @@ class Evaluator:
         if not np.isfinite(x).all():
             raise WeightspaceError(f"features of {model_id} on {dataset.name} are not finite")
         n_train = len(labels["train_y"])
-        data = {"train_x": x[:n_train], "test_x": x[n_train:], "train_y": labels["train_y"],
-                "test_y": labels["test_y"], "num_labels": labels["num_labels"],
-                "pooling": self.encoder.pooling}
+        data = {
+            "train_x": x[:n_train],
+            "test_x": x[n_train:],
+            "train_y": labels["train_y"],
+            "test_y": labels["test_y"],
+            "num_labels": labels["num_labels"],
+            "pooling": self.encoder.pooling,
+        }
         if self.keep_features or model_id == study.PRETRAINED:
             self.cache.write_features(key, data, self.encoder.dtype)
         self.stats["features_computed"] += 1
-        log.info("features of %s on %s: %d examples in %.2fs (%.1f/s, %s, %d threads)", model_id,
-                 dataset.name, len(x), seconds, len(x) / max(seconds, 1e-9), self.encoder.dtype,
-                 self.threads)
+        log.info(
+            "features of %s on %s: %d examples in %.2fs (%.1f/s, %s, %d threads)",
+            model_id,
+            dataset.name,
+            len(x),
+            seconds,
+            len(x) / max(seconds, 1e-9),
+            self.encoder.dtype,
+            self.threads,
+        )
         return data
 
     # ------------------------------------------------------------ probes
@@ -120,8 +148,13 @@ class Evaluator:
         self.stats["probes_computed"] += 1
         return result
 
-    def evaluate(self, pairs: Iterable[tuple[str, str]], recipes: dict[str, Recipe],
-                 datasets: dict[str, Dataset], l2: dict[str, float] | None = None) -> list[dict]:
+    def evaluate(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        recipes: dict[str, Recipe],
+        datasets: dict[str, Dataset],
+        l2: dict[str, float] | None = None,
+    ) -> list[dict]:
         """The probe result of every (model id, dataset) pair, in the order given (duplicates once).
 
         ``l2``: a fixed L2 strength per dataset; a dataset without one (the workflow gives none)
@@ -148,8 +181,9 @@ class Evaluator:
             arrays = self.features(model_id, recipes[model_id], [d for d, _ in items])
             for dataset, fkey in items:
                 result = self._probe(arrays[dataset.name], fkey, l2.get(dataset.name))
-                results[(model_id, dataset.name)] = dict(result, model_id=model_id,
-                                                         dataset=dataset.name)
+                results[(model_id, dataset.name)] = dict(
+                    result, model_id=model_id, dataset=dataset.name
+                )
         return [results[p] for p in pairs]
 
     def job_summary(self, started: float) -> dict:
@@ -157,9 +191,14 @@ class Evaluator:
         (seconds_load_model, _tokenize, _encode, _probe: the stage-times table reads them), and
         the encoder's settings."""
         seconds = {**self.encoder.seconds, **self._seconds}
-        return dict(sorted(self.stats.items()), seconds=round(time.perf_counter() - started, 3),
-                    **{f"seconds_{k}": round(v, 3) for k, v in sorted(seconds.items())},
-                    dtype=self.encoder.dtype, threads=self.threads, pooling=self.encoder.pooling)
+        return dict(
+            sorted(self.stats.items()),
+            seconds=round(time.perf_counter() - started, 3),
+            **{f"seconds_{k}": round(v, 3) for k, v in sorted(seconds.items())},
+            dtype=self.encoder.dtype,
+            threads=self.threads,
+            pooling=self.encoder.pooling,
+        )
 
 
 # ---------------------------------------------------------------- rule entries
@@ -167,16 +206,29 @@ class Evaluator:
 
 def _evaluator(base_dir, cache_dir, settings: dict, threads: int) -> Evaluator:
     protocol = linear.Protocol.from_config(dict(settings.get("protocol", {})))
-    return Evaluator(base_dir, cache_dir, protocol, pooling=settings.get("pooling"),
-                     batch_size=settings.get("batch_size", 64),
-                     mixed_precision=settings.get("mixed_precision", "auto"), threads=threads,
-                     keep_features=settings.get("keep_features", True))
+    return Evaluator(
+        base_dir,
+        cache_dir,
+        protocol,
+        pooling=settings.get("pooling"),
+        batch_size=settings.get("batch_size", 64),
+        mixed_precision=settings.get("mixed_precision", "auto"),
+        threads=threads,
+        keep_features=settings.get("keep_features", True),
+    )
 
 
-def run(base_dir: str | Path, cache_dir: str | Path, out_path: str | Path,
-        pairs: Sequence[Sequence[str]], recipes: dict[str, tuple[Sequence[str], Sequence[float]]],
-        datasets: dict[str, dict], settings: dict, threads: int = 1,
-        job: str | None = None) -> dict:
+def run(
+    base_dir: str | Path,
+    cache_dir: str | Path,
+    out_path: str | Path,
+    pairs: Sequence[Sequence[str]],
+    recipes: dict[str, tuple[Sequence[str], Sequence[float]]],
+    datasets: dict[str, dict],
+    settings: dict,
+    threads: int = 1,
+    job: str | None = None,
+) -> dict:
     """Rule entry of evaluate_model / evaluate_group: every pair's probe result -> one results file.
 
     recipes: model id -> (weights files, coefficients); datasets: name -> {data_dir, max_length}.
@@ -185,8 +237,10 @@ def run(base_dir: str | Path, cache_dir: str | Path, out_path: str | Path,
     """
     started = time.perf_counter()
     evaluator = _evaluator(base_dir, cache_dir, settings, threads)
-    specs = {name: Dataset(name, str(d["data_dir"]), int(d.get("max_length", 128)))
-             for name, d in datasets.items()}
+    specs = {
+        name: Dataset(name, str(d["data_dir"]), int(d.get("max_length", 128)))
+        for name, d in datasets.items()
+    }
     pairs = [tuple(p) for p in pairs]
     results = evaluator.evaluate(pairs, {m: Recipe.of(*r) for m, r in recipes.items()}, specs)
     summary = dict(job=job, pairs=len(results), **evaluator.job_summary(started))

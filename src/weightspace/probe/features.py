@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -38,13 +38,17 @@ PRECISIONS = ("auto", "bf16", "no")  # the probe.mixed_precision settings
 # ---------------------------------------------------------------- the model's encoder
 
 
-def recipe_weights(paths: Sequence[str | Path], coefficients: Sequence[float]) -> dict[str, "torch.Tensor"]:
+def recipe_weights(
+    paths: Sequence[str | Path], coefficients: Sequence[float]
+) -> dict[str, torch.Tensor]:
     """The encoder weights Σ c_i θ_i; a stored model (one file, coefficient 1) is read as is."""
     from weightspace.model import weights as weight_files
 
     paths, coefficients = list(paths), [float(c) for c in coefficients]
     if len(paths) != len(coefficients) or not paths:
-        raise WeightspaceError(f"a model recipe needs one coefficient per weights file: {paths} / {coefficients}")
+        raise WeightspaceError(
+            f"a model recipe needs one coefficient per weights file: {paths} / {coefficients}"
+        )
     if len(paths) == 1 and coefficients[0] == 1.0:
         return weight_files.load(paths[0])
     return weight_files.combine(paths, coefficients)
@@ -54,7 +58,9 @@ def resolve_pooling(base_dir: str | Path, pooling: str | None) -> str:
     """The configured pooling, or the base's natural one (base.json) when None."""
     pooling = pooling or base_model.base_info(base_dir).get("pooling") or "cls"
     if pooling not in POOLINGS:
-        raise WeightspaceError(f"config key probe.pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
+        raise WeightspaceError(
+            f"config key probe.pooling: '{pooling}' is not one of {', '.join(POOLINGS)}"
+        )
     return pooling
 
 
@@ -70,7 +76,7 @@ def split_path(data_dir: str | Path, split: str) -> Path:
     return data_dir / f"{split}.parquet"
 
 
-def read_split(data_dir: str | Path, split: str, num_labels: int) -> "pd.DataFrame":
+def read_split(data_dir: str | Path, split: str, num_labels: int) -> pd.DataFrame:
     import pandas as pd
 
     path = split_path(data_dir, split)
@@ -93,7 +99,7 @@ def read_split(data_dir: str | Path, split: str, num_labels: int) -> "pd.DataFra
 # ---------------------------------------------------------------- the pass
 
 
-def pool(hidden: "torch.Tensor", attention_mask: "torch.Tensor", pooling: str) -> "torch.Tensor":
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """cls: the first token's last hidden state; mean: the mean over real (unmasked) tokens."""
     if pooling == "cls":
         return hidden[:, 0]
@@ -103,13 +109,13 @@ def pool(hidden: "torch.Tensor", attention_mask: "torch.Tensor", pooling: str) -
     raise WeightspaceError(f"unknown pooling '{pooling}'; use one of {', '.join(POOLINGS)}")
 
 
-def precision(device: "torch.device | str", mixed_precision: str = "auto") -> str:
+def precision(device: torch.device | str, mixed_precision: str = "auto") -> str:
     """The precision the encoder's matmuls run in: fp32 or bf16 (model/precision.py decides `auto`: bf16 on a
     CPU only where it computes bf16 natively; on CUDA bf16, else fp16)."""
     return numerics.resolve(device, mixed_precision, "probe.mixed_precision", PRECISIONS)
 
 
-def autocast_for(device: "torch.device", mixed_precision: str = "auto"):
+def autocast_for(device: torch.device, mixed_precision: str = "auto"):
     """The autocast context of `precision` on this device (nothing for fp32)."""
     return numerics.autocast(precision(device, mixed_precision), device)
 
@@ -120,7 +126,7 @@ def encode(
     pooling: str,
     pad_id: int,
     batch_size: int = 64,
-    device: "torch.device | str" = "cpu",
+    device: torch.device | str = "cpu",
     mixed_precision: str = "auto",
     padding: str = "dynamic",
     max_length: int | None = None,
@@ -150,7 +156,10 @@ def encode(
     with torch.inference_mode(), autocast_for(device, mixed_precision):
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            batch = {k: v.to(device) for k, v in collate([examples[i] for i in index], pad_id, width).items()}
+            batch = {
+                k: v.to(device)
+                for k, v in collate([examples[i] for i in index], pad_id, width).items()
+            }
             hidden = encoder(**batch).last_hidden_state.float()
             pooled = pool(hidden, batch["attention_mask"].float(), pooling).cpu().numpy()
             if out is None:
@@ -184,7 +193,9 @@ def extract(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     meta_path = data_dir / "meta.json"
     if not meta_path.exists():
-        raise WeightspaceError(f"prepared data file {meta_path} is missing; run prepare_dataset first")
+        raise WeightspaceError(
+            f"prepared data file {meta_path} is missing; run prepare_dataset first"
+        )
     meta = json.loads(meta_path.read_text())
     num_labels = int(meta["num_labels"])
     dataset = meta.get("name", data_dir.name)
@@ -192,29 +203,60 @@ def extract(
 
     tokenizer = base_model.load_tokenizer(base_dir)
     pad_id = base_model.pad_id(tokenizer)
-    encoder = base_model.load_encoder(base_dir, recipe_weights(weight_paths, coefficients)).to(device)
+    encoder = base_model.load_encoder(base_dir, recipe_weights(weight_paths, coefficients)).to(
+        device
+    )
 
     frames = {split: read_split(data_dir, split, num_labels) for split in SPLITS}
-    tokens = {split: tokenize_frame(tokenizer, frame, max_length) for split, frame in frames.items()}
+    tokens = {
+        split: tokenize_frame(tokenizer, frame, max_length) for split, frame in frames.items()
+    }
     total = sum(len(t) for t in tokens.values())
-    log.info("features of %s on %s: %d examples (%s), pooling %s, batch %d, max_length %d, %s, %d threads",
-             model_id or "model", dataset, total, ", ".join(f"{s} {len(t)}" for s, t in tokens.items()),
-             pooling, batch_size, max_length, device, torch.get_num_threads())
+    log.info(
+        "features of %s on %s: %d examples (%s), pooling %s, batch %d, max_length %d, %s, %d threads",
+        model_id or "model",
+        dataset,
+        total,
+        ", ".join(f"{s} {len(t)}" for s, t in tokens.items()),
+        pooling,
+        batch_size,
+        max_length,
+        device,
+        torch.get_num_threads(),
+    )
     progress = Progress(total, f"encode {model_id or 'model'} on {dataset}", logger=log)
     started = time.perf_counter()
     arrays = {}
     for split in SPLITS:
-        arrays[f"{split}_x"] = encode(encoder, tokens[split], pooling, pad_id, batch_size, device,
-                                      mixed_precision, progress=progress)
+        arrays[f"{split}_x"] = encode(
+            encoder,
+            tokens[split],
+            pooling,
+            pad_id,
+            batch_size,
+            device,
+            mixed_precision,
+            progress=progress,
+        )
         arrays[f"{split}_y"] = frames[split]["label"].to_numpy(dtype=np.int64)
     seconds = time.perf_counter() - started
     for split in SPLITS:
         if not np.isfinite(arrays[f"{split}_x"]).all():
-            raise WeightspaceError(f"features of {model_id or 'model'} on {dataset} ({split}) are not finite")
+            raise WeightspaceError(
+                f"features of {model_id or 'model'} on {dataset} ({split}) are not finite"
+            )
     write_npz(out_path, **arrays, num_labels=np.int64(num_labels), pooling=np.str_(pooling))
-    summary = {"model_id": model_id, "dataset": dataset, "pooling": pooling, "dim": arrays["train_x"].shape[1],
-               "n_train": len(tokens["train"]), "n_test": len(tokens["test"]), "seconds": round(seconds, 3),
-               "examples_per_second": round(total / max(seconds, 1e-9), 1), "device": str(device)}
+    summary = {
+        "model_id": model_id,
+        "dataset": dataset,
+        "pooling": pooling,
+        "dim": arrays["train_x"].shape[1],
+        "n_train": len(tokens["train"]),
+        "n_test": len(tokens["test"]),
+        "seconds": round(seconds, 3),
+        "examples_per_second": round(total / max(seconds, 1e-9), 1),
+        "device": str(device),
+    }
     log.info("wrote %s: %s", out_path, summary)
     return summary
 
@@ -225,7 +267,11 @@ def load(path: str | Path) -> dict:
     if not path.exists():
         raise WeightspaceError(f"features file {path} does not exist")
     with np.load(path, allow_pickle=False) as data:
-        missing = [k for k in ("train_x", "train_y", "test_x", "test_y", "num_labels") if k not in data.files]
+        missing = [
+            k
+            for k in ("train_x", "train_y", "test_x", "test_y", "num_labels")
+            if k not in data.files
+        ]
         if missing:
             raise WeightspaceError(f"features file {path} lacks arrays {missing}")
         out = {k: data[k] for k in data.files}

@@ -20,15 +20,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from weightspace import WeightspaceError
-from weightspace.probe import features as feature_files
 from weightspace.atomic import write_json
+from weightspace.probe import features as feature_files
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Protocol:
     cv_folds: int = 5  # folds of select_l2's cross-validation
 
     @classmethod
-    def from_config(cls, section: dict) -> "Protocol":
+    def from_config(cls, section: dict) -> Protocol:
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in section.items() if k in known}
         if values.get("l2_grid") is not None:
@@ -61,12 +61,18 @@ class Protocol:
             del values["l2_grid"]
         protocol = cls(**values)
         if protocol.optimizer not in OPTIMIZERS:
-            raise WeightspaceError(f"config key probe.optimizer: '{protocol.optimizer}' is not one of {OPTIMIZERS}")
+            raise WeightspaceError(
+                f"config key probe.optimizer: '{protocol.optimizer}' is not one of {OPTIMIZERS}"
+            )
         if protocol.l2 < 0 or protocol.max_iter < 1 or protocol.tolerance <= 0:
-            raise WeightspaceError("config keys probe.l2 >= 0, probe.max_iter >= 1 and probe.tolerance > 0 are required")
+            raise WeightspaceError(
+                "config keys probe.l2 >= 0, probe.max_iter >= 1 and probe.tolerance > 0 are required"
+            )
         if not protocol.l2_grid or min(protocol.l2_grid) < 0 or protocol.cv_folds < 2:
-            raise WeightspaceError("config keys probe.l2_grid (non-empty, every value >= 0) and probe.cv_folds >= 2 "
-                                   "are required")
+            raise WeightspaceError(
+                "config keys probe.l2_grid (non-empty, every value >= 0) and probe.cv_folds >= 2 "
+                "are required"
+            )
         return protocol
 
 
@@ -118,7 +124,9 @@ def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
     return float(example_losses(logits, y).mean())
 
 
-def objective(head: LinearHead, z: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
+def objective(
+    head: LinearHead, z: np.ndarray, y: np.ndarray, l2: float
+) -> tuple[float, np.ndarray]:
     """Mean cross-entropy + (l2/2)·||W||² on standardised features z, and its gradient in θ = (W, b)."""
     logp = log_softmax(z @ head.weight.T + head.bias)
     n = len(y)
@@ -129,8 +137,13 @@ def objective(head: LinearHead, z: np.ndarray, y: np.ndarray, l2: float) -> tupl
     return float(loss), np.concatenate([(g.T @ z + l2 * head.weight).ravel(), g.sum(0)])
 
 
-def fit(head: LinearHead, train_features: Callable[[], np.ndarray], train_y: np.ndarray, protocol: Protocol,
-        l2: float | None = None) -> dict:
+def fit(
+    head: LinearHead,
+    train_features: Callable[[], np.ndarray],
+    train_y: np.ndarray,
+    protocol: Protocol,
+    l2: float | None = None,
+) -> dict:
     """Train ``head`` with full-batch L-BFGS; ``train_features()`` is called once per evaluation.
 
     ``l2`` overrides ``protocol.l2`` (the per-dataset value of `select_l2`).
@@ -157,10 +170,19 @@ def fit(head: LinearHead, train_features: Callable[[], np.ndarray], train_y: np.
         head.theta = theta
         return objective(head, head.standardise(features()), train_y, l2)
 
-    result = minimize(fun, head.theta, jac=True, method="L-BFGS-B",
-                      options={"maxiter": protocol.max_iter, "gtol": protocol.tolerance,
-                               "ftol": protocol.tolerance_change, "maxcor": protocol.history_size,
-                               "maxfun": max(15000, 2 * protocol.max_iter)})
+    result = minimize(
+        fun,
+        head.theta,
+        jac=True,
+        method="L-BFGS-B",
+        options={
+            "maxiter": protocol.max_iter,
+            "gtol": protocol.tolerance,
+            "ftol": protocol.tolerance_change,
+            "maxcor": protocol.history_size,
+            "maxfun": max(15000, 2 * protocol.max_iter),
+        },
+    )
     head.theta = result.x
     grad_max = float(np.abs(result.jac).max())
     return {
@@ -188,7 +210,10 @@ def chance(train_y: np.ndarray, test_y: np.ndarray, num_labels: int) -> dict:
     """What knowing only the train label frequencies gives (add-one smoothed): the floor a probe must beat."""
     train_y, test_y = np.asarray(train_y, dtype=np.int64), np.asarray(test_y, dtype=np.int64)
     prior = (np.bincount(train_y, minlength=num_labels) + 1.0) / (len(train_y) + num_labels)
-    return {"loss": float(-np.log(prior[test_y]).mean()), "accuracy": float((test_y == prior.argmax()).mean())}
+    return {
+        "loss": float(-np.log(prior[test_y]).mean()),
+        "accuracy": float((test_y == prior.argmax()).mean()),
+    }
 
 
 def folds(train_y: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -198,11 +223,15 @@ def folds(train_y: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     order = rng.permutation(len(train_y))
     order = order[np.argsort(train_y[order], kind="stable")]  # shuffled within each label
     fold = np.empty(len(train_y), dtype=np.int64)
-    fold[order] = np.arange(len(train_y)) % k  # round-robin: each fold gets its share of every label
+    fold[order] = (
+        np.arange(len(train_y)) % k
+    )  # round-robin: each fold gets its share of every label
     return fold
 
 
-def select_l2(train_x: np.ndarray, train_y: np.ndarray, num_labels: int, protocol: Protocol) -> dict:
+def select_l2(
+    train_x: np.ndarray, train_y: np.ndarray, num_labels: int, protocol: Protocol
+) -> dict:
     """The L2 strength of a dataset's probes: k-fold cross-validation over ``protocol.l2_grid``.
 
     Each fold's head is trained on the other folds (standardised with their statistics)
@@ -216,23 +245,35 @@ def select_l2(train_x: np.ndarray, train_y: np.ndarray, num_labels: int, protoco
     grid = sorted({float(v) for v in protocol.l2_grid}, reverse=True)  # large to small: warm starts
     k = int(protocol.cv_folds)
     if len(train_y) < 2 * k:
-        raise WeightspaceError(f"select_l2 needs at least {2 * k} training examples for {k} folds "
-                               f"(has {len(train_y)})")
+        raise WeightspaceError(
+            f"select_l2 needs at least {2 * k} training examples for {k} folds (has {len(train_y)})"
+        )
     fold = folds(train_y, k, protocol.seed)
     held_out = np.zeros((len(grid), len(train_y)))
     prior_losses = np.zeros(len(train_y))
     started = time.perf_counter()
     for f in range(k):
         inside, outside = fold != f, fold == f
-        x_in, y_in, x_out, y_out = train_x[inside], train_y[inside], train_x[outside], train_y[outside]
+        x_in, y_in, x_out, y_out = (
+            train_x[inside],
+            train_y[inside],
+            train_x[outside],
+            train_y[outside],
+        )
         head = LinearHead(train_x.shape[1], num_labels, protocol.seed)
         for g, l2 in enumerate(grid):
-            fit(head, lambda: x_in, y_in, protocol, l2=l2)  # warm start from the previous (larger) l2
+            fit(
+                head, lambda: x_in, y_in, protocol, l2=l2
+            )  # warm start from the previous (larger) l2
             held_out[g, outside] = evaluate(head, x_out, y_out, per_example=True)["losses"]
-        prior = (np.bincount(train_y[inside], minlength=num_labels) + 1.0) / (inside.sum() + num_labels)
+        prior = (np.bincount(train_y[inside], minlength=num_labels) + 1.0) / (
+            inside.sum() + num_labels
+        )
         prior_losses[outside] = -np.log(prior[train_y[outside]])
     cv_loss = held_out.mean(1)
-    best = int(np.argmin(cv_loss))  # the first minimum in large-to-small order: ties go to the larger l2
+    best = int(
+        np.argmin(cv_loss)
+    )  # the first minimum in large-to-small order: ties go to the larger l2
     ascending = np.argsort(grid, kind="stable")
     return {
         "l2": grid[best],
@@ -262,7 +303,10 @@ def train_probe(data: dict, protocol: Protocol, l2: float | str | None = None) -
     """
     num_labels = int(data["num_labels"])
     train_x, test_x = np.asarray(data["train_x"]), np.asarray(data["test_x"])
-    train_y, test_y = np.asarray(data["train_y"], dtype=np.int64), np.asarray(data["test_y"], dtype=np.int64)
+    train_y, test_y = (
+        np.asarray(data["train_y"], dtype=np.int64),
+        np.asarray(data["test_y"], dtype=np.int64),
+    )
     if len(train_y) == 0 or len(test_y) == 0:
         raise WeightspaceError("the probe needs training and test examples")
     selection = None
@@ -278,8 +322,12 @@ def train_probe(data: dict, protocol: Protocol, l2: float | str | None = None) -
     info = fit(head, lambda: train_x, train_y, protocol, l2=l2)
     seconds = time.perf_counter() - started
     if not info["converged"]:
-        log.warning("the probe did not converge in %d iterations (max gradient %.2e): %s", info["iterations"],
-                    info["grad_max"], info["message"])
+        log.warning(
+            "the probe did not converge in %d iterations (max gradient %.2e): %s",
+            info["iterations"],
+            info["grad_max"],
+            info["message"],
+        )
     test, train = evaluate(head, test_x, test_y, per_example=True), evaluate(head, train_x, train_y)
     prior = chance(train_y, test_y, num_labels)
     return {
@@ -294,22 +342,47 @@ def train_probe(data: dict, protocol: Protocol, l2: float | str | None = None) -
         "train_accuracy": train["accuracy"],
         "prior": prior,
         "chance": prior,
-        "protocol": dict(asdict(protocol), l2=l2, implementation="scipy L-BFGS-B",
-                         feature_dim=int(train_x.shape[1]), pooling=data.get("pooling")),
+        "protocol": dict(
+            asdict(protocol),
+            l2=l2,
+            implementation="scipy L-BFGS-B",
+            feature_dim=int(train_x.shape[1]),
+            pooling=data.get("pooling"),
+        ),
         "fit": dict(info, seconds=round(seconds, 4)),
         "l2_selection": selection,
     }
 
 
-def run(features_path: str | Path, out_path: str | Path, protocol: Protocol, model_id: str | None = None,
-        dataset: str | None = None, threads: int = 1) -> dict:
+def run(
+    features_path: str | Path,
+    out_path: str | Path,
+    protocol: Protocol,
+    model_id: str | None = None,
+    dataset: str | None = None,
+    threads: int = 1,
+) -> dict:
     """Rule entry: a features file in, results/probe/{model_id}/{dataset}.json out."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=max(int(threads), 1)):  # the job's threads, and one BLAS summation order
-        result = dict(model_id=model_id, dataset=dataset, **train_probe(feature_files.load(features_path), protocol))
+    with threadpool_limits(
+        limits=max(int(threads), 1)
+    ):  # the job's threads, and one BLAS summation order
+        result = dict(
+            model_id=model_id,
+            dataset=dataset,
+            **train_probe(feature_files.load(features_path), protocol),
+        )
     write_json(out_path, result)
-    log.info("probe of %s on %s: test loss %.4f, accuracy %.4f (chance %.4f / %.4f), %d iterations, %.2fs",
-             model_id, dataset, result["loss"], result["accuracy"], result["chance"]["loss"],
-             result["chance"]["accuracy"], result["fit"]["iterations"], result["fit"]["seconds"])
+    log.info(
+        "probe of %s on %s: test loss %.4f, accuracy %.4f (chance %.4f / %.4f), %d iterations, %.2fs",
+        model_id,
+        dataset,
+        result["loss"],
+        result["accuracy"],
+        result["chance"]["loss"],
+        result["chance"]["accuracy"],
+        result["fit"]["iterations"],
+        result["fit"]["seconds"],
+    )
     return result

@@ -12,8 +12,8 @@ any number of such files, and also reads one-result files of the older layout
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from weightspace import WeightspaceError
 from weightspace.atomic import write_json
@@ -24,7 +24,9 @@ FORMAT = "weightspace-probe-results-v1"
 def write(path: str | Path, results: list[dict], job: dict | None = None) -> None:
     for result in results:
         if "model_id" not in result or "dataset" not in result:
-            raise WeightspaceError(f"a probe result needs model_id and dataset: {sorted(result)[:8]}")
+            raise WeightspaceError(
+                f"a probe result needs model_id and dataset: {sorted(result)[:8]}"
+            )
     write_json(path, {"format": FORMAT, "job": job or {}, "results": results})
 
 
@@ -37,10 +39,19 @@ def _results_of(path: Path) -> list[dict]:
         raise WeightspaceError(f"probe results file {path} is not JSON: {err}") from None
     if isinstance(content, dict) and "results" in content:
         return list(content["results"])
-    if isinstance(content, dict) and "loss" in content:  # one result: .../probe/{model_id}/{dataset}.json
-        return [dict(content, model_id=content.get("model_id") or path.parent.name,
-                     dataset=content.get("dataset") or path.stem)]
-    raise WeightspaceError(f"probe results file {path} holds neither a result nor a list of results")
+    if (
+        isinstance(content, dict) and "loss" in content
+    ):  # one result: .../probe/{model_id}/{dataset}.json
+        return [
+            dict(
+                content,
+                model_id=content.get("model_id") or path.parent.name,
+                dataset=content.get("dataset") or path.stem,
+            )
+        ]
+    raise WeightspaceError(
+        f"probe results file {path} holds neither a result nor a list of results"
+    )
 
 
 def read(paths: Iterable[str | Path]) -> dict[tuple[str, str], dict]:

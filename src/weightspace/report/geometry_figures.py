@@ -13,7 +13,10 @@ from weightspace.atomic import save_figure
 from weightspace.report.palette import FUSED_COLOR, PRETRAINED_COLOR, dataset_markers, task_colors
 
 METRIC_WORDS = {"euclidean": "Euclidean distance", "cosine": "cosine distance"}
-SPACE_WORDS = {"raw": "flattened encoder weights", "task_vector": "task vectors (weights - pretrained)"}
+SPACE_WORDS = {
+    "raw": "flattened encoder weights",
+    "task_vector": "task vectors (weights - pretrained)",
+}
 SPECIAL = {  # kind -> (colour, marker, size, label)
     "pretrained": (PRETRAINED_COLOR, "*", 260, "pretrained"),
     "fused": (FUSED_COLOR, "X", 110, "fused"),
@@ -39,11 +42,27 @@ def _scatter(ax, frame: pd.DataFrame, x: str, y: str, colors: dict, markers: dic
     for row in frame.itertuples():
         if row.kind in SPECIAL:
             color, marker, size, _ = SPECIAL[row.kind]
-            ax.scatter(getattr(row, x), getattr(row, y), c=color, marker=marker, s=size, edgecolors="white",
-                       linewidths=0.5, zorder=3)
+            ax.scatter(
+                getattr(row, x),
+                getattr(row, y),
+                c=color,
+                marker=marker,
+                s=size,
+                edgecolors="white",
+                linewidths=0.5,
+                zorder=3,
+            )
         else:
-            ax.scatter(getattr(row, x), getattr(row, y), c=colors.get(row.task, FUSED_COLOR),
-                       marker=markers.get(row.dataset, "o"), s=70, edgecolors="black", linewidths=0.4, zorder=2)
+            ax.scatter(
+                getattr(row, x),
+                getattr(row, y),
+                c=colors.get(row.task, FUSED_COLOR),
+                marker=markers.get(row.dataset, "o"),
+                s=70,
+                edgecolors="black",
+                linewidths=0.4,
+                zorder=2,
+            )
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -53,12 +72,32 @@ def _legend_handles(frame: pd.DataFrame, colors: dict, markers: dict):
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=c, edgecolor="black", label=f"task: {t}") for t, c in colors.items()]
-    handles += [Line2D([], [], marker=m, linestyle="", color="#bbbbbb", markeredgecolor="black", markersize=8,
-                       label=f"dataset: {d}") for d, m in markers.items()]
+    handles += [
+        Line2D(
+            [],
+            [],
+            marker=m,
+            linestyle="",
+            color="#bbbbbb",
+            markeredgecolor="black",
+            markersize=8,
+            label=f"dataset: {d}",
+        )
+        for d, m in markers.items()
+    ]
     for kind, (color, marker, size, label) in SPECIAL.items():
         if (frame["kind"] == kind).any():
-            handles.append(Line2D([], [], marker=marker, linestyle="", color=color, markersize=np.sqrt(size),
-                                  label=label))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    marker=marker,
+                    linestyle="",
+                    color=color,
+                    markersize=np.sqrt(size),
+                    label=label,
+                )
+            )
     return handles
 
 
@@ -72,8 +111,11 @@ def projection_figure(tsne: pd.DataFrame, pca: pd.DataFrame, path) -> None:
     _scatter(left, tsne, "x", "y", colors, markers)
     perplexity = tsne["perplexity"].iloc[0]
     agreement = tsne["nn1_dataset_plane"].iloc[0] if "nn1_dataset_plane" in tsne else np.nan
-    title = f"t-SNE of the fine-tuned models (perplexity {perplexity:.3g})" if np.isfinite(perplexity) \
+    title = (
+        f"t-SNE of the fine-tuned models (perplexity {perplexity:.3g})"
+        if np.isfinite(perplexity)
         else "t-SNE (too few models)"
+    )
     if np.isfinite(agreement):
         title += f"\nnearest neighbour of the same dataset: {agreement:.0%}"
     left.set_title(title)
@@ -83,8 +125,13 @@ def projection_figure(tsne: pd.DataFrame, pca: pd.DataFrame, path) -> None:
     right.set_title("PCA of all models")
     right.set_xlabel(f"PC1 ({100 * pca['explained_pc1'].iloc[0]:.1f}% of variance)")
     right.set_ylabel(f"PC2 ({100 * pca['explained_pc2'].iloc[0]:.1f}% of variance)")
-    fig.legend(handles=_legend_handles(pca, colors, markers), loc="center left", bbox_to_anchor=(1.0, 0.5),
-               frameon=False, fontsize=9)
+    fig.legend(
+        handles=_legend_handles(pca, colors, markers),
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        frameon=False,
+        fontsize=9,
+    )
     fig.suptitle(f"Where {len(pca)} models lie in weight space: {_what(tsne)}", fontsize=13)
     fig.tight_layout()
     save_figure(fig, path)
@@ -99,7 +146,9 @@ def _bar_colors(tab: pd.DataFrame) -> pd.DataFrame:
     t_colors = task_colors(ft["task"].dropna())
     names = sorted(ft["dataset"].dropna().unique())
     # a palette unlike the task colours, so a dataset bar is not read as a task
-    d_palette = sns.color_palette("Set2" if len(names) <= 8 else "husl", n_colors=max(len(names), 1)).as_hex()
+    d_palette = sns.color_palette(
+        "Set2" if len(names) <= 8 else "husl", n_colors=max(len(names), 1)
+    ).as_hex()
     d_colors = {d: d_palette[i % len(d_palette)] for i, d in enumerate(names)}
 
     def pick(row, mapping, key):
@@ -107,9 +156,17 @@ def _bar_colors(tab: pd.DataFrame) -> pd.DataFrame:
             return PRETRAINED_COLOR
         return mapping.get(row[key], FUSED_COLOR)
 
-    return pd.DataFrame({"task": tab.apply(pick, axis=1, args=(t_colors, "task")),
-                         "dataset": tab.apply(pick, axis=1, args=(d_colors, "dataset"))}, index=tab.index), \
-        t_colors, d_colors
+    return (
+        pd.DataFrame(
+            {
+                "task": tab.apply(pick, axis=1, args=(t_colors, "task")),
+                "dataset": tab.apply(pick, axis=1, args=(d_colors, "dataset")),
+            },
+            index=tab.index,
+        ),
+        t_colors,
+        d_colors,
+    )
 
 
 def distance_heatmap(D: pd.DataFrame, table, path, primary: dict | None = None) -> None:
@@ -127,13 +184,28 @@ def distance_heatmap(D: pd.DataFrame, table, path, primary: dict | None = None) 
     bars, t_colors, d_colors = _bar_colors(tab)
     n = len(D)
     values = D.to_numpy(dtype=float)
-    link = linkage(squareform((values + values.T) / 2, checks=False), method="average") if n > 2 else None
+    link = (
+        linkage(squareform((values + values.T) / 2, checks=False), method="average")
+        if n > 2
+        else None
+    )
     size = min(22, max(7, 0.32 * n + 4))
-    grid = sns.clustermap(D, row_linkage=link, col_linkage=link, row_cluster=link is not None,
-                          col_cluster=link is not None, row_colors=bars, col_colors=bars, cmap="viridis",
-                          xticklabels=True, yticklabels=True, figsize=(size, size),
-                          cbar_kws={"label": METRIC_WORDS.get(primary["metric"], primary["metric"])},
-                          dendrogram_ratio=0.12, colors_ratio=0.025)
+    grid = sns.clustermap(
+        D,
+        row_linkage=link,
+        col_linkage=link,
+        row_cluster=link is not None,
+        col_cluster=link is not None,
+        row_colors=bars,
+        col_colors=bars,
+        cmap="viridis",
+        xticklabels=True,
+        yticklabels=True,
+        figsize=(size, size),
+        cbar_kws={"label": METRIC_WORDS.get(primary["metric"], primary["metric"])},
+        dendrogram_ratio=0.12,
+        colors_ratio=0.025,
+    )
     fontsize = 9 if n <= 30 else max(4, 9 - (n - 30) // 15)
     grid.ax_heatmap.tick_params(labelsize=fontsize)
     grid.ax_heatmap.set_xlabel("")
@@ -143,9 +215,15 @@ def distance_heatmap(D: pd.DataFrame, table, path, primary: dict | None = None) 
     handles += [Patch(facecolor=PRETRAINED_COLOR, label="pretrained")]
     if (tab["kind"].isin(["fused", "mix"])).any():
         handles.append(Patch(facecolor=FUSED_COLOR, label="fused / mix"))
-    grid.figure.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.8), frameon=False, fontsize=9)
-    what = f"{METRIC_WORDS.get(primary['metric'], primary['metric'])} between " \
-           f"{SPACE_WORDS.get(primary['space'], primary['space'])}"
-    grid.figure.suptitle(f"Pairwise {what}, {n} models, average-linkage clustering", y=1.02, fontsize=13)
+    grid.figure.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.8), frameon=False, fontsize=9
+    )
+    what = (
+        f"{METRIC_WORDS.get(primary['metric'], primary['metric'])} between "
+        f"{SPACE_WORDS.get(primary['space'], primary['space'])}"
+    )
+    grid.figure.suptitle(
+        f"Pairwise {what}, {n} models, average-linkage clustering", y=1.02, fontsize=13
+    )
     save_figure(grid.figure, path)
     plt.close(grid.figure)

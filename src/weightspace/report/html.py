@@ -31,8 +31,10 @@ p.caption { color: #555; max-width: 60em; }
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>{STYLE}"
-            f"</head><body>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>{STYLE}'
+        f"</head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def _cell(value) -> str:
@@ -44,8 +46,12 @@ def _cell(value) -> str:
 
 
 def _verdict_class(value) -> str:
-    return {"holds": ' class="holds"', "does not hold": ' class="fails"',
-            "inconclusive": ' class="inconclusive"', "not testable": ' class="untestable"'}.get(str(value), "")
+    return {
+        "holds": ' class="holds"',
+        "does not hold": ' class="fails"',
+        "inconclusive": ' class="inconclusive"',
+        "not testable": ' class="untestable"',
+    }.get(str(value), "")
 
 
 def table_html(frame: pd.DataFrame) -> str:
@@ -55,16 +61,20 @@ def table_html(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
     for values in frame.itertuples(index=False):
-        cells = "".join(f"<td{_verdict_class(v) if c == 'verdict' else ''}>{_cell(v)}</td>"
-                        for c, v in zip(frame.columns, values))
+        cells = "".join(
+            f"<td{_verdict_class(v) if c == 'verdict' else ''}>{_cell(v)}</td>"
+            for c, v in zip(frame.columns, values)
+        )
         rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
+    return (
+        f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
+    )
 
 
 def write_table(path, frame: pd.DataFrame, title: str, caption: str = "") -> None:
     body = f"<h1>{html.escape(title)}</h1>\n"
     if caption:
-        body += f"<p class=\"caption\">{html.escape(caption)}</p>\n"
+        body += f'<p class="caption">{html.escape(caption)}</p>\n'
     write_text(path, _page(title, body + table_html(frame)))
 
 
@@ -117,16 +127,26 @@ def markdown_to_html(text: str, root: Path | None = None) -> str:
             while i < len(lines) and lines[i].lstrip().startswith("|"):
                 block.append(lines[i])
                 i += 1
-            header, body = _split_row(block[0]), [r for r in block[1:] if not re.match(r"^\s*\|?\s*:?-{3}", r)]
+            header, body = (
+                _split_row(block[0]),
+                [r for r in block[1:] if not re.match(r"^\s*\|?\s*:?-{3}", r)],
+            )
             head = "".join(f"<th>{_inline(c, root)}</th>" for c in header)
             verdict_col = header.index("verdict") if "verdict" in header else -1
             rows = []
             for r in body:
                 cells = _split_row(r)
-                rows.append("<tr>" + "".join(
-                    f"<td{_verdict_class(c) if j == verdict_col else ''}>{_inline(c, root)}</td>"
-                    for j, c in enumerate(cells)) + "</tr>")
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+                rows.append(
+                    "<tr>"
+                    + "".join(
+                        f"<td{_verdict_class(c) if j == verdict_col else ''}>{_inline(c, root)}</td>"
+                        for j, c in enumerate(cells)
+                    )
+                    + "</tr>"
+                )
+            out.append(
+                f"<table><thead><tr>{head}</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+            )
         elif re.match(r"^\s*[-*] ", line):
             items = []
             while i < len(lines) and re.match(r"^\s*[-*] ", lines[i]):
@@ -136,8 +156,12 @@ def markdown_to_html(text: str, root: Path | None = None) -> str:
             out.append("<ul>" + "".join(items) + "</ul>")
         else:
             block = []
-            while i < len(lines) and lines[i].strip() and not lines[i].startswith(("#", "|")) \
-                    and not re.match(r"^\s*[-*] ", lines[i]):
+            while (
+                i < len(lines)
+                and lines[i].strip()
+                and not lines[i].startswith(("#", "|"))
+                and not re.match(r"^\s*[-*] ", lines[i])
+            ):
                 block.append(lines[i])
                 i += 1
             out.append(f"<p>{_inline(' '.join(block), root)}</p>")

@@ -20,8 +20,17 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ["stage", "jobs", "cpu_seconds", "cpu_share", "wall_seconds", "wall_per_job", "compute_seconds",
-           "compute_share", "max_rss_mb"]
+COLUMNS = [
+    "stage",
+    "jobs",
+    "cpu_seconds",
+    "cpu_share",
+    "wall_seconds",
+    "wall_per_job",
+    "compute_seconds",
+    "compute_share",
+    "max_rss_mb",
+]
 
 
 def _finetune_compute(path: Path) -> float:
@@ -78,14 +87,17 @@ def read_benchmarks(benchmarks_dir: str | Path) -> pd.DataFrame:
             continue
         relative = path.relative_to(root)
         stage = relative.parts[0] if len(relative.parts) > 1 else relative.stem
-        rows.append({
-            "stage": stage,
-            "job": str(relative.with_suffix("")),
-            "wall_seconds": float(pd.to_numeric(frame["s"], errors="coerce").mean()),
-            "cpu_seconds": _mean(frame, "cpu_time", missing=0.0),
-            "max_rss_mb": float(pd.to_numeric(frame["max_rss"], errors="coerce").max()) if "max_rss" in frame
-            else float("nan"),
-        })
+        rows.append(
+            {
+                "stage": stage,
+                "job": str(relative.with_suffix("")),
+                "wall_seconds": float(pd.to_numeric(frame["s"], errors="coerce").mean()),
+                "cpu_seconds": _mean(frame, "cpu_time", missing=0.0),
+                "max_rss_mb": float(pd.to_numeric(frame["max_rss"], errors="coerce").max())
+                if "max_rss" in frame
+                else float("nan"),
+            }
+        )
     return pd.DataFrame(rows, columns=["stage", "job", "wall_seconds", "cpu_seconds", "max_rss_mb"])
 
 
@@ -102,23 +114,42 @@ def by_stage(jobs: pd.DataFrame, compute: dict[str, float] | None = None) -> pd.
     compute = compute or {}
     if jobs.empty:
         return pd.DataFrame(columns=COLUMNS)
-    table = jobs.groupby("stage").agg(jobs=("job", "size"), cpu_seconds=("cpu_seconds", "sum"),
-                                      wall_seconds=("wall_seconds", "sum"), max_rss_mb=("max_rss_mb", "max"))
+    table = jobs.groupby("stage").agg(
+        jobs=("job", "size"),
+        cpu_seconds=("cpu_seconds", "sum"),
+        wall_seconds=("wall_seconds", "sum"),
+        max_rss_mb=("max_rss_mb", "max"),
+    )
     table = table.reset_index()
     total_cpu = table["cpu_seconds"].sum()
     table["cpu_share"] = 100 * table["cpu_seconds"] / total_cpu if total_cpu > 0 else 0.0
     table["wall_per_job"] = table["wall_seconds"] / table["jobs"]
     table["compute_seconds"] = [float(compute.get(stage, 0.0)) for stage in table["stage"]]
     table = table.sort_values(["cpu_seconds", "wall_seconds"], ascending=False, kind="stable")
-    total = {"stage": "total", "jobs": int(table["jobs"].sum()), "cpu_seconds": total_cpu,
-             "cpu_share": 100.0 if total_cpu > 0 else 0.0, "wall_seconds": table["wall_seconds"].sum(),
-             "wall_per_job": table["wall_seconds"].sum() / max(int(table["jobs"].sum()), 1),
-             "compute_seconds": table["compute_seconds"].sum(), "max_rss_mb": table["max_rss_mb"].max()}
+    total = {
+        "stage": "total",
+        "jobs": int(table["jobs"].sum()),
+        "cpu_seconds": total_cpu,
+        "cpu_share": 100.0 if total_cpu > 0 else 0.0,
+        "wall_seconds": table["wall_seconds"].sum(),
+        "wall_per_job": table["wall_seconds"].sum() / max(int(table["jobs"].sum()), 1),
+        "compute_seconds": table["compute_seconds"].sum(),
+        "max_rss_mb": table["max_rss_mb"].max(),
+    }
     table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
     wall = table["wall_seconds"].where(table["wall_seconds"] > 0)
     table["compute_share"] = (100 * table["compute_seconds"] / wall).fillna(0.0)
-    return table[COLUMNS].round({"cpu_seconds": 1, "cpu_share": 1, "wall_seconds": 1, "wall_per_job": 2,
-                                 "compute_seconds": 1, "compute_share": 1, "max_rss_mb": 0})
+    return table[COLUMNS].round(
+        {
+            "cpu_seconds": 1,
+            "cpu_share": 1,
+            "wall_seconds": 1,
+            "wall_per_job": 2,
+            "compute_seconds": 1,
+            "compute_share": 1,
+            "max_rss_mb": 0,
+        }
+    )
 
 
 def stage_times(benchmarks_dir: str | Path, results_dir: str | Path | None = None) -> pd.DataFrame:
@@ -128,7 +159,9 @@ def stage_times(benchmarks_dir: str | Path, results_dir: str | Path | None = Non
     return by_stage(read_benchmarks(benchmarks_dir), read_compute(results_dir))
 
 
-def write(benchmarks_dir: str | Path, csv_path: str | Path, html_path: str | Path | None = None) -> pd.DataFrame:
+def write(
+    benchmarks_dir: str | Path, csv_path: str | Path, html_path: str | Path | None = None
+) -> pd.DataFrame:
     """Write the stage table as CSV (and as an HTML page for the report); returns it."""
     from weightspace.atomic import write_csv
 
@@ -137,18 +170,22 @@ def write(benchmarks_dir: str | Path, csv_path: str | Path, html_path: str | Pat
     if html_path is not None:
         from weightspace.report import html
 
-        html.write_table(html_path, table, "Where the time goes: CPU, wall and compute time by stage", CAPTION)
+        html.write_table(
+            html_path, table, "Where the time goes: CPU, wall and compute time by stage", CAPTION
+        )
     return table
 
 
-CAPTION = ("CPU seconds (user + system of each job's processes, as Snakemake's benchmarks sample them) and wall "
-           "seconds summed over each stage's jobs, the stage's share of all jobs' CPU, and its largest resident "
-           "memory. Wall seconds add up jobs that ran side by side; Snakemake's own process is not a job and not "
-           "counted. The sampling misses much of a short job's CPU: a fusion fine-tune of the default shows ~15 "
-           "CPU-s in ~37 s of wall time, yet run alone it kept its core busy throughout (26 s wall, 26 CPU-s); for "
-           "one-thread jobs, wall (summed) is the better measure of the core time a stage held. Compute: the time "
-           "the jobs spent in training steps, validation/test passes, encoder passes and probe fits, as they "
-           "recorded it; its share of the wall time is what the work took, the rest is start-up, loading and I/O.")
+CAPTION = (
+    "CPU seconds (user + system of each job's processes, as Snakemake's benchmarks sample them) and wall "
+    "seconds summed over each stage's jobs, the stage's share of all jobs' CPU, and its largest resident "
+    "memory. Wall seconds add up jobs that ran side by side; Snakemake's own process is not a job and not "
+    "counted. The sampling misses much of a short job's CPU: a fusion fine-tune of the default shows ~15 "
+    "CPU-s in ~37 s of wall time, yet run alone it kept its core busy throughout (26 s wall, 26 CPU-s); for "
+    "one-thread jobs, wall (summed) is the better measure of the core time a stage held. Compute: the time "
+    "the jobs spent in training steps, validation/test passes, encoder passes and probe fits, as they "
+    "recorded it; its share of the wall time is what the work took, the rest is start-up, loading and I/O."
+)
 
 
 def markdown(table: pd.DataFrame | str | Path, top: int | None = None) -> str:
@@ -160,24 +197,38 @@ def markdown(table: pd.DataFrame | str | Path, top: int | None = None) -> str:
     stages, total = table[table["stage"] != "total"], table[table["stage"] == "total"]
     lines = ["## Where the time goes", ""]
     if stages.empty:
-        return "\n".join(lines + ["No benchmark files yet: the jobs' times appear after a run.", ""])
+        return "\n".join(
+            lines + ["No benchmark files yet: the jobs' times appear after a run.", ""]
+        )
     if top is not None and len(stages) > top:
         rest = stages.iloc[top:]
-        other = {"stage": f"other ({len(rest)} stages)", "jobs": rest["jobs"].sum(),
-                 "cpu_seconds": rest["cpu_seconds"].sum(), "cpu_share": rest["cpu_share"].sum(),
-                 "wall_seconds": rest["wall_seconds"].sum(),
-                 "wall_per_job": rest["wall_seconds"].sum() / max(rest["jobs"].sum(), 1),
-                 "compute_seconds": rest["compute_seconds"].sum(),
-                 "compute_share": 100 * rest["compute_seconds"].sum() / max(rest["wall_seconds"].sum(), 1e-9),
-                 "max_rss_mb": rest["max_rss_mb"].max()}
+        other = {
+            "stage": f"other ({len(rest)} stages)",
+            "jobs": rest["jobs"].sum(),
+            "cpu_seconds": rest["cpu_seconds"].sum(),
+            "cpu_share": rest["cpu_share"].sum(),
+            "wall_seconds": rest["wall_seconds"].sum(),
+            "wall_per_job": rest["wall_seconds"].sum() / max(rest["jobs"].sum(), 1),
+            "compute_seconds": rest["compute_seconds"].sum(),
+            "compute_share": 100
+            * rest["compute_seconds"].sum()
+            / max(rest["wall_seconds"].sum(), 1e-9),
+            "max_rss_mb": rest["max_rss_mb"].max(),
+        }
         stages = pd.concat([stages.iloc[:top], pd.DataFrame([other])], ignore_index=True)
     heaviest = stages.iloc[0]
-    cpu_total = float(total["cpu_seconds"].iloc[0]) if not total.empty else float(stages["cpu_seconds"].sum())
+    cpu_total = (
+        float(total["cpu_seconds"].iloc[0])
+        if not total.empty
+        else float(stages["cpu_seconds"].sum())
+    )
     share = ""
     if not total.empty and "compute_share" in total.columns:
         row = total.iloc[0]
-        share = (f" Compute (training, evaluation and encoder passes, probe fits) was {_duration(row['compute_seconds'])}"
-                 f", {row['compute_share']:.0f} % of the jobs' summed wall time ({_cpu_named()}).")
+        share = (
+            f" Compute (training, evaluation and encoder passes, probe fits) was {_duration(row['compute_seconds'])}"
+            f", {row['compute_share']:.0f} % of the jobs' summed wall time ({_cpu_named()})."
+        )
     lines += [
         f"The jobs used {_duration(cpu_total)} of CPU; the heaviest stage is **{heaviest['stage']}** "
         f"({heaviest['cpu_share']:.0f} % of it, {int(heaviest['jobs'])} jobs).{share}",
@@ -190,9 +241,11 @@ def markdown(table: pd.DataFrame | str | Path, top: int | None = None) -> str:
         rss = "" if pd.isna(row.max_rss_mb) else f"{row.max_rss_mb:.0f} MiB"
         compute = row.compute_seconds if "compute_seconds" in table.columns else 0.0
         share = row.compute_share if "compute_share" in table.columns else 0.0
-        lines.append(f"| {name} | {int(row.jobs)} | {_duration(row.cpu_seconds)} | {row.cpu_share:.1f} % | "
-                     f"{_duration(row.wall_seconds)} | {row.wall_per_job:.1f} s | {_duration(compute)} | "
-                     f"{share:.0f} % | {rss} |")
+        lines.append(
+            f"| {name} | {int(row.jobs)} | {_duration(row.cpu_seconds)} | {row.cpu_share:.1f} % | "
+            f"{_duration(row.wall_seconds)} | {row.wall_per_job:.1f} s | {_duration(compute)} | "
+            f"{share:.0f} % | {rss} |"
+        )
     lines += ["", CAPTION, ""]
     return "\n".join(lines)
 
@@ -201,7 +254,9 @@ def _cpu_named() -> str:
     """The machine the summary is written on, as a timing should name it (the jobs ran there, or on a cluster)."""
     from weightspace import hardware
 
-    return f"{hardware.cpu_name()}, {'native' if hardware.cpu_has_native_bf16() else 'no native'} bf16"
+    return (
+        f"{hardware.cpu_name()}, {'native' if hardware.cpu_has_native_bf16() else 'no native'} bf16"
+    )
 
 
 def _duration(seconds: float) -> str:

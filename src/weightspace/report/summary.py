@@ -45,8 +45,16 @@ def setup_section(config: dict, metas: list[dict], base_description: str) -> str
     rows = []
     for meta in metas:
         counts = meta.get("counts", {})
-        rows.append({"dataset": meta["name"], "task": meta.get("task"), "labels": meta.get("num_labels"),
-                     "train": counts.get("train"), "validation": counts.get("validation"), "test": counts.get("test")})
+        rows.append(
+            {
+                "dataset": meta["name"],
+                "task": meta.get("task"),
+                "labels": meta.get("num_labels"),
+                "train": counts.get("train"),
+                "validation": counts.get("validation"),
+                "test": counts.get("test"),
+            }
+        )
     frame = pd.DataFrame(rows).sort_values(["task", "dataset"]) if rows else pd.DataFrame()
     ft = config.get("finetune", {})
     return (
@@ -61,12 +69,26 @@ def setup_section(config: dict, metas: list[dict], base_description: str) -> str
 
 
 def finetune_section(metrics: list[dict]) -> str:
-    frame = pd.DataFrame([{"dataset": m["dataset"], "seed": m["seed"], "val_acc": m["validation"]["accuracy"],
-                           "test_acc": m["test"]["accuracy"], "test_loss": m["test"]["loss"]} for m in metrics])
+    frame = pd.DataFrame(
+        [
+            {
+                "dataset": m["dataset"],
+                "seed": m["seed"],
+                "val_acc": m["validation"]["accuracy"],
+                "test_acc": m["test"]["accuracy"],
+                "test_loss": m["test"]["loss"],
+            }
+            for m in metrics
+        ]
+    )
     if frame.empty:
         return ""
-    per = frame.groupby("dataset").agg(seeds=("seed", "count"), test_accuracy_mean=("test_acc", "mean"),
-                                       test_accuracy_std=("test_acc", "std"), test_loss_mean=("test_loss", "mean"))
+    per = frame.groupby("dataset").agg(
+        seeds=("seed", "count"),
+        test_accuracy_mean=("test_acc", "mean"),
+        test_accuracy_std=("test_acc", "std"),
+        test_loss_mean=("test_loss", "mean"),
+    )
     return "## Fine-tuned models\n\n" + markdown_table(per.reset_index())
 
 
@@ -80,7 +102,7 @@ VERDICT_RULE = (
     "on the positive side and p is at or below its **Holm threshold** within the family (alpha 0.05), **does not "
     "hold** when the same is true in the opposite direction, is **not testable** when the design's smallest "
     "reachable p (**floor**) exceeds 0.05 / the family's headline count, and is **inconclusive** otherwise. The "
-    "rule's false-\"holds\" rate per family is measured by simulation in the tests (tests/test_calibration.py)."
+    'rule\'s false-"holds" rate per family is measured by simulation in the tests (tests/test_calibration.py).'
 )
 
 
@@ -111,14 +133,20 @@ def claims_view(claims: pd.DataFrame, headline: bool = True) -> pd.DataFrame:
     claims the family, the smallest reachable p, the Holm threshold and the verdict."""
     if claims.empty:
         return claims
-    view = pd.DataFrame({
-        "claim": claims["claim"],
-        "effect": [("—" if pd.isna(v) else float(v)) for v in claims["effect"]],
-        "95% interval": [_interval(lo, hi) for lo, hi in zip(claims["ci_low"], claims["ci_high"])],
-        "n": [f"{'' if pd.isna(n) else int(n)} {u if isinstance(u, str) else ''}".strip()
-              for n, u in zip(claims["n"], claims["unit"])],
-        "p": [_p(v) for v in claims["p_value"]] if "p_value" in claims.columns else "—",
-    })
+    view = pd.DataFrame(
+        {
+            "claim": claims["claim"],
+            "effect": [("—" if pd.isna(v) else float(v)) for v in claims["effect"]],
+            "95% interval": [
+                _interval(lo, hi) for lo, hi in zip(claims["ci_low"], claims["ci_high"])
+            ],
+            "n": [
+                f"{'' if pd.isna(n) else int(n)} {u if isinstance(u, str) else ''}".strip()
+                for n, u in zip(claims["n"], claims["unit"])
+            ],
+            "p": [_p(v) for v in claims["p_value"]] if "p_value" in claims.columns else "—",
+        }
+    )
     if headline:
         view.insert(0, "family", claims["family"].fillna("").to_numpy())
         view["floor"] = [_p(v) for v in claims["p_floor"]]
@@ -126,27 +154,47 @@ def claims_view(claims: pd.DataFrame, headline: bool = True) -> pd.DataFrame:
         view["verdict"] = claims["verdict"].to_numpy()
         view["paper"] = claims["paper"].to_numpy() if "paper" in claims.columns else ""
     if "metric" in claims.columns:  # geometry: say which measure a row uses
-        view.insert(2 if headline else 1, "measure", [f"{m}, {s}" for m, s in zip(claims["metric"], claims["space"])])
+        view.insert(
+            2 if headline else 1,
+            "measure",
+            [f"{m}, {s}" for m, s in zip(claims["metric"], claims["space"])],
+        )
     return view
 
 
 def notes(claims: pd.DataFrame) -> str:
     if claims.empty or "note" not in claims.columns:
         return ""
-    lines = [f"- *{row.claim_id}*: {row.note}" for row in claims.itertuples() if isinstance(row.note, str) and row.note]
+    lines = [
+        f"- *{row.claim_id}*: {row.note}"
+        for row in claims.itertuples()
+        if isinstance(row.note, str) and row.note
+    ]
     return ("Notes:\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
-def claims_section(title: str, claims: pd.DataFrame, figures: list[tuple[str, str]], root: Path,
-                   intro: str = "", after_table: str = "") -> str:
+def claims_section(
+    title: str,
+    claims: pd.DataFrame,
+    figures: list[tuple[str, str]],
+    root: Path,
+    intro: str = "",
+    after_table: str = "",
+) -> str:
     text = f"## {title}\n\n" + (intro + "\n\n" if intro else "")
-    is_headline = claims["headline"].fillna(False).astype(bool) if "headline" in claims.columns else \
-        pd.Series(True, index=claims.index)
+    is_headline = (
+        claims["headline"].fillna(False).astype(bool)
+        if "headline" in claims.columns
+        else pd.Series(True, index=claims.index)
+    )
     if is_headline.any():
         text += "Headline claims:\n\n" + markdown_table(claims_view(claims[is_headline])) + "\n"
     if (~is_headline).any():
-        text += ("\nDescriptions (effect, interval and p at the same unit; no verdict):\n\n"
-                 + markdown_table(claims_view(claims[~is_headline], headline=False)) + "\n")
+        text += (
+            "\nDescriptions (effect, interval and p at the same unit; no verdict):\n\n"
+            + markdown_table(claims_view(claims[~is_headline], headline=False))
+            + "\n"
+        )
     text += notes(claims) + (f"\n{after_table}" if after_table else "")
     for caption, path in figures:
         if path and Path(path).exists():
@@ -163,9 +211,11 @@ def projection_note(tsne_path) -> str:
     value = float(frame["nn1_dataset_plane"].iloc[0])
     if not np.isfinite(value):
         return ""
-    return (f"In the t-SNE plane ({len(frame)} fine-tuned models, perplexity {frame['perplexity'].iloc[0]:.3g}), "
-            f"the nearest neighbour of {value:.0%} of the models is a model of the same dataset: the figure's own "
-            "1-NN accuracy, to read next to nn1_dataset above (the same figure in weight space).\n")
+    return (
+        f"In the t-SNE plane ({len(frame)} fine-tuned models, perplexity {frame['perplexity'].iloc[0]:.3g}), "
+        f"the nearest neighbour of {value:.0%} of the models is a model of the same dataset: the figure's own "
+        "1-NN accuracy, to read next to nn1_dataset above (the same figure in weight space).\n"
+    )
 
 
 def verdict_counts(frames: list[pd.DataFrame]) -> str:
@@ -174,9 +224,11 @@ def verdict_counts(frames: list[pd.DataFrame]) -> str:
     verdicts = pd.concat([f["verdict"] for f in found]) if found else pd.Series(dtype=str)
     counts = verdicts.value_counts()
     judged = len(verdicts) - counts.get("description", 0)
-    return (f"{judged} headline claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
-            f"hold, {counts.get('inconclusive', 0)} inconclusive, {counts.get('not testable', 0)} not testable; "
-            f"{counts.get('description', 0)} descriptions.")
+    return (
+        f"{judged} headline claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
+        f"hold, {counts.get('inconclusive', 0)} inconclusive, {counts.get('not testable', 0)} not testable; "
+        f"{counts.get('description', 0)} descriptions."
+    )
 
 
 def probe_section(matrix_path, figure: str | None, root: Path) -> str:
@@ -190,29 +242,50 @@ def probe_section(matrix_path, figure: str | None, root: Path) -> str:
         pre_loss = float(pre.iloc[0]) if len(pre) else np.nan
         l2 = part["l2"] if "l2" in part.columns else pd.Series(dtype=float)
         own_l2 = l2[(part["model_kind"] == "finetuned") & (part["model_dataset"] == target)]
-        rows.append({"dataset": target,
-                     "pretrained L2": float(l2[part["model_kind"] == "pretrained"].iloc[0]) if len(pre) else np.nan,
-                     "own models' L2": _value_range(own_l2),
-                     "label-prior loss": prior, "pretrained loss": pre_loss,
-                     "pretrained below prior": "yes" if pre_loss < prior else "no",
-                     "own models' mean loss": float(own.mean()) if len(own) else np.nan,
-                     "own models below pretrained": f"{int((own < pre_loss).sum())} of {len(own)}"})
-    text = ("## Linear-probe loss\n\nTest cross-entropy (nats) of a linear head trained on each model's frozen "
-            "features, its L2 strength chosen for that model and dataset by cross-validation on the model's own training "
-            "features (nested: the test split never enters; no model is tuned on another's features). "
-            "The head trains on the dataset's probe split: training examples that no fine-tune saw (where a dataset "
-            "has none left, on its training split; meta.json says which). Next to it, the loss of predicting the "
-            "training label frequencies (the label prior) and the pretrained model's loss.\n\n" + markdown_table(pd.DataFrame(rows)))
+        rows.append(
+            {
+                "dataset": target,
+                "pretrained L2": float(l2[part["model_kind"] == "pretrained"].iloc[0])
+                if len(pre)
+                else np.nan,
+                "own models' L2": _value_range(own_l2),
+                "label-prior loss": prior,
+                "pretrained loss": pre_loss,
+                "pretrained below prior": "yes" if pre_loss < prior else "no",
+                "own models' mean loss": float(own.mean()) if len(own) else np.nan,
+                "own models below pretrained": f"{int((own < pre_loss).sum())} of {len(own)}",
+            }
+        )
+    text = (
+        "## Linear-probe loss\n\nTest cross-entropy (nats) of a linear head trained on each model's frozen "
+        "features, its L2 strength chosen for that model and dataset by cross-validation on the model's own training "
+        "features (nested: the test split never enters; no model is tuned on another's features). "
+        "The head trains on the dataset's probe split: training examples that no fine-tune saw (where a dataset "
+        "has none left, on its training split; meta.json says which). Next to it, the loss of predicting the "
+        "training label frequencies (the label prior) and the pretrained model's loss.\n\n"
+        + markdown_table(pd.DataFrame(rows))
+    )
     if figure:
         text += f"\n![Probe loss minus the pretrained model's, model × dataset]({os.path.relpath(figure, root)})\n"
     return text + "\n"
 
 
-def write(config: dict, out_path: str | Path, base_description: str, meta_files: list, metrics_files: list,
-          geometry_claims: str | None = None, interpolation_claims: str | None = None,
-          fusion_claims: str | None = None, fusion_overview: str | None = None, probe_matrix: str | None = None,
-          figures: dict | None = None, html_path: str | Path | None = None,
-          stage_times: str | Path | None = None, tsne_table: str | Path | None = None) -> str:
+def write(
+    config: dict,
+    out_path: str | Path,
+    base_description: str,
+    meta_files: list,
+    metrics_files: list,
+    geometry_claims: str | None = None,
+    interpolation_claims: str | None = None,
+    fusion_claims: str | None = None,
+    fusion_overview: str | None = None,
+    probe_matrix: str | None = None,
+    figures: dict | None = None,
+    html_path: str | Path | None = None,
+    stage_times: str | Path | None = None,
+    tsne_table: str | Path | None = None,
+) -> str:
     root = Path(out_path).parent
     figures = figures or {}
     metas = [json.loads(Path(p).read_text()) for p in meta_files]
@@ -222,7 +295,11 @@ def write(config: dict, out_path: str | Path, base_description: str, meta_files:
         geometry = geometry[geometry["primary"].astype(bool)]
     traversal_on = any(config.get(k, {}).get("enabled", True) for k in ("interpolation", "region"))
     # a study without lines or regions has no such claims to count (their table only says 'not computable')
-    lines = pd.read_csv(interpolation_claims) if interpolation_claims and traversal_on else pd.DataFrame()
+    lines = (
+        pd.read_csv(interpolation_claims)
+        if interpolation_claims and traversal_on
+        else pd.DataFrame()
+    )
     fused = pd.read_csv(fusion_claims) if fusion_claims else pd.DataFrame()
     page = f"# weightspace summary\n\nWhat this run found, claim by claim, next to {PAPER}.\n\n"
     page += "**How a verdict is decided.** " + VERDICT_RULE + "\n\n"
@@ -230,31 +307,50 @@ def write(config: dict, out_path: str | Path, base_description: str, meta_files:
     page += setup_section(config, metas, base_description) + "\n"
     page += finetune_section(metrics) + "\n"
     if not geometry.empty:
-        page += claims_section("Weight geometry: clusters by dataset and task", geometry,
-                               [("t-SNE of the fine-tuned weights", figures.get("tsne", "")),
-                                ("Pairwise distances", figures.get("heatmap", ""))], root,
-                               "Dataset claims: models reassigned to datasets within their task (the unit where a "
-                               "dataset label was assigned; a task structure alone cannot make them hold). Task "
-                               "claims: datasets reassigned to tasks. Intervals: tasks, then datasets, then models "
-                               "resampled.",
-                               after_table=projection_note(tsne_table) if tsne_table else "")
+        page += claims_section(
+            "Weight geometry: clusters by dataset and task",
+            geometry,
+            [
+                ("t-SNE of the fine-tuned weights", figures.get("tsne", "")),
+                ("Pairwise distances", figures.get("heatmap", "")),
+            ],
+            root,
+            "Dataset claims: models reassigned to datasets within their task (the unit where a "
+            "dataset label was assigned; a task structure alone cannot make them hold). Task "
+            "claims: datasets reassigned to tasks. Intervals: tasks, then datasets, then models "
+            "resampled.",
+            after_table=projection_note(tsne_table) if tsne_table else "",
+        )
     if probe_matrix:
         page += probe_section(probe_matrix, figures.get("probe"), root)
     if interpolation_claims and not traversal_on:
-        page += ("## Lines, the edge of the region, and its centre\n\nNot in this study: `interpolation.enabled` and "
-                 "`region.enabled` are false (the 30-minute default leaves them out; `--configfile config.yaml "
-                 "configs/default-full.yaml` adds them to it).\n\n")
+        page += (
+            "## Lines, the edge of the region, and its centre\n\nNot in this study: `interpolation.enabled` and "
+            "`region.enabled` are false (the 30-minute default leaves them out; `--configfile config.yaml "
+            "configs/default-full.yaml` adds them to it).\n\n"
+        )
     elif interpolation_claims:
-        page += claims_section("Lines, the edge of the region, and its centre", lines,
-                               [("Interpolation lines", figures.get("interpolation", ""))], root,
-                               "Paired over the same test examples (per-example probe losses).")
+        page += claims_section(
+            "Lines, the edge of the region, and its centre",
+            lines,
+            [("Interpolation lines", figures.get("interpolation", ""))],
+            root,
+            "Paired over the same test examples (per-example probe losses).",
+        )
     if fusion_claims:
-        page += claims_section("Fusion: the fused start against the pretrained start", fused,
-                               [("Fusion gains", figures.get("fusion", ""))], root,
-                               "Paired over targets × seeds; few-shot sizes are rows of their own; ties are not wins.")
+        page += claims_section(
+            "Fusion: the fused start against the pretrained start",
+            fused,
+            [("Fusion gains", figures.get("fusion", ""))],
+            root,
+            "Paired over targets × seeds; few-shot sizes are rows of their own; ties are not wins.",
+        )
     if fusion_overview:
-        page += "### Fusion per training size: targets won, tied, lost\n\n" + markdown_table(
-            pd.read_csv(fusion_overview)) + "\n"
+        page += (
+            "### Fusion per training size: targets won, tied, lost\n\n"
+            + markdown_table(pd.read_csv(fusion_overview))
+            + "\n"
+        )
     if stage_times:
         from weightspace.report import stage_times as stage_table
 
@@ -267,7 +363,9 @@ def write(config: dict, out_path: str | Path, base_description: str, meta_files:
     return page
 
 
-def study_tables(meta_files: list, metrics_files: list, config: dict, datasets_path, finetune_path, config_path):
+def study_tables(
+    meta_files: list, metrics_files: list, config: dict, datasets_path, finetune_path, config_path
+):
     """The datasets table, the fine-tuning metrics table and the run's config, for the report."""
     import yaml
 
@@ -277,18 +375,36 @@ def study_tables(meta_files: list, metrics_files: list, config: dict, datasets_p
     for path in meta_files:
         meta = json.loads(Path(path).read_text())
         counts = meta.get("counts", {})
-        rows.append({"dataset": meta["name"], "task": meta.get("task"), "num_labels": meta.get("num_labels"),
-                     "labels": ", ".join(map(str, meta.get("label_names", []))),
-                     "train": counts.get("train"), "validation": counts.get("validation"), "test": counts.get("test"),
-                     "source": json.dumps(meta.get("source"))[:200]})
+        rows.append(
+            {
+                "dataset": meta["name"],
+                "task": meta.get("task"),
+                "num_labels": meta.get("num_labels"),
+                "labels": ", ".join(map(str, meta.get("label_names", []))),
+                "train": counts.get("train"),
+                "validation": counts.get("validation"),
+                "test": counts.get("test"),
+                "source": json.dumps(meta.get("source"))[:200],
+            }
+        )
     write_csv(datasets_path, pd.DataFrame(rows))
     rows = []
     for path in metrics_files:
         m = json.loads(Path(path).read_text())
-        rows.append({"model_id": m["model_id"], "dataset": m["dataset"], "task": m.get("task"), "seed": m["seed"],
-                     "steps": m["steps"], "validation_accuracy": m["validation"]["accuracy"],
-                     "validation_loss": m["validation"]["loss"], "test_accuracy": m["test"]["accuracy"],
-                     "test_loss": m["test"]["loss"], "train_seconds": m["train_seconds"],
-                     "examples_per_second": m["examples_per_second"]})
+        rows.append(
+            {
+                "model_id": m["model_id"],
+                "dataset": m["dataset"],
+                "task": m.get("task"),
+                "seed": m["seed"],
+                "steps": m["steps"],
+                "validation_accuracy": m["validation"]["accuracy"],
+                "validation_loss": m["validation"]["loss"],
+                "test_accuracy": m["test"]["accuracy"],
+                "test_loss": m["test"]["loss"],
+                "train_seconds": m["train_seconds"],
+                "examples_per_second": m["examples_per_second"],
+            }
+        )
     write_csv(finetune_path, pd.DataFrame(rows))
     write_text(config_path, yaml.safe_dump(config, sort_keys=False))

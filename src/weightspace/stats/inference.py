@@ -72,7 +72,9 @@ class Relabelings:
     ``.distinct``: the number of distinct partitions.
     """
 
-    def __init__(self, labels, blocks=None, n_mc: int = 2000, seed: int = 0, max_exact: int = MAX_EXACT):
+    def __init__(
+        self, labels, blocks=None, n_mc: int = 2000, seed: int = 0, max_exact: int = MAX_EXACT
+    ):
         labels = np.asarray(labels)
         blocks = np.zeros(len(labels), dtype=int) if blocks is None else np.asarray(blocks)
         groups = [np.flatnonzero(blocks == b) for b in dict.fromkeys(blocks.tolist())]
@@ -112,23 +114,34 @@ class Relabelings:
 SIGN_FLIPS_MC = 4000  # random sign patterns where 2^k is too many to enumerate
 
 
-def sign_flip_design(k: int, unit: str, n_mc: int = SIGN_FLIPS_MC, max_exact: int = MAX_EXACT) -> tuple[float, str]:
+def sign_flip_design(
+    k: int, unit: str, n_mc: int = SIGN_FLIPS_MC, max_exact: int = MAX_EXACT
+) -> tuple[float, str]:
     """The floor of a sign-flip test over ``k`` units, and the test in words (for a claim row, before any data)."""
     k = int(k)
-    exact = 2 ** k <= max_exact
-    floor = 1.0 / 2 ** k if exact else max(1.0 / 2 ** k, 1.0 / (int(n_mc) + 1))
-    return floor, f"{'exact' if exact else 'Monte Carlo'} sign-flip test over {k} {unit} ({2 ** k:,} sign patterns)"
+    exact = 2**k <= max_exact
+    floor = 1.0 / 2**k if exact else max(1.0 / 2**k, 1.0 / (int(n_mc) + 1))
+    return (
+        floor,
+        f"{'exact' if exact else 'Monte Carlo'} sign-flip test over {k} {unit} ({2**k:,} sign patterns)",
+    )
 
 
 class SignFlips:
     """Every ±1 assignment to k units where 2^k <= max_exact, else n_mc random ones (all +1 first)."""
 
-    def __init__(self, k: int, n_mc: int = SIGN_FLIPS_MC, seed: int = 0, max_exact: int = MAX_EXACT):
+    def __init__(
+        self, k: int, n_mc: int = SIGN_FLIPS_MC, seed: int = 0, max_exact: int = MAX_EXACT
+    ):
         self.k = int(k)
-        self.exact = 2 ** self.k <= max_exact
+        self.exact = 2**self.k <= max_exact
         self.floor = sign_flip_design(self.k, "units", n_mc, max_exact)[0]
         if self.exact:
-            self.signs = np.array(list(itertools.product((1.0, -1.0), repeat=self.k))) if self.k else np.ones((1, 0))
+            self.signs = (
+                np.array(list(itertools.product((1.0, -1.0), repeat=self.k)))
+                if self.k
+                else np.ones((1, 0))
+            )
         else:
             rng = np.random.default_rng(seed)
             self.signs = rng.choice([-1.0, 1.0], size=(int(n_mc) + 1, self.k))

@@ -28,14 +28,37 @@ DESCRIPTION = "description"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE)
 ALPHA = 0.05  # one-sided, per family
 LEVEL = 0.95
-CAPTION = ("Headline claims (the paper's, on the primary measure) get a verdict: 'holds' when the 95% interval "
-           "excludes 0 on the positive side and the one-sided test at the unit of replication gives p at or below "
-           "its Holm threshold within the family (alpha 0.05); 'does not hold' the same on the negative side; "
-           "'not testable' when the design's smallest reachable p exceeds alpha / #headline claims; otherwise "
-           "'inconclusive'. Other rows are descriptions: effect and interval, no verdict.")
-CLAIM_COLUMNS = ["family", "headline", "claim_id", "claim", "effect", "ci_low", "ci_high", "n", "unit", "p_value",
-                 "p_opposite", "p_floor", "threshold", "verdict", "paper", "value", "reference", "statistic",
-                 "interval", "null", "design", "note"]
+CAPTION = (
+    "Headline claims (the paper's, on the primary measure) get a verdict: 'holds' when the 95% interval "
+    "excludes 0 on the positive side and the one-sided test at the unit of replication gives p at or below "
+    "its Holm threshold within the family (alpha 0.05); 'does not hold' the same on the negative side; "
+    "'not testable' when the design's smallest reachable p exceeds alpha / #headline claims; otherwise "
+    "'inconclusive'. Other rows are descriptions: effect and interval, no verdict."
+)
+CLAIM_COLUMNS = [
+    "family",
+    "headline",
+    "claim_id",
+    "claim",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "n",
+    "unit",
+    "p_value",
+    "p_opposite",
+    "p_floor",
+    "threshold",
+    "verdict",
+    "paper",
+    "value",
+    "reference",
+    "statistic",
+    "interval",
+    "null",
+    "design",
+    "note",
+]
 
 
 def verdict(low: float, high: float, direction: str = "greater") -> str:
@@ -74,7 +97,11 @@ def paired_bootstrap_mean(differences, n_boot: int, seed: int = 0) -> tuple[floa
     if len(d) == 0:
         return float("nan"), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(int(n_boot), len(d)))].mean(axis=1) if n_boot else np.array([])
+    means = (
+        d[rng.integers(0, len(d), size=(int(n_boot), len(d)))].mean(axis=1)
+        if n_boot
+        else np.array([])
+    )
     low, high = interval(means)
     return float(d.mean()), low, high
 
@@ -95,20 +122,49 @@ def inverted_interval(observed: float, null, level: float = LEVEL) -> tuple[floa
     return float(observed - null.mean()), float(observed - hi), float(observed - lo)
 
 
-def claim_row(claim_id: str, claim: str, effect: float, low: float, high: float, n, unit: str,
-              direction: str = "greater", p_value: float = float("nan"), paper: str = "", *, family: str = "",
-              headline: bool = False, p_opposite: float = float("nan"), p_floor: float = float("nan"),
-              design: str = "", **extra) -> dict:
+def claim_row(
+    claim_id: str,
+    claim: str,
+    effect: float,
+    low: float,
+    high: float,
+    n,
+    unit: str,
+    direction: str = "greater",
+    p_value: float = float("nan"),
+    paper: str = "",
+    *,
+    family: str = "",
+    headline: bool = False,
+    p_opposite: float = float("nan"),
+    p_floor: float = float("nan"),
+    design: str = "",
+    **extra,
+) -> dict:
     """One claims-table row. Its verdict is set by ``decide`` over the whole family (Holm needs every headline p);
     until then a headline row reads 'inconclusive'. ``direction`` 'less' flips effect, interval and p's so that
     the claim predicts a positive value."""
     if direction == "less":
         effect, low, high = -effect, -high, -low
         p_value, p_opposite = p_opposite, p_value
-    row = {"family": family, "headline": bool(headline), "claim_id": claim_id, "claim": claim, "effect": effect,
-           "ci_low": low, "ci_high": high, "n": n, "unit": unit, "p_value": p_value, "p_opposite": p_opposite,
-           "p_floor": p_floor, "threshold": float("nan"), "verdict": INCONCLUSIVE if headline else DESCRIPTION,
-           "paper": paper, "design": design}
+    row = {
+        "family": family,
+        "headline": bool(headline),
+        "claim_id": claim_id,
+        "claim": claim,
+        "effect": effect,
+        "ci_low": low,
+        "ci_high": high,
+        "n": n,
+        "unit": unit,
+        "p_value": p_value,
+        "p_opposite": p_opposite,
+        "p_floor": p_floor,
+        "threshold": float("nan"),
+        "verdict": INCONCLUSIVE if headline else DESCRIPTION,
+        "paper": paper,
+        "design": design,
+    }
     row.update(extra)
     if not (np.isfinite(low) and np.isfinite(high)):
         row.setdefault("note", "")
@@ -116,15 +172,42 @@ def claim_row(claim_id: str, claim: str, effect: float, low: float, high: float,
     return row
 
 
-def not_computable(claim_id: str, claim: str, why: str, unit: str, paper: str = "", n=0, *, family: str = "",
-                   headline: bool = False, p_floor: float = float("nan"), design: str = "", **extra) -> dict:
+def not_computable(
+    claim_id: str,
+    claim: str,
+    why: str,
+    unit: str,
+    paper: str = "",
+    n=0,
+    *,
+    family: str = "",
+    headline: bool = False,
+    p_floor: float = float("nan"),
+    design: str = "",
+    **extra,
+) -> dict:
     """A claim this run cannot compute: 'inconclusive' (or 'not testable' where the design's floor says so), with
     the reason in the note."""
-    return {"family": family, "headline": bool(headline), "claim_id": claim_id, "claim": claim,
-            "effect": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": n, "unit": unit,
-            "p_value": float("nan"), "p_opposite": float("nan"), "p_floor": p_floor, "threshold": float("nan"),
-            "verdict": INCONCLUSIVE if headline else DESCRIPTION, "paper": paper, "design": design, **extra,
-            "note": why}
+    return {
+        "family": family,
+        "headline": bool(headline),
+        "claim_id": claim_id,
+        "claim": claim,
+        "effect": float("nan"),
+        "ci_low": float("nan"),
+        "ci_high": float("nan"),
+        "n": n,
+        "unit": unit,
+        "p_value": float("nan"),
+        "p_opposite": float("nan"),
+        "p_floor": p_floor,
+        "threshold": float("nan"),
+        "verdict": INCONCLUSIVE if headline else DESCRIPTION,
+        "paper": paper,
+        "design": design,
+        **extra,
+        "note": why,
+    }
 
 
 def decide(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
@@ -150,8 +233,10 @@ def decide(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
             out.at[index, "threshold"] = thresholds[i]
             if np.isfinite(floor) and floor > bonferroni:
                 verdict_ = NOT_TESTABLE
-                why = (f"{row['design']}: p >= {floor:.3g} > {bonferroni:.3g} (alpha {alpha} / {m} headline claims), "
-                       "so no data could make it hold")
+                why = (
+                    f"{row['design']}: p >= {floor:.3g} > {bonferroni:.3g} (alpha {alpha} / {m} headline claims), "
+                    "so no data could make it hold"
+                )
                 note = row.get("note")
                 out.at[index, "note"] = f"{why}; {note}" if isinstance(note, str) and note else why
             elif up[i] and np.isfinite(low) and low > 0:

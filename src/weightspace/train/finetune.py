@@ -56,19 +56,29 @@ class Settings:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     early_stopping_patience: int | None = None
-    checkpoint_minutes: float | None = 10.0  # of training between checkpoints (None: only on SIGTERM)
+    checkpoint_minutes: float | None = (
+        10.0  # of training between checkpoints (None: only on SIGTERM)
+    )
     checkpoint_every: int | None = None  # steps between checkpoints as well (None: by time only)
-    validation: str = "epoch"  # epoch: after every epoch (a learning curve; early stopping reads it) | end: once
+    validation: str = (
+        "epoch"  # epoch: after every epoch (a learning curve; early stopping reads it) | end: once
+    )
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16 (see model/precision.py)
     max_length: int = 128
     trainable: str = "all"  # all | bitfit (biases and head only)
-    train_size: int | None = None  # a seeded, stratified subset of the training split (few-shot runs)
-    head_seed: int | None = None  # None: the head's initialisation follows `seed` (the paper); an int: shared by every seed
-    skip_padding: bool = True  # Linears compute on real tokens only (unpadded.py): same result, fewer FLOPs
+    train_size: int | None = (
+        None  # a seeded, stratified subset of the training split (few-shot runs)
+    )
+    head_seed: int | None = (
+        None  # None: the head's initialisation follows `seed` (the paper); an int: shared by every seed
+    )
+    skip_padding: bool = (
+        True  # Linears compute on real tokens only (unpadded.py): same result, fewer FLOPs
+    )
     log_every: int = 10
 
     @classmethod
-    def from_config(cls, section: dict, **overrides) -> "Settings":
+    def from_config(cls, section: dict, **overrides) -> Settings:
         known = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in section.items() if k in known}
         values.update(overrides)
@@ -77,16 +87,23 @@ class Settings:
     def recipe(self) -> dict:
         """What decides the trained weights (and so what a checkpoint must match): all but the run policy.
         A head_seed of None is left out, so the recipes (and checkpoints) of studies made before it existed still match."""
-        return {k: v for k, v in asdict(self).items()
-                if k not in RUN_POLICY and not (k == "head_seed" and v is None)}
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in RUN_POLICY and not (k == "head_seed" and v is None)
+        }
 
     def check(self) -> None:
         """What study.check says of a config, said again here: finetune() is also called without one (tests, benchmarks)."""
         if self.validation not in ("epoch", "end"):
-            raise WeightspaceError(f"finetune.validation: '{self.validation}' is not 'epoch' or 'end'")
+            raise WeightspaceError(
+                f"finetune.validation: '{self.validation}' is not 'epoch' or 'end'"
+            )
         if self.validation == "end" and self.early_stopping_patience:
-            raise WeightspaceError("finetune.validation: 'end' leaves early stopping (finetune.early_stopping_patience) "
-                                   "no validation loss to read; use 'epoch'")
+            raise WeightspaceError(
+                "finetune.validation: 'end' leaves early stopping (finetune.early_stopping_patience) "
+                "no validation loss to read; use 'epoch'"
+            )
 
 
 # how a run checkpoints and how often it validates: the weights do not depend on it (a validation pass draws
@@ -163,26 +180,51 @@ class Inputs:
     files: list[Path]
 
 
-def load_inputs(base_dir: Path, data_dir: Path, settings: Settings, init_weights: Path | None = None) -> Inputs:
+def load_inputs(
+    base_dir: Path, data_dir: Path, settings: Settings, init_weights: Path | None = None
+) -> Inputs:
     """The dataset's splits (the training split subsampled to ``train_size``), tokenized with the base's tokenizer."""
     meta = json.loads((data_dir / "meta.json").read_text())
     tokenizer = base_model.load_tokenizer(base_dir)
-    train = tokenize_frame(tokenizer, subsample(load_split(data_dir, "train"), settings.train_size, settings.seed),
-                           settings.max_length, labels=True)
-    validation = tokenize_frame(tokenizer, load_split(data_dir, "validation"), settings.max_length, labels=True)
+    train = tokenize_frame(
+        tokenizer,
+        subsample(load_split(data_dir, "train"), settings.train_size, settings.seed),
+        settings.max_length,
+        labels=True,
+    )
+    validation = tokenize_frame(
+        tokenizer, load_split(data_dir, "validation"), settings.max_length, labels=True
+    )
     test = tokenize_frame(tokenizer, load_split(data_dir, "test"), settings.max_length, labels=True)
     if not train:
-        raise WeightspaceError(f"dataset {meta.get('name', data_dir.name)}: the training split is empty")
-    files = [data_dir / f"{s}.parquet" for s in ("train", "validation", "test")] + [base_dir / "config.json"]
-    return Inputs(meta, tokenizer, base_model.pad_id(tokenizer), train, validation, test,
-                  files + ([Path(init_weights)] if init_weights else []))
+        raise WeightspaceError(
+            f"dataset {meta.get('name', data_dir.name)}: the training split is empty"
+        )
+    files = [data_dir / f"{s}.parquet" for s in ("train", "validation", "test")] + [
+        base_dir / "config.json"
+    ]
+    return Inputs(
+        meta,
+        tokenizer,
+        base_model.pad_id(tokenizer),
+        train,
+        validation,
+        test,
+        files + ([Path(init_weights)] if init_weights else []),
+    )
 
 
 # ---------------------------------------------------------------- the model
 
 
-def build_model(base_dir: Path, meta: dict, settings: Settings, device: torch.device, precision: str,
-                init_weights: str | Path | None = None):
+def build_model(
+    base_dir: Path,
+    meta: dict,
+    settings: Settings,
+    device: torch.device,
+    precision: str,
+    init_weights: str | Path | None = None,
+):
     """The classifier to train, on ``device``: the base (or ``init_weights``' encoder) with a new head.
 
     Seeds the global RNGs first: the head's initialisation draws from torch's, and what the run draws next
@@ -193,7 +235,9 @@ def build_model(base_dir: Path, meta: dict, settings: Settings, device: torch.de
     random.seed(settings.seed)
     start = encoder_files.load(init_weights) if init_weights else None
     model = base_model.load_classifier(base_dir, meta["num_labels"], encoder_weights=start)
-    if settings.head_seed is not None:  # one head for every seed; dropout still follows the run's seed
+    if (
+        settings.head_seed is not None
+    ):  # one head for every seed; dropout still follows the run's seed
         torch.manual_seed(settings.seed)
     hardware.attention_for_dynamic_shapes(device)
     # Skipping padding pays where matmuls dominate a step: on a CPU (vader_tweets 1.38x) and in fp32 on a GPU
@@ -217,7 +261,9 @@ def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, device, 
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast:
             logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
-        total_loss += torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum").item()
+        total_loss += torch.nn.functional.cross_entropy(
+            logits, batch["labels"], reduction="sum"
+        ).item()
         correct += (logits.argmax(-1) == batch["labels"]).sum().item()
         count += len(batch["labels"])
     model.train()
@@ -227,13 +273,19 @@ def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, device, 
 # ---------------------------------------------------------------- optimisation
 def parameter_groups(model, settings: Settings) -> list[dict]:
     """AdamW groups: no weight decay on biases and LayerNorm; BitFit trains biases and the head only."""
-    encoder_names = {f"{model.base_model_prefix}.{n}" for n, _ in model.base_model.named_parameters()}
+    encoder_names = {
+        f"{model.base_model_prefix}.{n}" for n, _ in model.base_model.named_parameters()
+    }
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if settings.trainable == "bitfit" and name in encoder_names and not name.endswith("bias"):
             param.requires_grad_(False)
             continue
-        (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+        (
+            no_decay
+            if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+            else decay
+        ).append(param)
     return [
         {"params": decay, "weight_decay": settings.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -253,7 +305,9 @@ def fingerprint(settings: Settings, *files: Path, precision: str = "fp32") -> st
     """What a checkpoint must match to be resumed: the recipe, the precision it resolved to on this
     machine (auto may differ between the nodes of a cluster) and its inputs' contents. Not the
     checkpoint policy: a retry with another interval resumes."""
-    digest = hashlib.sha256(json.dumps(dict(settings.recipe(), precision=precision), sort_keys=True).encode())
+    digest = hashlib.sha256(
+        json.dumps(dict(settings.recipe(), precision=precision), sort_keys=True).encode()
+    )
     for path in files:
         stat = Path(path).stat()
         digest.update(f"{Path(path).name}:{stat.st_size}".encode())
@@ -265,7 +319,9 @@ def fingerprint(settings: Settings, *files: Path, precision: str = "fp32") -> st
 # ---------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(resume_dir: Path, model, optimizer, scheduler, scaler, state: _State, key: str) -> None:
+def save_checkpoint(
+    resume_dir: Path, model, optimizer, scheduler, scaler, state: _State, key: str
+) -> None:
     payload = {
         "key": key,
         "model": model.state_dict(),
@@ -310,11 +366,24 @@ class TrainingRun:
     what a resumed run needs to continue bitwise as this one would; ``final_metrics()`` evaluates the weights kept.
     """
 
-    def __init__(self, model, inputs: Inputs, settings: Settings, device: torch.device, precision: str,
-                 resume_dir: Path, key: str, name: str):
+    def __init__(
+        self,
+        model,
+        inputs: Inputs,
+        settings: Settings,
+        device: torch.device,
+        precision: str,
+        resume_dir: Path,
+        key: str,
+        name: str,
+    ):
         self.model, self.settings, self.device, self.precision = model, settings, device, precision
-        self.train_examples, self.validation, self.test, self.pad_id = \
-            inputs.train, inputs.validation, inputs.test, inputs.pad_id
+        self.train_examples, self.validation, self.test, self.pad_id = (
+            inputs.train,
+            inputs.validation,
+            inputs.test,
+            inputs.pad_id,
+        )
         self.resume_dir, self.key, self.name = resume_dir, key, name
         self.steps_per_epoch = math.ceil(len(self.train_examples) / settings.batch_size)
         self.total_steps = settings.epochs * self.steps_per_epoch
@@ -322,17 +391,25 @@ class TrainingRun:
             self.total_steps = min(self.total_steps, settings.max_steps)
         # fused: one kernel for all parameters (CPU and CUDA), what the Trainer uses too; the loop-per-tensor
         # default made our steps ~25% slower on CPU
-        self.optimizer = torch.optim.AdamW(parameter_groups(model, settings), lr=settings.learning_rate,
-                                           fused=device.type in ("cpu", "cuda"))
-        self.scheduler = linear_schedule(self.optimizer, int(settings.warmup_ratio * self.total_steps),
-                                         self.total_steps)
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(model, settings),
+            lr=settings.learning_rate,
+            fused=device.type in ("cpu", "cuda"),
+        )
+        self.scheduler = linear_schedule(
+            self.optimizer, int(settings.warmup_ratio * self.total_steps), self.total_steps
+        )
         self.autocast = numerics.autocast(precision, device)
         self.scaler = numerics.grad_scaler(precision, device)
         self.state = _State()
         self.best_model_state = None  # the best epoch's weights (early stopping)
-        self.last_validation = None  # (step, metrics) of the latest epoch-end validation in this process
+        self.last_validation = (
+            None  # (step, metrics) of the latest epoch-end validation in this process
+        )
         self.stop_requested = False
-        self.checkpoint_seconds = settings.checkpoint_minutes * 60 if settings.checkpoint_minutes else math.inf
+        self.checkpoint_seconds = (
+            settings.checkpoint_minutes * 60 if settings.checkpoint_minutes else math.inf
+        )
 
     # ------------------------------------------------------------ checkpoints
 
@@ -358,11 +435,22 @@ class TrainingRun:
 
     def checkpoint(self) -> None:
         self._sync_state()
-        save_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, self.scaler, self.state, self.key)
+        save_checkpoint(
+            self.resume_dir,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            self.state,
+            self.key,
+        )
         self.last_checkpoint = time.monotonic()
 
     def _checkpoint_due(self) -> bool:
-        return self.stop_requested or time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds
+        return (
+            self.stop_requested
+            or time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds
+        )
 
     def _request_stop(self, *_) -> None:
         """The SIGTERM handler: the run checkpoints and stops at the end of the step it is in."""
@@ -376,7 +464,9 @@ class TrainingRun:
         self.cpu_started = time.process_time() - self.state.train_cpu_seconds
         self.last_checkpoint = time.monotonic()
         # the running loss stays on the device (float64, what Python's float sum would give): no sync per step
-        self.running_loss = torch.tensor(self.state.running_loss, dtype=torch.float64, device=self.device)
+        self.running_loss = torch.tensor(
+            self.state.running_loss, dtype=torch.float64, device=self.device
+        )
 
     def _sync_state(self) -> None:
         self.state.running_loss = self.running_loss.item()
@@ -394,7 +484,9 @@ class TrainingRun:
         """Run the steps left (all of them, or what follows the checkpoint resumed); raises Stopped on SIGTERM."""
         state = self.state
         previous_handler = signal.signal(signal.SIGTERM, self._request_stop)
-        self.progress = Progress(self.total_steps, f"train {self.name}", logger=log, initial=state.step)
+        self.progress = Progress(
+            self.total_steps, f"train {self.name}", logger=log, initial=state.step
+        )
         self._start_clocks()
         try:
             while state.step < self.total_steps and state.epoch < self.settings.epochs:
@@ -416,13 +508,16 @@ class TrainingRun:
         while self.state.batch_in_epoch < len(batches) and self.state.step < self.total_steps:
             self.step(batches[self.state.batch_in_epoch])
             if self.state.step % self.settings.log_every == 0:
-                self.state.log_rows.append(_log_row(self.state, self.scheduler, self._take_train_loss(),
-                                                    self.started))
+                self.state.log_rows.append(
+                    _log_row(self.state, self.scheduler, self._take_train_loss(), self.started)
+                )
             every = self.settings.checkpoint_every
             if self._checkpoint_due() or (every and self.state.step % every == 0):
                 self.checkpoint()
             if self.stop_requested:
-                raise Stopped(f"stopped by SIGTERM at step {self.state.step}; the next attempt resumes from here")
+                raise Stopped(
+                    f"stopped by SIGTERM at step {self.state.step}; the next attempt resumes from here"
+                )
         return self.state.batch_in_epoch >= len(batches)
 
     def step(self, indices: list[int]) -> None:
@@ -451,30 +546,53 @@ class TrainingRun:
         ends the run. Raises Stopped on SIGTERM."""
         state, patience = self.state, self.settings.early_stopping_patience
         val = self._validate()
-        log.info("epoch %d: validation loss %.4f accuracy %.4f", state.epoch, val["loss"], val["accuracy"])
+        log.info(
+            "epoch %d: validation loss %.4f accuracy %.4f",
+            state.epoch,
+            val["loss"],
+            val["accuracy"],
+        )
         if patience:
             if val["loss"] < state.best_val_loss:
                 state.best_val_loss, state.best_epoch = val["loss"], state.epoch
                 state.epochs_without_improvement = 0
-                self.best_model_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-                write_safetensors(self.resume_dir / "best.safetensors", self.best_model_state,
-                                  {"epoch": str(state.epoch)})
+                self.best_model_state = {
+                    k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+                }
+                write_safetensors(
+                    self.resume_dir / "best.safetensors",
+                    self.best_model_state,
+                    {"epoch": str(state.epoch)},
+                )
             else:
                 state.epochs_without_improvement += 1
                 if state.epochs_without_improvement >= patience:
-                    log.info("early stopping after epoch %d (best epoch %d)", state.epoch, state.best_epoch)
+                    log.info(
+                        "early stopping after epoch %d (best epoch %d)",
+                        state.epoch,
+                        state.best_epoch,
+                    )
                     return True
         if self._checkpoint_due():
             self.checkpoint()
         if self.stop_requested:
-            raise Stopped(f"stopped by SIGTERM after epoch {state.epoch}; the next attempt resumes from here")
+            raise Stopped(
+                f"stopped by SIGTERM after epoch {state.epoch}; the next attempt resumes from here"
+            )
         return False
 
     def _validate(self) -> dict:
         """The epoch-end validation pass, timed apart from training, and its row of the training log."""
         self._sync_state()
         eval_started, eval_cpu_started = time.perf_counter(), time.process_time()
-        val = evaluate(self.model, self.validation, self.settings.batch_size, self.pad_id, self.device, self.autocast)
+        val = evaluate(
+            self.model,
+            self.validation,
+            self.settings.batch_size,
+            self.pad_id,
+            self.device,
+            self.autocast,
+        )
         # train_seconds and train_cpu_seconds count training only
         self.started += time.perf_counter() - eval_started
         self.cpu_started += time.process_time() - eval_cpu_started
@@ -490,9 +608,14 @@ class TrainingRun:
             self.model.load_state_dict(self.best_model_state)
         eval_started = time.perf_counter()
         args = (self.settings.batch_size, self.pad_id, self.device, self.autocast)
-        if self.best_model_state is None and self.last_validation is not None \
-                and self.last_validation[0] == self.state.step:
-            validation = self.last_validation[1]  # the model was validated after its last step already
+        if (
+            self.best_model_state is None
+            and self.last_validation is not None
+            and self.last_validation[0] == self.state.step
+        ):
+            validation = self.last_validation[
+                1
+            ]  # the model was validated after its last step already
         else:
             validation = evaluate(self.model, self.validation, *args)
         test = evaluate(self.model, self.test, *args)
@@ -502,7 +625,9 @@ class TrainingRun:
     def trained_examples(self) -> int:
         """The examples the steps saw (the last batch of an epoch may be short)."""
         state, size = self.state, self.settings.batch_size
-        return min(state.step * size, state.epoch * len(self.train_examples) + state.batch_in_epoch * size)
+        return min(
+            state.step * size, state.epoch * len(self.train_examples) + state.batch_in_epoch * size
+        )
 
 
 # ---------------------------------------------------------------- the entry point
@@ -533,7 +658,9 @@ def finetune(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     inputs = load_inputs(base_dir, data_dir, settings, init_weights)
-    precision = numerics.resolve(device, settings.mixed_precision, "finetune.mixed_precision", PRECISIONS)
+    precision = numerics.resolve(
+        device, settings.mixed_precision, "finetune.mixed_precision", PRECISIONS
+    )
     model = build_model(base_dir, inputs.meta, settings, device, precision, init_weights)
     key = fingerprint(settings, *inputs.files, precision=precision)
     name = model_id or out_dir.name
@@ -541,22 +668,50 @@ def finetune(
     run.resume()
     log.info(
         "fine-tuning %s on %s: %d train examples, %d steps (%d per epoch), batch %d, %s %s, %d threads",
-        name, inputs.meta.get("name"), len(inputs.train), run.total_steps, run.steps_per_epoch,
-        settings.batch_size, device, precision, threads,
+        name,
+        inputs.meta.get("name"),
+        len(inputs.train),
+        run.total_steps,
+        run.steps_per_epoch,
+        settings.batch_size,
+        device,
+        precision,
+        threads,
     )
     run.train()
     validation, test = run.final_metrics()
-    metrics = run_metrics(run, inputs, validation, test, model_id=model_id, init_weights=init_weights,
-                          threads=threads)
-    log.info("done: validation accuracy %.4f, test accuracy %.4f", validation["accuracy"], test["accuracy"])
-    write_outputs(out_dir, run.model, run.state.log_rows, metrics, base_dir, name, save_model=save_model,
-                  weights_path=weights_path, model_id=model_id)
+    metrics = run_metrics(
+        run, inputs, validation, test, model_id=model_id, init_weights=init_weights, threads=threads
+    )
+    log.info(
+        "done: validation accuracy %.4f, test accuracy %.4f",
+        validation["accuracy"],
+        test["accuracy"],
+    )
+    write_outputs(
+        out_dir,
+        run.model,
+        run.state.log_rows,
+        metrics,
+        base_dir,
+        name,
+        save_model=save_model,
+        weights_path=weights_path,
+        model_id=model_id,
+    )
     shutil.rmtree(out_dir / "resume", ignore_errors=True)
     return metrics
 
 
-def run_metrics(run: TrainingRun, inputs: Inputs, validation: dict, test: dict, model_id: str | None,
-                init_weights, threads: int) -> dict:
+def run_metrics(
+    run: TrainingRun,
+    inputs: Inputs,
+    validation: dict,
+    test: dict,
+    model_id: str | None,
+    init_weights,
+    threads: int,
+) -> dict:
     """metrics.json of a finished run."""
     state, settings = run.state, run.settings
     return {
@@ -573,7 +728,9 @@ def run_metrics(run: TrainingRun, inputs: Inputs, validation: dict, test: dict, 
         "test": test,
         "train_seconds": round(state.train_seconds, 3),
         "train_cpu_seconds": round(state.train_cpu_seconds, 3),
-        "eval_seconds": round(state.eval_seconds, 3),  # validation and test passes: compute, with train_seconds
+        "eval_seconds": round(
+            state.eval_seconds, 3
+        ),  # validation and test passes: compute, with train_seconds
         "examples_per_second": round(run.trained_examples() / max(state.train_seconds, 1e-9), 2),
         "resumed_from_step": state.resumed_from_step,
         "device": str(run.device),
@@ -584,9 +741,17 @@ def run_metrics(run: TrainingRun, inputs: Inputs, validation: dict, test: dict, 
     }
 
 
-def write_outputs(out_dir: Path, model, log_rows: list, metrics: dict, base_dir: Path, name: str,
-                  save_model: bool = True, weights_path: str | Path | None = None,
-                  model_id: str | None = None) -> None:
+def write_outputs(
+    out_dir: Path,
+    model,
+    log_rows: list,
+    metrics: dict,
+    base_dir: Path,
+    name: str,
+    save_model: bool = True,
+    weights_path: str | Path | None = None,
+    model_id: str | None = None,
+) -> None:
     """The results of a run: the model and its config, its encoder weights, the training log, metrics.json last
     (it marks the job finished). Every safetensors file's bytes depend on its contents only (atomic.py)."""
     if save_model or weights_path:
@@ -602,7 +767,15 @@ def write_outputs(out_dir: Path, model, log_rows: list, metrics: dict, base_dir:
     write_json(out_dir / "metrics.json", metrics)
 
 
-LOG_COLUMNS = ["step", "epoch", "learning_rate", "train_loss", "val_loss", "val_accuracy", "elapsed_seconds"]
+LOG_COLUMNS = [
+    "step",
+    "epoch",
+    "learning_rate",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "elapsed_seconds",
+]
 
 
 def _log_row(state: _State, scheduler, train_loss, started) -> dict:

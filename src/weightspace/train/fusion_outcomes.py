@@ -15,8 +15,22 @@ from weightspace.plan.fusion import FAMILY, headline_keys
 def summary_table(rows: list[dict]) -> pd.DataFrame:
     """One row per run: target, base, scope, mode, size, seed, accuracy, loss."""
     frame = pd.DataFrame(rows)
-    columns = ["target", "base", "scope", "mode", "size", "seed", "accuracy", "loss", "validation_accuracy"]
-    return frame[columns].sort_values(["target", "mode", "size", "base", "seed"]).reset_index(drop=True)
+    columns = [
+        "target",
+        "base",
+        "scope",
+        "mode",
+        "size",
+        "seed",
+        "accuracy",
+        "loss",
+        "validation_accuracy",
+    ]
+    return (
+        frame[columns]
+        .sort_values(["target", "mode", "size", "base", "seed"])
+        .reset_index(drop=True)
+    )
 
 
 def paired_gains(summary: pd.DataFrame) -> pd.DataFrame:
@@ -24,8 +38,11 @@ def paired_gains(summary: pd.DataFrame) -> pd.DataFrame:
     keys = ["target", "mode", "size", "seed"]
     pretrained = summary[summary["base"] == study.PRETRAINED].set_index(keys)[["accuracy", "loss"]]
     fused = summary[summary["base"] != study.PRETRAINED]
-    paired = fused.set_index(keys)[["scope", "base", "accuracy", "loss"]].merge(
-        pretrained, left_index=True, right_index=True, suffixes=("", "_pretrained")).reset_index()
+    paired = (
+        fused.set_index(keys)[["scope", "base", "accuracy", "loss"]]
+        .merge(pretrained, left_index=True, right_index=True, suffixes=("", "_pretrained"))
+        .reset_index()
+    )
     paired["gain"] = paired["accuracy"] - paired["accuracy_pretrained"]
     return paired
 
@@ -41,18 +58,40 @@ def wins_table(summary: pd.DataFrame) -> pd.DataFrame:
     Seeds are paired (same seed, same few-shot subset, same budget) before averaging. 'outcome' is win / tie /
     loss by the sign of the mean gain: a tie is not a win.
     """
-    columns = ["scope", "target", "mode", "size", "seeds", "fused_accuracy", "pretrained_accuracy", "gain",
-               "gain_std", "loss_change", "outcome"]
+    columns = [
+        "scope",
+        "target",
+        "mode",
+        "size",
+        "seeds",
+        "fused_accuracy",
+        "pretrained_accuracy",
+        "gain",
+        "gain_std",
+        "loss_change",
+        "outcome",
+    ]
     paired = paired_gains(summary)
     rows = []
-    for (scope, target, mode, size), group in paired.groupby(["scope", "target", "mode", "size"], sort=True):
+    for (scope, target, mode, size), group in paired.groupby(
+        ["scope", "target", "mode", "size"], sort=True
+    ):
         gain = group["gain"]
-        rows.append({
-            "scope": scope, "target": target, "mode": mode, "size": size, "seeds": len(group),
-            "fused_accuracy": group["accuracy"].mean(), "pretrained_accuracy": group["accuracy_pretrained"].mean(),
-            "gain": gain.mean(), "gain_std": gain.std(ddof=1) if len(gain) > 1 else np.nan,
-            "loss_change": (group["loss"] - group["loss_pretrained"]).mean(), "outcome": outcome(gain.mean()),
-        })
+        rows.append(
+            {
+                "scope": scope,
+                "target": target,
+                "mode": mode,
+                "size": size,
+                "seeds": len(group),
+                "fused_accuracy": group["accuracy"].mean(),
+                "pretrained_accuracy": group["accuracy_pretrained"].mean(),
+                "gain": gain.mean(),
+                "gain_std": gain.std(ddof=1) if len(gain) > 1 else np.nan,
+                "loss_change": (group["loss"] - group["loss_pretrained"]).mean(),
+                "outcome": outcome(gain.mean()),
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -62,10 +101,19 @@ def wins_overview(wins: pd.DataFrame) -> pd.DataFrame:
     if wins.empty:
         return pd.DataFrame(columns=columns)
     return (
-        wins.assign(wins=wins["outcome"] == "win", ties=wins["outcome"] == "tie", losses=wins["outcome"] == "loss")
+        wins.assign(
+            wins=wins["outcome"] == "win",
+            ties=wins["outcome"] == "tie",
+            losses=wins["outcome"] == "loss",
+        )
         .groupby(["scope", "mode", "size"], sort=True)
-        .agg(targets=("target", "nunique"), wins=("wins", "sum"), ties=("ties", "sum"), losses=("losses", "sum"),
-             mean_gain=("gain", "mean"))
+        .agg(
+            targets=("target", "nunique"),
+            wins=("wins", "sum"),
+            ties=("ties", "sum"),
+            losses=("losses", "sum"),
+            mean_gain=("gain", "mean"),
+        )
         .reset_index()
         .reindex(columns=columns)
     )
@@ -95,7 +143,9 @@ def target_test(by_target: dict[str, np.ndarray], n_boot: int, seed: int):
     replicates = np.empty(int(n_boot))
     for r in range(int(n_boot)):
         drawn = rng.integers(0, len(gains), size=len(gains))
-        replicates[r] = np.mean([gains[t][rng.integers(0, len(gains[t]), size=len(gains[t]))].mean() for t in drawn])
+        replicates[r] = np.mean(
+            [gains[t][rng.integers(0, len(gains[t]), size=len(gains[t]))].mean() for t in drawn]
+        )
     low, high = verdicts.interval(replicates)
     return effect, low, high, p_up, p_down
 
@@ -111,39 +161,83 @@ def claims(summary: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataF
     groups = list(paired.groupby(["scope", "mode", "size"], sort=True))
     headline = headline_keys([key for key, _ in groups])
     for (scope, mode, size), group in groups:
-        what = "the whole training split" if size == "all" else f"{size} training examples (few-shot)"
-        claim = (f"Fine-tuning from the fused start ({scope} region, {mode}) beats fine-tuning from the pretrained "
-                 f"start, with {what}")
+        what = (
+            "the whole training split" if size == "all" else f"{size} training examples (few-shot)"
+        )
+        claim = (
+            f"Fine-tuning from the fused start ({scope} region, {mode}) beats fine-tuning from the pretrained "
+            f"start, with {what}"
+        )
         by_target = target_gains(group)
         k, runs = len(by_target), len(group)
         means = [g.mean() for g in by_target.values()]
         counts = {o: int(sum(outcome(g) == o for g in means)) for o in ("win", "tie", "loss")}
-        run_counts = {o: int(sum(outcome(g) == o for g in group["gain"])) for o in ("win", "tie", "loss")}
+        run_counts = {
+            o: int(sum(outcome(g) == o for g in group["gain"])) for o in ("win", "tie", "loss")
+        }
         unit = f"targets ({runs} runs: targets × seeds)"
-        note = (f"targets: {counts['win']} wins, {counts['tie']} ties, {counts['loss']} losses; runs: "
-                f"{run_counts['win']} wins, {run_counts['tie']} ties, {run_counts['loss']} losses")
+        note = (
+            f"targets: {counts['win']} wins, {counts['tie']} ties, {counts['loss']} losses; runs: "
+            f"{run_counts['win']} wins, {run_counts['tie']} ties, {run_counts['loss']} losses"
+        )
         floor, design = inference.sign_flip_design(k, "targets")
-        extra = dict(value=float(group["accuracy"].mean()), reference=float(group["accuracy_pretrained"].mean()),
-                     statistic="mean over targets of the paired test-accuracy gain, fused - pretrained start "
-                               "(percentage points; seeds averaged within a target)",
-                     interval=INTERVAL, null=NULL, scope=scope, mode=mode, size=size)
+        extra = dict(
+            value=float(group["accuracy"].mean()),
+            reference=float(group["accuracy_pretrained"].mean()),
+            statistic="mean over targets of the paired test-accuracy gain, fused - pretrained start "
+            "(percentage points; seeds averaged within a target)",
+            interval=INTERVAL,
+            null=NULL,
+            scope=scope,
+            mode=mode,
+            size=size,
+        )
         is_headline = (scope, mode, size) in headline
-        common = dict(family=FAMILY if is_headline else "", headline=is_headline, design=design, p_floor=floor)
+        common = dict(
+            family=FAMILY if is_headline else "", headline=is_headline, design=design, p_floor=floor
+        )
         if k < 2:
-            rows.append({**verdicts.not_computable(f"fusion_gain_{scope}_{mode}_n{size}", claim,
-                                                   f"{note}; only {k} target: no interval", unit, PAPER_FUSION,
-                                                   n=k, **common), **extra,
-                         "effect": float(np.mean(means)) if means else float("nan")})
+            rows.append(
+                {
+                    **verdicts.not_computable(
+                        f"fusion_gain_{scope}_{mode}_n{size}",
+                        claim,
+                        f"{note}; only {k} target: no interval",
+                        unit,
+                        PAPER_FUSION,
+                        n=k,
+                        **common,
+                    ),
+                    **extra,
+                    "effect": float(np.mean(means)) if means else float("nan"),
+                }
+            )
             continue
         effect, low, high, p_up, p_down = target_test(by_target, n_boot, seed)
-        rows.append(verdicts.claim_row(f"fusion_gain_{scope}_{mode}_n{size}", claim, effect, low, high, k, unit,
-                                       p_value=p_up, p_opposite=p_down, paper=PAPER_FUSION, note=note, **common,
-                                       **extra))
+        rows.append(
+            verdicts.claim_row(
+                f"fusion_gain_{scope}_{mode}_n{size}",
+                claim,
+                effect,
+                low,
+                high,
+                k,
+                unit,
+                p_value=p_up,
+                p_opposite=p_down,
+                paper=PAPER_FUSION,
+                note=note,
+                **common,
+                **extra,
+            )
+        )
     columns = [*verdicts.CLAIM_COLUMNS, "scope", "mode", "size"]
     out = pd.DataFrame(rows).reindex(columns=columns)
     out["n"] = out["n"].astype("Int64")
     out = verdicts.decide(out)
     # headline rows first; full-data runs before the few-shot sizes
-    order = out["size"].map(lambda v: (0, 0) if v == "all" else (1, int(v)) if str(v).isdigit() else (2, 0))
+    order = out["size"].map(
+        lambda v: (0, 0) if v == "all" else (1, int(v)) if str(v).isdigit() else (2, 0)
+    )
     keys = [(not bool(out["headline"].iloc[i]), order.iloc[i]) for i in range(len(out))]
     return out.iloc[sorted(range(len(out)), key=lambda i: keys[i])].reset_index(drop=True)
