@@ -1,16 +1,20 @@
-"""The CUDA path, checked on a GPU: skipping padding, mixed precision, memory, throughput, a whole fine-tune.
+"""The CUDA path, checked on a GPU: skipping padding, mixed precision, memory, throughput, a whole
+fine-tune.
 
-Runs where torch sees a CUDA device (it says so and stops elsewhere); needs no download: the encoder is a
-random model of RoBERTa-base's shape (12 layers, hidden 768) built from a config, the end-to-end fine-tune
-uses a tiny model folder (``--tiny``, e.g. one made by tests/conftest.make_tiny_source). Prints, in one run:
+Runs where torch sees a CUDA device (it says so and stops elsewhere); needs no download: the encoder
+is a random model of RoBERTa-base's shape (12 layers, hidden 768) built from a config, the
+end-to-end fine-tune uses a tiny model folder (``--tiny``, e.g. one made by
+tests/conftest.make_tiny_source). Prints, in one run:
 
-  1. skip vs padded (unpadded.py) on the GPU, fp32 and bf16 autocast: the loss and every gradient agree;
-  2. training steps per second and peak memory, skip vs padded, fp32 vs bf16 (batch 32, lengths 16-128:
-     ~45 % padding, as in short-text datasets), with the ratios;
-  3. the encoder pass for the probe (features.encode), bf16 against fp32 features: the largest difference;
-  4. weightspace.train.finetune.finetune end to end on the GPU with mixed_precision auto (bf16 here), twice with the
-     same seed: finished, learned, and how far apart the two runs' weights are (CUDA kernels need not be
-     bitwise deterministic; the CPU path is).
+  1. skip vs padded (unpadded.py) on the GPU, fp32 and bf16 autocast: the loss and every gradient
+     agree;
+  2. training steps per second and peak memory, skip vs padded, fp32 vs bf16 (batch 32, lengths
+     16-128: ~45 % padding, as in short-text datasets), with the ratios;
+  3. the encoder pass for the probe (features.encode), bf16 against fp32 features: the largest
+     difference;
+  4. weightspace.train.finetune.finetune end to end on the GPU with mixed_precision auto (bf16
+     here), twice with the same seed: finished, learned, and how far apart the two runs' weights are
+     (CUDA kernels need not be bitwise deterministic; the CPU path is).
 
     python benchmarks/cuda_check.py [--tiny FOLDER] [--steps 20]
 """
@@ -30,11 +34,8 @@ sys.path.insert(0, str(REPO / "src"))
 import torch  # noqa: E402
 
 DEVICE = torch.device("cuda")
-SIZES = {
-    "layers": 12,
-    "hidden": 768,
-    "batch": 32,
-}  # RoBERTa-base; --smoke: a small model on the CPU
+# RoBERTa-base; --smoke: a small model on the CPU
+SIZES = {"layers": 12, "hidden": 768, "batch": 32}
 
 
 def sync() -> None:

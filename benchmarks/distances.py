@@ -9,14 +9,16 @@ getrusage's ru_maxrss carries the parent's size over fork + exec):
   naive            load every model's flattened weights into one (N, P) float64 array, then
                    scipy.spatial.distance.pdist: Euclidean, cosine, and cosine on task vectors
                    (the pretrained row subtracted in place; Euclidean is the same on both)
-  streaming        weightspace.geometry.distances.pairwise_distances: the same four matrices, and the
-                   same again for the default config's three parameter groups, an empty cache
+  streaming        weightspace.geometry.distances.pairwise_distances: the same four matrices,
+                   and the same again for the default config's three parameter groups, an empty
+                   cache
   streaming+cache  the same again with the cache of the previous run: no file changed
   streaming+1 new  one more model added to a cache of the other N - 1
 
 Both methods read the files from the page cache (they were just written). Run by hand:
 
-    .venv/bin/python benchmarks/distances.py [--models 40] [--threads 2] [--block-mb 256] [--dir /tmp]
+    .venv/bin/python benchmarks/distances.py [--models 40] [--threads 2] [--block-mb 256]
+        [--dir /tmp]
 
 Disk: N × 91 MB in a temporary folder, removed at the end.
 """
@@ -73,7 +75,8 @@ def make_models(folder: Path, n: int) -> tuple[list[str], list[str]]:
 
 
 def peak_mb() -> float:
-    """This process's peak resident memory (MB): VmHWM, the high-water mark of its own address space.
+    """This process's peak resident memory (MB): VmHWM, the high-water mark of its own address
+    space.
 
     Not getrusage's ru_maxrss: on Linux that survives fork + exec, so a worker would report
     the benchmark parent's resident size (the model generator's arrays) when its own is smaller.
@@ -81,9 +84,8 @@ def peak_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-    return (
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )  # not Linux: kilobytes on Linux
+    # not Linux: kilobytes on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------- the methods (run in subprocesses)
@@ -96,9 +98,8 @@ def naive(ids, paths, out: Path, args) -> dict:
     with safe_open(paths[0], framework="numpy") as f:
         names = list(f.keys())
         total = sum(int(np.prod(f.get_slice(k).get_shape())) for k in names)
-    X = np.empty(
-        (len(paths), total)
-    )  # every model's flattened weights, float64 as pdist wants them
+    # every model's flattened weights, float64 as pdist wants them
+    X = np.empty((len(paths), total))
     for i, p in enumerate(paths):
         with safe_open(p, framework="numpy") as f:
             start = 0
@@ -197,7 +198,8 @@ def main(args) -> None:
         ids, paths = make_models(folder / "weights", args.models)
         size_gb = sum(os.path.getsize(p) for p in paths) / 1e9
         print(
-            f"{len(ids)} models of {sum(v.size for v in packaged_weights().values()) / 1e6:.1f}M parameters, "
+            f"{len(ids)} models of "
+            f"{sum(v.size for v in packaged_weights().values()) / 1e6:.1f}M parameters, "
             f"{size_gb:.2f} GB on disk, written in {time.perf_counter() - t0:.0f} s; "
             f"{args.threads} threads, block_mb {args.block_mb}"
         )

@@ -1,4 +1,5 @@
-"""Features and probes at the speed of the hardware: one evaluation job per model against one job per pair.
+"""Features and probes at the speed of the hardware: one evaluation job per model against one job
+per pair.
 
 Same base model (the packaged all-MiniLM-L6-v2), the default study's datasets and caps,
 the same probe protocol and L2, on the same threads, in one run:
@@ -19,7 +20,8 @@ count (a 2048^3 matmul, best of before and after). The dtype is fp32 unless the 
 computes bf16 natively (weightspace.hardware); where bf16 is used, the probe losses of
 bf16 and fp32 features are compared and must agree within --tolerance nats. Names the CPU.
 
-    .venv/bin/python benchmarks/features.py [--threads 1] [--models 2] [--datasets rotten_tomatoes trec_coarse]
+    .venv/bin/python benchmarks/features.py [--threads 1] [--models 2]
+        [--datasets rotten_tomatoes trec_coarse]
 """
 
 from __future__ import annotations
@@ -44,10 +46,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from weightspace import hardware  # noqa: E402
-from weightspace.data import prepare
-from weightspace.model import base_model, weights
-from weightspace.model import precision as numerics
-from weightspace.probe import evaluation, features, linear
+from weightspace.data import prepare  # noqa: E402
+from weightspace.model import base_model, weights  # noqa: E402
+from weightspace.model import precision as numerics  # noqa: E402
+from weightspace.probe import evaluation, features, linear  # noqa: E402
 
 DEFAULTS = {
     "max_examples": {"train": 256, "validation": 64, "test": 128},
@@ -60,13 +62,15 @@ DEFAULTS = {
 TODAY_FEATURES = """
 import sys, time
 from weightspace.probe import features
-features.extract(base_dir=sys.argv[1], weight_paths=[sys.argv[2]], coefficients=[1.0], data_dir=sys.argv[3],
+features.extract(base_dir=sys.argv[1], weight_paths=[sys.argv[2]], coefficients=[1.0], \
+data_dir=sys.argv[3],
                  out_path=sys.argv[4], batch_size=64, max_length=48, threads=int(sys.argv[5]))
 """
 TODAY_PROBE = """
 import sys, json
 from weightspace.probe import linear
-linear.run(sys.argv[1], sys.argv[2], linear.Protocol.from_config(json.loads(sys.argv[3])), threads=int(sys.argv[4]))
+linear.run(sys.argv[1], sys.argv[2], linear.Protocol.from_config(json.loads(sys.argv[3])), \
+threads=int(sys.argv[4]))
 """
 NOW_JOB = """
 import sys, json
@@ -95,36 +99,37 @@ def non_embedding_params(encoder) -> int:
 
 
 def encoder_flops(encoder, token_lengths: list[int]) -> float:
-    """Forward FLOPs: 2 x non-embedding parameters per token, plus attention's QK^T and AV (4 L n^2 d per sequence)."""
+    """Forward FLOPs: 2 x non-embedding parameters per token, plus attention's QK^T and AV (4 L n^2
+    d per sequence)."""
     params = non_embedding_params(encoder)
     config = encoder.config
     layers, hidden = config.num_hidden_layers, config.hidden_size
     return float(sum(2 * params * n + 4 * layers * n * n * hidden for n in token_lengths))
 
 
-MATMUL_OPS = (
-    "aten::addmm",
-    "aten::mm",
-    "aten::bmm",
-)  # the Linears (attention runs in its own fused kernel)
+# the Linears (attention runs in its own fused kernel)
+MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm")
 
 
 def op_profile(
     encoder, examples: list[dict], pad_id: int, batch_size: int, threads: int, peak: float
 ) -> str:
-    """Where an encoder pass's time goes, by op: the Linears' GEMMs against the matmul peak, and the rest.
+    """Where an encoder pass's time goes, by op: the Linears' GEMMs against the matmul peak, and the
+    rest.
 
-    One pass over ``examples`` as the evaluation job runs it (features.encode), under torch.profiler. The
-    GEMMs' FLOPs are the non-embedding parameters' over real tokens (2 x params x tokens; the few padded tokens of
-    a length-sorted batch are not counted, so this errs low): the share they could still gain
-    is bounded by their distance to the peak; the other ops' share is what no GEMM tuning removes.
+    One pass over ``examples`` as the evaluation job runs it (features.encode), under
+    torch.profiler. The GEMMs' FLOPs are the non-embedding parameters' over real tokens (2 x params
+    x tokens; the few padded tokens of a length-sorted batch are not counted, so this errs low): the
+    share they could still gain is bounded by their distance to the peak; the other ops' share is
+    what no GEMM tuning removes.
     """
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(threads)
+    # warm
     features.encode(
         encoder, examples[:batch_size], "mean", pad_id, batch_size, torch.device("cpu"), "no"
-    )  # warm
+    )
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         features.encode(encoder, examples, "mean", pad_id, batch_size, torch.device("cpu"), "no")
     self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
@@ -139,8 +144,8 @@ def op_profile(
     )
     others = sorted(((us, k) for k, us in self_us.items() if k not in MATMUL_OPS), reverse=True)[:4]
     return (
-        f"       by op (one pass, fp32): GEMMs {100 * gemm / total:.0f}% of the time at {gemm_gflops:.1f} GFLOP/s "
-        f"= {100 * gemm_gflops / peak:.0f}% of the peak; "
+        f"       by op (one pass, fp32): GEMMs {100 * gemm / total:.0f}% of the time at "
+        f"{gemm_gflops:.1f} GFLOP/s = {100 * gemm_gflops / peak:.0f}% of the peak; "
         + ", ".join(f"{k.removeprefix('aten::')} {100 * us / total:.0f}%" for us, k in others)
         + f". At the peak with nothing else the pass would take "
         f"{100 * (gemm * gemm_gflops / peak) / total:.0f}% of its time"
@@ -204,8 +209,8 @@ def main() -> None:
     threads = args.threads
     info = hardware.describe()
     print(
-        f"CPU: {info['cpu']} ({info['cores']} cores, torch {info['torch_capability']}, native bf16: "
-        f"{info['native_bf16']}); torch {torch.__version__}; {threads} thread(s)"
+        f"CPU: {info['cpu']} ({info['cores']} cores, torch {info['torch_capability']}, "
+        f"native bf16: {info['native_bf16']}); torch {torch.__version__}; {threads} thread(s)"
     )
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,13 +220,10 @@ def main() -> None:
         encoder = base_model.load_encoder(base).eval()
         from safetensors.torch import save_file
 
-        paths, today_paths = (
-            [],
-            [],
-        )  # today's files hold every encoder tensor (the pooler too), as HEAD expects
-        for i in range(
-            args.models
-        ):  # model 0: the pretrained encoder; others: a fine-tune's stand-in
+        # today's files hold every encoder tensor (the pooler too), as HEAD expects
+        paths, today_paths = [], []
+        # model 0: the pretrained encoder; others: a fine-tune's stand-in
+        for i in range(args.models):
             generator = torch.Generator().manual_seed(i)
             state = {
                 k: v.clone() + (0.01 * torch.randn(v.shape, generator=generator) if i else 0)
@@ -243,14 +245,13 @@ def main() -> None:
                 "data_dir": str(tmp / "data" / name),
                 "max_length": DEFAULTS["max_length"],
             }
-        protocol = {
-            "l2": 1.0
-        }  # each probe still chooses its own L2 by cross-validation, as the workflow's do
+        # each probe still chooses its own L2 by cross-validation, as the workflow's do
+        protocol = {"l2": 1.0}
 
         # tokens and FLOPs of one pass of one model over every dataset's train + test
         tokenizer = base_model.load_tokenizer(base)
         all_examples = []
-        for name, spec in datasets.items():
+        for _name, spec in datasets.items():
             for split in features.SPLITS:
                 frame = features.read_split(
                     spec["data_dir"],
@@ -267,8 +268,9 @@ def main() -> None:
         dtype = numerics.torch_dtype(dtype_name)
         peak_before = matmul_peak(dtype, threads)
         print(
-            f"work: {args.models} models x {len(datasets)} datasets ({', '.join(datasets)}), {n_examples} examples "
-            f"({sum(lengths)} tokens, mean {np.mean(lengths):.1f}) per model; encoder dtype {dtype_name}"
+            f"work: {args.models} models x {len(datasets)} datasets ({', '.join(datasets)}), "
+            f"{n_examples} examples ({sum(lengths)} tokens, mean {np.mean(lengths):.1f}) "
+            f"per model; encoder dtype {dtype_name}"
         )
 
         # today: two processes per pair
@@ -296,8 +298,8 @@ def main() -> None:
                     )
             today = time.perf_counter() - started
             print(
-                f"today  (2 processes per pair, {2 * len(paths) * len(datasets)} processes): {today:7.1f} s, "
-                f"{total / today:7.1f} examples/s end to end"
+                f"today  (2 processes per pair, {2 * len(paths) * len(datasets)} processes): "
+                f"{today:7.1f} s, {total / today:7.1f} examples/s end to end"
             )
 
         # now: one process per model, a fresh cache; then the same jobs again (all cached)
@@ -328,8 +330,8 @@ def main() -> None:
         )
         print(
             f"       encoder pass alone: {total / encode:7.1f} examples/s, {gflops:.1f} GFLOP/s = "
-            f"{100 * gflops / peak:.0f}% of the measured {dtype_name} matmul peak ({peak:.1f} GFLOP/s, "
-            f"{threads} thread(s)); goal >= 50%"
+            f"{100 * gflops / peak:.0f}% of the measured {dtype_name} matmul peak "
+            f"({peak:.1f} GFLOP/s, {threads} thread(s)); goal >= 50%"
         )
         print(
             op_profile(
@@ -342,8 +344,10 @@ def main() -> None:
             )
         )
         print(
-            f"       in a job: load model {sum(s.get('seconds_load_model', 0) for s in summaries):.2f} s, "
-            f"tokenize {sum(s.get('seconds_tokenize', 0) for s in summaries):.2f} s, encode {encode:.2f} s, "
+            "       in a job: "
+            f"load model {sum(s.get('seconds_load_model', 0) for s in summaries):.2f} s, "
+            f"tokenize {sum(s.get('seconds_tokenize', 0) for s in summaries):.2f} s, "
+            f"encode {encode:.2f} s, "
             f"probes {sum(s.get('seconds_probe', 0) for s in summaries):.2f} s"
         )
         started = time.perf_counter()
@@ -365,8 +369,8 @@ def main() -> None:
                 summary.get("features_computed", 0) == 0 and summary.get("probes_computed", 0) == 0
             ), summary
         print(
-            f"rerun  (every pair cached): {time.perf_counter() - started:7.1f} s for {len(paths)} jobs, "
-            "no encoder pass, no probe fit"
+            f"rerun  (every pair cached): {time.perf_counter() - started:7.1f} s "
+            f"for {len(paths)} jobs, no encoder pass, no probe fit"
         )
 
         # bf16: where it is used (or forced), the probe loss must not move
@@ -391,8 +395,9 @@ def main() -> None:
                     )[0]["loss"]
                 delta = abs(losses["bf16"] - losses["no"])
                 print(
-                    f"bf16 check on {name}: probe loss fp32 {losses['no']:.4f}, bf16 {losses['bf16']:.4f}, "
-                    f"|diff| {delta:.4f} nats ({'within' if delta <= args.tolerance else 'OUTSIDE'} "
+                    f"bf16 check on {name}: probe loss fp32 {losses['no']:.4f}, "
+                    f"bf16 {losses['bf16']:.4f}, |diff| {delta:.4f} nats "
+                    f"({'within' if delta <= args.tolerance else 'OUTSIDE'} "
                     f"{args.tolerance})"
                 )
                 assert delta <= args.tolerance, (
@@ -400,8 +405,8 @@ def main() -> None:
                 )
         else:
             print(
-                "bf16: not used on this CPU (no native bf16: AVX2 emulates it ~100x slower); fp32 features, "
-                "no loss check needed (--force-bf16 runs it anyway)"
+                "bf16: not used on this CPU (no native bf16: AVX2 emulates it ~100x slower); "
+                "fp32 features, no loss check needed (--force-bf16 runs it anyway)"
             )
 
 

@@ -9,8 +9,9 @@ than wall time when other work shares the machine), and the ratios ours / Traine
 twice: as the workflow does (Linears skip padding tokens, unpadded.py) and padded, like the
 Trainer, so the ratio separates the loop's overhead from the FLOPs padding costs.
 
-    .venv/bin/python benchmarks/finetune_throughput.py [--base builtin|tiny] [--steps 30] [--threads 2]
-        [--precision fp32|bf16] [--trainer-clip 1.0] [--dataset vader_tweets] [--length 48]
+    .venv/bin/python benchmarks/finetune_throughput.py [--base builtin|tiny] [--steps 30]
+        [--threads 2] [--precision fp32|bf16] [--trainer-clip 1.0] [--dataset vader_tweets]
+        [--length 48]
 
 --dataset names a packaged dataset (the default's, prepared as the workflow prepares it: real
 sentence lengths, so real padding); without it, generated sentences of ~20 tokens.
@@ -184,9 +185,10 @@ def main() -> None:
         f"native_bf16={facts['native_bf16']} load={os.getloadavg()[0]:.1f}"
     )
     print(
-        f"base={args.base} dataset={args.dataset or 'generated'} steps={args.steps} batch={args.batch} "
-        f"length={args.length} threads={args.threads} "
-        f"precision={args.precision} trainer_max_grad_norm={args.trainer_clip} repeats={args.repeats} (best of)"
+        f"base={args.base} dataset={args.dataset or 'generated'} steps={args.steps} "
+        f"batch={args.batch} length={args.length} threads={args.threads} "
+        f"precision={args.precision} trainer_max_grad_norm={args.trainer_clip} "
+        f"repeats={args.repeats} (best of)"
     )
     for name, label in (
         ("ours", "weightspace finetune"),
@@ -195,15 +197,16 @@ def main() -> None:
     ):
         runs = ", ".join(f"{run['wall']:.1f}/{run['cpu']:.1f}" for run in results[name])
         print(
-            f"{label:21}: {best[name]['wall']:8.1f} examples/s  {best[name]['cpu']:8.1f} examples/CPU-s"
-            f"  (runs wall/cpu: {runs})"
+            f"{label:21}: {best[name]['wall']:8.1f} examples/s  "
+            f"{best[name]['cpu']:8.1f} examples/CPU-s  (runs wall/cpu: {runs})"
         )
     print(
         f"ratio ours/Trainer   : {best['ours']['wall'] / best['trainer']['wall']:.2f}x wall, "
         f"{best['ours']['cpu'] / best['trainer']['cpu']:.2f}x CPU"
     )
     print(
-        f"ratio padded/Trainer : {best['ours_padded']['wall'] / best['trainer']['wall']:.2f}x wall, "
+        "ratio padded/Trainer : "
+        f"{best['ours_padded']['wall'] / best['trainer']['wall']:.2f}x wall, "
         f"{best['ours_padded']['cpu'] / best['trainer']['cpu']:.2f}x CPU (the loop alone)"
     )
 

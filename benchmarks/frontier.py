@@ -1,4 +1,5 @@
-"""The default study's frontier: how much structure the fine-tuned weights show, against training budget.
+"""The default study's frontier: how much structure the fine-tuned weights show, against training
+budget.
 
 Fine-tunes the default's base on the default's datasets with several seeds under a grid of
 recipes (steps, learning rate, training examples, batch size, warm-up, a head shared by the seeds
@@ -7,12 +8,14 @@ fine-tuning loop, and records per recipe:
   - mean task-vector cosine between seeds of one dataset, between datasets of one task, across tasks
     (task vector = fine-tuned encoder weights - pretrained encoder weights);
   - 1-NN accuracy by dataset (Euclidean distance of the raw encoder weights; a model's nearest other
-    model is a seed of its own dataset) and by task (nearest model of *another* dataset shares the task);
+    model is a seed of its own dataset) and by task (nearest model of *another* dataset shares the
+    task);
   - mean test accuracy of the fine-tuned models, and CPU seconds of fine-tuning per model.
 Runs are cached under results/frontier/ (a recipe's runs are reused by a later call), so
 the grid can grow. Prints a markdown table; --out writes it with the CPU named.
 
-    .venv/bin/python benchmarks/frontier.py --out /tmp/frontier_grid.md   # then copy the table into docs/frontier.md
+    .venv/bin/python benchmarks/frontier.py --out /tmp/frontier_grid.md
+        # then copy the table into docs/frontier.md
 """
 
 from __future__ import annotations
@@ -31,14 +34,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from weightspace import hardware, study  # noqa: E402
-from weightspace.data import prepare
-from weightspace.model import base_model
+from weightspace.data import prepare as data_prepare  # noqa: E402
+from weightspace.model import base_model  # noqa: E402
 from weightspace.model import weights as weight_files  # noqa: E402
-from weightspace.train import finetune
+from weightspace.train import finetune  # noqa: E402
 
-# The default's recipe (config.yaml: 3 epochs of 256 examples = 48 steps at batch 16), and the grid around
-# it: each entry changes one thing. "train" is the training split's cap (data.max_examples.train), the
-# same examples for every seed as in a study; head_seed shares the head's initialisation across seeds.
+# The default's recipe (config.yaml: 3 epochs of 256 examples = 48 steps at batch 16), and the grid
+# around it: each entry changes one thing. "train" is the training split's cap
+# (data.max_examples.train), the same examples for every seed as in a study; head_seed shares the
+# head's initialisation across seeds.
 DEFAULT_RECIPE = {
     "max_steps": 48,
     "learning_rate": 3e-4,
@@ -57,8 +61,9 @@ RECIPES = {
     "batch32": {"batch_size": 32},
     "warmup0": {"warmup_ratio": 0.0},
     "shared_head": {"head_seed": 0},
-    # bf16 autocast in training and in the fine-tune's evaluation, even where the CPU emulates it (slowly):
-    # what `mixed_precision: auto` would choose on a CPU with native bf16, measured against fp32
+    # bf16 autocast in training and in the fine-tune's evaluation, even where the CPU emulates it
+    # (slowly): what `mixed_precision: auto` would choose on a CPU with native bf16, measured
+    # against fp32
     "bf16": {"mixed_precision": "bf16"},
 }
 
@@ -68,8 +73,8 @@ def recipe_settings(name: str) -> dict:
 
 
 def prepare(config: dict, root: Path, train_cap: int, test_cap: int) -> Path:
-    """The base, and the datasets capped at ``train_cap`` training examples (the same for every seed, as in
-    a study: the config's data.max_examples, not a per-seed subsample)."""
+    """The base, and the datasets capped at ``train_cap`` training examples (the same for every
+    seed, as in a study: the config's data.max_examples, not a per-seed subsample)."""
     if not (root / "base" / "base.json").exists():
         base_model.materialise(config["base_model"], root / "base")
     folder = root / f"data_n{train_cap}_t{test_cap}"
@@ -77,7 +82,7 @@ def prepare(config: dict, root: Path, train_cap: int, test_cap: int) -> Path:
     defaults["max_examples"] = {"train": train_cap, "validation": 128, "test": test_cap}
     for name, spec in config["datasets"].items():
         if not (folder / name / "meta.json").exists():
-            prepare.prepare_dataset(name, spec, defaults, folder / name)
+            data_prepare.prepare_dataset(name, spec, defaults, folder / name)
     return folder
 
 
@@ -117,9 +122,8 @@ def run_recipe(
             cpu = time.process_time() - started
             weight_files.extract(root / "base", out, weights_path)
             (out / "cpu_seconds.txt").write_text(f"{cpu:.1f}\n")
-            (out / "model.safetensors").unlink(
-                missing_ok=True
-            )  # the encoder file is what we measure
+            # the encoder file is what we measure
+            (out / "model.safetensors").unlink(missing_ok=True)
         metrics = json.loads((out / "metrics.json").read_text())
         rows.append(
             {
@@ -151,9 +155,8 @@ def structure(rows: list[dict], pretrained: Path) -> dict:
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     cos = unit @ unit.T
     sq = (vectors**2).sum(1)
-    dist = np.sqrt(
-        np.maximum(sq[:, None] + sq[None, :] - 2 * vectors @ vectors.T, 0)
-    )  # raw = task-vector distance
+    # raw = task-vector distance
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * vectors @ vectors.T, 0))
     m = len(rows)
     upper = np.triu(np.ones((m, m), bool), 1)
     same_d = datasets[:, None] == datasets[None, :]
@@ -184,8 +187,9 @@ def structure(rows: list[dict], pretrained: Path) -> dict:
 def paired_accuracy_change(
     rows: list[dict], baseline: list[dict], resamples: int = 10_000
 ) -> tuple[float, float, float]:
-    """Mean test-accuracy change against the default recipe, paired by (dataset, seed), in points, with a 95 %
-    percentile interval from a bootstrap over datasets (a dataset's seeds share its examples: they move together)."""
+    """Mean test-accuracy change against the default recipe, paired by (dataset, seed), in points,
+    with a 95 % percentile interval from a bootstrap over datasets (a dataset's seeds share its
+    examples: they move together)."""
     base = {(r["dataset"], r["seed"]): r["test_accuracy"] for r in baseline}
     by_dataset: dict[str, list[float]] = {}
     for r in rows:
@@ -222,14 +226,18 @@ def main() -> None:
         weight_files.extract(root / "base", None, pretrained)
     cpu = hardware.describe()
     header = (
-        "| recipe | steps | lr | train ex. | batch | warm-up | head | cos same dataset | cos same task | cos cross task "
-        "| 1-NN dataset | 1-NN task (other dataset) | d same dataset / d across | d same task / d across "
-        "| precision | test acc (mean, min) | Δ test acc vs default, points [95 % CI] | CPU s / model |"
+        "| recipe | steps | lr | train ex. | batch | warm-up | head | cos same dataset "
+        "| cos same task | cos cross task "
+        "| 1-NN dataset | 1-NN task (other dataset) | d same dataset / d across "
+        "| d same task / d across "
+        "| precision | test acc (mean, min) | Δ test acc vs default, points [95 % CI] "
+        "| CPU s / model |"
     )
     lines = [
         f"CPU: {cpu['cpu']} ({cpu['cores']} cores, torch {cpu['torch_capability']}, native bf16: "
         f"{cpu['native_bf16']}); datasets: {', '.join(config['datasets'])}; {args.seeds} seeds; "
-        f"test split capped at {args.test_cap}; Δ: paired by dataset and seed, bootstrap over datasets.",
+        f"test split capped at {args.test_cap}; "
+        "Δ: paired by dataset and seed, bootstrap over datasets.",
         "",
         header,
         "|" + "---|" * 18,
@@ -255,8 +263,8 @@ def main() -> None:
             else "{:+.1f} [{:+.1f}, {:+.1f}]".format(*paired_accuracy_change(rows, baseline))
         )
         lines.append(
-            f"| {recipe} | {r['max_steps']} | {r['learning_rate']:g} | {r['train']} | {r['batch_size']} | "
-            f"{r['warmup_ratio']:g} | {head} | {s['cos_same_dataset']:.3f} | "
+            f"| {recipe} | {r['max_steps']} | {r['learning_rate']:g} | {r['train']} | "
+            f"{r['batch_size']} | {r['warmup_ratio']:g} | {head} | {s['cos_same_dataset']:.3f} | "
             f"{s['cos_same_task']:.3f} | {s['cos_cross_task']:.3f} | {s['nn1_dataset']:.3f} | "
             f"{s['nn1_task_other_dataset']:.3f} | {s['dist_ratio_within_across']:.3f} | "
             f"{s['dist_ratio_task_across']:.3f} | {precision} | "

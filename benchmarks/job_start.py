@@ -1,8 +1,10 @@
-"""What a job pays before it computes: a fresh Python process up to a loaded encoder, phase by phase.
+"""What a job pays before it computes: a fresh Python process up to a loaded encoder, phase by
+phase.
 
 Every heavy job of the workflow is a new process (Snakemake's `script:`) that imports torch and
 transformers and loads the base. This runs that start --repeats times in fresh processes, on the
-packaged base (all-MiniLM-L6-v2) materialised as the workflow does, and prints the median of each phase:
+packaged base (all-MiniLM-L6-v2) materialised as the workflow does, and prints the median of each
+phase:
 
   python       the interpreter and our package (weightspace, no torch)
   torch        import torch
@@ -43,7 +45,8 @@ t["transformers"] = time.time()
 from transformers.utils import logging
 logging.disable_progress_bar()
 config = __import__("transformers").AutoConfig.from_pretrained(sys.argv[1])
-getattr(__import__("transformers"), config.architectures[0] if config.architectures else "BertModel")
+getattr(__import__("transformers"), \
+config.architectures[0] if config.architectures else "BertModel")
 t["model code"] = time.time()
 AutoModel.from_pretrained(sys.argv[1])
 t["load"] = time.time()
@@ -79,8 +82,9 @@ def study_share(results: Path, start_seconds: float) -> str:
     jobs = stage_times.read_benchmarks(results / "benchmarks")
     heavy, total = int(jobs["stage"].isin(HEAVY_RULES).sum()), float(jobs["wall_seconds"].sum())
     return (
-        f"{results}: {heavy} heavy jobs x {start_seconds:.1f} s = {heavy * start_seconds:,.0f} s of "
-        f"{total:,.0f} s summed job time ({heavy * start_seconds / total:.0%})"
+        f"{results}: {heavy} heavy jobs x {start_seconds:.1f} s = "
+        f"{heavy * start_seconds:,.0f} s of {total:,.0f} s summed job time "
+        f"({heavy * start_seconds / total:.0%})"
     )
 
 

@@ -8,7 +8,8 @@ number of objective evaluations ("epochs": one pass over the training split each
 Prints both times, the epochs and the speed-up, and checks that both give the same
 test loss. Run by hand:
 
-    .venv/bin/python benchmarks/probe.py [--base builtin|tiny] [--n 500] [--max-iter 20] [--threads 2]
+    .venv/bin/python benchmarks/probe.py [--base builtin|tiny] [--n 500] [--max-iter 20]
+        [--threads 2]
 """
 
 from __future__ import annotations
@@ -65,9 +66,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    logging.getLogger("weightspace").setLevel(
-        logging.ERROR
-    )  # "did not converge": a fixed iteration count here
+    # "did not converge": a fixed iteration count here
+    logging.getLogger("weightspace").setLevel(logging.ERROR)
     # a fixed number of iterations: the tolerance is out of reach, so both runs do the same epochs
     protocol = linear.Protocol(max_iter=args.max_iter, tolerance=1e-30, tolerance_change=1e-30)
 
@@ -129,12 +129,14 @@ def main() -> None:
         f"{args.threads} threads, L-BFGS {args.max_iter} iterations"
     )
     print(
-        f"cached features : {cached_seconds:8.2f} s  (encoder pass {cached_seconds - head_seconds:.2f} s, "
+        f"cached features : {cached_seconds:8.2f} s  "
+        f"(encoder pass {cached_seconds - head_seconds:.2f} s, "
         f"head {head_seconds:.3f} s; {cached['fit']['evaluations']} epochs on features)  "
         f"test loss {cached['loss']:.6f} acc {cached['accuracy']:.3f}"
     )
     print(
-        f"encoder in loop : {loop_seconds:8.2f} s  ({info['feature_passes']} encoder passes over train: "
+        f"encoder in loop : {loop_seconds:8.2f} s  "
+        f"({info['feature_passes']} encoder passes over train: "
         f"{info['evaluations']} epochs + 1 for the statistics, + 1 over test)  "
         f"test loss {in_loop['loss']:.6f} acc {in_loop['accuracy']:.3f}"
     )
@@ -142,7 +144,8 @@ def main() -> None:
     if cached["fit"]["evaluations"] != info["evaluations"]:
         print("note: the two runs did a different number of epochs")
     print(
-        f"relative test-loss difference: {abs(in_loop['loss'] - cached['loss']) / cached['loss']:.2e}"
+        "relative test-loss difference: "
+        f"{abs(in_loop['loss'] - cached['loss']) / cached['loss']:.2e}"
     )
 
 

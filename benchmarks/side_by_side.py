@@ -1,9 +1,10 @@
-"""Do two one-thread jobs slow each other down? The encoder pass alone, two side by side, and one on two threads.
+"""Do two one-thread jobs slow each other down? The encoder pass alone, two side by side, and one on
+two threads.
 
-The 2-core default runs two one-thread jobs at a time. If they shared the CPU's cache or memory bandwidth
-badly, each would encode below its one-process rate and a single two-thread job would be the better use of
-the machine. This measures it on the packaged base (all-MiniLM-L6-v2), fp32, batches of --batch x --length
-tokens without padding, for --seconds each:
+The 2-core default runs two one-thread jobs at a time. If they shared the CPU's cache or memory
+bandwidth badly, each would encode below its one-process rate and a single two-thread job would be
+the better use of the machine. This measures it on the packaged base (all-MiniLM-L6-v2), fp32,
+batches of --batch x --length tokens without padding, for --seconds each:
 
   alone        one process, one thread (the baseline)
   side by side two such processes at once (each one's rate, and their sum)
@@ -30,7 +31,8 @@ WORKER = """
 import json, sys, time
 import torch
 from transformers import AutoModel
-threads, seconds, batch, length, folder = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+threads, seconds, batch, length, folder = int(sys.argv[1]), float(sys.argv[2]), \
+int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)
 model = AutoModel.from_pretrained(folder).eval()
 ids = torch.randint(1000, 20000, (batch, length), generator=torch.Generator().manual_seed(0))
@@ -91,8 +93,8 @@ def main() -> None:
     side = [rate(p) for p in pair]
     two = rate(launch(2, args, folder))
     print(
-        f"CPU: {hardware.cpu_name()}; {os.cpu_count()} CPUs; fp32; batch {args.batch} x {args.length} tokens; "
-        f"{args.seconds:.0f} s each"
+        f"CPU: {hardware.cpu_name()}; {os.cpu_count()} CPUs; fp32; "
+        f"batch {args.batch} x {args.length} tokens; {args.seconds:.0f} s each"
     )
     print(f"alone (1 thread):        {alone:6.1f} examples/s   1.00x")
     for i, r in enumerate(side):

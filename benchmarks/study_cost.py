@@ -1,17 +1,19 @@
-"""What a study costs on this machine: its base model's training and encoding throughput, measured here on a
-packaged dataset prepared as the config prepares it, then ``plan.cost.estimate`` over the config's jobs.
+"""What a study costs on this machine: its base model's training and encoding throughput, measured
+here on a packaged dataset prepared as the config prepares it, then ``plan.cost.estimate`` over the
+config's jobs.
 
     .venv/bin/python benchmarks/study_cost.py configs/workstation.yaml [--threads 2] [--steps 12]
         [--dataset rotten_tomatoes]
 
-Prints the CPU, the precision, the throughput (examples per second of one job with --threads threads, the
-training loop and the encoder passes only), and the study's hours of such jobs: fine-tunes, fusion
-fine-tunes and probe encoding, with core-hours (hours × threads) and the wall time on 2 and 16 cores if
-the jobs kept every core busy. Counted as ``plan.cost.estimate`` counts: every epoch, a validation pass per epoch,
-one encoder pass per (model, dataset) pair over the probe and test examples. Process starts, probes
-(milliseconds each on cached features), distances and figures are left out: on the default study they
-were ~7 % of the job time (results/tables/stage_times.csv). Builtin datasets only (their source sizes are
-read from the packages).
+Prints the CPU, the precision, the throughput (examples per second of one job with --threads
+threads, the training loop and the encoder passes only), and the study's hours of such jobs:
+fine-tunes, fusion fine-tunes and probe encoding, with core-hours (hours × threads) and the wall
+time on 2 and 16 cores if the jobs kept every core busy. Counted as ``plan.cost.estimate`` counts:
+every epoch, a validation pass per epoch, one encoder pass per (model, dataset) pair over the probe
+and test examples. Process starts, probes (milliseconds each on cached features), distances and
+figures are left out: on the default study they were ~7 % of the job time
+(results/tables/stage_times.csv). Builtin datasets only (their source sizes are read from the
+packages).
 """
 
 from __future__ import annotations
@@ -33,16 +35,17 @@ sys.path.insert(0, str(REPO / "src"))
 import yaml  # noqa: E402
 
 from weightspace import hardware, study  # noqa: E402
-from weightspace.data import prepare
-from weightspace.model import base_model
-from weightspace.plan import cost as cost_model
-from weightspace.plan import study_plan
-from weightspace.probe import evaluation, linear
-from weightspace.train import finetune
+from weightspace.data import prepare  # noqa: E402
+from weightspace.model import base_model  # noqa: E402
+from weightspace.plan import cost as cost_model  # noqa: E402
+from weightspace.plan import study_plan  # noqa: E402
+from weightspace.probe import evaluation, linear  # noqa: E402
+from weightspace.train import finetune  # noqa: E402
 
 
 def filled(path: Path) -> dict:
-    """The config as the workflow sees it: validated, every left-out key given its schema default."""
+    """The config as the workflow sees it: validated, every left-out key given its schema
+    default."""
     from snakemake.utils import validate
 
     config = copy.deepcopy(yaml.safe_load(path.read_text()))
@@ -156,21 +159,25 @@ def main() -> None:
     hours = {k[len("gpu_hours_") :]: v for k, v in cost.items() if k.startswith("gpu_hours_")}
     total = sum(hours.values())
     print(
-        f"config: {args.config}  ({len(config['datasets'])} datasets × {len(config['seeds'])} seeds; "
+        f"config: {args.config}  "
+        f"({len(config['datasets'])} datasets × {len(config['seeds'])} seeds; "
         f"{counts['finetune']} fine-tunes, {counts['finetune_from']} fusion fine-tunes, "
-        f"{cost['models_stored']} stored models, {cost['mixes']} mixes, {cost['probe_pairs']} probe pairs)"
+        f"{cost['models_stored']} stored models, {cost['mixes']} mixes, "
+        f"{cost['probe_pairs']} probe pairs)"
     )
     print("machine:", hardware.describe())
     print(
         f"measured on {dataset}, {threads} threads per job, fine-tune {measured['precision']}, "
-        f"probe {measured['probe_dtype']}: training {measured['train_examples_per_second']:.2f} examples/s, "
+        f"probe {measured['probe_dtype']}: "
+        f"training {measured['train_examples_per_second']:.2f} examples/s, "
         f"encoding {measured['encode_examples_per_second']:.2f} examples/s"
     )
     for name, value in hours.items():
         print(f"  {name:16s} {value:8.1f} job-hours")
     print(
         f"  {'total':16s} {total:8.1f} job-hours = {total * threads:.0f} core-hours; "
-        f"wall with every core busy: {total * threads / 2:.1f} h on 2 cores, {total * threads / 16:.1f} h on 16"
+        f"wall with every core busy: {total * threads / 2:.1f} h on 2 cores, "
+        f"{total * threads / 16:.1f} h on 16"
     )
     print(
         f"  disk: {cost['disk_weights_gb'] + cost['disk_models_gb']:.1f} GB of weights and models"

@@ -42,9 +42,10 @@ def make_tiny_source(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-# The encoder families of the family matrix: model_type -> (config class, tiny config, whether its real
-# tokenizers emit token_type_ids). Every tiny model uses the packaged MiniLM tokenizer (a BERT WordPiece of
-# 30,522 tokens, [PAD] = 0): the vocabulary size and the pad id match the config, which is all a model needs.
+# The encoder families of the family matrix: model_type -> (config class, tiny config, whether its
+# real tokenizers emit token_type_ids). Every tiny model uses the packaged MiniLM tokenizer (a BERT
+# WordPiece of 30,522 tokens, [PAD] = 0): the vocabulary size and the pad id match the config, which
+# is all a model needs.
 FAMILIES = {
     "bert": ("BertConfig", {}, True),
     "roberta": ("RobertaConfig", {"type_vocab_size": 1}, False),
@@ -73,9 +74,9 @@ FAMILIES = {
 
 
 def make_family_source(folder: Path, family: str, seed: int = 0) -> Path:
-    """A tiny random encoder of a family (2 layers, hidden 32) saved as a Hugging Face folder (AutoModel, with the
-    pooler where the family has one), with the packaged MiniLM tokenizer; families whose real tokenizers give no
-    token_type_ids get a tokenizer that gives none either."""
+    """A tiny random encoder of a family (2 layers, hidden 32) saved as a Hugging Face folder
+    (AutoModel, with the pooler where the family has one), with the packaged MiniLM tokenizer;
+    families whose real tokenizers give no token_type_ids get a tokenizer that gives none either."""
     import json
 
     import torch
@@ -151,18 +152,20 @@ def generated_frame(
 
 
 # ---------------------------------------------------------------- precision
-# The tests whose numbers depend on the precision run in both, on every CPU: fp32 forced ("no") and bf16 forced,
-# which AVX2 emulates (slowly: the models are tiny). `auto` would test only one of them on any one machine, and a
-# bf16 failure would show only where bf16 is native (issue 22: six tests red on a Zen 4, green on a Zen 1).
+# The tests whose numbers depend on the precision run in both, on every CPU: fp32 forced ("no") and
+# bf16 forced, which AVX2 emulates (slowly: the models are tiny). `auto` would test only one of them
+# on any one machine, and a bf16 failure would show only where bf16 is native (issue 22: six tests
+# red on a Zen 4, green on a Zen 1).
 PRECISIONS = ("no", "bf16")
-# The unit roundoff u of the dtype the matmuls round their inputs to: 2^-24 for fp32, 2^-8 for bf16 (8 bits of
-# significand), the relative error of one rounding.
+# The unit roundoff u of the dtype the matmuls round their inputs to: 2^-24 for fp32, 2^-8 for bf16
+# (8 bits of significand), the relative error of one rounding.
 UNIT_ROUNDOFF = {"no": 2.0**-24, "bf16": 2.0**-8}
-# Features agree to within ROUNDINGS * u * max|reference|. Measured on a Zen 3 (AVX2) with the tiny encoder, the
-# largest |difference| / (u * max|reference|) of the feature tests was 4.0 in fp32 (a mix against the same
-# weights stored: inputs one fp32 ulp apart) and 0.025 in bf16 against an fp32 reference; on a Zen 4's native
-# bf16 kernels, the mix was 2.3e-5 apart (0.004). 8 leaves 2x above the largest; a wrong pooling, order or mix
-# lies 6x (bf16) to 1e6x (fp32) above it, and each test asserts that its wrong result lies outside.
+# Features agree to within ROUNDINGS * u * max|reference|. Measured on a Zen 3 (AVX2) with the tiny
+# encoder, the largest |difference| / (u * max|reference|) of the feature tests was 4.0 in fp32 (a
+# mix against the same weights stored: inputs one fp32 ulp apart) and 0.025 in bf16 against an fp32
+# reference; on a Zen 4's native bf16 kernels, the mix was 2.3e-5 apart (0.004). 8 leaves 2x above
+# the largest; a wrong pooling, order or mix lies 6x (bf16) to 1e6x (fp32) above it, and each test
+# asserts that its wrong result lies outside.
 ROUNDINGS = 8
 
 
@@ -173,17 +176,20 @@ def precision(request) -> str:
 
 
 def feature_tolerance(precision: str, reference) -> float:
-    """The absolute tolerance of features computed in ``precision`` against ``reference`` (see ROUNDINGS)."""
+    """The absolute tolerance of features computed in ``precision`` against ``reference`` (see
+    ROUNDINGS)."""
     return ROUNDINGS * UNIT_ROUNDOFF[precision] * float(np.abs(np.asarray(reference)).max())
 
 
 def assert_features_close(actual, reference, precision: str, wrong=None) -> None:
-    """actual equals reference up to the rounding of ``precision``; ``wrong``, features that a bug would give
-    (another pooling, another mix), must lie outside that tolerance, so that the comparison could fail."""
+    """actual equals reference up to the rounding of ``precision``; ``wrong``, features that a bug
+    would give (another pooling, another mix), must lie outside that tolerance, so that the
+    comparison could fail."""
     atol = feature_tolerance(precision, reference)
     np.testing.assert_allclose(actual, reference, rtol=0, atol=atol)
     if wrong is not None:
         gap = float(np.abs(np.asarray(wrong) - np.asarray(reference)).max())
         assert gap > 2 * atol, (
-            f"the tolerance {atol:.2g} cannot tell a wrong result ({gap:.2g} apart) from a right one"
+            f"the tolerance {atol:.2g} cannot tell a wrong result ({gap:.2g} apart) "
+            "from a right one"
         )

@@ -1,4 +1,5 @@
-"""The package's shape: no import circle (imports inside functions count), one owner for the plan, no Snakemake."""
+"""The package's shape: no import circle (imports inside functions count), one owner for the plan,
+no Snakemake."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def modules() -> dict[str, Path]:
 
 
 def imported(path: Path, known: set[str]) -> set[str]:
-    """The package's modules that a file imports anywhere in it: at the top, in functions, under `if`."""
+    """The package's modules that a file imports anywhere in it: at the top, in functions, under
+    `if`."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
@@ -33,9 +35,8 @@ def imported(path: Path, known: set[str]) -> set[str]:
             if node.level:  # relative: resolve against this module's package
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            for alias in (
-                node.names
-            ):  # `from pkg import module` imports the module; `from mod import name`, mod
+            # `from pkg import module` imports the module; `from mod import name`, mod
+            for alias in node.names:
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
     return {m for m in found if m in known and m != name}
 
@@ -46,7 +47,8 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan), or a module importing itself."""
+    """Strongly connected components of more than one module (Tarjan), or a module importing
+    itself."""
     index, low, stack, on_stack, out = {}, {}, [], set(), []
 
     def visit(v):
@@ -98,7 +100,8 @@ def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path,
 
 
 def test_study_names_things_and_imports_no_planner():
-    """study.py keeps names and config accessors; what a config makes is the plan's (weightspace.plan)."""
+    """study.py keeps names and config accessors; what a config makes is the plan's
+    (weightspace.plan)."""
     graph = import_graph()
     assert not {m for m in graph["weightspace.study"] if m.startswith("weightspace.plan")}
 

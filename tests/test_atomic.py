@@ -37,8 +37,9 @@ def test_written_files_follow_the_umask(tmp_path):
 
 
 def test_the_same_weights_are_the_same_bytes_in_every_process(tmp_path):
-    """safetensors orders its header maps by a per-process hash: without the canonical header, a resumed fine-tune
-    and an uninterrupted one wrote the same tensors in different bytes, and content-keyed caches saw new weights."""
+    """safetensors orders its header maps by a per-process hash: without the canonical header, a
+    resumed fine-tune and an uninterrupted one wrote the same tensors in different bytes, and
+    content-keyed caches saw new weights."""
     import hashlib
     import subprocess
     import sys
@@ -46,7 +47,8 @@ def test_the_same_weights_are_the_same_bytes_in_every_process(tmp_path):
     script = (
         "import sys, torch\nfrom weightspace.model import weights\n"
         "tensors = {f'layer.{i}.weight': torch.full((3, 2), float(i)) for i in range(8)}\n"
-        "weights.save(sys.argv[1], tensors, 'toy.seed0', base='x', base_commit='y', a='1', b='2', c='3')\n"
+        "weights.save(sys.argv[1], tensors, 'toy.seed0', base='x', base_commit='y', "
+        "a='1', b='2', c='3')\n"
     )
     digests = set()
     for i in range(4):  # four processes, four hash seeds
@@ -56,7 +58,6 @@ def test_the_same_weights_are_the_same_bytes_in_every_process(tmp_path):
     assert len(digests) == 1
     from safetensors import safe_open
 
-    with safe_open(
-        str(tmp_path / "w0.safetensors"), framework="pt"
-    ) as handle:  # still a valid file
+    # still a valid file
+    with safe_open(str(tmp_path / "w0.safetensors"), framework="pt") as handle:
         assert handle.metadata()["model_id"] == "toy.seed0" and len(list(handle.keys())) == 8

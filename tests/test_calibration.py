@@ -1,16 +1,20 @@
-"""How often the verdict rule says "holds" when nothing is there, and how often it finds what is, measured.
+"""How often the verdict rule says "holds" when nothing is there, and how often it finds what is,
+measured.
 
-Each family's headline claims run through the workflow's own claim functions on synthetic studies that carry the
-design's random effects: task offsets with no dataset effect, dataset effects with no task effect, target effects,
-group and line effects. No models: distance matrices, per-example losses and gains are drawn directly.
+Each family's headline claims run through the workflow's own claim functions on synthetic studies
+that carry the design's random effects: task offsets with no dataset effect, dataset effects with no
+task effect, target effects, group and line effects. No models: distance matrices, per-example
+losses and gains are drawn directly.
 
-- Under each null, the share of studies with at least one false "holds" in the family must be consistent with at
-  most 5 % (the rule controls it at alpha 0.05 one-sided per family): a one-sided binomial test of "rate <= 5 %"
-  may not reject at 0.01 (a true rate of 10 % fails it); the message gives the binomial 95 % interval.
-- The rule before issue 23 (interval only, runs as units, shuffles across tasks) is significantly above 5 % on
-  the dataset, fusion and lines nulls: the same assertion fails it, so the test could fail.
-- Under planted effects of the default's observed size, the rule finds them in at least 80 % of studies, in a
-  design whose floor allows it.
+- Under each null, the share of studies with at least one false "holds" in the family must be
+  consistent with at most 5 % (the rule controls it at alpha 0.05 one-sided per family): a one-sided
+  binomial test of "rate <= 5 %" may not reject at 0.01 (a true rate of 10 % fails it); the message
+  gives the binomial 95 % interval.
+- The rule before issue 23 (interval only, runs as units, shuffles across tasks) is significantly
+  above 5 % on the dataset, fusion and lines nulls: the same assertion fails it, so the test could
+  fail.
+- Under planted effects of the default's observed size, the rule finds them in at least 80 % of
+  studies, in a design whose floor allows it.
 """
 
 from __future__ import annotations
@@ -71,8 +75,9 @@ def layout(per_task: list[int], seeds: int):
 
 
 def draw_weights(datasets, tasks, rng, task_scale=0.0, dataset_scale=0.0, dim=64):
-    """Seed noise (sd 1 per coordinate) around random task offsets and random dataset offsets. In many dimensions
-    distances concentrate, as they do for weights: a within/between ratio of 0.92 is then a clear structure."""
+    """Seed noise (sd 1 per coordinate) around random task offsets and random dataset offsets. In
+    many dimensions distances concentrate, as they do for weights: a within/between ratio of 0.92 is
+    then a clear structure."""
     offsets_t = {t: task_scale * rng.normal(size=dim) for t in np.unique(tasks)}
     offsets_d = {d: dataset_scale * rng.normal(size=dim) for d in np.unique(datasets)}
     return np.array(
@@ -81,7 +86,8 @@ def draw_weights(datasets, tasks, rng, task_scale=0.0, dataset_scale=0.0, dim=64
 
 
 def old_dataset_rule(D, datasets, rng, n_perm=200) -> bool:
-    """Before: 1-NN by dataset against models shuffled across every task, verdict from the inverted interval."""
+    """Before: 1-NN by dataset against models shuffled across every task, verdict from the inverted
+    interval."""
     observed = clusters.nn1_accuracy(D, datasets)
     null = [clusters.nn1_accuracy(D, rng.permutation(datasets)) for _ in range(n_perm)]
     _, low, high = verdicts.inverted_interval(observed, null)
@@ -89,7 +95,8 @@ def old_dataset_rule(D, datasets, rng, n_perm=200) -> bool:
 
 
 def old_task_rule(D, datasets, tasks, rng, n_boot=N_BOOT) -> bool:
-    """Before: same-task distances closer than across, interval from a bootstrap of datasets inside fixed tasks."""
+    """Before: same-task distances closer than across, interval from a bootstrap of datasets inside
+    fixed tasks."""
 
     def resample():
         out = []
@@ -113,9 +120,9 @@ def family_holds(found: pd.DataFrame, family: str) -> bool:
 
 
 def test_dataset_claims_under_a_task_only_structure():
-    """The default's design (6 datasets in 3 tasks, 3 seeds); tasks apart, no dataset effect. Shuffling models
-    within tasks keeps the task structure in the null: no dataset claim may hold. The old rule (models shuffled
-    across tasks) calls the task structure a dataset structure."""
+    """The default's design (6 datasets in 3 tasks, 3 seeds); tasks apart, no dataset effect.
+    Shuffling models within tasks keeps the task structure in the null: no dataset claim may hold.
+    The old rule (models shuffled across tasks) calls the task structure a dataset structure."""
     rng = np.random.default_rng(0)
     datasets, tasks = layout([2, 2, 2], 3)
     design = clusters.Design(datasets, tasks, 1000, 0)
@@ -130,8 +137,9 @@ def test_dataset_claims_under_a_task_only_structure():
 
 
 def test_dataset_claims_find_a_dataset_structure_of_the_default_size():
-    """Planted: dataset offsets that put a dataset's seeds at ~0.92 of the within-task distance (the default
-    measured 0.93 [0.85, 0.99] by this ratio, and 1-NN 1.00): both dataset claims hold in >= 80 % of studies."""
+    """Planted: dataset offsets that put a dataset's seeds at ~0.92 of the within-task distance (the
+    default measured 0.93 [0.85, 0.99] by this ratio, and 1-NN 1.00): both dataset claims hold in >=
+    80 % of studies."""
     rng = np.random.default_rng(1)
     datasets, tasks = layout([2, 2, 2], 3)
     design = clusters.Design(datasets, tasks, 1000, 0)
@@ -155,13 +163,14 @@ def test_dataset_claims_find_a_dataset_structure_of_the_default_size():
 
 
 def test_task_claims_under_dataset_effects_without_tasks():
-    """9 datasets in 3 tasks of 3 (280 ways to split them, floor 1/280), 2 seeds; every dataset has its own
-    random offset and tasks mean nothing: no task claim may hold.
+    """9 datasets in 3 tasks of 3 (280 ways to split them, floor 1/280), 2 seeds; every dataset has
+    its own random offset and tasks mean nothing: no task claim may hold.
 
-    What this cannot cover: task effects that vary at random between tasks with mean zero (a population of tasks).
-    With 3 tasks no test is calibrated for that: measured with per-task offsets of the within-task distance (sd
-    0.5, dataset-pair sd 0.3), the new rule said "holds" in 9.5 % of 200 studies and the old in 10.5 %. A task
-    claim speaks of these tasks, not of tasks in general."""
+    What this cannot cover: task effects that vary at random between tasks with mean zero (a
+    population of tasks). With 3 tasks no test is calibrated for that: measured with per-task
+    offsets of the within-task distance (sd 0.5, dataset-pair sd 0.3), the new rule said "holds" in
+    9.5 % of 200 studies and the old in 10.5 %. A task claim speaks of these tasks, not of tasks in
+    general."""
     rng = np.random.default_rng(2)
     datasets, tasks = layout([3, 3, 3], 2)
     design = clusters.Design(datasets, tasks, 1000, 0)
@@ -177,8 +186,9 @@ def test_task_claims_under_dataset_effects_without_tasks():
 
 
 def test_task_claims_find_a_task_structure_where_the_design_allows():
-    """Planted task offsets (0.3) below the dataset offsets (0.43), 9 datasets in 3 × 3: both task claims hold in
-    >= 80 % of studies. In the default's 6-in-3 design they are 'not testable' (floor 1/15), whatever the data."""
+    """Planted task offsets (0.3) below the dataset offsets (0.43), 9 datasets in 3 × 3: both task
+    claims hold in >= 80 % of studies. In the default's 6-in-3 design they are 'not testable' (floor
+    1/15), whatever the data."""
     rng = np.random.default_rng(3)
     datasets, tasks = layout([3, 3, 3], 2)
     design = clusters.Design(datasets, tasks, 1000, 0)
@@ -208,8 +218,8 @@ def test_task_claims_find_a_task_structure_where_the_design_allows():
 def fusion_study(
     rng, targets: int, seeds: int, mean: float, target_sd: float, seed_sd: float
 ) -> pd.DataFrame:
-    """Gains (points) = mean + a target effect + seed noise; the target effect is shared by the target's seeds
-    (its start, data and test set), which is what makes runs correlated."""
+    """Gains (points) = mean + a target effect + seed noise; the target effect is shared by the
+    target's seeds (its start, data and test set), which is what makes runs correlated."""
     rows = []
     for t in range(targets):
         effect = mean + target_sd * rng.normal()
@@ -246,9 +256,9 @@ def fusion_study(
 
 
 def test_fusion_under_target_effects_of_mean_zero():
-    """8 targets × 3 seeds; target effects sd 4 points (the default's target means spread about that much), seed
-    noise sd 2.5 (seeds of a target correlate ~0.7). The target is the unit: false holds <= 5 %. The old rule,
-    24 runs as independent units, holds far more often."""
+    """8 targets × 3 seeds; target effects sd 4 points (the default's target means spread about that
+    much), seed noise sd 2.5 (seeds of a target correlate ~0.7). The target is the unit: false holds
+    <= 5 %. The old rule, 24 runs as independent units, holds far more often."""
     rng = np.random.default_rng(4)
     new, old = [], []
     for _ in range(STUDIES):
@@ -264,8 +274,8 @@ def test_fusion_under_target_effects_of_mean_zero():
 
 
 def test_fusion_finds_the_default_gain_with_eight_targets():
-    """+4.9 points (the default's observed gain) with the same spread: found in >= 80 % of 8-target studies.
-    With the default's 4 targets it is 'not testable' (16 sign patterns)."""
+    """+4.9 points (the default's observed gain) with the same spread: found in >= 80 % of 8-target
+    studies. With the default's 4 targets it is 'not testable' (16 sign patterns)."""
     rng = np.random.default_rng(5)
     hits = [
         family_holds(
@@ -287,8 +297,9 @@ ALPHAS = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 def lines_study(
     rng, groups: int, lines: int, examples: int, effect: float, group_sd: float, line_sd: float
 ):
-    """Same-dataset lines: the interior gain is effect + a group effect + a line effect, each example's loss with
-    its own difficulty and noise; extrapolation changes nothing on average (only its own group and line noise)."""
+    """Same-dataset lines: the interior gain is effect + a group effect + a line effect, each
+    example's loss with its own difficulty and noise; extrapolation changes nothing on average (only
+    its own group and line noise)."""
     rows = []
     for g in range(groups):
         interior_g, edge_g = group_sd * rng.normal(), group_sd * rng.normal()
@@ -314,9 +325,9 @@ def lines_study(
 
 
 def test_lines_under_group_and_line_effects_of_mean_zero():
-    """8 groups (datasets) × 3 lines × 128 test examples, group effects sd 0.02 nats, line effects sd 0.01: the
-    group is the unit, false holds <= 5 %. The old rule, a bootstrap over test examples only, treats the chosen
-    lines as the population and holds far more often."""
+    """8 groups (datasets) × 3 lines × 128 test examples, group effects sd 0.02 nats, line effects
+    sd 0.01: the group is the unit, false holds <= 5 %. The old rule, a bootstrap over test examples
+    only, treats the chosen lines as the population and holds far more often."""
     rng = np.random.default_rng(6)
     new, old = [], []
     for _ in range(STUDIES):
@@ -330,8 +341,9 @@ def test_lines_under_group_and_line_effects_of_mean_zero():
 
 
 def test_lines_find_an_interior_gain_of_three_group_sds():
-    """An interior gain of 0.06 nats (3 group sds) over 8 groups: found in >= 80 % of studies. (The default's full
-    run measured 0.003 [-0.008, 0.013] on 3 lines of one group: no design finds an effect that small.)"""
+    """An interior gain of 0.06 nats (3 group sds) over 8 groups: found in >= 80 % of studies. (The
+    default's full run measured 0.003 [-0.008, 0.013] on 3 lines of one group: no design finds an
+    effect that small.)"""
     rng = np.random.default_rng(7)
     hits = []
     for _ in range(STUDIES):

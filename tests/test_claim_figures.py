@@ -1,4 +1,5 @@
-"""The line and fusion figures draw the intervals their claims rest on, not only the spread of the data."""
+"""The line and fusion figures draw the intervals their claims rest on, not only the spread of the
+data."""
 
 from __future__ import annotations
 
@@ -47,8 +48,8 @@ def test_fusion_figure_shows_the_claims_interval_and_every_seed():
     row = found.iloc[0]
     fig = fusion_tables.figure(wins, paired, found)
     label = (
-        f"all: mean {row['effect']:+.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}], p {row['p_value']:.3g}, "
-        f"{row['verdict']}"
+        f"all: mean {row['effect']:+.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}], "
+        f"p {row['p_value']:.3g}, {row['verdict']}"
     )
     assert label in legend_texts(fig)
     dots = sum(

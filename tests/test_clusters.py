@@ -55,17 +55,15 @@ def synthetic(layout, seeds, position, pretrained=None):
     return ids, rows, np.array(X)
 
 
-UNDECIDED = (
-    verdicts.INCONCLUSIVE,
-    verdicts.NOT_TESTABLE,
-    verdicts.DESCRIPTION,
-)  # neither holds nor fails
+# neither holds nor fails
+UNDECIDED = (verdicts.INCONCLUSIVE, verdicts.NOT_TESTABLE, verdicts.DESCRIPTION)
 LAYOUT = {"a1": "alpha", "a2": "alpha", "b1": "beta", "b2": "beta", "c1": "gamma", "c2": "gamma"}
 DIM = 24
 
 
 def clustered(seed=0):
-    """Tight datasets (noise 0.1) 3 apart inside tasks 10 from the pretrained origin: every claim holds."""
+    """Tight datasets (noise 0.1) 3 apart inside tasks 10 from the pretrained origin: every claim
+    holds."""
     rng = np.random.default_rng(seed)
     eye = np.eye(DIM)
     return synthetic(
@@ -77,8 +75,9 @@ def clustered(seed=0):
 
 
 def contrary(seed=0, seeds=(0, 1, 2)):
-    """Seed offsets shared across datasets dominate: a model is nearer the same seed of another dataset of its task
-    than the other seeds of its own dataset. Same-dataset models are *farther* apart than same-task ones."""
+    """Seed offsets shared across datasets dominate: a model is nearer the same seed of another
+    dataset of its task than the other seeds of its own dataset. Same-dataset models are *farther*
+    apart than same-task ones."""
     rng = np.random.default_rng(seed)
     eye = np.eye(DIM)
     return synthetic(
@@ -125,7 +124,8 @@ def test_clusters_are_recovered_from_the_distances():
 
 
 def test_bootstrap_resamples_models_not_pairs():
-    """Model-level resampling: a replicate's mean is over pairs of distinct resampled models only."""
+    """Model-level resampling: a replicate's mean is over pairs of distinct resampled models
+    only."""
     ids, table, X = clustered()
     D = pd.DataFrame(cdist(X, X), index=ids, columns=ids)
     _, sub, datasets, tasks, to_pre = clusters._labelled(D, table)
@@ -142,9 +142,9 @@ def verdicts_of(found, metric="euclidean"):
 
 
 def test_claims_on_clustered_vectors():
-    """6 datasets in 3 tasks: both headline dataset claims hold with p < 0.01; the headline task claims rest on
-    6 datasets split among 3 tasks (15 distinct partitions, p >= 1/15 > 0.05 / 2): not testable. Every other row is
-    a description with its effect, interval and p."""
+    """6 datasets in 3 tasks: both headline dataset claims hold with p < 0.01; the headline task
+    claims rest on 6 datasets split among 3 tasks (15 distinct partitions, p >= 1/15 > 0.05 / 2):
+    not testable. Every other row is a description with its effect, interval and p."""
     ids, table, X = clustered()
     found = clusters.claims(long_frame(ids, X), table, n_boot=200)
     assert list(found.columns) == clusters.CLAIM_COLUMNS
@@ -178,16 +178,16 @@ def test_claims_on_clustered_vectors():
 
 
 def test_claims_do_not_hold_on_contrary_vectors():
-    """Seed offsets dominate and same-task datasets are apart: the distance claim does not hold. (With 3 seeds the
-    test within tasks cannot say so: a task's 6 models split 10 ways, and the 'one seed in each dataset' splits are
-    all as extreme, p = 0.064; 5 seeds give 126 splits per task.)"""
+    """Seed offsets dominate and same-task datasets are apart: the distance claim does not hold.
+    (With 3 seeds the test within tasks cannot say so: a task's 6 models split 10 ways, and the 'one
+    seed in each dataset' splits are all as extreme, p = 0.064; 5 seeds give 126 splits per
+    task.)"""
     ids, table, X = contrary(seeds=range(5))
     found = clusters.claims(long_frame(ids, X), table, n_boot=200)
     got = verdicts_of(found)
     assert got["dataset_closer_than_task"] == "does not hold"
-    assert (
-        got["nn1_dataset"] == "does not hold"
-    )  # every nearest neighbour is the same seed of another dataset
+    # every nearest neighbour is the same seed of another dataset
+    assert got["nn1_dataset"] == "does not hold"
     assert found.iloc[0]["ci_high"] < 0
     assert found.iloc[0]["value"] > found.iloc[0]["reference"]
 
@@ -237,17 +237,15 @@ def test_undefined_cosine_to_the_zero_task_vector_is_inconclusive():
     )
     stats = clusters.cluster_stats(frame, table, n_boot=50)
     assert np.isnan(stat(stats, "distance", "to_pretrained").value)
-    assert (
-        stat(stats, "nn1_accuracy", "dataset").value == 1.0
-    )  # the fine-tuned models' distances are finite
+    # the fine-tuned models' distances are finite
+    assert stat(stats, "nn1_accuracy", "dataset").value == 1.0
     found = clusters.claims(
         frame, table, n_boot=50, primary={"metric": "euclidean", "space": "raw"}
     )
     assert not found[found["metric"] == "cosine"].empty
     cos = found[found["claim_id"].str.startswith("task_vectors")]
-    assert (
-        cos["verdict"].isin(UNDECIDED).all()
-    )  # no Euclidean distances to derive task-vector cosines from
+    # no Euclidean distances to derive task-vector cosines from
+    assert cos["verdict"].isin(UNDECIDED).all()
 
 
 def test_task_vector_cosines_from_euclidean_distances():
@@ -309,6 +307,5 @@ def test_distance_claims_report_the_within_dataset_over_across_task_ratio_with_i
     )
     assert match, note
     ratio, low, high = map(float, match.groups())
-    assert (
-        low <= ratio <= high < 1
-    )  # clustered: a dataset's seeds sit much closer than other tasks' models
+    # clustered: a dataset's seeds sit much closer than other tasks' models
+    assert low <= ratio <= high < 1

@@ -81,9 +81,9 @@ def claim_verdicts(found: pd.DataFrame) -> dict[str, str]:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_negative_random_perturbations_with_random_labels_hold_nothing(seed):
-    """Fine-tuned models = the pretrained vector + a random direction of one norm; datasets and tasks assigned at
-    random. In high dimension d(a, b) ≈ √2·r > r = d(a, pretrained): the old 'closer to the pretrained model' claim
-    held for this; no claim may hold now."""
+    """Fine-tuned models = the pretrained vector + a random direction of one norm; datasets and
+    tasks assigned at random. In high dimension d(a, b) ≈ √2·r > r = d(a, pretrained): the old
+    'closer to the pretrained model' claim held for this; no claim may hold now."""
     rng = np.random.default_rng(seed)
     dim, radius = 4000, 4.0
     pretrained = rng.normal(size=dim)
@@ -102,14 +102,16 @@ def test_negative_random_perturbations_with_random_labels_hold_nothing(seed):
     assert len(found) == 10
     held = {k: v for k, v in claim_verdicts(found).items() if v == verdicts.HOLDS}
     assert held == {}, found[["claim_id", "effect", "ci_low", "ci_high", "p_value"]]
-    # and the quantity the old claim rested on is there: every model nearer the pretrained one than any other
+    # and the quantity the old claim rested on is there: every model nearer the pretrained one than
+    # any other
     d = cdist(X, X)
     assert (d[0, 1:][:, None] < np.where(np.eye(len(X) - 1, dtype=bool), np.inf, d[1:, 1:])).all()
 
 
 def test_positive_planted_dataset_and_task_structure_holds_every_clustering_claim():
-    """12 datasets in 4 tasks, 3 seeds: tasks apart, datasets apart within a task, seeds tight. Every clustering
-    claim holds with p < 0.01 (4 tasks of 3 datasets give 15 400 task partitions, so p can go that low)."""
+    """12 datasets in 4 tasks, 3 seeds: tasks apart, datasets apart within a task, seeds tight.
+    Every clustering claim holds with p < 0.01 (4 tasks of 3 datasets give 15 400 task partitions,
+    so p can go that low)."""
     rng = np.random.default_rng(0)
     dim = 64
     eye = np.eye(dim)
@@ -134,8 +136,9 @@ def test_positive_planted_dataset_and_task_structure_holds_every_clustering_clai
 
 
 def test_six_datasets_in_three_tasks_cannot_test_a_task_claim():
-    """The default's design: 15 ways to split 6 datasets into 3 pairs, p >= 1/15 > 0.05 / 2. However strong the
-    task structure, the task claims are 'not testable', and say why; the dataset claims still hold."""
+    """The default's design: 15 ways to split 6 datasets into 3 pairs, p >= 1/15 > 0.05 / 2. However
+    strong the task structure, the task claims are 'not testable', and say why; the dataset claims
+    still hold."""
     rng = np.random.default_rng(0)
     eye = np.eye(64)
     ids, table, X = study(
@@ -154,8 +157,8 @@ def test_six_datasets_in_three_tasks_cannot_test_a_task_claim():
 
 
 def test_boundary_weak_dataset_structure_is_inconclusive():
-    """A dataset offset about the size of the seed noise's effect on the mean distance: the within-dataset vs
-    within-task difference is of the order of its interval."""
+    """A dataset offset about the size of the seed noise's effect on the mean distance: the
+    within-dataset vs within-task difference is of the order of its interval."""
     rng = np.random.default_rng(5)
     dim = 400
     eye = np.eye(dim)
@@ -173,7 +176,7 @@ def test_boundary_weak_dataset_structure_is_inconclusive():
     assert row["ci_high"] - row["ci_low"] > row["effect"]
 
 
-# ---------------------------------------------------------------- lines and regions (per-example losses)
+# ----------------------------------------------------------- lines and regions (per-example losses)
 
 
 def lines_frame(
@@ -184,8 +187,8 @@ def lines_frame(
     groups: int = 6,
     lines_per_group: int = 1,
 ) -> pd.DataFrame:
-    """curves: relation -> f(alpha, base losses) -> per-example losses at alpha; each group (a dataset, or a pair of
-    datasets) has its own lines, as traversal chooses them."""
+    """curves: relation -> f(alpha, base losses) -> per-example losses at alpha; each group (a
+    dataset, or a pair of datasets) has its own lines, as traversal chooses them."""
     rows = []
     for relation, curve in curves.items():
         for g in range(groups):
@@ -259,7 +262,8 @@ def noise(rng, scale=0.3):
 
 
 def test_negative_lines_and_regions_of_exchangeable_losses_hold_nothing():
-    """Every point's losses are the same examples' difficulties plus independent noise: no claim holds."""
+    """Every point's losses are the same examples' difficulties plus independent noise: no claim
+    holds."""
     rng = np.random.default_rng(0)
     lines = lines_frame(
         {r: noise(rng) for r in ("same_dataset", "same_task", "cross_task")}, 200, rng
@@ -286,8 +290,8 @@ def test_negative_lines_and_regions_of_exchangeable_losses_hold_nothing():
 
 
 def test_positive_a_basin_holds_every_line_and_region_claim():
-    """Loss is a parabola in α with its minimum inside the line; the centroid and samples sit below the members,
-    the pretrained model above."""
+    """Loss is a parabola in α with its minimum inside the line; the centroid and samples sit below
+    the members, the pretrained model above."""
     rng = np.random.default_rng(1)
     basin = lambda alpha, base: base + 0.4 * (alpha - 0.5) ** 2 + 0.02 * rng.normal(size=len(base))  # noqa: E731
     lines = lines_frame({r: basin for r in ("same_dataset", "same_task", "cross_task")}, 200, rng)
@@ -304,9 +308,8 @@ def test_positive_a_basin_holds_every_line_and_region_claim():
     assert set(headline["verdict"]) == {verdicts.HOLDS}, headline[
         ["claim_id", "effect", "ci_low", "p_value"]
     ]
-    assert (found["ci_low"] > 0).all() and (
-        found["p_value"] <= 1 / 64
-    ).all()  # 6 groups: 64 sign patterns
+    # 6 groups: 64 sign patterns
+    assert (found["ci_low"] > 0).all() and (found["p_value"] <= 1 / 64).all()
     assert (
         found.set_index("claim_id").loc[
             ["interior_same_dataset", "centroid_beats_own_members"], "n"
@@ -316,8 +319,9 @@ def test_positive_a_basin_holds_every_line_and_region_claim():
 
 
 def test_three_groups_cannot_test_a_line_claim():
-    """3 groups give 8 sign patterns: p >= 1/8 > 0.05 / 3. A basin as clear as the positive control's is 'not
-    testable' at the unit where lines were chosen, whatever the number of test examples."""
+    """3 groups give 8 sign patterns: p >= 1/8 > 0.05 / 3. A basin as clear as the positive
+    control's is 'not testable' at the unit where lines were chosen, whatever the number of test
+    examples."""
     rng = np.random.default_rng(1)
     basin = lambda alpha, base: base + 0.4 * (alpha - 0.5) ** 2 + 0.02 * rng.normal(size=len(base))  # noqa: E731
     found = interpolation.claims(
@@ -345,15 +349,15 @@ def test_a_barrier_does_not_hold():
     ).set_index("claim_id")
     assert found.loc["interior_same_dataset", "verdict"] == verdicts.FAILS
     assert found.loc["extrapolation_raises_loss", "verdict"] == verdicts.FAILS
-    assert (
-        found.loc["interior_cross_task", "verdict"] == verdicts.DESCRIPTION
-    )  # no such line, and not a headline
+    # no such line, and not a headline
+    assert found.loc["interior_cross_task", "verdict"] == verdicts.DESCRIPTION
     assert "no cross_task line" in found.loc["interior_cross_task", "note"]
 
 
 def test_boundary_an_interior_gain_of_one_standard_error_is_inconclusive():
-    """8 groups whose interior gains have mean = one standard error of their mean (the unit is the group): the
-    interval reaches zero and the sign-flip p is far above its threshold, however many test examples a line has."""
+    """8 groups whose interior gains have mean = one standard error of their mean (the unit is the
+    group): the interval reaches zero and the sign-flip p is far above its threshold, however many
+    test examples a line has."""
     rng = np.random.default_rng(3)
     alphas = (-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
     gains = rng.normal(size=8)
@@ -542,7 +546,8 @@ def test_holm_and_the_four_verdicts():
         "e": "description",
     }
     assert "8 sign patterns: p >= 0.125 > 0.0125" in found.loc["d", "note"]
-    # an interval that excludes 0 is not enough: the test at the unit must pass its Holm threshold too
+    # an interval that excludes 0 is not enough: the test at the unit must pass its Holm threshold
+    # too
     alone = verdicts.decide(pd.DataFrame([{**rows[0], "p_value": 0.2}]))
     assert alone["verdict"].tolist() == ["inconclusive"]
 
@@ -553,9 +558,8 @@ def test_exact_relabelings_and_sign_flips():
     six = inference.Relabelings(np.array(["a", "a", "b", "b", "c", "c"]))
     assert (len(six), six.distinct, six.floor, six.exact) == (90, 15, pytest.approx(1 / 15), True)
     within = inference.Relabelings(np.repeat(np.arange(6), 3), np.repeat(np.arange(3), 6))
-    assert (
-        within.distinct == 1000 and len(within) == 8000
-    )  # 10 splits of 6 models into two datasets, per task
+    # 10 splits of 6 models into two datasets, per task
+    assert within.distinct == 1000 and len(within) == 8000
     assert (
         inference.partitions_count([4, 2, 2]) == 210
         and inference.partitions_count([3, 3, 3]) == 280
@@ -565,13 +569,10 @@ def test_exact_relabelings_and_sign_flips():
     assert inference.p_values(1.0, flips.null_means(np.ones(4))) == (1 / 16, 1.0)
     big = inference.Relabelings(np.repeat(np.arange(10), 3), n_mc=99)
     assert not big.exact and big.floor == pytest.approx(1 / 100) and len(big) == 100
-    assert (
-        big.labels[0] == np.repeat(np.arange(10), 3)
-    ).all()  # Monte Carlo: the observed labelling first ...
-    assert inference.p_values(5.0, np.array([5.0, 1.0, 2.0, 3.0])) == (
-        0.25,
-        1.0,
-    )  # ... counted once
+    # Monte Carlo: the observed labelling first ...
+    assert (big.labels[0] == np.repeat(np.arange(10), 3)).all()
+    # ... counted once
+    assert inference.p_values(5.0, np.array([5.0, 1.0, 2.0, 3.0])) == (0.25, 1.0)
 
 
 def test_verdict_rule():

@@ -1,4 +1,5 @@
-"""Dataset preparation: formats, pairs, labels, cleaning, splits, caps, the hub, and every bad input."""
+"""Dataset preparation: formats, pairs, labels, cleaning, splits, caps, the hub, and every bad
+input."""
 
 from __future__ import annotations
 
@@ -158,7 +159,8 @@ def test_integer_labels_keep_their_order_and_become_contiguous_ids(tmp_path):
 
 
 def mixed_labels(n: int = 40) -> pd.DataFrame:
-    """Two classes written two ways each, as happens when files from two sources are concatenated."""
+    """Two classes written two ways each, as happens when files from two sources are
+    concatenated."""
     spelled = ["0", "1", "neg", "pos"]
     return pd.DataFrame(
         {
@@ -236,9 +238,8 @@ def test_empties_missing_labels_and_duplicates_are_dropped_and_counted(tmp_path)
     )
     train = pd.concat([train, junk], ignore_index=True)
     test = generated_frame(20, seed=6, string_labels=True)
-    test = pd.concat(
-        [test, train.iloc[[2, 3]], test.iloc[[0]]], ignore_index=True
-    )  # 2 leaks, 1 duplicate
+    # 2 leaks, 1 duplicate
+    test = pd.concat([test, train.iloc[[2, 3]], test.iloc[[0]]], ignore_index=True)
     validation = generated_frame(10, seed=7, string_labels=True)
     spec = files_spec(tmp_path / "in", train, test, validation)
     meta = prepare.prepare_dataset("noisy", spec, DEFAULTS, tmp_path / "out")
@@ -305,8 +306,9 @@ def test_missing_splits_are_made_stratified_and_seeded(tmp_path):
 
 
 def test_probe_split_holds_training_examples_no_fine_tune_sees(tmp_path):
-    """A fine-tuned encoder has memorised its training split: the probe trains on other training examples
-    (the caps' remainder), disjoint from every split, as many as train unless max_examples.probe says."""
+    """A fine-tuned encoder has memorised its training split: the probe trains on other training
+    examples (the caps' remainder), disjoint from every split, as many as train unless
+    max_examples.probe says."""
     rng = np.random.default_rng(4)
     labels = rng.choice([0, 1, 2], size=500, p=[0.5, 0.3, 0.2])
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(500)], "label": labels})
@@ -336,9 +338,8 @@ def test_probe_split_holds_training_examples_no_fine_tune_sees(tmp_path):
 
     assert features.split_path(tmp_path / "prepared", "train").name == "probe.parquet"
     assert features.split_path(tmp_path / "prepared", "test").name == "test.parquet"
-    (
-        tmp_path / "prepared" / "probe.parquet"
-    ).unlink()  # a folder prepared by hand: the probe reads train
+    # a folder prepared by hand: the probe reads train
+    (tmp_path / "prepared" / "probe.parquet").unlink()
     assert features.split_path(tmp_path / "prepared", "train").name == "train.parquet"
 
 
@@ -359,9 +360,8 @@ def test_rare_labels_fall_back_gracefully(tmp_path):
     )
     assert any("seen once" in note for note in meta["notes"])
     tiny = pd.DataFrame({"text": [f"x{i}" for i in range(12)], "label": list("abcdef") * 2})
-    splits, meta = prepare.prepare(
-        "tiny", files_spec(tmp_path / "in2", tiny), DEFAULTS
-    )  # 2-example test < 6 labels
+    # 2-example test < 6 labels
+    splits, meta = prepare.prepare("tiny", files_spec(tmp_path / "in2", tiny), DEFAULTS)
     assert meta["counts"]["test"] == 2 and any("random split" in note for note in meta["notes"])
 
 
@@ -373,9 +373,8 @@ def test_caps_subsample_each_split_stratified_and_seeded(tmp_path):
         {"text": [f"b{i}" for i in range(100)], "label": rng.choice(["x", "y"], size=100)}
     )
     defaults = dict(DEFAULTS, max_examples={"train": 80, "validation": 20, "test": 50})
-    spec = files_spec(
-        tmp_path / "in", train, test, max_examples={"test": 30}
-    )  # the dataset's cap wins
+    # the dataset's cap wins
+    spec = files_spec(tmp_path / "in", train, test, max_examples={"test": 30})
     one, meta = prepare.prepare("capped", spec, defaults)
     assert meta["counts"] == {"train": 80, "validation": 20, "test": 30}
     assert meta["available"] == {"train": 360, "validation": 40, "test": 100}
@@ -513,13 +512,12 @@ def test_meta_json_is_written_last(tmp_path, monkeypatch):
     monkeypatch.setattr(atomic, "write_parquet", failing)
     with pytest.raises(KeyboardInterrupt):
         prepare.prepare_dataset("w", spec, DEFAULTS, out)
-    assert not (
-        out / "meta.json"
-    ).exists()  # the old one no longer vouches for the half-replaced files
+    # the old one no longer vouches for the half-replaced files
+    assert not (out / "meta.json").exists()
     assert not list(out.glob(".*.tmp"))
 
 
-# ---------------------------------------------------------------- hub (monkeypatched, never the network)
+# ----------------------------------------------------------- hub (monkeypatched, never the network)
 
 
 def test_hub_source_through_load_dataset(monkeypatch):
@@ -538,9 +536,8 @@ def test_hub_source_through_load_dataset(monkeypatch):
     dev = generated_frame(20, seed=12, pairs=True).rename(
         columns={"text": "sentence1", "text_pair": "sentence2"}
     )
-    hidden = dev.assign(
-        label=-1, sentence1=dev["sentence1"] + " hidden"
-    )  # GLUE-style unlabelled test split
+    # GLUE-style unlabelled test split
+    hidden = dev.assign(label=-1, sentence1=dev["sentence1"] + " hidden")
     loaded = datasets.DatasetDict(
         {
             "train": datasets.Dataset.from_pandas(train, features=features, preserve_index=False),

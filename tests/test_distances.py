@@ -1,4 +1,5 @@
-"""Streamed Gram-matrix distances against direct numpy, the content-keyed cache, and the geometry rules."""
+"""Streamed Gram-matrix distances against direct numpy, the content-keyed cache, and the geometry
+rules."""
 
 from __future__ import annotations
 
@@ -89,9 +90,8 @@ def test_parameter_groups_select_by_regex():
     assert len(layers["layer0"]) == 4
 
 
-@pytest.mark.parametrize(
-    "block_mb", [1e-9, 256]
-)  # 1024 elements a model (many blocks) or one block a tensor
+# 1024 elements a model (many blocks) or one block a tensor
+@pytest.mark.parametrize("block_mb", [1e-9, 256])
 def test_distances_match_direct_numpy(study, block_mb):
     models, paths = study
     frame, info = distances.pairwise_distances(
@@ -136,7 +136,8 @@ def test_identical_files_share_a_row_and_have_distance_zero(study, tmp_path):
 
 
 class Counter:
-    """Counts opened weights files, bytes read from each, and hashed files: what the run really read."""
+    """Counts opened weights files, bytes read from each, and hashed files: what the run really
+    read."""
 
     def __init__(self, monkeypatch):
         self.opened: list[str] = []
@@ -203,9 +204,8 @@ def test_cache_computes_only_the_new_models_rows(study, tmp_path, monkeypatch):
     D = distances.square(G, "euclidean", "raw").to_numpy()
     want = direct({**models, "d2.seed0": extra}, list(SHAPES), "euclidean", "raw")
     np.testing.assert_allclose(D[-1], want[-1], rtol=1e-9)  # new pairs: computed
-    assert D[1, 2] == pytest.approx(
-        np.sqrt(want[1, 2] ** 2 + 2.0), rel=1e-9
-    )  # old pair: from the cache
+    # old pair: from the cache
+    assert D[1, 2] == pytest.approx(np.sqrt(want[1, 2] ** 2 + 2.0), rel=1e-9)
     np.testing.assert_allclose(D[3:6, 3:6], want[3:6, 3:6], rtol=1e-9)
 
 
@@ -244,7 +244,8 @@ def test_cache_of_other_groups_is_not_used(study, tmp_path):
 
 
 def test_near_identical_models_keep_their_tiny_distance(tmp_path):
-    """Centred on a reference, the Gram does not lose a one-ulp difference to cancellation against ||a||²."""
+    """Centred on a reference, the Gram does not lose a one-ulp difference to cancellation against
+    ||a||²."""
     rng = np.random.default_rng(3)
     a = {k: (100 * v).astype(np.float32) for k, v in make_weights(rng).items()}  # large norms
     b = {k: v.copy() for k, v in a.items()}
@@ -266,7 +267,8 @@ def test_near_identical_models_keep_their_tiny_distance(tmp_path):
 
 
 def test_cosine_of_nearly_parallel_models_keeps_its_digits(tmp_path):
-    """Fine-tuned models are nearly parallel (1 - cos ~ 1e-5 here): 1 - G_ab/(|a||b|) would lose ~8 digits."""
+    """Fine-tuned models are nearly parallel (1 - cos ~ 1e-5 here): 1 - G_ab/(|a||b|) would lose ~8
+    digits."""
     rng = np.random.default_rng(0)
     p = (0.05 * rng.standard_normal(200_000)).astype(np.float32)
     a = p + (1e-3 * rng.standard_normal(p.size)).astype(np.float32)
@@ -278,9 +280,8 @@ def test_cosine_of_nearly_parallel_models_keeps_its_digits(tmp_path):
     frame, _ = distances.pairwise_distances(["pretrained", "a", "b"], paths, metrics=["cosine"])
     A, B, P = (x.astype(np.float64) for x in (a, b, p))
     for space, (u, v) in (("raw", (A, B)), ("task_vector", (A - P, B - P))):
-        exact = 0.5 * np.sum(
-            (u / np.linalg.norm(u) - v / np.linalg.norm(v)) ** 2
-        )  # no cancellation
+        # no cancellation
+        exact = 0.5 * np.sum((u / np.linalg.norm(u) - v / np.linalg.norm(v)) ** 2)
         got = distances.square(frame, "cosine", space).loc["a", "b"]
         assert got == pytest.approx(exact, rel=1e-11), space
 
@@ -304,7 +305,8 @@ def test_bad_inputs_are_named(study, tmp_path):
 
 @pytest.mark.workflow
 def test_geometry_rules_produce_every_output(tmp_path):
-    """rules/geometry.smk with common.smk on ready-made weights files: every output, log and benchmark."""
+    """rules/geometry.smk with common.smk on ready-made weights files: every output, log and
+    benchmark."""
     import subprocess
     import sys
     from pathlib import Path
@@ -326,16 +328,15 @@ def test_geometry_rules_produce_every_output(tmp_path):
     from weightspace.plan import fusion
 
     filled = yaml.safe_load(yaml.safe_dump(config))
-    validate(
-        filled, str(repo / "schemas" / "config.schema.yaml")
-    )  # fills the defaults, as the workflow does
+    # fills the defaults, as the workflow does
+    validate(filled, str(repo / "schemas" / "config.schema.yaml"))
     fused = [f.model_id for f in fusion.fused_bases(filled)]
     rng = np.random.default_rng(0)
     pre = make_weights(rng)
     weights = tmp_path / "results" / "weights"
     weights.mkdir(parents=True)
     write(weights / "pretrained.safetensors", pre)
-    for d, dataset in enumerate(layout):
+    for _d, dataset in enumerate(layout):
         centre = make_weights(rng, pre, scale=0.1)
         for seed in (0, 1):
             write(
@@ -345,8 +346,10 @@ def test_geometry_rules_produce_every_output(tmp_path):
         write(weights / f"{model_id}.safetensors", make_weights(rng, pre, scale=0.05))
     n = 7 + len(fused)
     (tmp_path / "Snakefile").write_text(
-        f'configfile: "config.yaml"\ninclude: "{repo}/rules/common.smk"\ninclude: "{repo}/rules/geometry.smk"\n'
-        "rule geometry:\n    default_target: True\n    input: rules.cluster_stats.output, rules.projection.output\n"
+        f'configfile: "config.yaml"\ninclude: "{repo}/rules/common.smk"\n'
+        f'include: "{repo}/rules/geometry.smk"\n'
+        "rule geometry:\n    default_target: True\n"
+        "    input: rules.cluster_stats.output, rules.projection.output\n"
     )
     snakemake = str(Path(sys.executable).with_name("snakemake"))
     run = subprocess.run(
@@ -373,7 +376,8 @@ def test_geometry_rules_produce_every_output(tmp_path):
         stats["statistic"]
     )
     claims = pd.read_csv(results / "geometry" / "claims.csv")
-    # 8 clustering claims per metric and space, the 2 task-vector cosine claims once; primary rows first
+    # 8 clustering claims per metric and space, the 2 task-vector cosine claims once; primary rows
+    # first
     assert (
         len(claims) == 8 * 4 + 2
         and claims["primary"].iloc[:10].all()
@@ -385,10 +389,10 @@ def test_geometry_rules_produce_every_output(tmp_path):
         .all()
     )
     assert claims.iloc[0]["claim_id"] == "dataset_closer_than_task" and claims.iloc[0]["headline"]
-    assert (
-        claims.iloc[0]["effect"] > 0 and claims.iloc[0]["ci_low"] > 0
-    )  # seeds 0.01 apart, datasets 0.1 apart
-    # the same claims from the matrix the workflow wrote, by the command a researcher runs on any matrix
+    # seeds 0.01 apart, datasets 0.1 apart
+    assert claims.iloc[0]["effect"] > 0 and claims.iloc[0]["ci_low"] > 0
+    # the same claims from the matrix the workflow wrote, by the command a researcher runs on any
+    # matrix
     ids = list(
         pd.read_csv(results / "geometry" / "square" / "euclidean_raw.csv", index_col=0).index
     )
@@ -461,7 +465,8 @@ def test_geometry_rules_produce_every_output(tmp_path):
     assert (
         bad.returncode == 1 and "error: matrix file" in bad.stderr and "Traceback" not in bad.stderr
     )
-    # PCA places every model; t-SNE only the fine-tuned ones (the pretrained hub warps its neighbourhoods)
+    # PCA places every model; t-SNE only the fine-tuned ones (the pretrained hub warps its
+    # neighbourhoods)
     pca = pd.read_csv(results / "geometry" / "pca.csv")
     assert len(pca) == n and set(pca["kind"]) == {"pretrained", "finetuned"} | (
         {"fused"} if fused else set()

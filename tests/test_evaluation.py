@@ -1,5 +1,5 @@
-"""Evaluation jobs: many (model, dataset) pairs per process, features and probes cached by content, the results
-files and their reader, and the per-dataset L2 selection."""
+"""Evaluation jobs: many (model, dataset) pairs per process, features and probes cached by content,
+the results files and their reader, and the per-dataset L2 selection."""
 
 from __future__ import annotations
 
@@ -110,7 +110,8 @@ def test_adding_or_changing_a_dataset_computes_only_its_pairs(tiny_base, models,
     assert ev.stats["features_computed"] == 2 and ev.stats["probes_computed"] == 2
     assert ev.stats["probes_cached"] == 4
 
-    # new content under the same name (a changed dataset entry): its pairs only, keyed by content not mtime
+    # new content under the same name (a changed dataset entry): its pairs only, keyed by content
+    # not mtime
     generated_frame(40, seed=99).to_parquet(Path(more["beta"].data_dir) / "train.parquet")
     ev = evaluator(tiny_base, tmp_path)
     ev.evaluate([(m, d) for m in ("pretrained", "b") for d in more], recipes(models), more, l2)
@@ -140,7 +141,8 @@ def test_without_kept_features_the_cache_holds_probe_results_and_the_pretrained_
     )
     assert len(list((tmp_path / "cache" / "probe").rglob("*.json"))) == 6
 
-    # a rerun reads every probe result, loads no model; another L2 re-encodes only the models without features
+    # a rerun reads every probe result, loads no model; another L2 re-encodes only the models
+    # without features
     again = evaluation.Evaluator(
         tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False
     )
@@ -151,16 +153,16 @@ def test_without_kept_features_the_cache_holds_probe_results_and_the_pretrained_
         tiny_base, tmp_path / "cache", PROTOCOL, batch_size=8, keep_features=False
     )
     other.evaluate(pairs, recipes(models), data, {"alpha": 0.1, "beta": 30.0})
-    assert (
-        other.stats["features_cached"] == 1 and other.stats["features_computed"] == 2
-    )  # beta: b and mix.ab
+    # beta: b and mix.ab
+    assert other.stats["features_cached"] == 1 and other.stats["features_computed"] == 2
 
 
 def test_a_mix_is_keyed_and_computed_by_content(tiny_base, models, tmp_path, precision):
-    """A mix and the same weights stored are one model. On a Zen 4, where `auto` chose bf16, their features were
-    2.3e-5 apart: the mix rounds its float64 sum once, the stored file was summed in fp32, and weights one fp32
-    ulp apart can round to bf16 values one bf16 ulp apart. The precision made it; AVX2's emulated kernels happen
-    to round these to the same values. The tolerance follows the dtype (conftest.ROUNDINGS)."""
+    """A mix and the same weights stored are one model. On a Zen 4, where `auto` chose bf16, their
+    features were 2.3e-5 apart: the mix rounds its float64 sum once, the stored file was summed in
+    fp32, and weights one fp32 ulp apart can round to bf16 values one bf16 ulp apart. The precision
+    made it; AVX2's emulated kernels happen to round these to the same values. The tolerance follows
+    the dtype (conftest.ROUNDINGS)."""
     r = recipes(models)
     same = evaluation.Recipe.of([models["pretrained"], models["pretrained"]], [0.5, 0.5])
     assert cache.model_key(same) == cache.model_key(r["pretrained"])
@@ -171,9 +173,8 @@ def test_a_mix_is_keyed_and_computed_by_content(tiny_base, models, tmp_path, pre
     )
     mix = ev.features("mix.ab", r["mix.ab"], data.values())["alpha"]
     stored = ev.features("mid", evaluation.Recipe.of([models["mid"]]), data.values())["alpha"]
-    other = ev.features("b", r["b"], data.values())[
-        "alpha"
-    ]  # what a mix that ignored the pretrained end would be
+    # what a mix that ignored the pretrained end would be
+    other = ev.features("b", r["b"], data.values())["alpha"]
     for split in ("train_x", "test_x"):
         assert_features_close(mix[split], stored[split], precision, wrong=other[split])
     assert len(mix["train_x"]) == 48 and len(mix["test_x"]) == 24
@@ -208,7 +209,8 @@ def test_run_writes_one_results_file_that_the_reader_reads(tiny_base, models, tm
     )
     assert set(results) == {("pretrained", "alpha"), ("pretrained", "beta"), ("mix.ab", "alpha")}
     assert store.job_info(tmp_path / "models" / "pretrained.json")["pairs"] == 2
-    # every probe chose its own L2 on its own model's training features (nested: the test split never enters)
+    # every probe chose its own L2 on its own model's training features (nested: the test split
+    # never enters)
     for result in results.values():
         selection = result["l2_selection"]
         assert result["l2"] in (0.01, 1.0, 100.0) and selection["l2"] == result["l2"]
@@ -229,8 +231,9 @@ def test_run_writes_one_results_file_that_the_reader_reads(tiny_base, models, tm
 
 
 def test_a_models_l2_is_chosen_on_its_own_features():
-    """Noise features get a large L2 (a head held near the prior), informative ones a small one: the choice
-    follows each (model, dataset)'s own training features, so no model is tuned on another's."""
+    """Noise features get a large L2 (a head held near the prior), informative ones a small one: the
+    choice follows each (model, dataset)'s own training features, so no model is tuned on
+    another's."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(160, 60))
     signal = {
@@ -249,9 +252,8 @@ def test_a_models_l2_is_chosen_on_its_own_features():
     assert chosen["signal"]["l2"] <= 0.1 < 10.0 <= chosen["noise"]["l2"]
     for name, arrays in (("signal", signal), ("noise", noise)):
         expected = linear.select_l2(arrays["train_x"], arrays["train_y"], 2, protocol)
-        assert (
-            chosen[name]["l2_selection"]["cv_loss"] == expected["cv_loss"]
-        )  # on the training split only
+        # on the training split only
+        assert chosen[name]["l2_selection"]["cv_loss"] == expected["cv_loss"]
     fixed = linear.train_probe(signal, protocol, l2=1.0)
     assert fixed["l2"] == 1.0 and fixed["l2_selection"] is None
 

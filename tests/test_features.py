@@ -1,4 +1,5 @@
-"""Frozen-encoder features: pooling, sentence pairs, dynamic padding, model recipes and the features file."""
+"""Frozen-encoder features: pooling, sentence pairs, dynamic padding, model recipes and the features
+file."""
 
 from __future__ import annotations
 
@@ -65,9 +66,10 @@ def pretrained_file(tiny_base, tmp_path_factory):
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_pooling_matches_a_manual_computation(encoder, tokenizer, pooling, precision):
-    """Batched and padded, in fp32 or bf16, against one example at a time in fp32. In bf16 the features differ
-    from fp32 by its rounding (up to 1.8e-4 here, relative 1.3e-3: the failure seen on a Zen 4, where `auto`
-    chose bf16, reproduced on AVX2 with bf16 forced): the precision, not the CPU's kernels, made it."""
+    """Batched and padded, in fp32 or bf16, against one example at a time in fp32. In bf16 the
+    features differ from fp32 by its rounding (up to 1.8e-4 here, relative 1.3e-3: the failure seen
+    on a Zen 4, where `auto` chose bf16, reproduced on AVX2 with bf16 forced): the precision, not
+    the CPU's kernels, made it."""
     examples = features.tokenize(tokenizer, TEXTS, None, max_length=64)
     got = features.encode(
         encoder, examples, pooling, tokenizer.pad_token_id, batch_size=2, mixed_precision=precision
@@ -89,9 +91,8 @@ def test_sentence_pairs_use_the_pair_encoding(encoder, tokenizer, precision):
         encoder, examples, "mean", tokenizer.pad_token_id, batch_size=3, mixed_precision=precision
     )
     want = np.stack([manual(encoder, tokenizer, t, p, "mean") for t, p in zip(TEXTS, PAIRS)])
-    alone = np.stack(
-        [manual(encoder, tokenizer, t, None, "mean") for t in TEXTS]
-    )  # the pair left out
+    # the pair left out
+    alone = np.stack([manual(encoder, tokenizer, t, None, "mean") for t in TEXTS])
     assert_features_close(got, want, precision, wrong=alone)
 
 
@@ -123,7 +124,8 @@ def test_dynamic_padding_equals_padding_to_max_length(encoder, tokenizer, precis
             batch_size=7,
             mixed_precision=precision,
         )
-        # rows out of order (a lost sort) are 0.016 apart: the fp32 tolerance (~1e-6) catches that, bf16's cannot
+        # rows out of order (a lost sort) are 0.016 apart: the fp32 tolerance (~1e-6) catches that,
+        # bf16's cannot
         assert_features_close(dynamic, padded[pooling], precision, wrong=padded[other])
 
 
@@ -231,7 +233,8 @@ def test_bad_inputs_are_named(tiny_base, pretrained_file, tmp_path):
 
 
 def test_precision_settings_and_their_autocast():
-    """What `auto` picks on each kind of CPU is tested on fake /proc/cpuinfo texts in test_hardware.py."""
+    """What `auto` picks on each kind of CPU is tested on fake /proc/cpuinfo texts in
+    test_hardware.py."""
     assert features.precision("cpu", "no") == "fp32" and features.precision("cpu", "bf16") == "bf16"
     assert isinstance(
         features.autocast_for(torch.device("cpu"), "no"), type(contextlib.nullcontext())
@@ -239,9 +242,8 @@ def test_precision_settings_and_their_autocast():
     assert isinstance(features.autocast_for(torch.device("cpu"), "bf16"), torch.autocast)
     with pytest.raises(WeightspaceError, match="probe.mixed_precision"):
         features.precision("cpu", "fp8")
-    with pytest.raises(
-        WeightspaceError, match="probe.mixed_precision"
-    ):  # the probe never computes in fp16
+    # the probe never computes in fp16
+    with pytest.raises(WeightspaceError, match="probe.mixed_precision"):
         features.precision("cpu", "fp16")
     # one vocabulary: the names fine-tuning records, and the dtypes they stand for
     assert [numerics.autocast_dtype(n) for n in numerics.NAMES] == [
@@ -261,7 +263,8 @@ def test_precision_settings_and_their_autocast():
 
 
 def test_training_and_features_tokenize_and_collate_alike(tokenizer):
-    """One tokenization (model/encoding.py): a training example is a features example plus its label."""
+    """One tokenization (model/encoding.py): a training example is a features example plus its
+    label."""
     frame = generated_frame(9, seed=5, pairs=True)
     train = encoding.tokenize_frame(tokenizer, frame, 12, labels=True)
     plain = features.tokenize(tokenizer, frame["text"], frame["text_pair"], 12)
@@ -287,8 +290,9 @@ def test_bf16_features_stay_close_to_fp32(encoder, tokenizer):
 
 
 def test_cuda_attention_leaves_cudnn_for_dynamic_shapes_and_the_cpu_untouched():
-    """cuDNN's attention compiles a plan per batch shape (8x slower bf16 training with dynamic padding on an
-    H100, benchmarks/cuda_check.py): on CUDA it is switched off; on a CPU nothing changes."""
+    """cuDNN's attention compiles a plan per batch shape (8x slower bf16 training with dynamic
+    padding on an H100, benchmarks/cuda_check.py): on CUDA it is switched off; on a CPU nothing
+    changes."""
     import torch
 
     from weightspace import hardware

@@ -39,9 +39,10 @@ def write_dataset(folder: Path, n_train=96, seed=0, pairs=False) -> Path:
     return folder
 
 
+# logs between checkpoints
 SETTINGS = dict(
     epochs=2, batch_size=8, learning_rate=5e-4, max_length=24, checkpoint_every=4, log_every=3
-)  # logs between checkpoints
+)
 
 
 def run(tiny_base, data, out, weights_path=None, **overrides):
@@ -62,9 +63,8 @@ def test_finetune_writes_every_output_and_learns(tiny_base, tmp_path, precision)
         assert (out / name).exists(), name
     assert not (out / "resume").exists(), "checkpoints are removed once the run completes"
     assert metrics["steps"] == 4 * 20
-    assert metrics["validation"]["accuracy"] >= 0.75, (
-        metrics
-    )  # the label is carried by sentiment words
+    # the label is carried by sentiment words
+    assert metrics["validation"]["accuracy"] >= 0.75, metrics
     assert metrics["test"]["n"] == 32
     log = pd.read_csv(out / "train_log.csv")
     assert log["val_loss"].notna().sum() == 4  # validated once per epoch
@@ -84,7 +84,8 @@ def test_same_seed_gives_bitwise_identical_weights(tiny_base, tmp_path, precisio
 
 
 def test_a_head_seed_shares_the_head_across_seeds_and_keeps_their_data_order(tiny_base, tmp_path):
-    """finetune.head_seed: every seed starts from one head; the batches still follow the run's seed."""
+    """finetune.head_seed: every seed starts from one head; the batches still follow the run's
+    seed."""
     data = write_dataset(tmp_path / "toy")
     for name, seed, head_seed in (("a", 0, 7), ("b", 1, 7), ("c", 1, None)):
         # a learning rate of ~0 leaves the head where it was initialised
@@ -104,7 +105,8 @@ def test_a_head_seed_shares_the_head_across_seeds_and_keeps_their_data_order(tin
     assert not all(torch.allclose(b[k], c[k], atol=1e-3) for k in head)
     losses = [pd.read_csv(tmp_path / x / "train_log.csv")["train_loss"].tolist() for x in "ab"]
     assert losses[0] != losses[1], "the seeds' batches (and dropout) differ"
-    # unset, it is not part of the recipe: checkpoints and params of studies made before it still match
+    # unset, it is not part of the recipe: checkpoints and params of studies made before it still
+    # match
     assert "head_seed" not in finetune.Settings().recipe()
     assert finetune.Settings(head_seed=7).recipe()["head_seed"] == 7
 
@@ -112,7 +114,8 @@ def test_a_head_seed_shares_the_head_across_seeds_and_keeps_their_data_order(tin
 def test_validating_once_at_the_end_gives_the_same_weights_and_metrics(
     tiny_base, tmp_path, precision
 ):
-    """finetune.validation: end skips the per-epoch passes (nothing but the learning curve reads them)."""
+    """finetune.validation: end skips the per-epoch passes (nothing but the learning curve reads
+    them)."""
     data = write_dataset(tmp_path / "toy")
     every = run(tiny_base, data, tmp_path / "epoch", mixed_precision=precision)
     once = run(tiny_base, data, tmp_path / "end", validation="end", mixed_precision=precision)
@@ -150,27 +153,19 @@ def test_max_steps_end_training(tiny_base, tmp_path):
     "losses, patience, stopped_after, best",
     [
         ([1.0, 0.8, 0.9, 0.7, 0.6, 0.5], 1, 3, 2),  # one epoch without improvement stops
-        (
-            [1.0, 0.8, 0.9, 0.7, 0.6, 0.5],
-            2,
-            6,
-            6,
-        ),  # two are needed: the dip at epoch 3 is ridden out
-        (
-            [1.0, 0.9, 0.95, 0.95, 0.91, 0.5],
-            3,
-            5,
-            2,
-        ),  # equal or slightly better than the last is no improvement
+        # two are needed: the dip at epoch 3 is ridden out
+        ([1.0, 0.8, 0.9, 0.7, 0.6, 0.5], 2, 6, 6),
+        # equal or slightly better than the last is no improvement
+        ([1.0, 0.9, 0.95, 0.95, 0.91, 0.5], 3, 5, 2),
         ([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], 1, 6, 6),  # always improving: every epoch runs
     ],
 )
 def test_early_stopping_follows_the_validation_loss(
     tiny_base, tmp_path, monkeypatch, losses, patience, stopped_after, best
 ):
-    """The validation losses are scripted, so the trajectory is the test's, not what a random tiny model happens
-    to do on a CPU (on a Zen 4 in bf16 the old test's learning rate 0.5 never triggered the stop). The weights
-    kept are the best epoch's."""
+    """The validation losses are scripted, so the trajectory is the test's, not what a random tiny
+    model happens to do on a CPU (on a Zen 4 in bf16 the old test's learning rate 0.5 never
+    triggered the stop). The weights kept are the best epoch's."""
     data = write_dataset(tmp_path / "toy")
     real_load_split, real_tokenize, real_evaluate = (
         finetune.load_split,
@@ -208,9 +203,8 @@ def test_early_stopping_follows_the_validation_loss(
         "the best epoch's weights are kept"
     )
     if best != stopped_after:
-        assert not all(
-            torch.equal(kept[k], seen[stopped_after - 1][k]) for k in kept
-        )  # not the last epoch's
+        # not the last epoch's
+        assert not all(torch.equal(kept[k], seen[stopped_after - 1][k]) for k in kept)
     log = pd.read_csv(tmp_path / "out" / "train_log.csv")
     assert log["val_loss"].dropna().tolist() == losses[:stopped_after]
 
@@ -240,7 +234,8 @@ KILLER = textwrap.dedent(
         return real_collate(examples, pad_id)
     finetune.collate = collate
     settings = finetune.Settings(**{SETTINGS})
-    finetune.finetune(sys.argv[1], sys.argv[2], sys.argv[3], settings, threads=1, model_id="toy.seed0",
+    finetune.finetune(sys.argv[1], sys.argv[2], sys.argv[3], settings, threads=1, \
+model_id="toy.seed0",
                       weights_path=sys.argv[3] + "/encoder.safetensors")
     """
 ).replace("{SETTINGS}", repr(SETTINGS))
@@ -279,8 +274,9 @@ def test_killed_run_resumes_to_identical_weights(tiny_base, tmp_path, precision)
         pd.read_csv(tmp_path / "straight" / "train_log.csv")[columns],
         pd.read_csv(out / "train_log.csv")[columns],
     )
-    # and the files byte for byte, written by another process than the straight run's: their bytes depend on
-    # their contents only, so content-keyed caches downstream do not take the resumed weights for new ones
+    # and the files byte for byte, written by another process than the straight run's: their bytes
+    # depend on their contents only, so content-keyed caches downstream do not take the resumed
+    # weights for new ones
     for name in ("model.safetensors", "encoder.safetensors", "config.json"):
         assert (out / name).read_bytes() == (straight / name).read_bytes(), name
 
@@ -291,7 +287,8 @@ TERMINATOR = KILLER.replace(
 
 
 def test_sigterm_writes_the_only_checkpoint_and_the_retry_ends_identical(tiny_base, tmp_path):
-    """By time only (no step interval, minutes far off): no checkpoint but the one SIGTERM asks for."""
+    """By time only (no step interval, minutes far off): no checkpoint but the one SIGTERM asks
+    for."""
     data = write_dataset(tmp_path / "toy")
     policy = dict(checkpoint_every=None, checkpoint_minutes=60)
     run(tiny_base, data, tmp_path / "straight", **policy)
@@ -324,7 +321,8 @@ def test_checkpoints_by_time(tiny_base, tmp_path, monkeypatch):
     run(tiny_base, data, tmp_path / "never", checkpoint_every=None, checkpoint_minutes=None)
     assert saved == []
     run(tiny_base, data, tmp_path / "always", checkpoint_every=None, checkpoint_minutes=1e-9)
-    # every step is past the (tiny) interval, and so is each epoch's end (after its validation); 2 epochs of 12 steps
+    # every step is past the (tiny) interval, and so is each epoch's end (after its validation); 2
+    # epochs of 12 steps
     assert saved == list(range(1, 13)) + [12] + list(range(13, 25)) + [24]
     # the checkpoint policy is not the recipe: a checkpoint made under another policy is resumed
     a = finetune.Settings(**{**SETTINGS, "checkpoint_minutes": 1.0, "checkpoint_every": None})
@@ -337,9 +335,8 @@ def test_checkpoints_by_time(tiny_base, tmp_path, monkeypatch):
 def test_an_unknown_precision_is_named(tiny_base, tmp_path):
     with pytest.raises(finetune.WeightspaceError, match="finetune.mixed_precision"):
         run(tiny_base, write_dataset(tmp_path / "toy"), tmp_path / "out", mixed_precision="fp8")
-    assert (
-        numerics.resolve("cpu", "no", choices=finetune.PRECISIONS) == "fp32"
-    )  # the names metrics.json records
+    # the names metrics.json records
+    assert numerics.resolve("cpu", "no", choices=finetune.PRECISIONS) == "fp32"
 
 
 def test_bf16_on_cpu_trains_and_says_so(tiny_base, tmp_path):

@@ -1,5 +1,6 @@
-"""The CPU as /proc/cpuinfo describes it, and the precision `auto` picks from it, on fake texts of every kind
-of machine the project has met: an AVX2-only CPU must compute in fp32, a native-bf16 one in bf16."""
+"""The CPU as /proc/cpuinfo describes it, and the precision `auto` picks from it, on fake texts of
+every kind of machine the project has met: an AVX2-only CPU must compute in fp32, a native-bf16 one
+in bf16."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from weightspace.probe import features
 from weightspace.train import finetune
 
 X86_COMMON = (
-    "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht "
-    "syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl pni pclmulqdq ssse3 fma cx16 "
-    "sse4_1 sse4_2 x2apic movbe popcnt aes xsave avx f16c rdrand hypervisor lahf_lm abm sse4a bmi1 avx2 "
-    "smep bmi2 rdseed adx smap clflushopt sha_ni xsaveopt xsavec xgetbv1 xsaves"
+    "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse "
+    "sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl pni pclmulqdq "
+    "ssse3 fma cx16 sse4_1 sse4_2 x2apic movbe popcnt aes xsave avx f16c rdrand hypervisor lahf_lm "
+    "abm sse4a bmi1 avx2 smep bmi2 rdseed adx smap clflushopt sha_ni xsaveopt xsavec xgetbv1 xsaves"
 )
-AVX512 = "avx512f avx512dq avx512ifma avx512cd avx512bw avx512vl avx512_vnni avx512_bitalg avx512_vpopcntdq"
+AVX512 = (
+    "avx512f avx512dq avx512ifma avx512cd avx512bw avx512vl avx512_vnni avx512_bitalg "
+    "avx512_vpopcntdq"
+)
 
 
 def x86(vendor: str, family: int, model: int, name: str, flags: str, processors: int = 2) -> str:
@@ -62,8 +66,8 @@ def aarch64(features_line: str) -> str:
 
 # (text, native bf16, what cpu_name must contain)
 MACHINES = {
-    # the two CPUs of this project's machine kind seen so far, as the VM reports them (a bare "AMD EPYC"), and a
-    # Zen 3 of the same kind
+    # the two CPUs of this project's machine kind seen so far, as the VM reports them (a bare "AMD
+    # EPYC"), and a Zen 3 of the same kind
     "zen1-avx2": (x86("AuthenticAMD", 23, 1, "AMD EPYC", X86_COMMON), False, "Zen 1"),
     "zen3-avx2": (
         x86("AuthenticAMD", 25, 1, "AMD EPYC", X86_COMMON + " vaes vpclmulqdq"),
@@ -123,7 +127,8 @@ def test_auto_precision_follows_the_cpu_flags(machine, kind):
     machine(text)
     cpu = torch.device("cpu")
     assert hardware.cpu_has_native_bf16() is native
-    # auto: bf16 where the hardware computes it, fp32 where bf16 would be emulated (~11x slower on a Zen 1)
+    # auto: bf16 where the hardware computes it, fp32 where bf16 would be emulated (~11x slower on a
+    # Zen 1)
     assert numerics.resolve(cpu, "auto", choices=finetune.PRECISIONS) == (
         "bf16" if native else "fp32"
     )
@@ -149,9 +154,8 @@ def test_only_the_first_processor_is_read_and_avx512_alone_is_not_bf16(machine):
     )
     machine(text + "\n" + x86("AuthenticAMD", 25, 1, "other", X86_COMMON, 1))
     assert hardware.cpu_name() == "AMD EPYC 9354P 32-Core Processor"  # a full name is left as it is
-    assert (
-        "avx512_bf16" in hardware.cpu_flags() and hardware.cpu_has_native_bf16()
-    )  # not the second's flags
+    # not the second's flags
+    assert "avx512_bf16" in hardware.cpu_flags() and hardware.cpu_has_native_bf16()
     assert hardware.parse_cpuinfo("") == {}
 
 

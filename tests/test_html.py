@@ -1,4 +1,5 @@
-"""The report's HTML pages: tables with coloured verdicts, summary.md rendered with its images embedded."""
+"""The report's HTML pages: tables with coloured verdicts, summary.md rendered with its images
+embedded."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ def test_markdown_page_renders_tables_lists_and_embeds_images(tmp_path):
     (tmp_path / "figures" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
     (tmp_path / "summary.md").write_text(
         "# Title\n\nSome **bold** and *italic* text with `code`.\n\n- one\n- two\n\n"
-        "| claim | verdict |\n|---|---|\n| a \\| b | holds |\n| c | inconclusive |\n\n![A figure](figures/a.png)\n"
+        "| claim | verdict |\n|---|---|\n| a \\| b | holds |\n| c | inconclusive |\n\n"
+        "![A figure](figures/a.png)\n"
     )
     html.write_markdown_page(tmp_path / "summary.md", tmp_path / "summary.html", "Summary")
     page = (tmp_path / "summary.html").read_text()

@@ -1,8 +1,10 @@
-"""Incremental reruns on a finished tiny study: adding a dataset or a seed plans only the new jobs, changing one
-dataset's config reruns only that dataset's jobs, removing a dataset keeps its cached artifacts.
+"""Incremental reruns on a finished tiny study: adding a dataset or a seed plans only the new jobs,
+changing one dataset's config reruns only that dataset's jobs, removing a dataset keeps its cached
+artifacts.
 
-Runs and dry runs target the per-dataset artifacts (tiny_study.core_targets: data, fine-tunes, encoder
-weights) and check exact job counts for those rules; the last dry run covers the whole workflow.
+Runs and dry runs target the per-dataset artifacts (tiny_study.core_targets: data, fine-tunes,
+encoder weights) and check exact job counts for those rules; the last dry run covers the whole
+workflow.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def artifacts(root: Path) -> dict[str, int]:
 
 
 def belongs(path: str, dataset: str) -> bool:
-    """Is this file one of the dataset's (results/data/alpha/..., .../alpha/seed0/..., weights/alpha.seed0...)?"""
+    """Is this file one of the dataset's (results/data/alpha/..., .../alpha/seed0/...,
+    weights/alpha.seed0...)?"""
     return any(part == dataset or part.startswith(f"{dataset}.") for part in Path(path).parts)
 
 
@@ -61,7 +64,8 @@ def test_adding_changing_and_removing_datasets_and_seeds(tmp_path):
     del config["datasets"]["gamma_pairs"]
     run(root, config)  # the finished study: one dataset, one seed
 
-    # add a dataset: only its prep, fine-tune and weights; running them leaves every old artifact as it was
+    # add a dataset: only its prep, fine-tune and weights; running them leaves every old artifact as
+    # it was
     before = artifacts(root)
     config = copy.deepcopy(full)
     jobs = plan(root, config)
@@ -73,13 +77,15 @@ def test_adding_changing_and_removing_datasets_and_seeds(tmp_path):
     assert {k: after[k] for k in before} == before, "an existing artifact was rewritten"
     assert any(belongs(k, "gamma_pairs") for k in after.keys() - before.keys())
 
-    # add a seed (dry run): a fine-tune per dataset (it writes the encoder weights too), all for the new seed
+    # add a seed (dry run): a fine-tune per dataset (it writes the encoder weights too), all for the
+    # new seed
     jobs = plan(root, dict(copy.deepcopy(config), seeds=[0, 1]))
     assert counts(jobs) == {"finetune": 2}
     assert not any(job["rule"] in SHARED for job in jobs)
     assert all("seed1" in path for path in outputs(jobs))
 
-    # change one dataset's config (dry run): its prep, fine-tune and weights rerun (params trigger), nothing else
+    # change one dataset's config (dry run): its prep, fine-tune and weights rerun (params trigger),
+    # nothing else
     changed = copy.deepcopy(config)
     changed["datasets"]["alpha"]["max_examples"] = {"train": 40, "validation": 16, "test": 32}
     jobs = plan(root, changed)
@@ -88,7 +94,8 @@ def test_adding_changing_and_removing_datasets_and_seeds(tmp_path):
     assert all(belongs(path, "alpha") for path in outputs(jobs))
     assert "results/data/alpha/meta.json" in outputs(jobs)
 
-    # remove a dataset: nothing to run, its cached artifacts stay, and no job of the whole workflow touches them
+    # remove a dataset: nothing to run, its cached artifacts stay, and no job of the whole workflow
+    # touches them
     before = artifacts(root)
     removed = copy.deepcopy(config)
     del removed["datasets"]["gamma_pairs"]
@@ -100,7 +107,7 @@ def test_adding_changing_and_removing_datasets_and_seeds(tmp_path):
         assert not any(belongs(path, "gamma_pairs") for path in job["input"] + job["output"]), job
 
 
-# ---------------------------------------------------------------- the probe stage: one job per model, cached pairs
+# ------------------------------------------------- the probe stage: one job per model, cached pairs
 
 
 def evaluation_targets(config: dict) -> list[str]:
@@ -137,8 +144,8 @@ def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
         and infos["alpha.seed0"]["probes_computed"] == 1
     )
 
-    # add a dataset: one evaluation job per model and no other probe job (each probe chooses its own L2); the old
-    # models compute the new pair only
+    # add a dataset: one evaluation job per model and no other probe job (each probe chooses its own
+    # L2); the old models compute the new pair only
     write_config(root, full)
     jobs = dry_run_jobs(root, *evaluation_targets(full))
     rules = sorted(job["rule"] for job in jobs if job["rule"].startswith(("probe", "evaluate")))
@@ -156,9 +163,8 @@ def test_evaluation_jobs_compute_only_missing_pairs(tmp_path):
     )
     assert infos["gamma_pairs.seed0"]["features_computed"] == 2
     new = store.read([root / "results/probe/models/alpha.seed0.json"])
-    assert (
-        new[("alpha.seed0", "alpha")] == old[("alpha.seed0", "alpha")]
-    )  # the cached result, as it was
+    # the cached result, as it was
+    assert new[("alpha.seed0", "alpha")] == old[("alpha.seed0", "alpha")]
     assert set(new) == {("alpha.seed0", "alpha"), ("alpha.seed0", "gamma_pairs")}
 
     # a deleted output: the rerun reads every pair from the cache

@@ -1,5 +1,5 @@
-"""Jobs sized for their work: the default study's job count, and a paper-sized study whose jobs grow as
-models + datasets (not their product) and that plans in seconds."""
+"""Jobs sized for their work: the default study's job count, and a paper-sized study whose jobs grow
+as models + datasets (not their product) and that plans in seconds."""
 
 from __future__ import annotations
 
@@ -29,15 +29,12 @@ def test_default_study_has_at_most_150_jobs(tmp_path):
     total = sum(jobs.values())
     assert total <= MAX_DEFAULT_JOBS, jobs
     assert "features" not in jobs and "probe" not in jobs  # no job per (model, dataset) pair
-    assert jobs["evaluate_model"] == stored_models(
-        config
-    )  # one per stored model: every dataset inside
-    assert (
-        "probe_l2" not in jobs
-    )  # each probe chooses its L2 on its own model's features, inside its job
-    assert (
-        jobs.get("evaluate_group", 0) <= 4 * len(config["datasets"]) + 3
-    )  # lines/planes per dataset, regions
+    # one per stored model: every dataset inside
+    assert jobs["evaluate_model"] == stored_models(config)
+    # each probe chooses its L2 on its own model's features, inside its job
+    assert "probe_l2" not in jobs
+    # lines/planes per dataset, regions
+    assert jobs.get("evaluate_group", 0) <= 4 * len(config["datasets"]) + 3
 
 
 def test_the_full_default_overlay_has_at_most_150_jobs(tmp_path):
@@ -62,7 +59,8 @@ def paper_config(n_datasets: int, seeds: int = 5) -> dict:
     }
     config["seeds"] = list(range(seeds))
     config["fusion"]["targets"] = ["d00_x", "d01_x", "d02_x"]
-    # the whole DAG: lines, regions and the full probe matrix (the 30-minute default leaves them out)
+    # the whole DAG: lines, regions and the full probe matrix (the 30-minute default leaves them
+    # out)
     config["interpolation"]["enabled"] = config["region"]["enabled"] = True
     config["probe"]["scope"] = "all"
     return config
@@ -86,9 +84,9 @@ def test_a_paper_sized_study_grows_as_models_plus_datasets(tmp_path):
         )
         print(f"{n} datasets x 5 seeds: {sum(jobs.values())} jobs, planned in {seconds:.1f} s")
         if n == 36:
-            assert seconds <= 60, (
-                f"planning took {seconds:.1f} s"
-            )  # measured ~11 s on a busy 2-core machine
-    # doubling the datasets doubles the jobs (models + datasets), it does not quadruple them (models x datasets)
+            # measured ~11 s on a busy 2-core machine
+            assert seconds <= 60, f"planning took {seconds:.1f} s"
+    # doubling the datasets doubles the jobs (models + datasets), it does not quadruple them (models
+    # x datasets)
     ratio = sum(counts[36].values()) / sum(counts[18].values())
     assert ratio < 2.3, (ratio, counts)

@@ -1,4 +1,5 @@
-"""`python -m weightspace claims` on a matrix and labels from elsewhere: similarities, and bad input named."""
+"""`python -m weightspace claims` on a matrix and labels from elsewhere: similarities, and bad input
+named."""
 
 from __future__ import annotations
 

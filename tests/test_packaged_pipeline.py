@@ -1,7 +1,7 @@
-"""The real thing on a small scale: the packaged MiniLM base fine-tuned on a real packaged dataset (TREC
-coarse, 6 question types) learns it, and the linear probe on the fine-tuned encoder's frozen features finds
-it too, clearly above chance; with the labels shuffled it does not. A broken pipeline (labels misaligned with
-texts, a head that never trains, features of the wrong model) fails here."""
+"""The real thing on a small scale: the packaged MiniLM base fine-tuned on a real packaged dataset
+(TREC coarse, 6 question types) learns it, and the linear probe on the fine-tuned encoder's frozen
+features finds it too, clearly above chance; with the labels shuffled it does not. A broken pipeline
+(labels misaligned with texts, a head that never trains, features of the wrong model) fails here."""
 
 from __future__ import annotations
 
@@ -86,7 +86,8 @@ def test_probe_on_its_own_dataset_is_clearly_above_chance(fine_tuned):
     assert result["accuracy"] > chance["accuracy"] + 0.3, (result["accuracy"], chance)
     assert result["loss"] < 0.6 * chance["loss"], (result["loss"], chance)
 
-    # the same features with the training labels shuffled: nothing to learn, the test accuracy falls to chance
+    # the same features with the training labels shuffled: nothing to learn, the test accuracy falls
+    # to chance
     arrays = features.load(fine_tuned["features"])
     arrays["train_y"] = np.random.default_rng(0).permutation(arrays["train_y"])
     shuffled = linear.train_probe(arrays, protocol)

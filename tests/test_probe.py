@@ -1,4 +1,5 @@
-"""The linear probe: cached features give the in-the-loop result, it is deterministic, it learns; the matrix and figures."""
+"""The linear probe: cached features give the in-the-loop result, it is deterministic, it learns;
+the matrix and figures."""
 
 from __future__ import annotations
 
@@ -133,7 +134,8 @@ def test_probe_learns_real_labels_and_not_shuffled_ones(learnable):
 
 
 def test_a_head_held_at_zero_weights_reports_the_label_prior(learnable):
-    """With an enormous l2, W = 0 and the bias learns the train label frequencies: the loss is known exactly."""
+    """With an enormous l2, W = 0 and the bias learns the train label frequencies: the loss is known
+    exactly."""
     result = linear.train_probe(learnable, linear.Protocol(l2=1e8))
     frequency = np.bincount(learnable["train_y"], minlength=2) / len(learnable["train_y"])
     assert result["loss"] == pytest.approx(-np.log(frequency[learnable["test_y"]]).mean(), rel=1e-5)
@@ -175,7 +177,8 @@ def test_the_result_keeps_per_example_test_losses_and_the_prior(learnable):
 
 
 def test_select_l2_regularises_noise_and_not_signal():
-    """On pure-noise features the CV picks a large L2 (the prior); on informative ones a loss well below it."""
+    """On pure-noise features the CV picks a large L2 (the prior); on informative ones a loss well
+    below it."""
     rng = np.random.default_rng(3)
     n, d = 160, 60
     x = rng.normal(size=(n, d))
@@ -187,9 +190,8 @@ def test_select_l2_regularises_noise_and_not_signal():
         and noise["folds"] == 4
     )
     assert noise["l2"] >= 10.0
-    assert (
-        noise["cv_loss_best"] == min(noise["cv_loss"]) < noise["cv_loss"][0]
-    )  # the smallest L2 overfits
+    # the smallest L2 overfits
+    assert noise["cv_loss_best"] == min(noise["cv_loss"]) < noise["cv_loss"][0]
     signal_y = (x[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(int)
     signal = linear.select_l2(x, signal_y, 2, protocol)
     assert signal["l2"] <= 0.1 and signal["cv_loss_best"] < 0.6 * signal["cv_prior_loss"]
@@ -272,7 +274,8 @@ MODELS = [
 
 
 def fake_study(root):
-    """Probe results where a model's own dataset gives the lowest loss, and a long distance table."""
+    """Probe results where a model's own dataset gives the lowest loss, and a long distance
+    table."""
     rng = np.random.default_rng(0)
     for model, target in itertools.product(MODELS, TASKS):
         own = model.split(".")[0]
@@ -360,9 +363,8 @@ def test_matrix_csv_and_figures(tmp_path):
     assert own["loss_minus_pretrained"] <= own["loss_minus_pretrained_high"] + 1e-12 < 0
     # the mean Euclidean (raw, all) distance to the target's own models, itself excluded
     assert row.loc[("alpha.seed0", "alpha"), "distance_to_target"] == 1.0  # only alpha.seed1
-    assert (
-        row.loc[("pretrained", "alpha"), "distance_to_target"] == 1.5
-    )  # (1 + 2) / 2, not the task_vector row
+    # (1 + 2) / 2, not the task_vector row
+    assert row.loc[("pretrained", "alpha"), "distance_to_target"] == 1.5
     assert row.loc[("gamma.seed1", "beta"), "distance_to_target"] == 2.5  # |6-3|, |6-4|
     for figure in (out["heatmap_path"], out["distance_figure_path"]):
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000

@@ -35,7 +35,8 @@ def test_pca_from_distances_is_the_pca_of_the_vectors():
 
 
 def test_tsne_on_clustered_vectors_keeps_the_clusters():
-    """The default perplexity (6 for 19 models) keeps the tasks; one at the seed count keeps the datasets too."""
+    """The default perplexity (6 for 19 models) keeps the tasks; one at the seed count keeps the
+    datasets too."""
     from sklearn.cluster import AgglomerativeClustering
     from sklearn.metrics import adjusted_rand_score
 
@@ -102,9 +103,8 @@ def test_projection_rule_writes_coordinates_and_figures(tmp_path):
     )
     tsne, pca = pd.read_csv(out["tsne.csv"]), pd.read_csv(out["pca.csv"])
     finetuned = [i for i, row in zip(ids, table) if row["kind"] == "finetuned"]
-    assert (
-        list(tsne["model_id"]) == finetuned and list(pca["model_id"]) == ids
-    )  # t-SNE: fine-tuned models only
+    # t-SNE: fine-tuned models only
+    assert list(tsne["model_id"]) == finetuned and list(pca["model_id"]) == ids
     assert {
         "kind",
         "dataset",
@@ -123,7 +123,8 @@ def test_projection_rule_writes_coordinates_and_figures(tmp_path):
         image = mpimg.imread(out[name])
         assert image.shape[0] > 400 and image.shape[1] > 400
 
-    # cosine on task vectors as the primary: the pretrained model (zero vector) is left out, not a crash
+    # cosine on task vectors as the primary: the pretrained model (zero vector) is left out, not a
+    # crash
     settings["primary"] = {"metric": "cosine", "space": "task_vector"}
     projection.run(
         tmp_path / "distances.parquet",
@@ -138,10 +139,11 @@ def test_projection_rule_writes_coordinates_and_figures(tmp_path):
 
 
 def test_tsne_plane_keeps_seed_clusters_when_the_pretrained_and_fused_models_sit_among_them():
-    """The default's geometry: task vectors are mostly seed noise (within-dataset distances only ~10% below
-    across), and the pretrained and fused models are nearer to every model than any two models are to each
-    other. Mapped together, those hubs took every point's nearest neighbour and the plane lost the seeds'
-    clusters; the rule maps the fine-tuned models and shows the clusters the weights have."""
+    """The default's geometry: task vectors are mostly seed noise (within-dataset distances only
+    ~10% below across), and the pretrained and fused models are nearer to every model than any two
+    models are to each other. Mapped together, those hubs took every point's nearest neighbour and
+    the plane lost the seeds' clusters; the rule maps the fine-tuned models and shows the clusters
+    the weights have."""
     rng = np.random.default_rng(0)
     dim, datasets, seeds = 4000, [f"d{i}" for i in range(6)], 3
     ids, table, rows = (
@@ -180,9 +182,8 @@ def test_tsne_plane_keeps_seed_clusters_when_the_pretrained_and_fused_models_sit
     X = np.array(rows)
     D = pd.DataFrame(cdist(X, X), index=ids, columns=ids)
     within = D.loc["d0.seed0", "d0.seed1"]
-    assert (
-        within > D.loc["pretrained", "d0.seed0"]
-    )  # the hub: nearer to each model than its own seeds are
+    # the hub: nearer to each model than its own seeds are
+    assert within > D.loc["pretrained", "d0.seed0"]
     assert (
         clusters.nn1_accuracy(
             D.iloc[1:19, 1:19].to_numpy(), pd.Series([t["dataset"] for t in table[1:19]])

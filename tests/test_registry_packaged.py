@@ -1,4 +1,5 @@
-"""Every builtin dataset loads offline from its real installed package; two prepare into valid files."""
+"""Every builtin dataset loads offline from its real installed package; two prepare into valid
+files."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from weightspace.data import prepare, registry
 
 pytestmark = pytest.mark.packaged
 
-# raw rows as read (before cleaning), labels, and unique texts (DATA.md's counts) of the pinned packages
+# raw rows as read (before cleaning), labels, and unique texts (DATA.md's counts) of the pinned
+# packages
 EXPECTED = {
     "rotten_tomatoes": ({"train": 12808}, 2, 12752),
     "amazon_fine_foods": ({"train": 4000, "test": 1000}, 2, 4973),
@@ -51,10 +53,8 @@ def test_builtin_loads_offline_with_plausible_contents(name):
 
 
 def test_known_labels_and_recipes():
-    assert set(registry.load("rotten_tomatoes")["train"]["label"]) == {
-        "fresh",
-        "rotten",
-    }  # 'plot' dropped
+    # 'plot' dropped
+    assert set(registry.load("rotten_tomatoes")["train"]["label"]) == {"fresh", "rotten"}
     assert set(registry.load("vader_tweets")["train"]["label"]) == {"negative", "positive"}
     assert set(registry.load("trec_coarse")["train"]["label"]) == {
         "ABBR",

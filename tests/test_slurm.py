@@ -1,12 +1,12 @@
-"""Real SLURM: the whole tiny study goes through sbatch on a one-node cluster on this machine and matches a
-local run; a fine-tune that SLURM kills at its time limit is resubmitted and resumes from its checkpoint; a
-fine-tune cancelled with SIGTERM (what preemption and scancel send) resumes on the rerun; and a study of 10
-datasets x 2 seeds needs a bounded number of submissions.
+"""Real SLURM: the whole tiny study goes through sbatch on a one-node cluster on this machine and
+matches a local run; a fine-tune that SLURM kills at its time limit is resubmitted and resumes from
+its checkpoint; a fine-tune cancelled with SIGTERM (what preemption and scancel send) resumes on the
+rerun; and a study of 10 datasets x 2 seeds needs a bounded number of submissions.
 
-The cluster comes from tests/slurm/cluster.sh (root, Debian: it installs slurm-wlm when missing); without
-root or apt the tests skip, unless CI or WEIGHTSPACE_REQUIRE_SLURM=1 is set, where they fail. The
-submissions count needs no cluster: it reads a dry run with the SLURM profile, the way the whole-study test
-checks against what sbatch really received.
+The cluster comes from tests/slurm/cluster.sh (root, Debian: it installs slurm-wlm when missing);
+without root or apt the tests skip, unless CI or WEIGHTSPACE_REQUIRE_SLURM=1 is set, where they
+fail. The submissions count needs no cluster: it reads a dry run with the SLURM profile, the way the
+whole-study test checks against what sbatch really received.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ PROFILE = REPO / "profiles" / "slurm"
 
 
 def local_rules() -> set[str]:
-    """Rules that never go to SLURM: every `localrules:` block of the workflow (Snakefile and rules/*.smk), and
-    `all`. (The hub-download rules join them only for hub sources, which the tests do not use.)"""
+    """Rules that never go to SLURM: every `localrules:` block of the workflow (Snakefile and
+    rules/*.smk), and `all`. (The hub-download rules join them only for hub sources, which the tests
+    do not use.)"""
     names = {"all"}
     for path in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]:
         for block in re.findall(
@@ -66,14 +67,14 @@ def local_rules() -> set[str]:
 
 
 def planned_submissions(root: Path, *targets: str) -> Counter:
-    """What the SLURM profile would submit for root/config.yaml, read off a dry run: one submission per job of a
-    rule that is neither local nor grouped (key: the rule), one per group job (key: "group <name>")."""
+    """What the SLURM profile would submit for root/config.yaml, read off a dry run: one submission
+    per job of a rule that is neither local nor grouped (key: the rule), one per group job (key:
+    "group <name>")."""
     out = snakemake(root, "-n", "--profile", str(PROFILE), *targets).stdout
     local = local_rules()
     counts = Counter(f"group {name}" for name in re.findall(r"Group job (\S+) \(jobs", out))
-    counts.update(
-        rule for rule in re.findall(r"^rule (\w+):", out, re.M) if rule not in local
-    )  # top level only
+    # top level only
+    counts.update(rule for rule in re.findall(r"^rule (\w+):", out, re.M) if rule not in local)
     return counts
 
 
@@ -99,8 +100,8 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """A one-node SLURM cluster on this machine for the session; stopped afterwards by its daemons' pids.
-    A cluster that already answers (someone's) is used as it is and left running."""
+    """A one-node SLURM cluster on this machine for the session; stopped afterwards by its daemons'
+    pids. A cluster that already answers (someone's) is used as it is and left running."""
     if _cluster_answers():
         yield
         return
@@ -109,14 +110,14 @@ def slurm_cluster():
     result = subprocess.run(
         ["bash", str(CLUSTER), "start"], env=env, capture_output=True, text=True, timeout=900
     )
-    if (
-        result.returncode in (3, 4) and not required
-    ):  # not root / no apt: this machine cannot host a cluster
+    # not root / no apt: this machine cannot host a cluster
+    if result.returncode in (3, 4) and not required:
         pytest.skip(f"no local SLURM cluster: {result.stderr.strip()}")
     if result.returncode != 0:
         subprocess.run(["bash", str(CLUSTER), "stop"], env=env, timeout=120)
         pytest.fail(
-            f"tests/slurm/cluster.sh start failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            f"tests/slurm/cluster.sh start failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
         )
     pids = [int(p.read_text()) for p in (CLUSTER_DIR / "run").glob("*.pid")]
     assert len(pids) >= 2, "slurmctld and slurmd pid files expected"
@@ -130,7 +131,8 @@ def slurm_cluster():
 
 
 def processes_under(folder: Path) -> list[int]:
-    """Processes whose command line names this folder (a test's jobs and runs), other than this one."""
+    """Processes whose command line names this folder (a test's jobs and runs), other than this
+    one."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit() and int(proc.name) != os.getpid():
@@ -144,7 +146,8 @@ def processes_under(folder: Path) -> list[int]:
 
 @pytest.fixture(autouse=True)
 def _clean_up_jobs(tmp_path):
-    """Whatever happened, leave no SLURM job of this test queued and none of its processes running."""
+    """Whatever happened, leave no SLURM job of this test queued and none of its processes
+    running."""
     yield
     if shutil.which("squeue"):
         queue = subprocess.run(
@@ -167,7 +170,8 @@ def _env(**extra) -> dict:
 
 
 class Background:
-    """A snakemake run in its own process group, its output in a file; killed (SIGKILL) at its deadline."""
+    """A snakemake run in its own process group, its output in a file; killed (SIGKILL) at its
+    deadline."""
 
     def __init__(self, root: Path, *args: str, env: dict, name: str):
         self.log = root.parent / f"{root.name}.{name}.out"
@@ -226,7 +230,8 @@ def submissions(output: str) -> list[tuple[str, Path]]:
 
 
 def submitted_as(log: Path, root: Path) -> str:
-    """What a submission was, from its SLURM log's folder: .../slurm_logs/rule_<rule>/... or group_<name>_<rules>/."""
+    """What a submission was, from its SLURM log's folder: .../slurm_logs/rule_<rule>/... or
+    group_<name>_<rules>/."""
     folder = log.relative_to(root / ".snakemake" / "slurm_logs").parts[0]
     if folder.startswith("group_"):
         return "group " + folder.removeprefix("group_").split("_")[0]
@@ -260,9 +265,8 @@ def same_tensors(a: Path, b: Path) -> bool:
 
 def test_whole_tiny_study_runs_through_sbatch_and_matches_a_local_run(slurm_cluster, tmp_path):
     config = tiny_config(tmp_path, {"alpha": "sentiment", "gamma_pairs": "nli"}, seeds=(0,))
-    config["fusion"].update(
-        modes=["full"]
-    )  # two fusion fine-tunes (pretrained and fused start) keep it short
+    # two fusion fine-tunes (pretrained and fused start) keep it short
+    config["fusion"].update(modes=["full"])
     roots = {where: tmp_path / where for where in ("slurm", "local")}
     for root in roots.values():
         root.mkdir()
@@ -278,8 +282,8 @@ def test_whole_tiny_study_runs_through_sbatch_and_matches_a_local_run(slurm_clus
     assert local_code == 0, local_output[-6000:]
     assert "Error in rule" not in output  # no job needed a retry
 
-    # every job that is not local went through sbatch, the short ones in groups, exactly as the dry run said;
-    # every submission has its SLURM log and SLURM's completion record
+    # every job that is not local went through sbatch, the short ones in groups, exactly as the dry
+    # run said; every submission has its SLURM log and SLURM's completion record
     jobs = submissions(output)
     assert Counter(submitted_as(log, roots["slurm"]) for _, log in jobs) == planned
     assert {"finetune", "finetune_from", "evaluate_model", "group traversal"} <= set(planned)
@@ -290,8 +294,8 @@ def test_whole_tiny_study_runs_through_sbatch_and_matches_a_local_run(slurm_clus
         assert records[job_id]["JobState"] == "COMPLETED", records.get(job_id)
         assert Path(records[job_id]["WorkDir"]) == roots["slurm"]
 
-    # the same study as a local run: identical data, bitwise identical fine-tuned and encoder weights, the same
-    # probe matrix, distances, lines and fusion results
+    # the same study as a local run: identical data, bitwise identical fine-tuned and encoder
+    # weights, the same probe matrix, distances, lines and fusion results
     import pandas as pd
 
     for dataset in config["datasets"]:
@@ -334,7 +338,8 @@ def test_whole_tiny_study_runs_through_sbatch_and_matches_a_local_run(slurm_clus
     pd.testing.assert_frame_equal(*distances, check_exact=False, rtol=1e-6)
     assert (roots["slurm"] / "results/summary.md").stat().st_size > 1000
     print(
-        f"whole tiny study on SLURM: {len(jobs)} submissions ({dict(planned)}) in {slurm_seconds:.0f} s"
+        f"whole tiny study on SLURM: {len(jobs)} submissions ({dict(planned)}) "
+        f"in {slurm_seconds:.0f} s"
     )
 
 
@@ -344,10 +349,12 @@ from weightspace.train import finetune
 root, section, max_length = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 times = {}
 for steps in (5, 25, 125):  # the first run pays for the lazy imports and the file cache
-    settings = finetune.Settings.from_config(dict(section, epochs=steps, max_steps=steps, checkpoint_every=steps),
+    settings = finetune.Settings.from_config(dict(section, epochs=steps, max_steps=steps, \
+checkpoint_every=steps),
                                              seed=0, max_length=max_length)
     started = time.perf_counter()
-    finetune.finetune(f"{root}/results/base", f"{root}/results/data/alpha", f"{root}/calibrate{sys.argv[4]}_{steps}",
+    finetune.finetune(f"{root}/results/base", f"{root}/results/data/alpha", \
+f"{root}/calibrate{sys.argv[4]}_{steps}",
                       settings, threads=section["threads"], save_model=False)
     times[steps] = time.perf_counter() - started
 print((times[125] - times[25]) / 100)
@@ -355,8 +362,9 @@ print((times[125] - times[25]) / 100)
 
 
 def seconds_per_step(root: Path, config: dict) -> float:
-    """This machine's time for one step of the tiny fine-tune (two short runs after a warm-up, setup cancelled
-    out), measured in two processes at once: the test runs the SLURM job and the local reference side by side."""
+    """This machine's time for one step of the tiny fine-tune (two short runs after a warm-up, setup
+    cancelled out), measured in two processes at once: the test runs the SLURM job and the local
+    reference side by side."""
     args = [str(root), json.dumps(config["finetune"]), str(config["data"]["max_length"])]
     procs = [
         subprocess.Popen(
@@ -376,16 +384,16 @@ def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, t
     root.mkdir()
     config = tiny_config(root, {"alpha": "sentiment"}, seeds=(0,))
     write_config(root, config)
-    snakemake(
-        root, "--cores", "2", "results/base", "results/data/alpha/meta.json"
-    )  # only the fine-tune goes to SLURM
+    # only the fine-tune goes to SLURM
+    snakemake(root, "--cores", "2", "results/base", "results/data/alpha/meta.json")
 
-    # SLURM's smallest time limit is a minute and slurmctld enforces limits every 30 s: the job gets SIGTERM
-    # 60-90 s after it starts. Train ~150 s at the calibrated speed, so the first attempt is cut short even when the
-    # job runs faster than the calibration (two processes at once): with ~110 s, a clean-clone CI run on a 2-core
-    # Zen 3 once ended with nothing resumed (resumed_from_step None), most likely training done inside attempt 1.
-    # The rule's runtime = finetune.runtime x attempt gives the retry 2 minutes, a third attempt 3.
-    # checkpoint_every = all the steps: the only checkpoint to resume from is the one the SIGTERM handler writes.
+    # SLURM's smallest time limit is a minute and slurmctld enforces limits every 30 s: the job gets
+    # SIGTERM 60-90 s after it starts. Train ~150 s at the calibrated speed, so the first attempt is
+    # cut short even when the job runs faster than the calibration (two processes at once): with
+    # ~110 s, a clean-clone CI run on a 2-core Zen 3 once ended with nothing resumed
+    # (resumed_from_step None), most likely training done inside attempt 1. The rule's runtime =
+    # finetune.runtime x attempt gives the retry 2 minutes, a third attempt 3. checkpoint_every =
+    # all the steps: the only checkpoint to resume from is the one the SIGTERM handler writes.
     steps = int(150 / seconds_per_step(root, config))
     config["finetune"].update(epochs=steps, max_steps=steps, checkpoint_every=steps, runtime=1)
     write_config(root, config)
@@ -400,7 +408,8 @@ def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, t
     local_code, local_output = local.wait(timeout=300)
     assert local_code == 0, local_output[-6000:]
 
-    # attempt n asked for n minutes; every attempt but the last hit its limit (SIGTERM), the last finished
+    # attempt n asked for n minutes; every attempt but the last hit its limit (SIGTERM), the last
+    # finished
     attempts = submissions(output)
     assert len(attempts) >= 2, output[-6000:]
     records = job_records()
@@ -410,8 +419,8 @@ def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, t
     ]
     assert "DUE TO TIME LIMIT" in attempts[0][1].read_text()
 
-    # it resumed from the checkpoint the SIGTERM handler wrote (the only one before the end) and ended where an
-    # uninterrupted run ends, bitwise
+    # it resumed from the checkpoint the SIGTERM handler wrote (the only one before the end) and
+    # ended where an uninterrupted run ends, bitwise
     metrics = json.loads((root / target).read_text())
     uninterrupted = json.loads((reference / target).read_text())
     assert metrics["steps"] == uninterrupted["steps"] == steps
@@ -433,15 +442,15 @@ def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, t
 
 
 def test_finetune_cancelled_with_sigterm_resumes_on_the_rerun(slurm_cluster, tmp_path):
-    """scancel --signal=TERM is what a preempting or cancelling SLURM sends first: the running fine-tune writes a
-    checkpoint and its job fails; running Snakemake again resumes it, ending with an uninterrupted run's weights."""
+    """scancel --signal=TERM is what a preempting or cancelling SLURM sends first: the running
+    fine-tune writes a checkpoint and its job fails; running Snakemake again resumes it, ending with
+    an uninterrupted run's weights."""
     root, reference = tmp_path / "slurm", tmp_path / "local"
     root.mkdir()
     config = tiny_config(root, {"alpha": "sentiment"}, seeds=(0,))
     write_config(root, config)
-    snakemake(
-        root, "--cores", "2", "results/base", "results/data/alpha/meta.json"
-    )  # only the fine-tune goes to SLURM
+    # only the fine-tune goes to SLURM
+    snakemake(root, "--cores", "2", "results/base", "results/data/alpha/meta.json")
     seconds = 90
     steps = int(seconds / seconds_per_step(root, config))
     config["finetune"].update(epochs=steps, max_steps=steps, checkpoint_every=steps, runtime=10)
@@ -451,7 +460,8 @@ def test_finetune_cancelled_with_sigterm_resumes_on_the_rerun(slurm_cluster, tmp
     log = root / "results/logs/finetune/alpha/seed0.log"
 
     local = locally(reference, target, cores=1)
-    # this first run gives up after the cancelled attempt (no retry), as when SLURM cancels a job for good
+    # this first run gives up after the cancelled attempt (no retry), as when SLURM cancels a job
+    # for good
     first = on_slurm(root, target, extra=("--preemptible-retries", "0"), name="cancelled")
     deadline = time.monotonic() + 300
     while not (log.exists() and "fine-tuning alpha.seed0" in log.read_text()):
@@ -465,9 +475,8 @@ def test_finetune_cancelled_with_sigterm_resumes_on_the_rerun(slurm_cluster, tmp
     code, output = first.wait(timeout=300)
     assert code != 0, output[-4000:]
     saved = [int(step) for step in re.findall(r"checkpoint saved at step (\d+)", log.read_text())]
-    assert len(saved) == 1 and 0 < saved[0] < steps, log.read_text()[
-        -4000:
-    ]  # the SIGTERM handler's, at once
+    # the SIGTERM handler's, at once
+    assert len(saved) == 1 and 0 < saved[0] < steps, log.read_text()[-4000:]
     assert (root / "results/finetune/alpha/seed0/resume").is_dir()
     assert not (root / target).exists()
     assert job_records()[job_id]["JobState"] in ("FAILED", "CANCELLED"), job_records()[job_id]
@@ -491,18 +500,23 @@ def test_finetune_cancelled_with_sigterm_resumes_on_the_rerun(slurm_cluster, tmp
     assert metrics["test"] == uninterrupted["test"]
     assert not processes_under(root), "a process of the cancelled attempt outlived its job"
     print(
-        f"scancel --signal=TERM at step {saved[0]} of {steps}; the rerun resumed and matched bitwise"
+        f"scancel --signal=TERM at step {saved[0]} of {steps}; "
+        "the rerun resumed and matched bitwise"
     )
 
 
-# A study of 10 datasets x 2 seeds in 4 tasks (the tiny config's traversal and fusion settings: every group of
-# lines studied, fusion for one target). Its jobs, grouped as the SLURM profile groups them:
-#   finetune 20, evaluate_model 23 (20 fine-tuned, the pretrained and 2 fused bases), prepare_dataset 10,
-#   finetune_from 4, base_model, extract_pretrained_weights, distances: one submission each          = 61
-#   fuse (2): 1, evaluate_group (one per studied line, plane and region group: ~45 jobs, 8 a group): ~6   ~ 7
+# A study of 10 datasets x 2 seeds in 4 tasks (the tiny config's traversal and fusion settings:
+# every group of lines studied, fusion for one target). Its jobs, grouped as the SLURM profile
+# groups them:
+#   finetune 20, evaluate_model 23 (20 fine-tuned, the pretrained and 2 fused bases),
+#   prepare_dataset 10, finetune_from 4, base_model, extract_pretrained_weights, distances:
+#   one submission each                                                                    = 61
+#   fuse (2): 1, evaluate_group (one per studied line, plane and region group: ~45 jobs,
+#   8 a group): ~6                                                                         ~ 7
 #   (66 submissions for 115 jobs, measured 2026-12-07)
 #   (no L2 job: each probe chooses its own L2 inside its evaluation job)
-# The bound leaves room for a rule added later; a job per (model, dataset) as before needs ~500 submissions.
+# The bound leaves room for a rule added later; a job per (model, dataset) as before needs ~500
+# submissions.
 SUBMISSIONS_10x2 = 80
 
 
@@ -517,10 +531,10 @@ def test_submissions_of_a_10_dataset_2_seed_study_stay_bounded(tmp_path):
     jobs = planned_jobs(tmp_path)
     total = sum(planned.values())
     assert total <= SUBMISSIONS_10x2, planned
-    assert total < sum(
-        jobs.values()
-    )  # the short jobs share submissions, the aggregates run on the submitting host
-    # what grows: one submission per fine-tune, per stored model's evaluation and per dataset's preparation
+    # the short jobs share submissions, the aggregates run on the submitting host
+    assert total < sum(jobs.values())
+    # what grows: one submission per fine-tune, per stored model's evaluation and per dataset's
+    # preparation
     assert planned["finetune"] == 20 and planned["prepare_dataset"] == 10
     assert planned["evaluate_model"] == 20 + 1 + len(config["fusion"]["scopes"])
     # the short jobs: a submission per (up to) group-components of them

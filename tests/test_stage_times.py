@@ -19,18 +19,13 @@ def test_cpu_and_wall_by_stage(tmp_path):
     bench(root / "finetune" / "alpha" / "seed0.tsv", 30.0, 50.0, rss="900")
     bench(root / "finetune" / "alpha" / "seed1.tsv", 34.0, 54.0)
     bench(root / "evaluate_model" / "alpha.seed0.tsv", 10.0, 12.0)
-    bench(
-        root / "base_model.tsv", 4.0, "NA", rss="NA"
-    )  # a job faster than Snakemake's first sample
+    # a job faster than Snakemake's first sample
+    bench(root / "base_model.tsv", 4.0, "NA", rss="NA")
     (root / "broken.tsv").write_text("")  # a benchmark being written
     table = stage_times.stage_times(root)
     assert list(table.columns) == stage_times.COLUMNS
-    assert list(table["stage"]) == [
-        "finetune",
-        "evaluate_model",
-        "base_model",
-        "total",
-    ]  # heaviest CPU first
+    # heaviest CPU first
+    assert list(table["stage"]) == ["finetune", "evaluate_model", "base_model", "total"]
     rows = table.set_index("stage")
     assert rows.loc["finetune", "jobs"] == 2
     assert (
@@ -65,8 +60,9 @@ def test_no_benchmarks_yet(tmp_path):
 
 
 def test_compute_share_from_what_the_jobs_recorded(tmp_path):
-    """Compute: the fine-tunes' training and evaluation seconds, the evaluation jobs' encoding and probe seconds;
-    its share is over the stage's summed wall time. Jobs that record none (data, aggregates) compute nothing."""
+    """Compute: the fine-tunes' training and evaluation seconds, the evaluation jobs' encoding and
+    probe seconds; its share is over the stage's summed wall time. Jobs that record none (data,
+    aggregates) compute nothing."""
     import json
 
     results = tmp_path / "results"
@@ -94,8 +90,9 @@ def test_compute_share_from_what_the_jobs_recorded(tmp_path):
     )
     assert rows.loc["evaluate_model", "compute_seconds"] == 6.0  # loading the model is not compute
     assert rows.loc["prepare_dataset", "compute_seconds"] == 0.0
+    # of 80 s
     assert (
         rows.loc["total", "compute_seconds"] == 54.0 and rows.loc["total", "compute_share"] == 67.5
-    )  # of 80 s
+    )
     text = stage_times.markdown(stage_times.stage_times(results / "benchmarks"))
     assert "| compute | compute share |" in text and "| 75 % |" in text

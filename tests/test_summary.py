@@ -57,8 +57,8 @@ def test_a_study_with_lines_shows_their_claims_section(tmp_path):
         text = page(tmp_path, interpolation, region)
         assert "Not in this study" not in text
         assert (
-            "**This run:** 1 headline claims: 0 hold, 0 do not hold, 1 inconclusive, 0 not testable; "
-            "1 descriptions"
+            "**This run:** 1 headline claims: 0 hold, 0 do not hold, 1 inconclusive, "
+            "0 not testable; 1 descriptions"
         ) in text
         assert (
             "Headline claims:" in text and "Descriptions (" in text and "| Holm threshold |" in text

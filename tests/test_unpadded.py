@@ -1,5 +1,6 @@
-"""Linears that skip padding (unpadded.py): for every encoder family the loss and every gradient equal the
-padded model's, padded rows are really skipped, and a fine-tune ends where the padded one does."""
+"""Linears that skip padding (unpadded.py): for every encoder family the loss and every gradient
+equal the padded model's, padded rows are really skipped, and a fine-tune ends where the padded one
+does."""
 
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ def test_skipping_padding_leaves_loss_and_gradients_unchanged(family, tmp_path):
     assert grads_a.keys() == grads_b.keys() and len(grads_a) > 10
     for name in grads_a:
         torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-4, atol=1e-6, msg=name)
-    # the skip really happened: the Linear left its padded rows at zero (a plain Linear adds its bias there)
+    # the skip really happened: the Linear left its padded rows at zero (a plain Linear adds its
+    # bias there)
     padding = batch["attention_mask"] == 0
     assert rows_seen and torch.all(rows_seen[0][padding] == 0)
     assert torch.any(rows_seen[0][~padding] != 0)
@@ -83,7 +85,8 @@ def test_outside_a_padded_forward_the_linears_are_plain(tmp_path):
     model = unpadded.skip_padding(base_model.load_classifier(base, 2).eval())
     with torch.no_grad():
         model(**batch_with_padding([9, 4, 6], width=9, type_ids=True))
-        # the forward hook forgot that batch: the same Linear on a same-shaped input adds its bias to every row
+        # the forward hook forgot that batch: the same Linear on a same-shaped input adds its bias
+        # to every row
         x = torch.randn(3, 9, first_layer_linear(model).in_features)
         assert torch.equal(first_layer_linear(model)(x), first_layer_linear(plain)(x))
         # a batch without padding runs the ordinary forward: bitwise the plain model's logits
@@ -96,9 +99,8 @@ def test_a_fine_tune_that_skips_padding_ends_where_the_padded_one_does(tiny_base
     data.mkdir()
     for split, n, seed in (("train", 48, 0), ("validation", 16, 1), ("test", 16, 2)):
         frame = generated_frame(n, seed=seed)
-        frame["text"] = [
-            " ".join([text] * (1 + i % 3)) for i, text in enumerate(frame["text"])
-        ]  # lengths vary
+        # lengths vary
+        frame["text"] = [" ".join([text] * (1 + i % 3)) for i, text in enumerate(frame["text"])]
         frame.to_parquet(data / f"{split}.parquet", index=False)
     (data / "meta.json").write_text(
         json.dumps({"name": "toy", "task": "t", "num_labels": 2, "label_names": ["neg", "pos"]})

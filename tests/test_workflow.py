@@ -23,9 +23,8 @@ def test_default_config_plans_one_finetune_per_dataset_and_seed(tmp_path):
     jobs = planned_jobs(tmp_path)
     assert jobs["finetune"] == len(config["datasets"]) * len(config["seeds"])
     assert jobs["prepare_dataset"] == len(config["datasets"])
-    assert (
-        "extract_weights" not in jobs
-    )  # a fine-tune writes its encoder weights: no extraction job per model
+    # a fine-tune writes its encoder weights: no extraction job per model
+    assert "extract_weights" not in jobs
     assert jobs["extract_pretrained_weights"] == 1
     assert len(config["datasets"]) >= 6
     assert len({d["task"] for d in config["datasets"].values()}) >= 3
@@ -42,10 +41,8 @@ def test_workflow_passes_snakemakes_lint(tmp_path):
     "mutate, key",
     [
         (lambda c: c.update(unknown_key=1), "unknown_key"),
-        (
-            lambda c: c["finetune"].update(batch_size=0),
-            "batch_size",
-        ),  # a left-out key takes its default
+        # a left-out key takes its default
+        (lambda c: c["finetune"].update(batch_size=0), "batch_size"),
         (lambda c: c["datasets"]["alpha"].pop("task"), "task"),
         (lambda c: c["finetune"].update(learning_rate="fast"), "learning_rate"),
         (lambda c: c["datasets"]["alpha"].update(tsk="x"), "tsk"),
@@ -164,9 +161,8 @@ def test_interpolation_and_fusion_outputs(finished_study):
     fused = pd.read_csv(results / "fusion" / "claims.csv")
     assert list(fused.columns) == [*CLAIM_COLUMNS, "scope", "mode", "size"]
     assert_verdicts(fused)
-    assert (
-        set(fused["size"].astype(str)) == {"8"} and len(fused) == 2
-    )  # full and bitfit, few-shot size 8
+    # full and bitfit, few-shot size 8
+    assert set(fused["size"].astype(str)) == {"8"} and len(fused) == 2
     summary = pd.read_csv(results / "fusion" / "summary.csv")
     assert set(summary["base"]) == {"pretrained", "fused.alpha.all"}
     assert set(summary["mode"]) == {"full", "bitfit"}
@@ -184,15 +180,15 @@ def test_interpolation_and_fusion_outputs(finished_study):
 
 
 def assert_verdicts(claims: pd.DataFrame) -> None:
-    """Every headline verdict is one of the four, every other row a description, and every row says what it
-    measured and on how many units; a headline row carries its family, floor and Holm threshold."""
+    """Every headline verdict is one of the four, every other row a description, and every row says
+    what it measured and on how many units; a headline row carries its family, floor and Holm
+    threshold."""
     assert claims["verdict"].isin((*VERDICTS, DESCRIPTION)).all(), claims["verdict"].tolist()
     assert (
         claims["claim"].notna().all() and claims["unit"].notna().all() and claims["n"].notna().all()
     )
-    judged = claims[
-        claims["verdict"].isin(("holds", "does not hold"))
-    ]  # these rest on an interval and a test
+    # these rest on an interval and a test
+    judged = claims[claims["verdict"].isin(("holds", "does not hold"))]
     assert (judged["ci_low"] <= judged["ci_high"]).all()
     p = judged["p_value"].where(judged["verdict"] == "holds", judged["p_opposite"])
     assert (p <= judged["threshold"]).all()
@@ -244,8 +240,8 @@ def test_summary_numbers_come_from_the_tables(finished_study):
 def test_snakemake_report_holds_every_figure(finished_study):
     snakemake(finished_study, "--report", "results/report.html")
     html = (finished_study / "results" / "report.html").read_text(errors="replace")
-    # every figure and table of the study, the datasets, the fine-tuning metrics and the run's config
-    # tables and the summary are HTML pages shown inline, not download buttons
+    # every figure and table of the study, the datasets, the fine-tuning metrics and the run's
+    # config tables and the summary are HTML pages shown inline, not download buttons
     for name in (
         "tsne.png",
         "distance_heatmap.png",

@@ -1,4 +1,5 @@
-"""A tiny study on disk: generated datasets, a tiny random encoder, a config; and a way to run it."""
+"""A tiny study on disk: generated datasets, a tiny random encoder, a config; and a way to run
+it."""
 
 from __future__ import annotations
 
@@ -115,8 +116,8 @@ def planned_jobs(root: Path, *targets: str) -> dict[str, int]:
 
 
 def core_targets(config: dict) -> list[str]:
-    """The per-dataset artifacts of every study: prepared data, fine-tunes and encoder weights (later stages'
-    aggregates left out, so a run of these stays small)."""
+    """The per-dataset artifacts of every study: prepared data, fine-tunes and encoder weights
+    (later stages' aggregates left out, so a run of these stays small)."""
     datasets, seeds = list(config["datasets"]), config["seeds"]
     targets = [f"results/data/{d}/meta.json" for d in datasets]
     targets += [f"results/finetune/{d}/seed{s}/metrics.json" for d in datasets for s in seeds]
@@ -125,7 +126,8 @@ def core_targets(config: dict) -> list[str]:
 
 
 def dry_run_jobs(root: Path, *targets: str) -> list[dict]:
-    """The jobs a dry run plans (what would run now), each {"rule", "input": [...], "output": [...]}."""
+    """The jobs a dry run plans (what would run now), each {"rule", "input": [...], "output":
+    [...]}."""
     out = snakemake(root, "-n", *targets).stdout
     jobs, job = [], None
     for line in out.splitlines():

@@ -37,9 +37,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as handle:
             os.fsync(handle.fileno())
-        os.chmod(
-            tmp_path, 0o666 & ~_UMASK
-        )  # mkstemp makes 0600; results are shared like any other file
+        # mkstemp makes 0600; results are shared like any other file
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -67,11 +66,13 @@ def write_csv(path: str | os.PathLike, frame, **kwargs) -> None:
 
 
 def write_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict | None = None) -> None:
-    """Tensors and string metadata as safetensors, the same bytes for the same content in every process.
+    """Tensors and string metadata as safetensors, the same bytes for the same content in every
+    process.
 
-    safetensors serialises its header's maps in a per-process hash order, so the same weights written by two
-    processes (a resumed fine-tune and an uninterrupted one) differed in bytes, and content-keyed caches
-    downstream took them for new weights. The header is rewritten with sorted keys, padded to its length.
+    safetensors serialises its header's maps in a per-process hash order, so the same weights
+    written by two processes (a resumed fine-tune and an uninterrupted one) differed in bytes, and
+    content-keyed caches downstream took them for new weights. The header is rewritten with sorted
+    keys, padded to its length.
     """
     from safetensors.torch import save_file
 
@@ -82,7 +83,8 @@ def write_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict | N
 
 
 def canonical_header(path: str | os.PathLike) -> None:
-    """Rewrite a safetensors file's JSON header in place with sorted keys (same length: spaces pad it)."""
+    """Rewrite a safetensors file's JSON header in place with sorted keys
+    (same length: spaces pad it)."""
     import json
     import struct
 

@@ -1,7 +1,7 @@
 """Content digests: the one way a file's or a value's identity is computed in this package.
 
-Caches key what they store by these digests (features, probe results, Gram entries, prepared data), so
-two files with the same bytes are the same input wherever they lie.
+Caches key what they store by these digests (features, probe results, Gram entries, prepared data),
+so two files with the same bytes are the same input wherever they lie.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ CHUNK = 1 << 22
 
 
 def file_stamp(path: str | Path) -> tuple:
-    """(resolved path, size, mtime, inode): a file unchanged since its digest was taken keeps its stamp."""
+    """(resolved path, size, mtime, inode): a file unchanged since its digest was taken
+    keeps its stamp."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -27,7 +28,8 @@ def file_stamp(path: str | Path) -> tuple:
 
 
 def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes, hex; remembered for the process per file stamp (an unchanged file is read once)."""
+    """sha256 of a file's bytes, hex; remembered for the process per file stamp
+    (an unchanged file is read once)."""
     stamp = file_stamp(path)
     if stamp not in _REMEMBERED:
         h = hashlib.sha256()
@@ -39,7 +41,8 @@ def file_digest(path: str | Path) -> str:
 
 
 def value_digest(value, length: int = 32) -> str:
-    """sha256 of a JSON-able value in canonical form (sorted keys), hex, its first ``length`` characters."""
+    """sha256 of a JSON-able value in canonical form (sorted keys), hex,
+    its first ``length`` characters."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[
         :length
     ]

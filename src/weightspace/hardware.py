@@ -11,7 +11,8 @@ import functools
 import platform
 from pathlib import Path
 
-# x86 flags (the "flags" line) and the aarch64 feature (the "Features" line) of bf16 matmuls in hardware
+# x86 flags (the "flags" line) and the aarch64 feature (the "Features" line)
+# of bf16 matmuls in hardware
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -57,8 +58,8 @@ def amd_generation(family: int, model: int) -> str | None:
 def cpu_name() -> str:
     """The CPU's model name, as a timing should name it.
 
-    Virtual machines often report a bare "AMD EPYC": the family and model (and the Zen generation they
-    mean) are added then, so that a Zen 1 and a Zen 4 of one machine kind are told apart.
+    Virtual machines often report a bare "AMD EPYC": the family and model (and the Zen generation
+    they mean) are added then, so that a Zen 1 and a Zen 4 of one machine kind are told apart.
     """
     info = _cpuinfo()
     name = info.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
@@ -104,11 +105,11 @@ def describe() -> dict:
 def attention_for_dynamic_shapes(device) -> None:
     """On CUDA, keep scaled-dot-product attention off cuDNN's backend for this process.
 
-    Dynamic padding gives nearly every batch its own shape, and cuDNN's attention builds an execution plan
-    per new shape: measured on an H100 (torch 2.11, RoBERTa-base shape, batch 32, widths 8-128, bf16),
-    training ran at 4.8 steps/s with it and 42.9 without, and a first bf16 encoder pass at 215 examples/s
-    with it and 6,058 once off (benchmarks/cuda_check.py; the README has the runs). PyTorch then picks
-    the flash or memory-efficient kernels.
+    Dynamic padding gives nearly every batch its own shape, and cuDNN's attention builds an
+    execution plan per new shape: measured on an H100 (torch 2.11, RoBERTa-base shape, batch 32,
+    widths 8-128, bf16), training ran at 4.8 steps/s with it and 42.9 without, and a first bf16
+    encoder pass at 215 examples/s with it and 6,058 once off (benchmarks/cuda_check.py; the README
+    has the runs). PyTorch then picks the flash or memory-efficient kernels.
     Nothing to do on a CPU.
     """
     import torch

@@ -1,4 +1,5 @@
-"""Logging for rule scripts: everything (ours, transformers', warnings, an uncaught error) goes to the rule's log file."""
+"""Logging for rule scripts: everything (ours, transformers', warnings, an uncaught error) goes to
+the rule's log file."""
 
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ def to_file(path: str | Path | None, level: int = logging.INFO, append: bool = F
 
 
 def _log_uncaught(kind, error, tb) -> None:
-    """An error nobody caught: its traceback into the rule's log (and stderr, the cluster job's log), then exit
-    with BAD_INPUT_EXIT for a WeightspaceError (bad input: the message says what to fix) or 1 for anything else."""
+    """An error nobody caught: its traceback into the rule's log (and stderr, the cluster job's
+    log), then exit with BAD_INPUT_EXIT for a WeightspaceError (bad input: the message says what to
+    fix) or 1 for anything else."""
     if issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, error, tb)
         return

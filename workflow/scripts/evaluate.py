@@ -1,4 +1,5 @@
-"""Rules evaluate_model and evaluate_group: features and probes of a job's (model, dataset) pairs, cached by content."""
+"""Rules evaluate_model and evaluate_group: features and probes of a job's (model, dataset) pairs,
+cached by content."""
 
 from pathlib import Path
 

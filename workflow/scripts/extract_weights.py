@@ -1,4 +1,5 @@
-"""Rule extract_pretrained_weights: the base's encoder weights, float32, read and written tensor by tensor."""
+"""Rule extract_pretrained_weights: the base's encoder weights, float32, read and written tensor by
+tensor."""
 
 from weightspace import logs
 from weightspace.model import weights

@@ -7,7 +7,8 @@ from weightspace.train import finetune
 
 logs.to_file(snakemake.log[0], append=True)  # a retry after a time limit appends
 w = snakemake.wildcards
-# the run policy (checkpoints, validation) is read from the config, not the params: changing it reruns nothing
+# the run policy (checkpoints, validation) is read from the config, not the params: changing it
+# reruns nothing
 policy = {k: snakemake.config["finetune"].get(k) for k in finetune.RUN_POLICY}
 settings = finetune.Settings.from_config(
     dict(snakemake.params.settings, **policy), seed=int(w.seed)

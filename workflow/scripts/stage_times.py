@@ -1,4 +1,5 @@
-"""Rule stage_times: the jobs' benchmark files -> CPU and wall time by stage (CSV and an HTML page)."""
+"""Rule stage_times: the jobs' benchmark files -> CPU and wall time by stage (CSV and an HTML
+page)."""
 
 from weightspace import logs
 from weightspace.report import stage_times

@@ -1,4 +1,5 @@
-"""Dataset preparation: read one source (builtin, hub or files), clean, split, cap, write results/data/{name}/.
+"""Dataset preparation: read one source (builtin, hub or files), clean, split, cap, write
+results/data/{name}/.
 
 The output of a dataset is train/validation/test parquet files with columns `text`,
 optional `text_pair`, and `label` (int64, 0..num_labels-1), plus `meta.json` (label names,
@@ -28,8 +29,9 @@ from weightspace.digest import file_digest
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")  # the splits a source may have
-# and what preparation writes: `probe` holds training examples the fine-tunes never see, for the linear probe
-# (a fine-tuned encoder has memorised its own training split: a probe fitted there is overconfident on test)
+# and what preparation writes: `probe` holds training examples the fine-tunes never see, for the
+# linear probe (a fine-tuned encoder has memorised its own training split: a probe fitted there
+# is overconfident on test)
 PREPARED_SPLITS = SPLITS + ("probe",)
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
 EXTENSIONS = {
@@ -53,7 +55,8 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def settings(spec: dict, defaults: dict | None = None) -> dict:
-    """A dataset entry merged with the config's `data:` defaults (the entry wins; caps merge per split).
+    """A dataset entry merged with the config's `data:` defaults
+    (the entry wins; caps merge per split).
 
     max_length is left out: it is a tokenisation setting of the training stages, and changing
     it must not re-prepare (and so retrain) the data.
@@ -101,7 +104,8 @@ class _Source:
 
 
 def file_format(path: Path, fmt: str | None = None) -> str | None:
-    """The format named in the config, or the one the extension says (compression suffixes skipped)."""
+    """The format named in the config, or the one the extension says
+    (compression suffixes skipped)."""
     if fmt:
         return fmt
     suffixes = [s.lower() for s in path.suffixes]
@@ -141,7 +145,8 @@ def _load_files(name: str, spec: dict) -> _Source:
         where = f"{split} file {path}"
         if not path.is_file():
             raise WeightspaceError(
-                f"dataset '{name}': {where} does not exist (config key datasets.{name}.files.{split})"
+                f"dataset '{name}': {where} does not exist "
+                f"(config key datasets.{name}.files.{split})"
             )
         fmt = file_format(path, spec.get("format"))
         if fmt not in FORMATS:
@@ -207,15 +212,16 @@ def _load_hub(name: str, spec: dict) -> _Source:
         + (f"[{subset}]" if subset else "")
         + (f"@{revision}" if revision else "")
     )
-    # one commit for every split, recorded in meta.json (None where the hub cannot say, e.g. offline)
+    # one commit for every split, recorded in meta.json
+    # (None where the hub cannot say, e.g. offline)
     commit = hub_pins.resolve_commit(hub, revision, repo_type="dataset")
     kwargs = {"revision": commit or revision} if commit or revision else {}
     try:
         loaded = datasets.load_dataset(hub, subset, **kwargs)
     except Exception as exc:
         raise WeightspaceError(
-            f"dataset '{name}': cannot load {shown} ({type(exc).__name__}: {exc}); hub datasets need internet "
-            f"(and HF_HUB_OFFLINE unset) or a local cache"
+            f"dataset '{name}': cannot load {shown} ({type(exc).__name__}: {exc}); "
+            "hub datasets need internet (and HF_HUB_OFFLINE unset) or a local cache"
         ) from exc
     available = list(loaded.keys())
     mapping = dict(spec.get("splits") or {s: s for s in SPLITS if s in available})
@@ -225,12 +231,40 @@ def _load_hub(name: str, spec: dict) -> _Source:
             f"map one with datasets.{name}.splits.train"
         )
     columns = _columns(spec)
+    splits, names, notes, fingerprints = _hub_splits(name, loaded, mapping, columns, shown)
+    description = {
+        "kind": "hub",
+        "hub": hub,
+        "subset": subset,
+        "revision": revision,
+        "commit": commit,
+        "splits": mapping,
+    }
+    checksum = {"hub": shown, "commit": commit, "fingerprints": fingerprints}
+    return _Source(
+        splits=splits,
+        description=description,
+        checksum=checksum,
+        columns=columns,
+        label_names=names,
+        notes=notes,
+    )
+
+
+def _hub_splits(
+    name: str, loaded, mapping: dict, columns: dict, shown: str
+) -> tuple[dict[str, _Raw], list | None, list, dict]:
+    """(splits, class names, notes, fingerprints) of the mapped splits of a loaded hub dataset; a
+    split other than train without any label is left out (made from train instead), with a note."""
+    import datasets
+
+    available = list(loaded.keys())
     splits, names, notes, fingerprints = {}, None, [], {}
     for ours, theirs in mapping.items():
         if theirs not in loaded:
             raise WeightspaceError(
-                f"dataset '{name}': {shown} has no split '{theirs}' (config key datasets.{name}.splits.{ours}); "
-                f"splits: {', '.join(available)}"
+                f"dataset '{name}': {shown} has no split '{theirs}' "
+                f"(config key datasets.{name}.splits.{ours}); splits: {', '.join(available)}"
             )
         part = loaded[theirs]
         frame = part.to_pandas()
@@ -250,23 +284,7 @@ def _load_hub(name: str, spec: dict) -> _Source:
             continue
         splits[ours] = _Raw(frame, f"{ours} split of {shown} (split '{theirs}')")
         fingerprints[theirs] = getattr(part, "_fingerprint", None)
-    description = {
-        "kind": "hub",
-        "hub": hub,
-        "subset": subset,
-        "revision": revision,
-        "commit": commit,
-        "splits": mapping,
-    }
-    checksum = {"hub": shown, "commit": commit, "fingerprints": fingerprints}
-    return _Source(
-        splits=splits,
-        description=description,
-        checksum=checksum,
-        columns=columns,
-        label_names=names,
-        notes=notes,
-    )
+    return splits, names, notes, fingerprints
 
 
 def load_source(name: str, spec: dict) -> _Source:
@@ -300,7 +318,8 @@ def _select(name: str, split: str, raw: _Raw, columns: dict) -> pd.DataFrame:
         for one in [col] if isinstance(col, str) else col:
             if one not in raw.frame.columns:
                 raise WeightspaceError(
-                    f"dataset '{name}': {raw.where} has no column '{one}' (config key datasets.{name}.columns.{key}); "
+                    f"dataset '{name}': {raw.where} has no column '{one}' "
+                    f"(config key datasets.{name}.columns.{key}); "
                     f"columns found: {', '.join(map(str, raw.frame.columns))}"
                 )
     frame = pd.DataFrame(index=raw.frame.index)
@@ -356,16 +375,17 @@ def _apply_label_map(labels: pd.Series, label_map: dict | None) -> pd.Series:
 def _mixed_kinds_error(name: str, where: str, column: str, values) -> WeightspaceError:
     shown = ", ".join(repr(v) for v in sorted({str(v) for v in values})[:12])
     return WeightspaceError(
-        f"dataset '{name}': {where}, column '{column}': the labels mix numbers and names ({shown}), which would "
-        f"make each spelling its own class; say how to merge them with datasets.{name}.label_map "
-        f"(e.g. label_map: {{0: neg, 1: pos}}) or fix the file"
+        f"dataset '{name}': {where}, column '{column}': the labels mix numbers and names "
+        f"({shown}), which would make each spelling its own class; say how to merge them with "
+        f"datasets.{name}.label_map (e.g. label_map: {{0: neg, 1: pos}}) or fix the file"
     )
 
 
 def _label_values(
     name: str, split: str, raw: _Raw, column: str, labels: pd.Series
 ) -> tuple[str, pd.Series]:
-    """('int', ints) or ('str', strings): integer-looking labels are ints, anything else a class name.
+    """('int', ints) or ('str', strings): integer-looking labels are ints,
+    anything else a class name.
 
     A column that mixes numbers and names (0, 1, pos, neg) is refused: see label_map.
     """
@@ -377,7 +397,8 @@ def _label_values(
         if (labels % 1 != 0).any():
             example = labels[labels % 1 != 0].iloc[0]
             raise WeightspaceError(
-                f"dataset '{name}': {raw.where}, column '{column}': labels must be class names or integers, "
+                f"dataset '{name}': {raw.where}, column '{column}': "
+                "labels must be class names or integers, "
                 f"found non-integer numbers such as {example} (regression is not supported)"
             )
         return "int", labels.astype("int64")
@@ -420,7 +441,8 @@ def _split_off(
         rest = pd.concat([rest, aside])
         if len(aside):
             notes.append(
-                f"{what}: {int(single.sum())} example(s) of labels seen once kept out of the stratified split"
+                f"{what}: {int(single.sum())} example(s) of labels seen once "
+                "kept out of the stratified split"
             )
     except ValueError:
         rest, taken = train_test_split(frame, test_size=size, random_state=seed)
@@ -434,8 +456,8 @@ def _carve(
     size = max(1, round(fraction * base))
     if len(frame) - size < 1:
         raise WeightspaceError(
-            f"dataset '{name}': only {len(frame)} training examples left after cleaning, too few to make a "
-            f"{split} split of {fraction:.0%}; give a {split} file or more data"
+            f"dataset '{name}': only {len(frame)} training examples left after cleaning, "
+            f"too few to make a {split} split of {fraction:.0%}; give a {split} file or more data"
         )
     return _split_off(frame, size, seed, f"{split} made from train", notes)
 
@@ -449,12 +471,14 @@ def _cap(frame: pd.DataFrame, cap: int | None, seed: int, split: str, notes: lis
 def _probe_split(
     train: pd.DataFrame, used: pd.DataFrame, caps: dict, seed: int, notes: list
 ) -> tuple[pd.DataFrame, str]:
-    """(the probe's training examples, where they come from): 'held_out', training examples beyond the
-    fine-tunes' cap (at most max_examples.probe, by default as many as train); 'train' where none are left."""
+    """(the probe's training examples, where they come from): 'held_out', training examples beyond
+    the fine-tunes' cap (at most max_examples.probe, by default as many as train); 'train' where
+    none are left."""
     rest = train.drop(index=used.index)
     if len(rest) == 0:
         notes.append(
-            "probe: no training examples beyond the fine-tunes' split; the probe trains on that split "
+            "probe: no training examples beyond the fine-tunes' split; "
+            "the probe trains on that split "
             "(a model's probe loss on its own dataset then rewards memorisation)"
         )
         return used, "train"
@@ -468,17 +492,55 @@ def _probe_split(
 def prepare(
     name: str, spec: dict, defaults: dict | None = None
 ) -> tuple[dict[str, pd.DataFrame], dict]:
-    """The prepared splits (text, [text_pair], label ids) and their meta, in memory."""
+    """The prepared splits (text, [text_pair], label ids) and their meta, in memory.
+
+    The steps: load the source; select and clean each split it has; drop what an earlier split
+    holds; settle the labels; carve the missing splits from train; cap; the meta.
+    """
     config = settings(spec, defaults)
     if "task" not in config:
         raise WeightspaceError(f"dataset '{name}': config key datasets.{name}.task is missing")
     source = load_source(name, config)
-    columns = source.columns
-    pairs = bool(columns.get("text_pair"))
+    pairs = bool(source.columns.get("text_pair"))
     notes = list(source.notes)
     seed = int(config["split_seed"])
+    key_columns = ["text", "text_pair"] if pairs else ["text"]
 
-    # select and clean every split the source has
+    frames, dropped, kinds = _select_and_clean(name, source, config, pairs)
+    _drop_earlier_splits(frames, dropped, key_columns)
+    _check_usable(name, source, frames, dropped)
+    label_names, ids = _label_ids(name, source, frames, kinds)
+    made = _carve_missing(name, frames, config, seed, notes)
+    available = {split: len(frames[split]) for split in SPLITS}
+    capped, probe_source = _cap_splits(frames, config, seed, notes)
+    out = {}
+    for split in PREPARED_SPLITS:
+        frame = capped[split].sort_index().reset_index(drop=True)
+        frame["label"] = frame["label"].map(ids).astype("int64")
+        out[split] = frame[key_columns + ["label"]]
+    for note in notes:
+        log.info("%s: %s", name, note)
+    meta = _meta(
+        name,
+        config,
+        source,
+        out,
+        label_names,
+        probe_source=probe_source,
+        available=available,
+        dropped=dropped,
+        made=made,
+        notes=notes,
+    )
+    return out, meta
+
+
+def _select_and_clean(
+    name: str, source: _Source, config: dict, pairs: bool
+) -> tuple[dict[str, pd.DataFrame], dict[str, dict], dict[str, str]]:
+    """(frames, dropped, kinds) of every split the source has: our columns, cleaned, the label_map
+    applied; the counts dropped per reason; each non-empty split's label kind ('int' or 'str')."""
+    columns = source.columns
     frames, dropped, kinds = {}, {}, {}
     for split in SPLITS:
         if split not in source.splits:
@@ -491,10 +553,13 @@ def prepare(
                 name, split, raw, columns["label"], frame["label"]
             )
         frames[split] = frame
+    return frames, dropped, kinds
 
-    # nothing of an earlier split again in a later one (no test leakage)
+
+def _drop_earlier_splits(frames: dict, dropped: dict, key_columns: list[str]) -> None:
+    """Nothing of an earlier split again in a later one (no test leakage); counted in ``dropped``.
+    Replaces the frames in ``frames``."""
     seen: set = set()
-    key_columns = ["text", "text_pair"] if pairs else ["text"]
     for split in SPLITS:
         if split not in frames:
             continue
@@ -508,28 +573,35 @@ def prepare(
         frames[split] = frames[split][~again].reset_index(drop=True)
         seen.update(keys[~again])
 
+
+def _check_usable(name: str, source: _Source, frames: dict, dropped: dict) -> None:
+    """Every split the source has keeps at least one example after cleaning."""
+    columns = source.columns
     for split, frame in frames.items():
         if len(frame) == 0:
             d = dropped[split]
             raise WeightspaceError(
                 f"dataset '{name}': {source.splits[split].where} has no usable examples in column "
-                f"'{columns['text']}' after cleaning (dropped {d['missing_label']} without a label in column "
-                f"'{columns['label']}', {d['empty']} empty texts, {d['duplicate']} duplicates, "
-                f"{d['in_earlier_split']} already in an earlier split)"
+                f"'{columns['text']}' after cleaning (dropped {d['missing_label']} without a label "
+                f"in column '{columns['label']}', {d['empty']} empty texts, "
+                f"{d['duplicate']} duplicates, {d['in_earlier_split']} already in an earlier split)"
             )
 
-    # labels: one kind for all splits; names from the training split (or the source's class names)
+
+def _label_ids(name: str, source: _Source, frames: dict, kinds: dict) -> tuple[list[str], dict]:
+    """(label names, label value -> id): one kind for all splits; names from the training split (or
+    the source's class names). String labels are made strings in ``frames``."""
     if len(set(kinds.values())) > 1:  # e.g. train labelled 0/1, test pos/neg
         where = "; ".join(f"{source.splits[s].where}: {kinds[s]}" for s in kinds)
         values = [v for f in frames.values() for v in f["label"].astype(str).unique()]
         raise _mixed_kinds_error(
-            name, f"splits of different label kinds ({where})", columns["label"], values
+            name, f"splits of different label kinds ({where})", source.columns["label"], values
         )
     kind = "int" if all(k == "int" for k in kinds.values()) else "str"
     if kind == "str":
         for frame in frames.values():
             frame["label"] = frame["label"].astype(str)
-    label_column, train_where = columns["label"], source.splits["train"].where
+    label_column, train_where = source.columns["label"], source.splits["train"].where
     train_values = sorted(frames["train"]["label"].unique().tolist(), key=_sort_key(kind))
     if len(train_values) < 2:
         raise WeightspaceError(
@@ -544,23 +616,25 @@ def prepare(
             )
             if unseen:
                 raise WeightspaceError(
-                    f"dataset '{name}': {source.splits[split].where}, column '{label_column}': label values "
-                    f"{', '.join(map(repr, unseen[:10]))} do not occur in the {train_where}"
+                    f"dataset '{name}': {source.splits[split].where}, column '{label_column}': "
+                    f"label values {', '.join(map(repr, unseen[:10]))} "
+                    f"do not occur in the {train_where}"
                 )
     if source.label_names is not None and kind == "int":
         label_names = [str(n) for n in source.label_names]
         bad = [v for v in train_values if not 0 <= v < len(label_names)]
         if bad:
             raise WeightspaceError(
-                f"dataset '{name}': {train_where}, column '{label_column}': label ids {bad[:10]} are outside the "
-                f"source's {len(label_names)} class names"
+                f"dataset '{name}': {train_where}, column '{label_column}': "
+                f"label ids {bad[:10]} are outside the source's {len(label_names)} class names"
             )
-        ids = {v: v for v in train_values}
-    else:
-        label_names = [str(v) for v in train_values]
-        ids = {v: i for i, v in enumerate(train_values)}
+        return label_names, {v: v for v in train_values}
+    return [str(v) for v in train_values], {v: i for i, v in enumerate(train_values)}
 
-    # missing splits carved from train (fractions of the cleaned source's train size), then caps
+
+def _carve_missing(name: str, frames: dict, config: dict, seed: int, notes: list) -> list[str]:
+    """Missing test and validation splits carved from train (fractions of the cleaned source's
+    train size), in ``frames``; the splits made."""
     base = len(frames["train"])
     made = []
     if "test" not in frames:
@@ -573,27 +647,40 @@ def prepare(
             name, frames["train"], config["validation_fraction"], base, seed, "validation", notes
         )
         made.append("validation")
-    available = {split: len(frames[split]) for split in SPLITS}
+    return made
+
+
+def _cap_splits(frames: dict, config: dict, seed: int, notes: list) -> tuple[dict, str]:
+    """(the splits capped at max_examples, the probe split included; where the probe's examples
+    come from)."""
     caps = config.get("max_examples") or {}
     capped = {split: _cap(frames[split], caps.get(split), seed, split, notes) for split in SPLITS}
     capped["probe"], probe_source = _probe_split(
         frames["train"], capped["train"], caps, seed, notes
     )
-    out = {}
-    for split in PREPARED_SPLITS:
-        frame = capped[split].sort_index().reset_index(drop=True)
-        frame["label"] = frame["label"].map(ids).astype("int64")
-        out[split] = frame[key_columns + ["label"]]
-    for note in notes:
-        log.info("%s: %s", name, note)
+    return capped, probe_source
 
+
+def _meta(
+    name: str,
+    config: dict,
+    source: _Source,
+    out: dict[str, pd.DataFrame],
+    label_names: list[str],
+    probe_source: str,
+    available: dict,
+    dropped: dict,
+    made: list,
+    notes: list,
+) -> dict:
+    """meta.json of a prepared dataset."""
     totals = {reason: sum(d[reason] for d in dropped.values()) for reason in DROP_REASONS}
-    meta = {
+    return {
         "name": name,
         "task": config["task"],
         "num_labels": len(label_names),
         "label_names": label_names,
-        "has_text_pair": pairs,
+        "has_text_pair": bool(source.columns.get("text_pair")),
         "counts": {split: len(out[split]) for split in SPLITS},
         "label_counts": {
             split: {
@@ -602,20 +689,17 @@ def prepare(
             }
             for split in SPLITS
         },
-        "probe_split": {
-            "from": probe_source,
-            "count": len(out["probe"]),
-        },  # probe.parquet: see _probe_split
+        # probe.parquet: see _probe_split
+        "probe_split": {"from": probe_source, "count": len(out["probe"])},
         "available": available,
         "dropped": {**totals, "by_split": dropped},
         "splits_made": made,
         "notes": notes,
-        "columns": {k: v for k, v in columns.items() if v},
+        "columns": {k: v for k, v in source.columns.items() if v},
         "source": source.description,
         "checksum": source.checksum,
         "config": config,
     }
-    return out, meta
 
 
 def write_prepared(splits: dict[str, pd.DataFrame], meta: dict, out_dir: str | Path) -> None:
@@ -631,7 +715,8 @@ def write_prepared(splits: dict[str, pd.DataFrame], meta: dict, out_dir: str | P
 
 
 def prepare_dataset(name: str, spec: dict, defaults: dict | None, out_dir: str | Path) -> dict:
-    """Prepare one dataset into out_dir ({train,validation,test,probe}.parquet, meta.json last); return its meta."""
+    """Prepare one dataset into out_dir ({train,validation,test,probe}.parquet, meta.json last);
+    return its meta."""
     splits, meta = prepare(name, spec, defaults)
     write_prepared(splits, meta, out_dir)
     log.info(

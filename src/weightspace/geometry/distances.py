@@ -1,4 +1,5 @@
-"""Pairwise distances between models' encoder weights: one streamed Gram matrix, cached by file content.
+"""Pairwise distances between models' encoder weights: one streamed Gram matrix, cached by file
+content.
 
 Every distance reported here is a function of inner products, so one pass over the
 weights gives all of them, for every parameter group at once. The pass accumulates the
@@ -107,7 +108,8 @@ def parameter_groups(
 
 
 def group_signature(groups: dict[str, list[str]]) -> dict[str, str]:
-    """A short fingerprint of each group's parameter list: cached Grams are valid only for the same groups."""
+    """A short fingerprint of each group's parameter list: cached Grams are valid only for the same
+    groups."""
     return {
         g: hashlib.sha256("\n".join(members).encode()).hexdigest()[:16]
         for g, members in groups.items()
@@ -118,7 +120,8 @@ def group_signature(groups: dict[str, list[str]]) -> dict[str, str]:
 
 
 class DigestCache:
-    """path -> sha256, remembered per (size, mtime, inode) so that an unchanged file is not rehashed."""
+    """path -> sha256, remembered per (size, mtime, inode) so that an unchanged file is not
+    rehashed."""
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
@@ -158,7 +161,8 @@ MAX_HEADER = 100 * 2**20
 
 
 def read_header(path: str | Path) -> dict[str, tuple[str, tuple[int, ...], int, int]]:
-    """name -> (dtype, shape, first byte, end byte) of every tensor, from the safetensors header alone.
+    """name -> (dtype, shape, first byte, end byte) of every tensor, from the safetensors header
+    alone.
 
     The format: 8 bytes (little-endian length N), N bytes of JSON, then the tensor data;
     offsets in the JSON count from the end of the header.
@@ -277,11 +281,15 @@ def stream_gram(
     reference: int = 0,
     block_mb: float = 256,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
-    """Per group, the centred Gram rows ``rows`` × all files, v[rows] and s, in one pass over the files.
+    """Per group, the centred Gram rows ``rows`` × all files, v[rows] and s, in one pass over the
+    files.
 
     Each tensor is cut into blocks of whole rows; a block of every model is stacked into a
     (n, b) float64 array X, the reference's block is subtracted, and X[rows] Xᵀ is added to
     the Gram of every group that holds the tensor. ``rows=None`` means every file.
+
+    One function because the pass shares the open files, the one block buffer X and the per-group
+    accumulators; helpers would each have to take all of them, in the hot loop.
     """
     paths = [str(p) for p in paths]
     n = len(paths)
@@ -310,9 +318,8 @@ def stream_gram(
         widest = max((math.prod(s[1:]) for s in layout.values() if len(s) > 1), default=1)
         X = np.empty((n, max(per_model, widest)))  # one block per model: the only weights in memory
         ref = np.empty(X.shape[1])
-        buffers: dict[
-            str, np.ndarray
-        ] = {}  # one read buffer for all files: each block is copied into X at once
+        # one read buffer for all files: each block is copied into X at once
+        buffers: dict[str, np.ndarray] = {}
         sel = np.asarray(rows)
         everything = len(rows) == n and rows == list(range(n))
         for name, shape in layout.items():
@@ -409,7 +416,8 @@ class GramCache:
 
 @dataclass
 class GramResult:
-    """Centred Gram matrices over models (rows in model order), the reference's index, and what was computed."""
+    """Centred Gram matrices over models (rows in model order), the reference's index, and what was
+    computed."""
 
     grams: dict[str, Gram]
     reference: int
@@ -425,11 +433,15 @@ def gram_matrices(
     cache_dir: str | Path | None = None,
     block_mb: float = 256,
 ) -> GramResult:
-    """Gram matrices (per group) of the weights files ``paths``, centred on ``paths[reference]``, reusing cached pairs.
+    """Gram matrices (per group) of the weights files ``paths``, centred on ``paths[reference]``,
+    reusing cached pairs.
 
     Files with the same content share one row. With a cache, only rows of files whose
     digest the cache does not know are computed; the cache is then rewritten for exactly
     this run's files.
+
+    Long because it reads as one sequence (digests, cache check, cached pairs, new rows, cache
+    write) whose steps share the bookkeeping of which distinct files are old and which new.
     """
     paths = [str(p) for p in paths]
     if not paths:
@@ -438,9 +450,8 @@ def gram_matrices(
     digests_cache = DigestCache(cache_dir / "digests.json" if cache_dir else None)
     digests = [digests_cache.digest(p) for p in paths]
     unique = list(dict.fromkeys(digests))
-    path_of = {
-        d: p for d, p in zip(reversed(digests), reversed(paths))
-    }  # first path of each content
+    # first path of each content
+    path_of = {d: p for d, p in zip(reversed(digests), reversed(paths))}
     unique_paths = [path_of[d] for d in unique]
     ref = unique.index(digests[reference])
 
@@ -496,7 +507,8 @@ def gram_matrices(
 
 
 def distance_matrix(gram: Gram, metric: str, space: str = "raw") -> np.ndarray:
-    """n×n distances: 'euclidean' or 'cosine' (1 - cos), on 'raw' weights or 'task_vector' (weights - reference).
+    """n×n distances: 'euclidean' or 'cosine' (1 - cos), on 'raw' weights or 'task_vector'
+    (weights - reference).
 
     Both come from the centred Gram: ||a - b||² = C_aa + C_bb - 2 C_ab in either space, and
     1 - cos(a, b) = (||a - b||² - (|a| - |b|)²) / (2 |a| |b|), where |a| - |b| =
@@ -514,9 +526,8 @@ def distance_matrix(gram: Gram, metric: str, space: str = "raw") -> np.ndarray:
         )
     C = gram.C
     c = np.diag(C)
-    d2 = np.clip(
-        c[:, None] + c[None, :] - 2.0 * C, 0.0, None
-    )  # rounding can leave -1e-12 for identical models
+    # rounding can leave -1e-12 for identical models
+    d2 = np.clip(c[:, None] + c[None, :] - 2.0 * C, 0.0, None)
     np.fill_diagonal(d2, 0.0)
     if metric == "euclidean":  # translation invariant: the same in both spaces
         D = np.sqrt(d2)
@@ -552,7 +563,8 @@ def pairwise_distances(
     cache_dir: str | Path | None = None,
     block_mb: float = 256,
 ) -> tuple[pd.DataFrame, dict]:
-    """Long table (model_a, model_b, metric, space, group, distance): every ordered pair, diagonal included."""
+    """Long table (model_a, model_b, metric, space, group, distance): every ordered pair, diagonal
+    included."""
     if len(model_ids) != len(paths):
         raise WeightspaceError(f"{len(model_ids)} model ids but {len(paths)} weights files")
     if len(set(model_ids)) != len(model_ids):
@@ -588,7 +600,8 @@ def pairwise_distances(
 
 
 def square(frame: pd.DataFrame, metric: str, space: str, group: str = ALL) -> pd.DataFrame:
-    """One square matrix (model ids as index and columns, in first-seen order) out of the long table."""
+    """One square matrix (model ids as index and columns, in first-seen order) out of the long
+    table."""
     part = frame[
         (frame["metric"] == metric) & (frame["space"] == space) & (frame["group"] == group)
     ]
@@ -613,7 +626,8 @@ def run(
     cache_dir: str | Path | None,
     threads: int = 1,
 ) -> dict:
-    """The distances rule: long parquet, one square CSV per metric and space (group 'all'), the cache."""
+    """The distances rule: long parquet, one square CSV per metric and space (group 'all'), the
+    cache."""
     from threadpoolctl import threadpool_limits
 
     metrics = list(settings.get("metrics", METRICS))

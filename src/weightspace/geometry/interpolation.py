@@ -1,4 +1,5 @@
-"""Lines, planes and region samples evaluated by the probe: tables, figures and the paper's claims."""
+"""Lines, planes and region samples evaluated by the probe: tables, figures and the paper's
+claims."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from weightspace.stats import verdicts
 def evaluated(points: list[dict], probe_files: list[str | Path]) -> pd.DataFrame:
     """One row per (point, eval dataset) with the probe's loss and accuracy.
 
-    probe_files: the evaluation jobs' results files (store.read; per-example losses in "test_losses").
+    probe_files: the evaluation jobs' results files (store.read; per-example losses in
+    "test_losses").
     """
     by_key = store.read(probe_files)
     rows = []
@@ -36,7 +38,8 @@ def evaluated(points: list[dict], probe_files: list[str | Path]) -> pd.DataFrame
 
 
 def line_table(frame: pd.DataFrame, losses: bool = False) -> pd.DataFrame:
-    """The lines' points; ``losses``: with their per-example test losses (for the claims, not the CSV)."""
+    """The lines' points; ``losses``: with their per-example test losses (for the claims, not the
+    CSV)."""
     cols = [
         "pair",
         "relation",
@@ -95,14 +98,16 @@ def region_table(frame: pd.DataFrame, losses: bool = False) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- claims, at the unit of the group
 #
-# Every point's probe result keeps its per-example test losses (test-split order), so two points on one dataset are
-# compared example by example: a cell (a line on one evaluation dataset, a region on one dataset) is a per-example
-# difference. Lines and regions were chosen per group (a dataset, or a pair of datasets, for lines: traversal's
-# groups; a region's group), so the group is the unit: a group's effect is the mean over its cells, the claim's
-# effect the mean over groups, its test flips the signs of the group effects (exact where 2^groups is small), and
-# its interval resamples groups, then the cells within each, then each cell's test examples.
-# Headline claims (family "lines and regions"): the interior of same-dataset lines, extrapolation beyond their ends,
-# and the centroid against its own members, the paper's own; the rest are descriptions.
+# Every point's probe result keeps its per-example test losses (test-split order), so two points on
+# one dataset are compared example by example: a cell (a line on one evaluation dataset, a region on
+# one dataset) is a per-example difference. Lines and regions were chosen per group (a dataset, or a
+# pair of datasets, for lines: traversal's groups; a region's group), so the group is the unit: a
+# group's effect is the mean over its cells, the claim's effect the mean over groups, its test flips
+# the signs of the group effects (exact where 2^groups is small), and its interval resamples groups,
+# then the cells within each, then each cell's test examples.
+# Headline claims (family "lines and regions"): the interior of same-dataset lines, extrapolation
+# beyond their ends, and the centroid against its own members, the paper's own; the rest are
+# descriptions.
 
 PAPER_LINES = (
     "interpolations between same-dataset models are as good as or better than the ends "
@@ -120,19 +125,19 @@ PAPER_PRETRAINED = (
     "the region's centre is a better model than the pretrained one (Gueta et al. 2023, Sec. 6)"
 )
 CLAIMS = {
-    "interior_same_dataset": "Points between two models of the same dataset have lower loss than the mean of the "
-    "two ends (no barrier on the line)",
-    "interior_same_task": "Points between models of two datasets of the same task have lower loss than the mean of "
-    "the two ends",
-    "interior_cross_task": "Points between models of two different tasks have lower loss than the mean of the "
-    "two ends",
-    "extrapolation_raises_loss": "Extrapolating beyond the ends of a same-dataset line raises the loss above the "
-    "nearer end (the edge of the region)",
-    "centroid_beats_own_members": "A region's centroid has lower loss on a dataset than that dataset's own "
-    "fine-tuned models in the region",
+    "interior_same_dataset": "Points between two models of the same dataset have lower loss than "
+    "the mean of the two ends (no barrier on the line)",
+    "interior_same_task": "Points between models of two datasets of the same task have lower loss "
+    "than the mean of the two ends",
+    "interior_cross_task": "Points between models of two different tasks have lower loss than the "
+    "mean of the two ends",
+    "extrapolation_raises_loss": "Extrapolating beyond the ends of a same-dataset line raises the "
+    "loss above the nearer end (the edge of the region)",
+    "centroid_beats_own_members": "A region's centroid has lower loss on a dataset than that "
+    "dataset's own fine-tuned models in the region",
     "centroid_beats_pretrained": "A region's centroid has lower loss than the pretrained model",
-    "interior_as_good_as_members": "The interior of a region (random convex combinations of its models) has lower "
-    "loss than its members on average",
+    "interior_as_good_as_members": "The interior of a region (random convex combinations of its "
+    "models) has lower loss than its members on average",
 }
 FAMILY = "lines and regions"
 HEADLINE = ("interior_same_dataset", "extrapolation_raises_loss", "centroid_beats_own_members")
@@ -163,8 +168,8 @@ def line_group(pair: str) -> str:
 
 
 def grouped_test(cells: dict[str, list[np.ndarray]], n_boot: int = N_BOOT, seed: int = 0):
-    """Effect (mean over groups of the mean over their cells of the mean per-example difference), its nested
-    bootstrap interval and the sign-flip p-values over groups."""
+    """Effect (mean over groups of the mean over their cells of the mean per-example difference),
+    its nested bootstrap interval and the sign-flip p-values over groups."""
     from weightspace.stats import inference
 
     groups = [g for g in cells if cells[g]]
@@ -176,8 +181,8 @@ def grouped_test(cells: dict[str, list[np.ndarray]], n_boot: int = N_BOOT, seed:
     p_up, p_down = inference.p_values(effect, flips.null_means(effects))
     rng = np.random.default_rng(seed)
     R, G = int(n_boot), len(groups)
-    # each group's own resamples: for every replicate and every slot a drawn group may fill, its cells drawn with
-    # replacement and each drawn cell's examples with replacement
+    # each group's own resamples: for every replicate and every slot a drawn group may fill, its
+    # cells drawn with replacement and each drawn cell's examples with replacement
     inner = np.empty((G, R, G))
     for j, g in enumerate(groups):
         members = cells[g]
@@ -216,8 +221,9 @@ def _row(claim_id, cells: dict[str, list], unit, paper, statistic, note, n_boot,
     note = (
         f"{n_cells} cells in {k} groups ({', '.join(g for g in cells if cells[g])}); "
         + note
-        + f"groups on their own (interval over their cells and examples): {single.count(verdicts.HOLDS)} above 0, "
-        f"{single.count(verdicts.FAILS)} below, {single.count(verdicts.INCONCLUSIVE)} include 0"
+        + "groups on their own (interval over their cells and examples): "
+        f"{single.count(verdicts.HOLDS)} above 0, {single.count(verdicts.FAILS)} below, "
+        f"{single.count(verdicts.INCONCLUSIVE)} include 0"
     )
     return verdicts.claim_row(
         claim_id,
@@ -239,7 +245,8 @@ def _row(claim_id, cells: dict[str, list], unit, paper, statistic, note, n_boot,
 
 
 def _curves(lines: pd.DataFrame):
-    """(relation, pair, eval dataset, {alpha: per-example losses}) per line and evaluation dataset."""
+    """(relation, pair, eval dataset, {alpha: per-example losses}) per line and evaluation
+    dataset."""
     if lines.empty or "test_losses" not in lines.columns:
         return
     for (relation, pair, dataset), g in lines.groupby(
@@ -253,7 +260,7 @@ def _curves(lines: pd.DataFrame):
 def line_claims(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> list[dict]:
     interior: dict[str, dict[str, list]] = {r: {} for r in RELATION_CLAIMS}
     edge: dict[str, list] = {}
-    for relation, pair, dataset, curve in _curves(lines):
+    for relation, pair, _dataset, curve in _curves(lines):
         if 0.0 not in curve or 1.0 not in curve:
             continue
         group = line_group(pair)
@@ -276,8 +283,8 @@ def line_claims(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> lis
                 interior[relation],
                 f"{relation.replace('_', '-')} groups of lines",
                 paper,
-                "mean over groups, their lines, interior α and test examples of (mean of the two ends' loss "
-                "- the point's loss), nats",
+                "mean over groups, their lines, interior α and test examples of (mean of the two "
+                "ends' loss - the point's loss), nats",
                 "",
                 n_boot,
                 seed,
@@ -290,8 +297,8 @@ def line_claims(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> lis
             edge,
             "same-dataset groups of lines",
             PAPER_EDGE,
-            "mean over groups, their lines, extrapolated α and test examples of (the point's loss - the "
-            "nearer end's loss), nats",
+            "mean over groups, their lines, extrapolated α and test examples of (the point's loss "
+            "- the nearer end's loss), nats",
             "",
             n_boot,
             seed,
@@ -307,10 +314,13 @@ def region_claims(
     n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> list[dict]:
-    """Centroid vs its own dataset's members and vs the pretrained model; Dirichlet samples vs the members; the
-    region group is the unit.
+    """Centroid vs its own dataset's members and vs the pretrained model; Dirichlet samples vs the
+    members; the region group is the unit.
 
-    pretrained: dataset -> the pretrained model's per-example test losses on it."""
+    pretrained: dataset -> the pretrained model's per-example test losses on it.
+
+    Long because one pass over the (group, dataset) cells collects the cells of all three claims,
+    and the three claims are then written out as a table of their specifications."""
     from weightspace import study
 
     pretrained = pretrained or {}
@@ -347,23 +357,24 @@ def region_claims(
             "centroid_beats_own_members",
             own,
             PAPER_CENTRE,
-            "mean over groups, their datasets and test examples of (own members' mean loss - centroid's loss), "
-            "nats",
+            "mean over groups, their datasets and test examples of (own members' mean loss - "
+            "centroid's loss), nats",
             "no region",
         ),
         (
             "centroid_beats_pretrained",
             vs_pre,
             PAPER_PRETRAINED,
-            "mean over groups, their datasets and test examples of (pretrained loss - centroid's loss), nats",
+            "mean over groups, their datasets and test examples of (pretrained loss - centroid's "
+            "loss), nats",
             "no region, or no pretrained probe result on its datasets",
         ),
         (
             "interior_as_good_as_members",
             interior,
             PAPER_CENTRE,
-            "mean over groups, their datasets and test examples of (members' mean loss - Dirichlet samples' mean "
-            "loss), nats",
+            "mean over groups, their datasets and test examples of (members' mean loss - Dirichlet "
+            "samples' mean loss), nats",
             "no region with Dirichlet samples",
         ),
     ]
@@ -402,8 +413,8 @@ def _plt():
 def _mean_loss_intervals(
     lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0
 ) -> pd.DataFrame | None:
-    """Per α: the mean loss over the lines' groups and its nested bootstrap interval (groups, lines, test
-    examples: as the claims resample them); None without per-example losses."""
+    """Per α: the mean loss over the lines' groups and its nested bootstrap interval (groups, lines,
+    test examples: as the claims resample them); None without per-example losses."""
     if "test_losses" not in lines.columns:
         return None
     rows = []
@@ -449,9 +460,8 @@ def line_figure(lines: pd.DataFrame, n_boot: int = N_BOOT):
             label="mean over lines",
         )
         band = _mean_loss_intervals(g, n_boot)
-        if (
-            band is not None
-        ):  # what the claims rest on: the mean's uncertainty over the test examples
+        # what the claims rest on: the mean's uncertainty over the test examples
+        if band is not None:
             ax.fill_between(
                 band["alpha"],
                 band["low"],
@@ -499,7 +509,7 @@ def plane_figure(planes: pd.DataFrame):
             fontsize=11,
             transform=axes.flat[0].transAxes,
         )
-    for ax, ((plane, dataset), g) in zip(axes.flat, panels):
+    for ax, ((_plane, dataset), g) in zip(axes.flat, panels):
         if g["u"].nunique() >= 2 and g["v"].nunique() >= 2:
             contour = ax.tricontourf(g["u"], g["v"], g["loss"], levels=12, cmap="viridis")
             fig.colorbar(contour, ax=ax, label="probe test loss (nats)")

@@ -1,12 +1,12 @@
-"""Claims on any matrix: the workflow's clustering claims and t-SNE for a distance (or similarity) matrix a
-researcher already has, from weights elsewhere or from a paper.
+"""Claims on any matrix: the workflow's clustering claims and t-SNE for a distance (or similarity)
+matrix a researcher already has, from weights elsewhere or from a paper.
 
     python -m weightspace claims --matrix M.csv --labels L.csv [--similarity] [--out DIR]
 
-M.csv: a square matrix, model ids as the first column and as the header, in the same order. L.csv: one row per
-model with columns model_id, dataset, task, and optionally kind (finetuned, the default, or pretrained: the
-reference of the task-vector descriptions). Writes DIR/claims.csv (the columns of results/geometry/claims.csv),
-DIR/tsne.csv and DIR/tsne.png.
+M.csv: a square matrix, model ids as the first column and as the header, in the same order. L.csv:
+one row per model with columns model_id, dataset, task, and optionally kind (finetuned, the default,
+or pretrained: the reference of the task-vector descriptions). Writes DIR/claims.csv (the columns of
+results/geometry/claims.csv), DIR/tsne.csv and DIR/tsne.png.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from weightspace import WeightspaceError
 
 
 def read_matrix(path: str | Path, similarity: bool = False) -> pd.DataFrame:
-    """The square distance matrix of a CSV; a similarity s becomes the distance (s_ii + s_jj) / 2 - s_ij (1 - s
-    for cosine similarities)."""
+    """The square distance matrix of a CSV; a similarity s becomes the distance
+    (s_ii + s_jj) / 2 - s_ij (1 - s for cosine similarities)."""
     path = Path(path)
     if not path.exists():
         raise WeightspaceError(f"matrix file {path} does not exist")
@@ -128,8 +128,8 @@ def run(
     permutations: int | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Claims, t-SNE coordinates and figure of a matrix, as the workflow's cluster_stats and projection rules
-    make them from its primary matrix."""
+    """Claims, t-SNE coordinates and figure of a matrix, as the workflow's cluster_stats and
+    projection rules make them from its primary matrix."""
     from weightspace.atomic import write_csv
     from weightspace.geometry import clusters, projection
     from weightspace.report import geometry_figures
@@ -200,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     headline = found[found["headline"].astype(bool)]
     for row in headline.itertuples():
         print(
-            f"{row.family:17s} {row.claim_id:26s} {row.effect:+.4g} [{row.ci_low:.4g}, {row.ci_high:.4g}] "
-            f"p {row.p_value:.3g} (floor {row.p_floor:.3g}, Holm {row.threshold:.3g}): {row.verdict}"
+            f"{row.family:17s} {row.claim_id:26s} {row.effect:+.4g} [{row.ci_low:.4g}, "
+            f"{row.ci_high:.4g}] p {row.p_value:.3g} (floor {row.p_floor:.3g}, Holm "
+            f"{row.threshold:.3g}): {row.verdict}"
         )
     print(f"wrote {Path(args.out) / 'claims.csv'}, tsne.csv, tsne.png")
     return 0

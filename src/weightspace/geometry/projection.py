@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 def perplexity_for(
     n: int, setting: float | None = None, low: float = 2.0, high: float = 30.0
 ) -> float:
-    """The t-SNE perplexity for n models: the configured one, or min(high, max(low, (n-1)/3)); always < n."""
+    """The t-SNE perplexity for n models: the configured one, or min(high, max(low, (n-1)/3));
+    always < n."""
     value = float(setting) if setting is not None else min(high, max(low, (n - 1) / 3))
     if value >= n - 1:
         capped = max(1.0, n - 1.5)
@@ -44,7 +45,8 @@ def perplexity_for(
 
 
 def pca_from_distances(D: np.ndarray, components: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Principal component scores (n × components) and explained-variance ratios, by classical MDS."""
+    """Principal component scores (n × components) and explained-variance ratios, by classical
+    MDS."""
     D = np.asarray(D, dtype=float)
     n = len(D)
     J = np.eye(n) - 1.0 / n
@@ -107,9 +109,10 @@ def projections(D: pd.DataFrame, table, settings: dict) -> tuple[pd.DataFrame, p
     if len(D) == 0:
         raise WeightspaceError("no model has finite distances to project")
     tab = table_frame(table, list(D.index)).reset_index()
-    # t-SNE maps the fine-tuned models only: the pretrained and fused models sit near every model at once and
-    # would be every point's nearest neighbour, which erases the neighbourhoods t-SNE is there to show (with
-    # them, 1-NN by dataset in the plane fell from 1.00 to 0.28 on the default). PCA, linear, places them all.
+    # t-SNE maps the fine-tuned models only: the pretrained and fused models sit near every model at
+    # once and would be every point's nearest neighbour, which erases the neighbourhoods t-SNE is
+    # there to show (with them, 1-NN by dataset in the plane fell from 1.00 to 0.28 on the default).
+    # PCA, linear, places them all.
     finetuned = (tab["kind"] == "finetuned").to_numpy()
     keep = finetuned if finetuned.sum() >= 3 else np.ones(len(tab), dtype=bool)
     sub, n = D.to_numpy()[np.ix_(keep, keep)], int(keep.sum())
@@ -136,7 +139,8 @@ def projections(D: pd.DataFrame, table, settings: dict) -> tuple[pd.DataFrame, p
         **common,
     )
     log.info(
-        "t-SNE of %d models, perplexity %.3g, 1-NN by dataset in the plane %.3f; PCA explains %.1f%% + %.1f%%",
+        "t-SNE of %d models, perplexity %.3g, 1-NN by dataset in the plane %.3f; PCA explains "
+        "%.1f%% + %.1f%%",
         n,
         perplexity,
         t["nn1_dataset_plane"].iloc[0],
@@ -149,8 +153,8 @@ def projections(D: pd.DataFrame, table, settings: dict) -> tuple[pd.DataFrame, p
 def nearest_neighbour_agreement(
     frame: pd.DataFrame, x: str = "x", y: str = "y", label: str = "dataset"
 ) -> float:
-    """Share of the fine-tuned models whose nearest other point in the plane has their label: what the
-    figure shows, to set next to the same figure in weight space (clusters.py's nn1_dataset)."""
+    """Share of the fine-tuned models whose nearest other point in the plane has their label: what
+    the figure shows, to set next to the same figure in weight space (clusters.py's nn1_dataset)."""
     from scipy.spatial.distance import cdist
 
     from weightspace.geometry.clusters import nn1_accuracy
@@ -172,7 +176,8 @@ def run(
     settings: dict,
     threads: int = 1,
 ) -> None:
-    """The projection rule: t-SNE and PCA coordinates, the projection figure and the distance heatmap."""
+    """The projection rule: t-SNE and PCA coordinates, the projection figure and the distance
+    heatmap."""
     from threadpoolctl import threadpool_limits
 
     from weightspace.geometry.distances import square

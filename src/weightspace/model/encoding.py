@@ -1,8 +1,9 @@
-"""Token ids for the encoder: one tokenization and one batch collation, for fine-tuning and for features alike.
+"""Token ids for the encoder: one tokenization and one batch collation, for fine-tuning and for
+features alike.
 
-Examples are tokenized once, unpadded (lists of ids, and the label where training needs it); a batch is
-padded when it is made, to its own longest example (dynamic padding) or to a given width. torch is
-imported where a batch is made: modules that only tokenize stay light.
+Examples are tokenized once, unpadded (lists of ids, and the label where training needs it); a batch
+is padded when it is made, to its own longest example (dynamic padding) or to a given width. torch
+is imported where a batch is made: modules that only tokenize stay light.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ def tokenize(
     max_length: int,
     labels: Sequence[int] | None = None,
 ) -> list[dict]:
-    """Token ids per example, unpadded (padding happens per batch); pairs use the tokenizer's pair encoding.
-    With ``labels``, each example holds its label too (under "labels", what the model's loss reads)."""
+    """Token ids per example, unpadded (padding happens per batch); pairs use the tokenizer's pair
+    encoding. With ``labels``, each example holds its label too (under "labels", what the model's
+    loss reads)."""
     enc = tokenizer(
         list(texts),
         list(pairs) if pairs is not None else None,
@@ -55,10 +57,9 @@ def tokenize_frame(
     )
 
 
-def collate(
-    examples: list[dict], pad_id: int, width: int | None = None
-) -> dict[str, torch.Tensor]:
-    """Right-pad a batch to its longest example (dynamic padding) or to ``width``; labels become a vector."""
+def collate(examples: list[dict], pad_id: int, width: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad a batch to its longest example (dynamic padding) or to ``width``;
+    labels become a vector."""
     import torch
 
     width = width or max(len(e["input_ids"]) for e in examples)

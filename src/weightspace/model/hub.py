@@ -1,4 +1,5 @@
-"""Pins for Hugging Face hub sources: the commit a requested revision (a branch, a tag, None) resolves to.
+"""Pins for Hugging Face hub sources: the commit a requested revision (a branch, a tag, None)
+resolves to.
 
 A base model or a dataset named by a hub id is read at the commit resolved once here, and that
 commit is recorded in the outputs' metadata (results/base/base.json, results/data/*/meta.json),
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 def resolve_commit(
     repo_id: str, revision: str | None = None, repo_type: str = "model"
 ) -> str | None:
-    """The commit hash ``revision`` of ``repo_id`` points to now; None where it cannot be told (offline, no cache)."""
+    """The commit hash ``revision`` of ``repo_id`` points to now; None where it cannot be told
+    (offline, no cache)."""
     if revision and COMMIT.match(revision):
         return revision
     try:

@@ -2,10 +2,10 @@
 
 A setting (config `finetune.mixed_precision`, `probe.mixed_precision`) is auto, no, bf16 or fp16; it
 resolves to one of the names fp32, bf16, fp16, which metrics, job summaries and cache keys record.
-The one place `auto` is decided, for fine-tuning and feature extraction alike: on CUDA bf16 where the
-GPU has it, else fp16; on a CPU bf16 only where it computes bf16 natively (AMX, AVX512-BF16:
-hardware.cpu_has_native_bf16), fp32 elsewhere (AVX2 emulates bf16, ~100x slower matmuls). bf16 / fp16
-ask for that dtype on any device (the benchmarks' accuracy checks); no: fp32 throughout.
+The one place `auto` is decided, for fine-tuning and feature extraction alike: on CUDA bf16 where
+the GPU has it, else fp16; on a CPU bf16 only where it computes bf16 natively (AMX, AVX512-BF16:
+hardware.cpu_has_native_bf16), fp32 elsewhere (AVX2 emulates bf16, ~100x slower matmuls).
+bf16 / fp16 ask for that dtype on any device (the benchmarks' accuracy checks); no: fp32 throughout.
 torch is imported where it is used.
 """
 
@@ -21,18 +21,15 @@ if TYPE_CHECKING:
 
 SETTINGS = ("auto", "no", "bf16", "fp16")
 NAMES = ("fp32", "bf16", "fp16")
-_DTYPES = {
-    "fp32": "float32",
-    "bf16": "bfloat16",
-    "fp16": "float16",
-}  # name -> torch's name of the dtype
+# name -> torch's name of the dtype
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def resolve(
     device, setting: str, key: str = "mixed_precision", choices: tuple[str, ...] = SETTINGS
 ) -> str:
-    """The precision a setting computes in on ``device``: fp32, bf16 or fp16. ``key`` names the config key
-    in errors; ``choices``, the settings it accepts."""
+    """The precision a setting computes in on ``device``: fp32, bf16 or fp16. ``key`` names the
+    config key in errors; ``choices``, the settings it accepts."""
     import torch
 
     if setting not in choices:
@@ -69,7 +66,8 @@ def autocast(name: str, device):
 
 
 def grad_scaler(name: str, device):
-    """The gradient scaler fp16 training needs (its small range underflows gradients); None otherwise."""
+    """The gradient scaler fp16 training needs (its small range underflows gradients);
+    None otherwise."""
     if name != "fp16":
         return None
     import torch

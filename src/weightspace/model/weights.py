@@ -45,7 +45,8 @@ NOT_ENCODER = ("pooler.",)
 
 
 def model_type_of(model_type_or_config) -> str:
-    """The model_type of a config object, a config.json dict, a config.json path or a model folder, or a str."""
+    """The model_type of a config object, a config.json dict, a config.json path or a model folder,
+    or a str."""
     if (
         isinstance(model_type_or_config, str)
         and "/" not in model_type_or_config
@@ -66,7 +67,8 @@ def model_type_of(model_type_or_config) -> str:
 
 
 def base_prefix(model_type_or_config) -> str:
-    """The encoder's prefix in a task model's state dict, e.g. 'roberta' for RoBERTa and XLM-RoBERTa."""
+    """The encoder's prefix in a task model's state dict,
+    e.g. 'roberta' for RoBERTa and XLM-RoBERTa."""
     model_type = model_type_of(model_type_or_config)
     if model_type in BASE_PREFIX:
         return BASE_PREFIX[model_type]
@@ -77,7 +79,8 @@ def base_prefix(model_type_or_config) -> str:
         return getattr(transformers, MODEL_MAPPING_NAMES[model_type]).base_model_prefix
     except Exception:
         raise WeightspaceError(
-            f"model_type '{model_type}': cannot tell which tensors are its encoder (known: {', '.join(BASE_PREFIX)})"
+            f"model_type '{model_type}': cannot tell which tensors are its encoder "
+            f"(known: {', '.join(BASE_PREFIX)})"
         ) from None
 
 
@@ -111,7 +114,8 @@ def encoder_keys(
 def encoder_tensors_from_state_dict(
     state_dict: Mapping[str, torch.Tensor], model_type_or_config
 ) -> dict[str, torch.Tensor]:
-    """The encoder tensors of a task model's or a bare encoder's state dict: canonical names, float32, on CPU."""
+    """The encoder tensors of a task model's or a bare encoder's state dict: canonical names,
+    float32, on CPU."""
     import torch
 
     keys = encoder_keys(
@@ -139,8 +143,8 @@ def encoder_weights(model) -> dict[str, torch.Tensor]:
 
 
 def load_into(model, weights: Mapping[str, torch.Tensor]) -> None:
-    """Copy canonical encoder weights into a model (task model or bare encoder) strictly: every encoder
-    tensor named, every shape equal; its pooler and head stay as they are."""
+    """Copy canonical encoder weights into a model (task model or bare encoder) strictly: every
+    encoder tensor named, every shape equal; its pooler and head stay as they are."""
     import torch
 
     state = model.state_dict()
@@ -153,12 +157,14 @@ def load_into(model, weights: Mapping[str, torch.Tensor]) -> None:
     unexpected = sorted(set(weights) - set(keys))
     if missing or unexpected:
         raise WeightspaceError(
-            f"encoder weights do not match the base: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            f"encoder weights do not match the base: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
         )
     for name, key in keys.items():
         if tuple(weights[name].shape) != tuple(state[key].shape):
             raise WeightspaceError(
-                f"encoder weight {name}: shape {tuple(weights[name].shape)} != base {tuple(state[key].shape)}"
+                f"encoder weight {name}: shape {tuple(weights[name].shape)} != base "
+                f"{tuple(state[key].shape)}"
             )
     with torch.no_grad():
         for name, key in keys.items():
@@ -230,7 +236,8 @@ NUMPY_FLOATS = ("F64", "F32", "F16")
 
 
 def model_files(folder: str | Path) -> list[Path]:
-    """The safetensors file(s) of a Hugging Face model folder (one file, or the shards of an index)."""
+    """The safetensors file(s) of a Hugging Face model folder
+    (one file, or the shards of an index)."""
     folder = Path(folder)
     single = folder / "model.safetensors"
     if single.exists():
@@ -268,7 +275,8 @@ def _read_encoder(folder: Path, model_type_or_config, framework: str) -> dict:
 
 
 def read_encoder(folder: str | Path, model_type_or_config=None) -> dict[str, torch.Tensor]:
-    """The encoder tensors of a model folder's safetensors, float32, read tensor by tensor (no model is built).
+    """The encoder tensors of a model folder's safetensors, float32, read tensor by tensor
+    (no model is built).
 
     ``model_type_or_config`` defaults to the folder's own config.json.
     """

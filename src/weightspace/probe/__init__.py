@@ -1,1 +1,2 @@
-"""Linear probing: frozen features, the probe, evaluation jobs with their content-keyed cache, and the results files."""
+"""Linear probing: frozen features, the probe, evaluation jobs with their content-keyed cache, and
+the results files."""

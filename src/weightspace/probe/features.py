@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,10 @@ from weightspace.model import base_model
 from weightspace.model import precision as numerics
 from weightspace.model.encoding import collate, tokenize, tokenize_frame  # noqa: F401 (features.tokenize, .collate)
 from weightspace.progress import Progress
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +73,9 @@ def resolve_pooling(base_dir: str | Path, pooling: str | None) -> str:
 
 
 def split_path(data_dir: str | Path, split: str) -> Path:
-    """The file of a split the probe reads: its `train` is the prepared probe split (training examples the
-    fine-tunes never saw, data.py) where there is one; a folder without it (prepared by hand) gives train."""
+    """The file of a split the probe reads: its `train` is the prepared probe split (training
+    examples the fine-tunes never saw, data.py) where there is one; a folder without it (prepared by
+    hand) gives train."""
     data_dir = Path(data_dir)
     if split == "train" and (data_dir / "probe.parquet").exists():
         return data_dir / "probe.parquet"
@@ -91,7 +97,8 @@ def read_split(data_dir: str | Path, split: str, num_labels: int) -> pd.DataFram
     labels = frame["label"]
     if not pd.api.types.is_integer_dtype(labels) or labels.min() < 0 or labels.max() >= num_labels:
         raise WeightspaceError(
-            f"prepared data file {path}: column 'label' must hold integers 0..{num_labels - 1} (meta.json num_labels)"
+            f"prepared data file {path}: column 'label' must hold integers 0..{num_labels - 1} "
+            "(meta.json num_labels)"
         )
     return frame
 
@@ -110,8 +117,8 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
 
 
 def precision(device: torch.device | str, mixed_precision: str = "auto") -> str:
-    """The precision the encoder's matmuls run in: fp32 or bf16 (model/precision.py decides `auto`: bf16 on a
-    CPU only where it computes bf16 natively; on CUDA bf16, else fp16)."""
+    """The precision the encoder's matmuls run in: fp32 or bf16 (model/precision.py decides `auto`:
+    bf16 on a CPU only where it computes bf16 natively; on CUDA bf16, else fp16)."""
     return numerics.resolve(device, mixed_precision, "probe.mixed_precision", PRECISIONS)
 
 
@@ -185,7 +192,13 @@ def extract(
     mixed_precision: str = "auto",
     model_id: str | None = None,
 ) -> dict:
-    """Write the frozen encoder's pooled features of a dataset's train and test splits to ``out_path`` (npz)."""
+    """Write the frozen encoder's pooled features of a dataset's train and test splits to
+    ``out_path`` (npz).
+
+    Longer than most: it is one job read top to bottom (the inputs, one `encode` pass per split,
+    the finiteness check, the file and its summary), and most of its lines are the arguments of
+    its calls and the summary's fields, one a line.
+    """
     import torch
 
     base_dir, data_dir = Path(base_dir), Path(data_dir)
@@ -213,7 +226,8 @@ def extract(
     }
     total = sum(len(t) for t in tokens.values())
     log.info(
-        "features of %s on %s: %d examples (%s), pooling %s, batch %d, max_length %d, %s, %d threads",
+        "features of %s on %s: %d examples (%s), "
+        "pooling %s, batch %d, max_length %d, %s, %d threads",
         model_id or "model",
         dataset,
         total,

@@ -66,7 +66,8 @@ class Protocol:
             )
         if protocol.l2 < 0 or protocol.max_iter < 1 or protocol.tolerance <= 0:
             raise WeightspaceError(
-                "config keys probe.l2 >= 0, probe.max_iter >= 1 and probe.tolerance > 0 are required"
+                "config keys probe.l2 >= 0, probe.max_iter >= 1 and "
+                "probe.tolerance > 0 are required"
             )
         if not protocol.l2_grid or min(protocol.l2_grid) < 0 or protocol.cv_folds < 2:
             raise WeightspaceError(
@@ -77,7 +78,8 @@ class Protocol:
 
 
 class LinearHead:
-    """logits = standardise(x) Wᵀ + b in float64; W and b drawn like torch.nn.Linear's, from a seeded generator."""
+    """logits = standardise(x) Wᵀ + b in float64;
+    W and b drawn like torch.nn.Linear's, from a seeded generator."""
 
     def __init__(self, dim: int, num_labels: int, seed: int = 0):
         rng = np.random.default_rng(int(seed))
@@ -127,7 +129,8 @@ def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
 def objective(
     head: LinearHead, z: np.ndarray, y: np.ndarray, l2: float
 ) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy + (l2/2)·||W||² on standardised features z, and its gradient in θ = (W, b)."""
+    """Mean cross-entropy + (l2/2)·||W||² on standardised features z,
+    and its gradient in θ = (W, b)."""
     logp = log_softmax(z @ head.weight.T + head.bias)
     n = len(y)
     loss = -logp[np.arange(n), y].mean() + 0.5 * l2 * np.square(head.weight).sum()
@@ -207,7 +210,8 @@ def evaluate(head: LinearHead, x: np.ndarray, y: np.ndarray, per_example: bool =
 
 
 def chance(train_y: np.ndarray, test_y: np.ndarray, num_labels: int) -> dict:
-    """What knowing only the train label frequencies gives (add-one smoothed): the floor a probe must beat."""
+    """What knowing only the train label frequencies gives (add-one smoothed):
+    the floor a probe must beat."""
     train_y, test_y = np.asarray(train_y, dtype=np.int64), np.asarray(test_y, dtype=np.int64)
     prior = (np.bincount(train_y, minlength=num_labels) + 1.0) / (len(train_y) + num_labels)
     return {
@@ -223,9 +227,8 @@ def folds(train_y: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     order = rng.permutation(len(train_y))
     order = order[np.argsort(train_y[order], kind="stable")]  # shuffled within each label
     fold = np.empty(len(train_y), dtype=np.int64)
-    fold[order] = (
-        np.arange(len(train_y)) % k
-    )  # round-robin: each fold gets its share of every label
+    # round-robin: each fold gets its share of every label
+    fold[order] = np.arange(len(train_y)) % k
     return fold
 
 
@@ -262,18 +265,17 @@ def select_l2(
         )
         head = LinearHead(train_x.shape[1], num_labels, protocol.seed)
         for g, l2 in enumerate(grid):
-            fit(
-                head, lambda: x_in, y_in, protocol, l2=l2
-            )  # warm start from the previous (larger) l2
+            # warm start from the previous (larger) l2; fit calls the lambda before this
+            # iteration ends, so x_in is this fold's (B023 does not apply)
+            fit(head, lambda: x_in, y_in, protocol, l2=l2)  # noqa: B023
             held_out[g, outside] = evaluate(head, x_out, y_out, per_example=True)["losses"]
         prior = (np.bincount(train_y[inside], minlength=num_labels) + 1.0) / (
             inside.sum() + num_labels
         )
         prior_losses[outside] = -np.log(prior[train_y[outside]])
     cv_loss = held_out.mean(1)
-    best = int(
-        np.argmin(cv_loss)
-    )  # the first minimum in large-to-small order: ties go to the larger l2
+    # the first minimum in large-to-small order: ties go to the larger l2
+    best = int(np.argmin(cv_loss))
     ascending = np.argsort(grid, kind="stable")
     return {
         "l2": grid[best],
@@ -293,12 +295,13 @@ CROSS_VALIDATED = "cv"  # train_probe's l2: chosen on the features' own training
 def train_probe(data: dict, protocol: Protocol, l2: float | str | None = None) -> dict:
     """Train and evaluate a head on cached features (the arrays of a features file).
 
-    ``l2``: a fixed L2 strength; None: ``protocol.l2``; CROSS_VALIDATED (what the workflow's evaluation jobs ask):
-    chosen for these very features by k-fold cross-validation over ``protocol.l2_grid`` on the training split
-    (`select_l2`), so that every model's probe is tuned on its own features and none is favoured; the test split
-    never enters the choice (nested). Where the training split is too small for the folds, ``protocol.l2``. The
-    result keeps the per-example test losses (``test_losses``, test-split order) for paired comparisons, the
-    label-prior loss (``prior``, also under its old name ``chance``) and the selection (``l2_selection``: grid,
+    ``l2``: a fixed L2 strength; None: ``protocol.l2``; CROSS_VALIDATED (what the workflow's
+    evaluation jobs ask): chosen for these very features by k-fold cross-validation over
+    ``protocol.l2_grid`` on the training split (`select_l2`), so that every model's probe is tuned
+    on its own features and none is favoured; the test split never enters the choice (nested). Where
+    the training split is too small for the folds, ``protocol.l2``. The result keeps the per-example
+    test losses (``test_losses``, test-split order) for paired comparisons, the label-prior loss
+    (``prior``, also under its old name ``chance``) and the selection (``l2_selection``: grid,
     cross-validated losses; None for a fixed L2).
     """
     num_labels = int(data["num_labels"])
@@ -309,14 +312,7 @@ def train_probe(data: dict, protocol: Protocol, l2: float | str | None = None) -
     )
     if len(train_y) == 0 or len(test_y) == 0:
         raise WeightspaceError("the probe needs training and test examples")
-    selection = None
-    if l2 == CROSS_VALIDATED:
-        l2 = None
-        if len(train_y) >= 2 * int(protocol.cv_folds):
-            selection = select_l2(train_x, train_y, num_labels, protocol)
-            selection.pop("seconds")  # a timing would make the same probe differ between runs
-            l2 = selection["l2"]
-    l2 = protocol.l2 if l2 is None else float(l2)
+    l2, selection = _chosen_l2(l2, train_x, train_y, num_labels, protocol)
     head = LinearHead(train_x.shape[1], num_labels, protocol.seed)
     started = time.perf_counter()
     info = fit(head, lambda: train_x, train_y, protocol, l2=l2)
@@ -354,6 +350,25 @@ def train_probe(data: dict, protocol: Protocol, l2: float | str | None = None) -
     }
 
 
+def _chosen_l2(
+    l2: float | str | None,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    num_labels: int,
+    protocol: Protocol,
+) -> tuple[float, dict | None]:
+    """(the L2 strength train_probe fits with, the cross-validated selection or None): see
+    train_probe's ``l2``."""
+    selection = None
+    if l2 == CROSS_VALIDATED:
+        l2 = None
+        if len(train_y) >= 2 * int(protocol.cv_folds):
+            selection = select_l2(train_x, train_y, num_labels, protocol)
+            selection.pop("seconds")  # a timing would make the same probe differ between runs
+            l2 = selection["l2"]
+    return (protocol.l2 if l2 is None else float(l2)), selection
+
+
 def run(
     features_path: str | Path,
     out_path: str | Path,
@@ -365,9 +380,8 @@ def run(
     """Rule entry: a features file in, results/probe/{model_id}/{dataset}.json out."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(
-        limits=max(int(threads), 1)
-    ):  # the job's threads, and one BLAS summation order
+    # the job's threads, and one BLAS summation order
+    with threadpool_limits(limits=max(int(threads), 1)):
         result = dict(
             model_id=model_id,
             dataset=dataset,
@@ -375,7 +389,8 @@ def run(
         )
     write_json(out_path, result)
     log.info(
-        "probe of %s on %s: test loss %.4f, accuracy %.4f (chance %.4f / %.4f), %d iterations, %.2fs",
+        "probe of %s on %s: test loss %.4f, accuracy %.4f (chance %.4f / %.4f), "
+        "%d iterations, %.2fs",
         model_id,
         dataset,
         result["loss"],

@@ -39,9 +39,8 @@ def _results_of(path: Path) -> list[dict]:
         raise WeightspaceError(f"probe results file {path} is not JSON: {err}") from None
     if isinstance(content, dict) and "results" in content:
         return list(content["results"])
-    if (
-        isinstance(content, dict) and "loss" in content
-    ):  # one result: .../probe/{model_id}/{dataset}.json
+    # one result: .../probe/{model_id}/{dataset}.json
+    if isinstance(content, dict) and "loss" in content:
         return [
             dict(
                 content,
@@ -55,7 +54,8 @@ def _results_of(path: Path) -> list[dict]:
 
 
 def read(paths: Iterable[str | Path]) -> dict[tuple[str, str], dict]:
-    """(model id, dataset) -> probe result, over every file; a pair found twice is read once (first wins)."""
+    """(model id, dataset) -> probe result, over every file;
+    a pair found twice is read once (first wins)."""
     out: dict[tuple[str, str], dict] = {}
     for path in map(Path, paths):
         for result in _results_of(path):

@@ -37,9 +37,12 @@ def collect(runs: list[dict], metrics_files: list[str]) -> pd.DataFrame:
 def figure(
     wins: pd.DataFrame, paired: pd.DataFrame | None = None, found: pd.DataFrame | None = None
 ):
-    """Bars: the mean gain per target (over seeds); dots: each seed's paired gain; the band across a panel:
-    the claim's mean over targets (seeds averaged within each) with its 95% interval over targets then seeds, and
-    the verdict (or 'description') with its p at the target level."""
+    """Bars: the mean gain per target (over seeds); dots: each seed's paired gain; the band across a
+    panel: the claim's mean over targets (seeds averaged within each) with its 95% interval over
+    targets then seeds, and the verdict (or 'description') with its p at the target level.
+
+    Long because each panel draws its layers (bars, seed dots, claim bands, labels) on one axis in
+    drawing order, and the formatter puts each plotting argument on a line of its own."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,15 +98,15 @@ def figure(
                     ax.axhline(row["effect"], color=colors.get(row["scope"], "grey"), lw=1, ls=":")
         ax.axhline(0, color="black", lw=0.8)
         low, high = ax.get_ylim()
-        ax.set_ylim(
-            min(low, -0.05 * (high - low)), high
-        )  # a tie's dot sits on zero: keep it in view
+        # a tie's dot sits on zero: keep it in view
+        ax.set_ylim(min(low, -0.05 * (high - low)), high)
         ax.set_title(f"{mode} fine-tuning, training size {size}")
         ax.set_xlabel("target dataset (dots: seeds)")
         ax.set_ylabel("test accuracy gain over the\npretrained start (percentage points)")
         ax.tick_params(axis="x", rotation=45)
         ax.legend(
-            title="fused region (band: 95% interval,\ntargets then seeds; p: sign flips over targets)",
+            title="fused region (band: 95% interval,\n"
+            "targets then seeds; p: sign flips over targets)",
             loc="best",
             fontsize=7,
             title_fontsize=7,
@@ -124,7 +127,8 @@ def write(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> None:
-    """Rule entry: the runs, wins and overview tables, the claims (paired gain and its interval), the figure."""
+    """Rule entry: the runs, wins and overview tables, the claims (paired gain and its interval),
+    the figure."""
     summary = collect(runs, metrics_files)
     wins = wins_table(summary)
     found = claims(summary, n_boot, seed)

@@ -1,4 +1,5 @@
-"""Figures of the weight geometry: the t-SNE/PCA map of the models and the clustered distance heatmap.
+"""Figures of the weight geometry: the t-SNE/PCA map of the models and the clustered distance
+heatmap.
 
 Colour = task (palette.task_colors, the same in every figure), marker = dataset; the
 pretrained model is a black star, fused models grey crosses, mix models small grey dots.

@@ -1,4 +1,5 @@
-"""Standalone HTML pages of the study's tables and of summary.md, so that Snakemake's report shows them inline.
+"""Standalone HTML pages of the study's tables and of summary.md, so that Snakemake's report shows
+them inline.
 
 A small Markdown subset (headings, lists, pipe tables, images, paragraphs, **bold**, *italic*,
 `code`, [links](...)) is all summary.md uses; images are embedded as data URIs so the page
@@ -32,8 +33,8 @@ p.caption { color: #555; max-width: 60em; }
 
 def _page(title: str, body: str) -> str:
     return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>{STYLE}'
-        f"</head><body>\n{body}\n</body></html>\n"
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"{STYLE}</head><body>\n{body}\n</body></html>\n"
     )
 
 
@@ -139,7 +140,8 @@ def markdown_to_html(text: str, root: Path | None = None) -> str:
                 rows.append(
                     "<tr>"
                     + "".join(
-                        f"<td{_verdict_class(c) if j == verdict_col else ''}>{_inline(c, root)}</td>"
+                        f"<td{_verdict_class(c) if j == verdict_col else ''}>"
+                        f"{_inline(c, root)}</td>"
                         for j, c in enumerate(cells)
                     )
                     + "</tr>"
@@ -174,8 +176,8 @@ def write_markdown_page(markdown_path, html_path, title: str) -> None:
 
 
 def write_pages(pages: dict[str, tuple]) -> None:
-    """name -> (table path, page path, title): CSV tables as tables (claims with the verdict rule as caption),
-    anything else (the config) as text."""
+    """name -> (table path, page path, title): CSV tables as tables (claims with the verdict rule as
+    caption), anything else (the config) as text."""
     from weightspace.stats.verdicts import CAPTION
 
     for name, (source, target, title) in pages.items():

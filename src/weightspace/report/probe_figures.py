@@ -1,4 +1,5 @@
-"""The probe matrix (every model × every target dataset) and its figures: a loss heatmap and loss vs weight distance."""
+"""The probe matrix (every model × every target dataset) and its figures: a loss heatmap and loss vs
+weight distance."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def _config(tasks: dict[str, str]) -> dict:
 
 
 def probe_matrix(paths: Sequence[str | Path], tasks: dict[str, str]) -> pd.DataFrame:
-    """One row per probe result in the results files (probe_store): the model's identity and its result on the target."""
+    """One row per probe result in the results files (probe_store): the model's identity and its
+    result on the target."""
     config = _config(tasks)
     rows = []
     for (model_id, target), result in store.read(paths).items():
@@ -88,8 +90,9 @@ def probe_matrix(paths: Sequence[str | Path], tasks: dict[str, str]) -> pd.DataF
 
 
 def compare_with_pretrained(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Each row's loss next to the pretrained model's on the same target: the difference, and its 95% interval from
-    a paired bootstrap over the target's test examples (where both results keep per-example losses)."""
+    """Each row's loss next to the pretrained model's on the same target: the difference, and its
+    95% interval from a paired bootstrap over the target's test examples (where both results keep
+    per-example losses)."""
     from weightspace.stats import verdicts
 
     frame = frame.copy()
@@ -142,7 +145,8 @@ def read_distances(
 
 
 def distance_to_target(matrix: pd.DataFrame, distances: pd.DataFrame) -> pd.Series:
-    """Per row: the mean distance from the model to the target dataset's own fine-tuned models (itself excluded)."""
+    """Per row: the mean distance from the model to the target dataset's own fine-tuned models
+    (itself excluded)."""
     lookup = {}
     for a, b, d in distances[["model_a", "model_b", "distance"]].itertuples(index=False):
         lookup[(a, b)] = lookup[(b, a)] = float(d)
@@ -175,7 +179,8 @@ def relation(row) -> str:
 
 
 def _model_order(matrix: pd.DataFrame, tasks: dict[str, str]) -> list[str]:
-    """Pretrained first, then fine-tuned models grouped by task and dataset (config order), then the rest."""
+    """Pretrained first, then fine-tuned models grouped by task and dataset (config order), then the
+    rest."""
     datasets = list(tasks)
     task_order = list(dict.fromkeys(tasks.values()))
     models = matrix.drop_duplicates("model").set_index("model")
@@ -211,22 +216,9 @@ def _row_color(row, colors) -> str:
     return palette.FUSED_COLOR
 
 
-def heatmap(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> None:
-    """Models (rows, grouped by task and dataset) × targets (columns, grouped by task).
-
-    Colour: the loss minus the pretrained model's loss on that target (diverging: blue below
-    the pretrained model, red above, white equal); the numbers are the raw losses. The top
-    row is the label prior (predicting the training label frequencies): red there means the
-    pretrained model's probe beats the prior. Colour bars at the left and top give the task
-    of the model and of the target.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import TwoSlopeNorm, to_rgb
-    from matplotlib.patches import Patch
-
+def _heatmap_frame(matrix: pd.DataFrame, tasks: dict[str, str]):
+    """The heatmap's rows (the label prior first) and columns, the raw losses, the losses minus the
+    pretrained model's (or, without one, the models' mean), the colour span and each row's model."""
     prior = matrix.groupby("target_dataset")["chance_loss"].first()
     matrix = pd.concat(
         [
@@ -255,50 +247,30 @@ def heatmap(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> No
         else 1.0
     )
     span = span if span > 0 else 1.0
-    colors = palette.task_colors(tasks.values())
     info = matrix.drop_duplicates("model").set_index("model").loc[rows]
+    return rows, cols, loss, scaled, span, info
 
-    fig_h = max(3.0, 0.28 * len(rows) + 2.0)
-    fig_w = max(5.0, 0.9 * len(cols) + 3.5)
-    fig = plt.figure(figsize=(fig_w, fig_h))
-    grid = fig.add_gridspec(
-        2,
-        3,
-        width_ratios=[0.25, len(cols), 0.35],
-        height_ratios=[0.25, len(rows)],
-        wspace=0.03,
-        hspace=0.03,
-    )
-    ax = fig.add_subplot(grid[1, 1])
-    cmap = plt.get_cmap("RdBu_r").with_extremes(
-        bad="#eeeeee"
-    )  # grey: a pair not probed (probe.scope task; a fused base off its target)
-    image = ax.imshow(
-        scaled.to_numpy(dtype=float),
-        aspect="auto",
-        cmap=cmap,
-        norm=TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span),
-        interpolation="nearest",
-    )
-    if len(rows) * len(cols) <= 600:
-        for i in range(len(rows)):
-            for j in range(len(cols)):
-                value = loss.iat[i, j]
-                if np.isnan(value):
-                    continue
-                ax.text(
-                    j,
-                    i,
-                    f"{value:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=6,
-                    color="white" if abs(scaled.iat[i, j]) > 0.6 * span else "black",
-                )
-    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks([])
-    ax.set_xlabel("target dataset (head trained and tested here)")
-    # lines between groups: model datasets / tasks, target tasks
+
+def _cell_numbers(ax, rows, cols, loss, scaled, span) -> None:
+    """Each cell's raw loss, white where its colour is dark."""
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            value = loss.iat[i, j]
+            if np.isnan(value):
+                continue
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if abs(scaled.iat[i, j]) > 0.6 * span else "black",
+            )
+
+
+def _group_lines(ax, rows, cols, info, tasks: dict[str, str]) -> None:
+    """Lines between groups: model datasets / tasks, target tasks."""
     for i in range(1, len(rows)):
         a, b = info.iloc[i - 1], info.iloc[i]
         if a["model_kind"] != b["model_kind"] or a["model_task"] != b["model_task"]:
@@ -308,6 +280,11 @@ def heatmap(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> No
     for j in range(1, len(cols)):
         if tasks[cols[j - 1]] != tasks[cols[j]]:
             ax.axvline(j - 0.5, color="white", lw=1.5)
+
+
+def _task_bars(fig, grid, ax, rows, cols, info, colors, tasks: dict[str, str]) -> None:
+    """The colour bars of the model's task (left) and the target's task (top), and the title."""
+    from matplotlib.colors import to_rgb
 
     left = fig.add_subplot(grid[1, 0])
     left.imshow(
@@ -329,8 +306,12 @@ def heatmap(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> No
         "linear-probe test loss (nats) of each model on each target\n"
         "colour: loss minus the pretrained model's (blue: better than pretrained)"
     )
-    cax = fig.add_subplot(grid[1, 2])
-    fig.colorbar(image, cax=cax, label="loss − pretrained (nats)")
+
+
+def _task_legend(fig, info, colors, tasks: dict[str, str]) -> None:
+    """The legend of the task colours (and of the pretrained and fused rows where present)."""
+    from matplotlib.patches import Patch
+
     handles = [Patch(color=colors[t], label=t) for t in dict.fromkeys(tasks.values())]
     kinds = set(info["model_kind"])
     if "pretrained" in kinds:
@@ -346,12 +327,68 @@ def heatmap(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> No
         title_fontsize=8,
         frameon=False,
     )
+
+
+def heatmap(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> None:
+    """Models (rows, grouped by task and dataset) × targets (columns, grouped by task).
+
+    Colour: the loss minus the pretrained model's loss on that target (diverging: blue below
+    the pretrained model, red above, white equal); the numbers are the raw losses. The top
+    row is the label prior (predicting the training label frequencies): red there means the
+    pretrained model's probe beats the prior. Colour bars at the left and top give the task
+    of the model and of the target.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    rows, cols, loss, scaled, span, info = _heatmap_frame(matrix, tasks)
+    colors = palette.task_colors(tasks.values())
+
+    fig_h = max(3.0, 0.28 * len(rows) + 2.0)
+    fig_w = max(5.0, 0.9 * len(cols) + 3.5)
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    grid = fig.add_gridspec(
+        2,
+        3,
+        width_ratios=[0.25, len(cols), 0.35],
+        height_ratios=[0.25, len(rows)],
+        wspace=0.03,
+        hspace=0.03,
+    )
+    ax = fig.add_subplot(grid[1, 1])
+    # grey: a pair not probed (probe.scope task; a fused base off its target)
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#eeeeee")
+    image = ax.imshow(
+        scaled.to_numpy(dtype=float),
+        aspect="auto",
+        cmap=cmap,
+        norm=TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span),
+        interpolation="nearest",
+    )
+    if len(rows) * len(cols) <= 600:
+        _cell_numbers(ax, rows, cols, loss, scaled, span)
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks([])
+    ax.set_xlabel("target dataset (head trained and tested here)")
+    _group_lines(ax, rows, cols, info, tasks)
+
+    _task_bars(fig, grid, ax, rows, cols, info, colors, tasks)
+    cax = fig.add_subplot(grid[1, 2])
+    fig.colorbar(image, cax=cax, label="loss − pretrained (nats)")
+    _task_legend(fig, info, colors, tasks)
     save_figure(fig, path)
     plt.close(fig)
 
 
 def loss_vs_distance(matrix: pd.DataFrame, tasks: dict[str, str], path: str | Path) -> None:
-    """One panel per target: probe loss on the target against the mean weight distance to its own models."""
+    """One panel per target: probe loss on the target against the mean weight distance to its own
+    models.
+
+    Long because the legend is built by hand (one entry per relation, the pretrained star, fused
+    models) and the formatter puts each plotting argument on a line of its own."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -6,11 +6,12 @@ Snakemake samples them: a lower bound), ``max_rss`` (MiB) and more. A stage is t
 file's first folder under the benchmarks directory, which is the rule's name (the pretrained
 extraction files under ``extract_weights``). Light only: pandas, no torch.
 
-Compute is the time a job spent inside its timed calls, as the job itself recorded it in its outputs: training
-steps and validation/test passes of a fine-tune (metrics.json ``train_seconds`` + ``eval_seconds``), encoder
-passes and probe fits of an evaluation job (``seconds_encode`` + ``seconds_probe``). Every other job (data
-preparation, weights, aggregates) computes nothing by this measure; its wall time still counts. A stage's compute
-share is its compute over its summed wall time: what is left is process start, imports, loading and I/O.
+Compute is the time a job spent inside its timed calls, as the job itself recorded it in its
+outputs: training steps and validation/test passes of a fine-tune (metrics.json
+``train_seconds`` + ``eval_seconds``), encoder passes and probe fits of an evaluation job
+(``seconds_encode`` + ``seconds_probe``). Every other job (data preparation, weights, aggregates)
+computes nothing by this measure; its wall time still counts. A stage's compute share is its
+compute over its summed wall time: what is left is process start, imports, loading and I/O.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ COMPUTE_SOURCES = {
 
 
 def read_compute(results_dir: str | Path) -> dict[str, float]:
-    """Per stage, the compute seconds its jobs recorded in their outputs (COMPUTE_SOURCES); unreadable files
-    (a job being written) count nothing."""
+    """Per stage, the compute seconds its jobs recorded in their outputs (COMPUTE_SOURCES);
+    unreadable files (a job being written) count nothing."""
     root = Path(results_dir)
     out = {}
     for stage, (pattern, read) in COMPUTE_SOURCES.items():
@@ -71,7 +72,8 @@ def read_compute(results_dir: str | Path) -> dict[str, float]:
 
 
 def read_benchmarks(benchmarks_dir: str | Path) -> pd.DataFrame:
-    """One row per benchmark file: stage, job (path under the stage), wall and CPU seconds, peak RSS.
+    """One row per benchmark file: stage, job (path under the stage), wall and CPU seconds, peak
+    RSS.
 
     A file with several rows (``repeat(...)``) counts their mean; values Snakemake could not
     collect (``NA``, a job faster than its first sample) count as 0 CPU seconds and no RSS.
@@ -108,9 +110,9 @@ def _mean(frame: pd.DataFrame, column: str, missing: float) -> float:
 
 
 def by_stage(jobs: pd.DataFrame, compute: dict[str, float] | None = None) -> pd.DataFrame:
-    """Per stage: jobs, summed CPU and wall seconds, the stage's share of all jobs' CPU (%), mean wall
-    seconds per job, compute seconds and their share of the wall time (%), peak RSS; the heaviest stage first,
-    and a last row ``total``."""
+    """Per stage: jobs, summed CPU and wall seconds, the stage's share of all jobs' CPU (%), mean
+    wall seconds per job, compute seconds and their share of the wall time (%), peak RSS; the
+    heaviest stage first, and a last row ``total``."""
     compute = compute or {}
     if jobs.empty:
         return pd.DataFrame(columns=COLUMNS)
@@ -153,8 +155,9 @@ def by_stage(jobs: pd.DataFrame, compute: dict[str, float] | None = None) -> pd.
 
 
 def stage_times(benchmarks_dir: str | Path, results_dir: str | Path | None = None) -> pd.DataFrame:
-    """The table of CPU, wall and compute time by stage of the benchmark files under ``benchmarks_dir`` and the
-    jobs' outputs under ``results_dir`` (default: the benchmarks folder's parent, as the workflow lays it out)."""
+    """The table of CPU, wall and compute time by stage of the benchmark files under
+    ``benchmarks_dir`` and the jobs' outputs under ``results_dir`` (default: the benchmarks folder's
+    parent, as the workflow lays it out)."""
     results_dir = Path(benchmarks_dir).parent if results_dir is None else results_dir
     return by_stage(read_benchmarks(benchmarks_dir), read_compute(results_dir))
 
@@ -177,21 +180,25 @@ def write(
 
 
 CAPTION = (
-    "CPU seconds (user + system of each job's processes, as Snakemake's benchmarks sample them) and wall "
-    "seconds summed over each stage's jobs, the stage's share of all jobs' CPU, and its largest resident "
-    "memory. Wall seconds add up jobs that ran side by side; Snakemake's own process is not a job and not "
-    "counted. The sampling misses much of a short job's CPU: a fusion fine-tune of the default shows ~15 "
-    "CPU-s in ~37 s of wall time, yet run alone it kept its core busy throughout (26 s wall, 26 CPU-s); for "
-    "one-thread jobs, wall (summed) is the better measure of the core time a stage held. Compute: the time "
-    "the jobs spent in training steps, validation/test passes, encoder passes and probe fits, as they "
-    "recorded it; its share of the wall time is what the work took, the rest is start-up, loading and I/O."
+    "CPU seconds (user + system of each job's processes, as Snakemake's benchmarks sample them) "
+    "and wall seconds summed over each stage's jobs, the stage's share of all jobs' CPU, and its "
+    "largest resident memory. Wall seconds add up jobs that ran side by side; Snakemake's own "
+    "process is not a job and not counted. The sampling misses much of a short job's CPU: a fusion "
+    "fine-tune of the default shows ~15 CPU-s in ~37 s of wall time, yet run alone it kept its "
+    "core busy throughout (26 s wall, 26 CPU-s); for one-thread jobs, wall (summed) is the better "
+    "measure of the core time a stage held. Compute: the time the jobs spent in training steps, "
+    "validation/test passes, encoder passes and probe fits, as they recorded it; its share of the "
+    "wall time is what the work took, the rest is start-up, loading and I/O."
 )
 
 
 def markdown(table: pd.DataFrame | str | Path, top: int | None = None) -> str:
-    """The stage table as a Markdown section for summary.md: a heading, a sentence naming the heaviest
-    stage, and the table. ``table`` is a by_stage() frame, or the path of stage_times.csv; ``top`` keeps
-    that many stages (the rest summed as 'other'; the total row always last)."""
+    """The stage table as a Markdown section for summary.md: a heading, a sentence naming the
+    heaviest stage, and the table. ``table`` is a by_stage() frame, or the path of stage_times.csv;
+    ``top`` keeps that many stages (the rest summed as 'other'; the total row always last).
+
+    Long because it writes the section top to bottom: heading, the 'other' row, the sentence and
+    the table rows, each a few lines that read in order."""
     if not isinstance(table, pd.DataFrame):
         table = pd.read_csv(table)
     stages, total = table[table["stage"] != "total"], table[table["stage"] == "total"]
@@ -226,14 +233,17 @@ def markdown(table: pd.DataFrame | str | Path, top: int | None = None) -> str:
     if not total.empty and "compute_share" in total.columns:
         row = total.iloc[0]
         share = (
-            f" Compute (training, evaluation and encoder passes, probe fits) was {_duration(row['compute_seconds'])}"
-            f", {row['compute_share']:.0f} % of the jobs' summed wall time ({_cpu_named()})."
+            " Compute (training, evaluation and encoder passes, probe fits) was "
+            f"{_duration(row['compute_seconds'])}, {row['compute_share']:.0f} % of the jobs' "
+            f"summed wall time ({_cpu_named()})."
         )
     lines += [
-        f"The jobs used {_duration(cpu_total)} of CPU; the heaviest stage is **{heaviest['stage']}** "
-        f"({heaviest['cpu_share']:.0f} % of it, {int(heaviest['jobs'])} jobs).{share}",
+        f"The jobs used {_duration(cpu_total)} of CPU; the heaviest stage is "
+        f"**{heaviest['stage']}** ({heaviest['cpu_share']:.0f} % of it, {int(heaviest['jobs'])} "
+        f"jobs).{share}",
         "",
-        "| stage | jobs | CPU | CPU share | wall (summed) | wall per job | compute | compute share | peak RSS |",
+        "| stage | jobs | CPU | CPU share | wall (summed) | wall per job | compute | compute share "
+        "| peak RSS |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in pd.concat([stages, total], ignore_index=True).itertuples(index=False):
@@ -251,7 +261,8 @@ def markdown(table: pd.DataFrame | str | Path, top: int | None = None) -> str:
 
 
 def _cpu_named() -> str:
-    """The machine the summary is written on, as a timing should name it (the jobs ran there, or on a cluster)."""
+    """The machine the summary is written on, as a timing should name it (the jobs ran there, or on
+    a cluster)."""
     from weightspace import hardware
 
     return (

@@ -63,8 +63,8 @@ def setup_section(config: dict, metas: list[dict], base_description: str) -> str
         f"- Seeds: {', '.join(str(s) for s in config['seeds'])}\n"
         f"- Fine-tuning: batch {ft.get('batch_size')}, learning rate {ft.get('learning_rate')}, "
         f"up to {ft.get('epochs')} epochs / {ft.get('max_steps')} steps\n"
-        f"- Datasets by task: {len(rows)} datasets in {frame['task'].nunique() if rows else 0} tasks\n\n"
-        + markdown_table(frame)
+        f"- Datasets by task: {len(rows)} datasets in "
+        f"{frame['task'].nunique() if rows else 0} tasks\n\n" + markdown_table(frame)
     )
 
 
@@ -93,16 +93,18 @@ def finetune_section(metrics: list[dict]) -> str:
 
 
 VERDICT_RULE = (
-    "Each family of claims (dataset geometry, task geometry, lines and regions, fusion) names a few **headline** "
-    "claims, the paper's own on the primary measure; only they get a verdict, and every other row is a "
-    "**description** (effect, interval, p; no verdict). A headline claim's **effect** is signed so that the claim "
-    "predicts a positive value, and its **p** comes from a one-sided test at the unit where its labels or "
-    "treatments were assigned (models reassigned to datasets within tasks, datasets to tasks, signs of target means "
-    "or group means flipped; exact where the reassignments are few). It **holds** when its 95% interval excludes 0 "
-    "on the positive side and p is at or below its **Holm threshold** within the family (alpha 0.05), **does not "
-    "hold** when the same is true in the opposite direction, is **not testable** when the design's smallest "
-    "reachable p (**floor**) exceeds 0.05 / the family's headline count, and is **inconclusive** otherwise. The "
-    'rule\'s false-"holds" rate per family is measured by simulation in the tests (tests/test_calibration.py).'
+    "Each family of claims (dataset geometry, task geometry, lines and regions, fusion) names a "
+    "few **headline** claims, the paper's own on the primary measure; only they get a verdict, and "
+    "every other row is a **description** (effect, interval, p; no verdict). A headline claim's "
+    "**effect** is signed so that the claim predicts a positive value, and its **p** comes from a "
+    "one-sided test at the unit where its labels or treatments were assigned (models reassigned to "
+    "datasets within tasks, datasets to tasks, signs of target means or group means flipped; exact "
+    "where the reassignments are few). It **holds** when its 95% interval excludes 0 on the "
+    "positive side and p is at or below its **Holm threshold** within the family (alpha 0.05), "
+    "**does not hold** when the same is true in the opposite direction, is **not testable** when "
+    "the design's smallest reachable p (**floor**) exceeds 0.05 / the family's headline count, and "
+    'is **inconclusive** otherwise. The rule\'s false-"holds" rate per family is measured by '
+    "simulation in the tests (tests/test_calibration.py)."
 )
 
 
@@ -129,8 +131,8 @@ def _p(value) -> str:
 
 
 def claims_view(claims: pd.DataFrame, headline: bool = True) -> pd.DataFrame:
-    """The columns a reader needs on one screen: claim, effect, interval, n with its unit, p, and for headline
-    claims the family, the smallest reachable p, the Holm threshold and the verdict."""
+    """The columns a reader needs on one screen: claim, effect, interval, n with its unit, p, and
+    for headline claims the family, the smallest reachable p, the Holm threshold and the verdict."""
     if claims.empty:
         return claims
     view = pd.DataFrame(
@@ -203,8 +205,8 @@ def claims_section(
 
 
 def projection_note(tsne_path) -> str:
-    """What the t-SNE figure shows, in one number: how often a model's nearest neighbour in the plane is a
-    model of its own dataset (the weights' own figure is the claim nn1_dataset)."""
+    """What the t-SNE figure shows, in one number: how often a model's nearest neighbour in the
+    plane is a model of its own dataset (the weights' own figure is the claim nn1_dataset)."""
     frame = pd.read_csv(tsne_path)
     if "nn1_dataset_plane" not in frame.columns or frame.empty:
         return ""
@@ -212,27 +214,31 @@ def projection_note(tsne_path) -> str:
     if not np.isfinite(value):
         return ""
     return (
-        f"In the t-SNE plane ({len(frame)} fine-tuned models, perplexity {frame['perplexity'].iloc[0]:.3g}), "
-        f"the nearest neighbour of {value:.0%} of the models is a model of the same dataset: the figure's own "
-        "1-NN accuracy, to read next to nn1_dataset above (the same figure in weight space).\n"
+        f"In the t-SNE plane ({len(frame)} fine-tuned models, perplexity "
+        f"{frame['perplexity'].iloc[0]:.3g}), the nearest neighbour of {value:.0%} of the models "
+        "is a model of the same dataset: the figure's own 1-NN accuracy, to read next to "
+        "nn1_dataset above (the same figure in weight space).\n"
     )
 
 
 def verdict_counts(frames: list[pd.DataFrame]) -> str:
-    """How many headline claims hold, do not hold, are inconclusive or not testable; descriptions are counted apart."""
+    """How many headline claims hold, do not hold, are inconclusive or not testable; descriptions
+    are counted apart."""
     found = [f for f in frames if not f.empty]
     verdicts = pd.concat([f["verdict"] for f in found]) if found else pd.Series(dtype=str)
     counts = verdicts.value_counts()
     judged = len(verdicts) - counts.get("description", 0)
     return (
-        f"{judged} headline claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
-        f"hold, {counts.get('inconclusive', 0)} inconclusive, {counts.get('not testable', 0)} not testable; "
+        f"{judged} headline claims: {counts.get('holds', 0)} hold, "
+        f"{counts.get('does not hold', 0)} do not hold, {counts.get('inconclusive', 0)} "
+        f"inconclusive, {counts.get('not testable', 0)} not testable; "
         f"{counts.get('description', 0)} descriptions."
     )
 
 
 def probe_section(matrix_path, figure: str | None, root: Path) -> str:
-    """Per dataset: the chosen L2, the label-prior loss, the pretrained model's loss and the dataset's own models'."""
+    """Per dataset: the chosen L2, the label-prior loss, the pretrained model's loss and the
+    dataset's own models'."""
     matrix = pd.read_csv(matrix_path)
     rows = []
     for target, part in matrix.groupby("target_dataset", sort=False):
@@ -257,16 +263,20 @@ def probe_section(matrix_path, figure: str | None, root: Path) -> str:
             }
         )
     text = (
-        "## Linear-probe loss\n\nTest cross-entropy (nats) of a linear head trained on each model's frozen "
-        "features, its L2 strength chosen for that model and dataset by cross-validation on the model's own training "
-        "features (nested: the test split never enters; no model is tuned on another's features). "
-        "The head trains on the dataset's probe split: training examples that no fine-tune saw (where a dataset "
-        "has none left, on its training split; meta.json says which). Next to it, the loss of predicting the "
-        "training label frequencies (the label prior) and the pretrained model's loss.\n\n"
+        "## Linear-probe loss\n\nTest cross-entropy (nats) of a linear head trained on each "
+        "model's frozen features, its L2 strength chosen for that model and dataset by "
+        "cross-validation on the model's own training features (nested: the test split never "
+        "enters; no model is tuned on another's features). The head trains on the dataset's probe "
+        "split: training examples that no fine-tune saw (where a dataset has none left, on its "
+        "training split; meta.json says which). Next to it, the loss of predicting the training "
+        "label frequencies (the label prior) and the pretrained model's loss.\n\n"
         + markdown_table(pd.DataFrame(rows))
     )
     if figure:
-        text += f"\n![Probe loss minus the pretrained model's, model × dataset]({os.path.relpath(figure, root)})\n"
+        text += (
+            "\n![Probe loss minus the pretrained model's, model × dataset]"
+            f"({os.path.relpath(figure, root)})\n"
+        )
     return text + "\n"
 
 
@@ -286,6 +296,8 @@ def write(
     stage_times: str | Path | None = None,
     tsne_table: str | Path | None = None,
 ) -> str:
+    # Long because it assembles summary.md in page order; each section is a function of its own,
+    # and this one only reads the inputs and decides which sections appear.
     root = Path(out_path).parent
     figures = figures or {}
     metas = [json.loads(Path(p).read_text()) for p in meta_files]
@@ -294,7 +306,8 @@ def write(
     if "primary" in geometry.columns:
         geometry = geometry[geometry["primary"].astype(bool)]
     traversal_on = any(config.get(k, {}).get("enabled", True) for k in ("interpolation", "region"))
-    # a study without lines or regions has no such claims to count (their table only says 'not computable')
+    # a study without lines or regions has no such claims to count (their table only says 'not
+    # computable')
     lines = (
         pd.read_csv(interpolation_claims)
         if interpolation_claims and traversal_on
@@ -325,9 +338,9 @@ def write(
         page += probe_section(probe_matrix, figures.get("probe"), root)
     if interpolation_claims and not traversal_on:
         page += (
-            "## Lines, the edge of the region, and its centre\n\nNot in this study: `interpolation.enabled` and "
-            "`region.enabled` are false (the 30-minute default leaves them out; `--configfile config.yaml "
-            "configs/default-full.yaml` adds them to it).\n\n"
+            "## Lines, the edge of the region, and its centre\n\nNot in this study: "
+            "`interpolation.enabled` and `region.enabled` are false (the 30-minute default leaves "
+            "them out; `--configfile config.yaml configs/default-full.yaml` adds them to it).\n\n"
         )
     elif interpolation_claims:
         page += claims_section(

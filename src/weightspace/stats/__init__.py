@@ -1,1 +1,2 @@
-"""Statistics shared by every claim: tests at the unit of replication, intervals, Holm per family, verdicts."""
+"""Statistics shared by every claim: tests at the unit of replication, intervals, Holm per family,
+verdicts."""

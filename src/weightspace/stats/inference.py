@@ -1,14 +1,17 @@
-"""Tests at the unit of replication: relabelings, sign flips, their p-values and the smallest p a design can reach.
+"""Tests at the unit of replication: relabelings, sign flips, their p-values and the smallest p a
+design can reach.
 
-A claim's labels or treatments were assigned to a unit (a model to a dataset, a dataset to a task, a fused start
-to a target, a line to a group); its null reassigns them at that unit and nowhere finer. Where the distinct
-reassignments are few (up to MAX_EXACT) every one is enumerated and the p-value is exact; otherwise a Monte Carlo
-sample of them is drawn. Either way the smallest reachable p (the floor) is the share of reassignments that give
-the observed partition back, never less than a Monte Carlo p's 1/(B+1): a design whose floor exceeds a claim's
-threshold can never pass it ("not testable"), however strong the data.
+A claim's labels or treatments were assigned to a unit (a model to a dataset, a dataset to a task, a
+fused start to a target, a line to a group); its null reassigns them at that unit and nowhere finer.
+Where the distinct reassignments are few (up to MAX_EXACT) every one is enumerated and the p-value
+is exact; otherwise a Monte Carlo sample of them is drawn. Either way the smallest reachable p (the
+floor) is the share of reassignments that give the observed partition back, never less than a Monte
+Carlo p's 1/(B+1): a design whose floor exceeds a claim's threshold can never pass it ("not
+testable"), however strong the data.
 
-Statistics are evaluated on a whole batch of reassignments at once (label arrays of shape (R, n), signs of shape
-(R, k)): the calibration tests run hundreds of synthetic studies through the same code.
+Statistics are evaluated on a whole batch of reassignments at once (label arrays of shape (R, n),
+signs of shape (R, k)): the calibration tests run hundreds of synthetic studies through the same
+code.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ MAX_EXACT = 20_000  # enumerate the reassignments exactly up to this many
 
 
 def partitions_count(sizes) -> int:
-    """Distinct ways to split sum(sizes) items into unlabelled blocks of these sizes (blocks of equal size are
-    interchangeable): n! / (prod s! * prod over sizes of (#blocks of that size)!)."""
+    """Distinct ways to split sum(sizes) items into unlabelled blocks of these sizes (blocks of
+    equal size are interchangeable): n! / (prod s! * prod over sizes of (#blocks of that size)!)."""
     sizes = [int(s) for s in sizes]
     count = _multinomial(sizes)
     for same in Counter(sizes).values():
@@ -64,12 +67,13 @@ def _multinomial(counts) -> int:
 
 
 class Relabelings:
-    """Reassignments of ``labels`` among the items of each block (``blocks``: the item's block, or None for one
-    block): every distinct one where they are few, else ``n_mc`` random ones (the observed labelling first).
+    """Reassignments of ``labels`` among the items of each block (``blocks``: the item's block, or
+    None for one block): every distinct one where they are few, else ``n_mc`` random ones (the
+    observed labelling first).
 
-    ``labels``: the label array (n,) to reassign; ``.labels``: shape (R, n); ``.exact``; ``.floor``: the smallest
-    p reachable (share of reassignments that keep the observed partition, at least 1/(B+1) for Monte Carlo);
-    ``.distinct``: the number of distinct partitions.
+    ``labels``: the label array (n,) to reassign; ``.labels``: shape (R, n); ``.exact``; ``.floor``:
+    the smallest p reachable (share of reassignments that keep the observed partition, at least
+    1/(B+1) for Monte Carlo); ``.distinct``: the number of distinct partitions.
     """
 
     def __init__(
@@ -117,18 +121,21 @@ SIGN_FLIPS_MC = 4000  # random sign patterns where 2^k is too many to enumerate
 def sign_flip_design(
     k: int, unit: str, n_mc: int = SIGN_FLIPS_MC, max_exact: int = MAX_EXACT
 ) -> tuple[float, str]:
-    """The floor of a sign-flip test over ``k`` units, and the test in words (for a claim row, before any data)."""
+    """The floor of a sign-flip test over ``k`` units, and the test in words (for a claim row,
+    before any data)."""
     k = int(k)
     exact = 2**k <= max_exact
     floor = 1.0 / 2**k if exact else max(1.0 / 2**k, 1.0 / (int(n_mc) + 1))
     return (
         floor,
-        f"{'exact' if exact else 'Monte Carlo'} sign-flip test over {k} {unit} ({2**k:,} sign patterns)",
+        f"{'exact' if exact else 'Monte Carlo'} sign-flip test over {k} {unit} ({2**k:,} sign "
+        "patterns)",
     )
 
 
 class SignFlips:
-    """Every ±1 assignment to k units where 2^k <= max_exact, else n_mc random ones (all +1 first)."""
+    """Every ±1 assignment to k units where 2^k <= max_exact, else n_mc random ones (all +1
+    first)."""
 
     def __init__(
         self, k: int, n_mc: int = SIGN_FLIPS_MC, seed: int = 0, max_exact: int = MAX_EXACT
@@ -154,9 +161,10 @@ class SignFlips:
 
 
 def p_values(observed: float, null) -> tuple[float, float]:
-    """One-sided p-values (greater, less) of ``observed`` against the null's values: the share of reassignments at
-    least as extreme. The null holds the observed labelling itself (every one, where they are enumerated; the first
-    row of a Monte Carlo sample), so a Monte Carlo p is (1 + #) / (1 + B), the observed one counted once."""
+    """One-sided p-values (greater, less) of ``observed`` against the null's values: the share of
+    reassignments at least as extreme. The null holds the observed labelling itself (every one,
+    where they are enumerated; the first row of a Monte Carlo sample), so a Monte Carlo p is
+    (1 + #) / (1 + B), the observed one counted once."""
     null = np.asarray(null, dtype=float)
     null = null[np.isfinite(null)]
     if not np.isfinite(observed) or len(null) == 0:
@@ -167,8 +175,9 @@ def p_values(observed: float, null) -> tuple[float, float]:
 
 
 def holm(p_values, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Holm's step-down rule: (rejected, threshold) per hypothesis; NaN p never rejects. A hypothesis's threshold
-    is alpha / (m - rank) at its rank in ascending p; it is rejected when it and every smaller p pass theirs."""
+    """Holm's step-down rule: (rejected, threshold) per hypothesis; NaN p never rejects. A
+    hypothesis's threshold is alpha / (m - rank) at its rank in ascending p; it is rejected when it
+    and every smaller p pass theirs."""
     p = np.asarray(p_values, dtype=float)
     m = len(p)
     order = np.argsort(np.where(np.isfinite(p), p, np.inf), kind="stable")

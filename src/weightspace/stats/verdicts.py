@@ -1,21 +1,23 @@
-"""How a claim is judged: headline claims get one of four verdicts from one inference rule; every other row is a
-description (its effect and interval, no verdict).
+"""How a claim is judged: headline claims get one of four verdicts from one inference rule; every
+other row is a description (its effect and interval, no verdict).
 
-Claims come in families (dataset geometry, task geometry, lines and regions, fusion). Each family names a few
-headline claims, the paper's own on the primary metric and space; only they are judged. A headline claim's effect
-is signed so that the claim predicts a positive value, and
+Claims come in families (dataset geometry, task geometry, lines and regions, fusion). Each family
+names a few headline claims, the paper's own on the primary metric and space; only they are judged.
+A headline claim's effect is signed so that the claim predicts a positive value, and
 
-  holds          its interval excludes 0 on the positive side AND its one-sided test, run at the unit where its
-                 labels or treatments were assigned, gives p at or below its Holm threshold within the family
-                 (alpha = 0.05 one-sided per family);
+  holds          its interval excludes 0 on the positive side AND its one-sided test, run at the
+                 unit where its labels or treatments were assigned, gives p at or below its Holm
+                 threshold within the family (alpha = 0.05 one-sided per family);
   does not hold  the same in the opposite direction;
-  not testable   the smallest p the design can reach exceeds alpha / (the family's headline count): it could
-                 never pass, however strong the data (the note says why and what the design needs);
+  not testable   the smallest p the design can reach exceeds alpha / (the family's headline count):
+                 it could never pass, however strong the data (the note says why and what the design
+                 needs);
   inconclusive   otherwise (also when nothing could be computed; the note says why).
 
-Intervals resample the nested units in order (tasks -> datasets -> models; targets -> seeds; groups -> lines ->
-test examples). The tests and their floors are in inference.py; tests/test_calibration.py measures the rule's
-false-"holds" rate under nulls with the design's own random effects.
+Intervals resample the nested units in order (tasks -> datasets -> models; targets -> seeds;
+groups -> lines -> test examples). The tests and their floors are in inference.py;
+tests/test_calibration.py measures the rule's false-"holds" rate under nulls with the design's own
+random effects.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE)
 ALPHA = 0.05  # one-sided, per family
 LEVEL = 0.95
 CAPTION = (
-    "Headline claims (the paper's, on the primary measure) get a verdict: 'holds' when the 95% interval "
-    "excludes 0 on the positive side and the one-sided test at the unit of replication gives p at or below "
-    "its Holm threshold within the family (alpha 0.05); 'does not hold' the same on the negative side; "
-    "'not testable' when the design's smallest reachable p exceeds alpha / #headline claims; otherwise "
-    "'inconclusive'. Other rows are descriptions: effect and interval, no verdict."
+    "Headline claims (the paper's, on the primary measure) get a verdict: 'holds' when the 95% "
+    "interval excludes 0 on the positive side and the one-sided test at the unit of replication "
+    "gives p at or below its Holm threshold within the family (alpha 0.05); 'does not hold' the "
+    "same on the negative side; 'not testable' when the design's smallest reachable p exceeds "
+    "alpha / #headline claims; otherwise 'inconclusive'. Other rows are descriptions: effect and "
+    "interval, no verdict."
 )
 CLAIM_COLUMNS = [
     "family",
@@ -62,8 +65,9 @@ CLAIM_COLUMNS = [
 
 
 def verdict(low: float, high: float, direction: str = "greater") -> str:
-    """holds / does not hold / inconclusive from the interval [low, high] of an effect alone: the rule before
-    issue 23 (the calibration tests show it failing), and what a single group's interval says in a note.
+    """holds / does not hold / inconclusive from the interval [low, high] of an effect alone: the
+    rule before issue 23 (the calibration tests show it failing), and what a single group's interval
+    says in a note.
 
     direction 'greater': the claim predicts a positive effect; 'less': a negative one.
     """
@@ -81,7 +85,8 @@ def verdict(low: float, high: float, direction: str = "greater") -> str:
 
 
 def interval(samples, level: float = LEVEL, min_samples: int = 10) -> tuple[float, float]:
-    """The percentile interval of bootstrap replicates (NaN replicates dropped; NaN when too few remain)."""
+    """The percentile interval of bootstrap replicates (NaN replicates dropped; NaN when too few
+    remain)."""
     s = np.asarray(samples, dtype=float)
     s = s[np.isfinite(s)]
     if len(s) < min_samples:
@@ -91,8 +96,8 @@ def interval(samples, level: float = LEVEL, min_samples: int = 10) -> tuple[floa
 
 
 def paired_bootstrap_mean(differences, n_boot: int, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of paired differences (one per unit), and its percentile bootstrap interval (the calibration tests'
-    old fusion rule: runs as units)."""
+    """Mean of paired differences (one per unit), and its percentile bootstrap interval (the
+    calibration tests' old fusion rule: runs as units)."""
     d = np.asarray(differences, dtype=float)
     if len(d) == 0:
         return float("nan"), float("nan"), float("nan")
@@ -107,8 +112,9 @@ def paired_bootstrap_mean(differences, n_boot: int, seed: int = 0) -> tuple[floa
 
 
 def inverted_interval(observed: float, null, level: float = LEVEL) -> tuple[float, float, float]:
-    """Effect = observed - mean(null), with the interval [observed - q_hi(null), observed - q_lo(null)]: the old
-    rule's interval for label recovery, kept for the calibration tests (a band of the null, not of the effect).
+    """Effect = observed - mean(null), with the interval
+    [observed - q_hi(null), observed - q_lo(null)]: the old rule's interval for label recovery, kept
+    for the calibration tests (a band of the null, not of the effect).
 
     Inverting the permutation test under a shift model: the interval excludes zero on the
     positive side exactly when the observed value is above the null's upper quantile.
@@ -141,9 +147,9 @@ def claim_row(
     design: str = "",
     **extra,
 ) -> dict:
-    """One claims-table row. Its verdict is set by ``decide`` over the whole family (Holm needs every headline p);
-    until then a headline row reads 'inconclusive'. ``direction`` 'less' flips effect, interval and p's so that
-    the claim predicts a positive value."""
+    """One claims-table row. Its verdict is set by ``decide`` over the whole family (Holm needs
+    every headline p); until then a headline row reads 'inconclusive'. ``direction`` 'less' flips
+    effect, interval and p's so that the claim predicts a positive value."""
     if direction == "less":
         effect, low, high = -effect, -high, -low
         p_value, p_opposite = p_opposite, p_value
@@ -186,8 +192,8 @@ def not_computable(
     design: str = "",
     **extra,
 ) -> dict:
-    """A claim this run cannot compute: 'inconclusive' (or 'not testable' where the design's floor says so), with
-    the reason in the note."""
+    """A claim this run cannot compute: 'inconclusive' (or 'not testable' where the design's floor
+    says so), with the reason in the note."""
     return {
         "family": family,
         "headline": bool(headline),
@@ -211,7 +217,8 @@ def not_computable(
 
 
 def decide(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
-    """The verdicts of a claims table: Holm within each family over its headline rows; descriptions get none."""
+    """The verdicts of a claims table: Holm within each family over its headline rows; descriptions
+    get none."""
     from weightspace.stats import inference
 
     out = frame.copy()
@@ -234,8 +241,8 @@ def decide(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
             if np.isfinite(floor) and floor > bonferroni:
                 verdict_ = NOT_TESTABLE
                 why = (
-                    f"{row['design']}: p >= {floor:.3g} > {bonferroni:.3g} (alpha {alpha} / {m} headline claims), "
-                    "so no data could make it hold"
+                    f"{row['design']}: p >= {floor:.3g} > {bonferroni:.3g} (alpha {alpha} / {m} "
+                    "headline claims), so no data could make it hold"
                 )
                 note = row.get("note")
                 out.at[index, "note"] = f"{why}; {note}" if isinstance(note, str) and note else why

@@ -1,1 +1,2 @@
-"""Training: deterministic, resumable fine-tuning, and the outcomes of fine-tuning from fused starts."""
+"""Training: deterministic, resumable fine-tuning, and the outcomes of fine-tuning from fused
+starts."""

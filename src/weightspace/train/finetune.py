@@ -56,25 +56,20 @@ class Settings:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     early_stopping_patience: int | None = None
-    checkpoint_minutes: float | None = (
-        10.0  # of training between checkpoints (None: only on SIGTERM)
-    )
+    # minutes of training between checkpoints (None: only on SIGTERM)
+    checkpoint_minutes: float | None = 10.0
     checkpoint_every: int | None = None  # steps between checkpoints as well (None: by time only)
-    validation: str = (
-        "epoch"  # epoch: after every epoch (a learning curve; early stopping reads it) | end: once
-    )
+    # epoch: after every epoch (a learning curve; early stopping reads it) | end: once
+    validation: str = "epoch"
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16 (see model/precision.py)
     max_length: int = 128
     trainable: str = "all"  # all | bitfit (biases and head only)
-    train_size: int | None = (
-        None  # a seeded, stratified subset of the training split (few-shot runs)
-    )
-    head_seed: int | None = (
-        None  # None: the head's initialisation follows `seed` (the paper); an int: shared by every seed
-    )
-    skip_padding: bool = (
-        True  # Linears compute on real tokens only (unpadded.py): same result, fewer FLOPs
-    )
+    # a seeded, stratified subset of the training split (few-shot runs)
+    train_size: int | None = None
+    # None: the head's initialisation follows `seed` (the paper); an int: shared by every seed
+    head_seed: int | None = None
+    # Linears compute on real tokens only (unpadded.py): same result, fewer FLOPs
+    skip_padding: bool = True
     log_every: int = 10
 
     @classmethod
@@ -85,8 +80,9 @@ class Settings:
         return cls(**values)
 
     def recipe(self) -> dict:
-        """What decides the trained weights (and so what a checkpoint must match): all but the run policy.
-        A head_seed of None is left out, so the recipes (and checkpoints) of studies made before it existed still match."""
+        """What decides the trained weights (and so what a checkpoint must match): all but the run
+        policy. A head_seed of None is left out, so the recipes (and checkpoints) of studies made
+        before it existed still match."""
         return {
             k: v
             for k, v in asdict(self).items()
@@ -94,20 +90,22 @@ class Settings:
         }
 
     def check(self) -> None:
-        """What study.check says of a config, said again here: finetune() is also called without one (tests, benchmarks)."""
+        """What study.check says of a config, said again here:
+        finetune() is also called without one (tests, benchmarks)."""
         if self.validation not in ("epoch", "end"):
             raise WeightspaceError(
                 f"finetune.validation: '{self.validation}' is not 'epoch' or 'end'"
             )
         if self.validation == "end" and self.early_stopping_patience:
             raise WeightspaceError(
-                "finetune.validation: 'end' leaves early stopping (finetune.early_stopping_patience) "
-                "no validation loss to read; use 'epoch'"
+                "finetune.validation: 'end' leaves early stopping "
+                "(finetune.early_stopping_patience) no validation loss to read; use 'epoch'"
             )
 
 
-# how a run checkpoints and how often it validates: the weights do not depend on it (a validation pass draws
-# no random numbers), so the scripts read it from the config and changing it reruns nothing
+# how a run checkpoints and how often it validates: the weights do not depend on it
+# (a validation pass draws no random numbers), so the scripts read it from the config and
+# changing it reruns nothing
 RUN_POLICY = ("checkpoint_minutes", "checkpoint_every", "validation")
 PRECISIONS = numerics.SETTINGS  # the finetune.mixed_precision settings
 
@@ -129,7 +127,8 @@ class _State:
     train_seconds: float = 0.0
     train_cpu_seconds: float = 0.0  # CPU time of this process (all its threads) while training
     eval_seconds: float = 0.0  # validation and test passes: with train_seconds, the job's compute
-    # the loss since the last log row: checkpointed so that a resumed run logs what an uninterrupted one does
+    # the loss since the last log row: checkpointed so that a resumed run logs what an
+    # uninterrupted one does
     running_loss: float = 0.0
     running_count: int = 0
 
@@ -151,7 +150,8 @@ def load_split(data_dir: Path, split: str) -> pd.DataFrame:
 
 
 def subsample(frame: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
-    """A seeded subset with every label kept where possible (the same for every base, so runs compare)."""
+    """A seeded subset with every label kept where possible
+    (the same for every base, so runs compare)."""
     if not size or size >= len(frame):
         return frame
     from sklearn.model_selection import train_test_split
@@ -169,7 +169,8 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 @dataclass
 class Inputs:
-    """A run's data, tokenized (examples with their labels), and the files a checkpoint must match."""
+    """A run's data, tokenized (examples with their labels),
+    and the files a checkpoint must match."""
 
     meta: dict
     tokenizer: object
@@ -183,7 +184,8 @@ class Inputs:
 def load_inputs(
     base_dir: Path, data_dir: Path, settings: Settings, init_weights: Path | None = None
 ) -> Inputs:
-    """The dataset's splits (the training split subsampled to ``train_size``), tokenized with the base's tokenizer."""
+    """The dataset's splits (the training split subsampled to ``train_size``),
+    tokenized with the base's tokenizer."""
     meta = json.loads((data_dir / "meta.json").read_text())
     tokenizer = base_model.load_tokenizer(base_dir)
     train = tokenize_frame(
@@ -225,24 +227,25 @@ def build_model(
     precision: str,
     init_weights: str | Path | None = None,
 ):
-    """The classifier to train, on ``device``: the base (or ``init_weights``' encoder) with a new head.
+    """The classifier to train, on ``device``: the base
+    (or ``init_weights``' encoder) with a new head.
 
-    Seeds the global RNGs first: the head's initialisation draws from torch's, and what the run draws next
-    (dropout) follows the seed."""
+    Seeds the global RNGs first: the head's initialisation draws from torch's, and what the run
+    draws next (dropout) follows the seed."""
     from weightspace.model import weights as encoder_files
 
     torch.manual_seed(settings.seed if settings.head_seed is None else settings.head_seed)
     random.seed(settings.seed)
     start = encoder_files.load(init_weights) if init_weights else None
     model = base_model.load_classifier(base_dir, meta["num_labels"], encoder_weights=start)
-    if (
-        settings.head_seed is not None
-    ):  # one head for every seed; dropout still follows the run's seed
+    if settings.head_seed is not None:
+        # one head for every seed; dropout still follows the run's seed
         torch.manual_seed(settings.seed)
     hardware.attention_for_dynamic_shapes(device)
-    # Skipping padding pays where matmuls dominate a step: on a CPU (vader_tweets 1.38x) and in fp32 on a GPU
-    # (1.25-1.29x on an H100); in bf16 on a GPU the gather and scatter around each Linear cost more than the
-    # FLOPs they save (0.68-0.96x there, benchmarks/cuda_check.py), so it stays off. The loss is the same either way.
+    # Skipping padding pays where matmuls dominate a step: on a CPU (vader_tweets 1.38x) and in fp32
+    # on a GPU (1.25-1.29x on an H100); in bf16 on a GPU the gather and scatter around each Linear
+    # cost more than the FLOPs they save (0.68-0.96x there, benchmarks/cuda_check.py), so it stays
+    # off. The loss is the same either way.
     if settings.skip_padding and (device.type == "cpu" or precision == "fp32"):
         unpadded.skip_padding(model)
     model.config.id2label = {i: name for i, name in enumerate(meta["label_names"])}
@@ -272,7 +275,8 @@ def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, device, 
 
 # ---------------------------------------------------------------- optimisation
 def parameter_groups(model, settings: Settings) -> list[dict]:
-    """AdamW groups: no weight decay on biases and LayerNorm; BitFit trains biases and the head only."""
+    """AdamW groups: no weight decay on biases and LayerNorm;
+    BitFit trains biases and the head only."""
     encoder_names = {
         f"{model.base_model_prefix}.{n}" for n, _ in model.base_model.named_parameters()
     }
@@ -358,12 +362,14 @@ def load_checkpoint(resume_dir: Path, key: str):
 
 
 class TrainingRun:
-    """One fine-tuning run in this process: the model, its optimizer, scheduler and gradient scaler, the position
-    in the data order (``state``: step, epoch, batch of the epoch), the global RNGs and the run's clocks.
+    """One fine-tuning run in this process: the model, its optimizer, scheduler and gradient scaler,
+    the position in the data order (``state``: step, epoch, batch of the epoch), the global RNGs and
+    the run's clocks.
 
-    ``resume()`` restores all of it from a checkpoint of the same recipe and inputs; ``train()`` runs the steps
-    left, ``step()`` by ``step()``, ``end_of_epoch()`` validating after each full epoch; ``checkpoint()`` saves
-    what a resumed run needs to continue bitwise as this one would; ``final_metrics()`` evaluates the weights kept.
+    ``resume()`` restores all of it from a checkpoint of the same recipe and inputs; ``train()``
+    runs the steps left, ``step()`` by ``step()``, ``end_of_epoch()`` validating after each full
+    epoch; ``checkpoint()`` saves what a resumed run needs to continue bitwise as this one would;
+    ``final_metrics()`` evaluates the weights kept.
     """
 
     def __init__(
@@ -389,8 +395,8 @@ class TrainingRun:
         self.total_steps = settings.epochs * self.steps_per_epoch
         if settings.max_steps:
             self.total_steps = min(self.total_steps, settings.max_steps)
-        # fused: one kernel for all parameters (CPU and CUDA), what the Trainer uses too; the loop-per-tensor
-        # default made our steps ~25% slower on CPU
+        # fused: one kernel for all parameters (CPU and CUDA), what the Trainer uses too; the
+        # loop-per-tensor default made our steps ~25% slower on CPU
         self.optimizer = torch.optim.AdamW(
             parameter_groups(model, settings),
             lr=settings.learning_rate,
@@ -403,9 +409,8 @@ class TrainingRun:
         self.scaler = numerics.grad_scaler(precision, device)
         self.state = _State()
         self.best_model_state = None  # the best epoch's weights (early stopping)
-        self.last_validation = (
-            None  # (step, metrics) of the latest epoch-end validation in this process
-        )
+        # (step, metrics) of the latest epoch-end validation in this process
+        self.last_validation = None
         self.stop_requested = False
         self.checkpoint_seconds = (
             settings.checkpoint_minutes * 60 if settings.checkpoint_minutes else math.inf
@@ -414,7 +419,8 @@ class TrainingRun:
     # ------------------------------------------------------------ checkpoints
 
     def resume(self) -> bool:
-        """Continue from the checkpoint in resume_dir if it was made with this recipe and these inputs."""
+        """Continue from the checkpoint in resume_dir
+        if it was made with this recipe and these inputs."""
         checkpoint = load_checkpoint(self.resume_dir, self.key)
         if checkpoint is None:
             return False
@@ -459,11 +465,13 @@ class TrainingRun:
     # ------------------------------------------------------------ clocks and the running loss
 
     def _start_clocks(self) -> None:
-        """Clocks that go on from a resumed run's counts: train_seconds and train_cpu_seconds count training only."""
+        """Clocks that go on from a resumed run's counts:
+        train_seconds and train_cpu_seconds count training only."""
         self.started = time.perf_counter() - self.state.train_seconds
         self.cpu_started = time.process_time() - self.state.train_cpu_seconds
         self.last_checkpoint = time.monotonic()
-        # the running loss stays on the device (float64, what Python's float sum would give): no sync per step
+        # the running loss stays on the device (float64, what Python's float sum would give):
+        # no sync per step
         self.running_loss = torch.tensor(
             self.state.running_loss, dtype=torch.float64, device=self.device
         )
@@ -481,7 +489,8 @@ class TrainingRun:
     # ------------------------------------------------------------ training
 
     def train(self) -> None:
-        """Run the steps left (all of them, or what follows the checkpoint resumed); raises Stopped on SIGTERM."""
+        """Run the steps left (all of them, or what follows the checkpoint resumed);
+        raises Stopped on SIGTERM."""
         state = self.state
         previous_handler = signal.signal(signal.SIGTERM, self._request_stop)
         self.progress = Progress(
@@ -501,7 +510,8 @@ class TrainingRun:
         self._sync_state()
 
     def _run_epoch(self) -> bool:
-        """The steps left of the current epoch, in its seeded order; True when the epoch was completed."""
+        """The steps left of the current epoch, in its seeded order;
+        True when the epoch was completed."""
         order = epoch_order(len(self.train_examples), self.settings.seed, self.state.epoch)
         size = self.settings.batch_size
         batches = [order[i : i + size] for i in range(0, len(order), size)]
@@ -516,7 +526,8 @@ class TrainingRun:
                 self.checkpoint()
             if self.stop_requested:
                 raise Stopped(
-                    f"stopped by SIGTERM at step {self.state.step}; the next attempt resumes from here"
+                    f"stopped by SIGTERM at step {self.state.step}; "
+                    "the next attempt resumes from here"
                 )
         return self.state.batch_in_epoch >= len(batches)
 
@@ -542,8 +553,8 @@ class TrainingRun:
         self.progress.update()
 
     def end_of_epoch(self) -> bool:
-        """After a full epoch: validate, log, keep the best weights, checkpoint when due; True if early stopping
-        ends the run. Raises Stopped on SIGTERM."""
+        """After a full epoch: validate, log, keep the best weights, checkpoint when due; True if
+        early stopping ends the run. Raises Stopped on SIGTERM."""
         state, patience = self.state, self.settings.early_stopping_patience
         val = self._validate()
         log.info(
@@ -582,7 +593,8 @@ class TrainingRun:
         return False
 
     def _validate(self) -> dict:
-        """The epoch-end validation pass, timed apart from training, and its row of the training log."""
+        """The epoch-end validation pass, timed apart from training,
+        and its row of the training log."""
         self._sync_state()
         eval_started, eval_cpu_started = time.perf_counter(), time.process_time()
         val = evaluate(
@@ -603,7 +615,8 @@ class TrainingRun:
         return val
 
     def final_metrics(self) -> tuple[dict, dict]:
-        """(validation, test) metrics of the weights kept: the best epoch's under early stopping, else the last."""
+        """(validation, test) metrics of the weights kept:
+        the best epoch's under early stopping, else the last."""
         if self.best_model_state is not None:
             self.model.load_state_dict(self.best_model_state)
         eval_started = time.perf_counter()
@@ -613,9 +626,8 @@ class TrainingRun:
             and self.last_validation is not None
             and self.last_validation[0] == self.state.step
         ):
-            validation = self.last_validation[
-                1
-            ]  # the model was validated after its last step already
+            # the model was validated after its last step already
+            validation = self.last_validation[1]
         else:
             validation = evaluate(self.model, self.validation, *args)
         test = evaluate(self.model, self.test, *args)
@@ -650,6 +662,10 @@ def finetune(
     (metrics.json last: it marks the job finished), and the encoder weights to ``weights_path``
     when given (what an extraction job would write, without one); keeps resumable checkpoints
     in out_dir/resume/ until the run completes.
+
+    Longer than most: it is the run read top to bottom, each step one call (load_inputs,
+    build_model, TrainingRun, run_metrics, write_outputs), and most of its lines are those calls'
+    arguments and the start's log line, one argument a line.
     """
     settings.check()
     base_dir, data_dir, out_dir = Path(base_dir), Path(data_dir), Path(out_dir)
@@ -667,7 +683,8 @@ def finetune(
     run = TrainingRun(model, inputs, settings, device, precision, out_dir / "resume", key, name)
     run.resume()
     log.info(
-        "fine-tuning %s on %s: %d train examples, %d steps (%d per epoch), batch %d, %s %s, %d threads",
+        "fine-tuning %s on %s: %d train examples, %d steps (%d per epoch), "
+        "batch %d, %s %s, %d threads",
         name,
         inputs.meta.get("name"),
         len(inputs.train),
@@ -728,9 +745,8 @@ def run_metrics(
         "test": test,
         "train_seconds": round(state.train_seconds, 3),
         "train_cpu_seconds": round(state.train_cpu_seconds, 3),
-        "eval_seconds": round(
-            state.eval_seconds, 3
-        ),  # validation and test passes: compute, with train_seconds
+        # validation and test passes: compute, with train_seconds
+        "eval_seconds": round(state.eval_seconds, 3),
         "examples_per_second": round(run.trained_examples() / max(state.train_seconds, 1e-9), 2),
         "resumed_from_step": state.resumed_from_step,
         "device": str(run.device),
@@ -752,8 +768,9 @@ def write_outputs(
     weights_path: str | Path | None = None,
     model_id: str | None = None,
 ) -> None:
-    """The results of a run: the model and its config, its encoder weights, the training log, metrics.json last
-    (it marks the job finished). Every safetensors file's bytes depend on its contents only (atomic.py)."""
+    """The results of a run: the model and its config, its encoder weights, the training log,
+    metrics.json last (it marks the job finished). Every safetensors file's bytes depend on its
+    contents only (atomic.py)."""
     if save_model or weights_path:
         model = model.to("cpu")
         state_dict = model.state_dict()
@@ -805,7 +822,8 @@ def save_encoder_weights(path, state_dict, config, base_dir: Path, model_id: str
 
 
 def _load_best(resume_dir: Path, best_epoch: int | None):
-    """The best epoch's weights saved for early stopping, if they are the checkpoint's best epoch's."""
+    """The best epoch's weights saved for early stopping,
+    if they are the checkpoint's best epoch's."""
     path = resume_dir / "best.safetensors"
     if best_epoch is None or not path.exists():
         return None

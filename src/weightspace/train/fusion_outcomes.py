@@ -34,7 +34,8 @@ def summary_table(rows: list[dict]) -> pd.DataFrame:
 
 
 def paired_gains(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per fused run with its pretrained twin (same target, mode, size, seed): the accuracy gain."""
+    """One row per fused run with its pretrained twin (same target, mode, size, seed):
+    the accuracy gain."""
     keys = ["target", "mode", "size", "seed"]
     pretrained = summary[summary["base"] == study.PRETRAINED].set_index(keys)[["accuracy", "loss"]]
     fused = summary[summary["base"] != study.PRETRAINED]
@@ -53,10 +54,11 @@ def outcome(gain: float) -> str:
 
 
 def wins_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per target, scope, mode and size: mean gain in test accuracy of the fused start over the pretrained one.
+    """Per target, scope, mode and size: mean gain in test accuracy of the fused start over the
+    pretrained one.
 
-    Seeds are paired (same seed, same few-shot subset, same budget) before averaging. 'outcome' is win / tie /
-    loss by the sign of the mean gain: a tie is not a win.
+    Seeds are paired (same seed, same few-shot subset, same budget) before averaging. 'outcome' is
+    win / tie / loss by the sign of the mean gain: a tie is not a win.
     """
     columns = [
         "scope",
@@ -96,7 +98,8 @@ def wins_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def wins_overview(wins: pd.DataFrame) -> pd.DataFrame:
-    """Per scope, mode and size: targets won, tied and lost by the fused start, and the mean gain."""
+    """Per scope, mode and size: targets won, tied and lost by the fused start,
+    and the mean gain."""
     columns = ["scope", "mode", "size", "targets", "wins", "ties", "losses", "mean_gain"]
     if wins.empty:
         return pd.DataFrame(columns=columns)
@@ -119,7 +122,10 @@ def wins_overview(wins: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-PAPER_FUSION = "fused start better on 11 of 12 targets, +3.06 accuracy points on average (Gueta et al. 2023, Table 2)"
+PAPER_FUSION = (
+    "fused start better on 11 of 12 targets, +3.06 accuracy points on average "
+    "(Gueta et al. 2023, Table 2)"
+)
 INTERVAL = "bootstrap 95%: targets, then seeds within targets"
 NULL = "signs of the target means flipped (a target's seeds share its start, data and test set)"
 
@@ -130,8 +136,8 @@ def target_gains(group: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def target_test(by_target: dict[str, np.ndarray], n_boot: int, seed: int):
-    """Mean over targets of the targets' mean gains; its nested bootstrap interval (targets, then seeds); the
-    sign-flip p-values over targets."""
+    """Mean over targets of the targets' mean gains; its nested bootstrap interval (targets, then
+    seeds); the sign-flip p-values over targets."""
     from weightspace.stats import inference, verdicts
 
     means = np.array([g.mean() for g in by_target.values()])
@@ -151,86 +157,19 @@ def target_test(by_target: dict[str, np.ndarray], n_boot: int, seed: int):
 
 
 def claims(summary: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per scope, mode and training size: the fused start's accuracy gain over the pretrained start. The unit is
-    the target (its seeds averaged): an interval over targets then seeds, a sign-flip test over targets, wins, ties
-    and losses counted by target as the paper does (runs reported apart). Headline rows: headline_keys."""
-    from weightspace.stats import inference, verdicts
+    """Per scope, mode and training size: the fused start's accuracy gain over the pretrained start.
+    The unit is the target (its seeds averaged): an interval over targets then seeds, a sign-flip
+    test over targets, wins, ties and losses counted by target as the paper does (runs reported
+    apart). Headline rows: headline_keys."""
+    from weightspace.stats import verdicts
 
     paired = paired_gains(summary)
-    rows = []
     groups = list(paired.groupby(["scope", "mode", "size"], sort=True))
     headline = headline_keys([key for key, _ in groups])
-    for (scope, mode, size), group in groups:
-        what = (
-            "the whole training split" if size == "all" else f"{size} training examples (few-shot)"
-        )
-        claim = (
-            f"Fine-tuning from the fused start ({scope} region, {mode}) beats fine-tuning from the pretrained "
-            f"start, with {what}"
-        )
-        by_target = target_gains(group)
-        k, runs = len(by_target), len(group)
-        means = [g.mean() for g in by_target.values()]
-        counts = {o: int(sum(outcome(g) == o for g in means)) for o in ("win", "tie", "loss")}
-        run_counts = {
-            o: int(sum(outcome(g) == o for g in group["gain"])) for o in ("win", "tie", "loss")
-        }
-        unit = f"targets ({runs} runs: targets × seeds)"
-        note = (
-            f"targets: {counts['win']} wins, {counts['tie']} ties, {counts['loss']} losses; runs: "
-            f"{run_counts['win']} wins, {run_counts['tie']} ties, {run_counts['loss']} losses"
-        )
-        floor, design = inference.sign_flip_design(k, "targets")
-        extra = dict(
-            value=float(group["accuracy"].mean()),
-            reference=float(group["accuracy_pretrained"].mean()),
-            statistic="mean over targets of the paired test-accuracy gain, fused - pretrained start "
-            "(percentage points; seeds averaged within a target)",
-            interval=INTERVAL,
-            null=NULL,
-            scope=scope,
-            mode=mode,
-            size=size,
-        )
-        is_headline = (scope, mode, size) in headline
-        common = dict(
-            family=FAMILY if is_headline else "", headline=is_headline, design=design, p_floor=floor
-        )
-        if k < 2:
-            rows.append(
-                {
-                    **verdicts.not_computable(
-                        f"fusion_gain_{scope}_{mode}_n{size}",
-                        claim,
-                        f"{note}; only {k} target: no interval",
-                        unit,
-                        PAPER_FUSION,
-                        n=k,
-                        **common,
-                    ),
-                    **extra,
-                    "effect": float(np.mean(means)) if means else float("nan"),
-                }
-            )
-            continue
-        effect, low, high, p_up, p_down = target_test(by_target, n_boot, seed)
-        rows.append(
-            verdicts.claim_row(
-                f"fusion_gain_{scope}_{mode}_n{size}",
-                claim,
-                effect,
-                low,
-                high,
-                k,
-                unit,
-                p_value=p_up,
-                p_opposite=p_down,
-                paper=PAPER_FUSION,
-                note=note,
-                **common,
-                **extra,
-            )
-        )
+    rows = [
+        _claim_row(scope, mode, size, group, (scope, mode, size) in headline, n_boot, seed)
+        for (scope, mode, size), group in groups
+    ]
     columns = [*verdicts.CLAIM_COLUMNS, "scope", "mode", "size"]
     out = pd.DataFrame(rows).reindex(columns=columns)
     out["n"] = out["n"].astype("Int64")
@@ -241,3 +180,83 @@ def claims(summary: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataF
     )
     keys = [(not bool(out["headline"].iloc[i]), order.iloc[i]) for i in range(len(out))]
     return out.iloc[sorted(range(len(out)), key=lambda i: keys[i])].reset_index(drop=True)
+
+
+def _claim_row(
+    scope, mode, size, group: pd.DataFrame, is_headline: bool, n_boot: int, seed: int
+) -> dict:
+    """The claim row of one scope, mode and size (`claims`); not computable below two targets."""
+    from weightspace.stats import inference, verdicts
+
+    what = "the whole training split" if size == "all" else f"{size} training examples (few-shot)"
+    claim = (
+        f"Fine-tuning from the fused start ({scope} region, {mode}) beats fine-tuning from the "
+        f"pretrained start, with {what}"
+    )
+    by_target = target_gains(group)
+    k, runs = len(by_target), len(group)
+    means = [g.mean() for g in by_target.values()]
+    unit = f"targets ({runs} runs: targets × seeds)"
+    note = _outcome_note(means, group["gain"])
+    floor, design = inference.sign_flip_design(k, "targets")
+    extra = _claim_fields(scope, mode, size, group)
+    common = dict(
+        family=FAMILY if is_headline else "", headline=is_headline, design=design, p_floor=floor
+    )
+    if k < 2:
+        return {
+            **verdicts.not_computable(
+                f"fusion_gain_{scope}_{mode}_n{size}",
+                claim,
+                f"{note}; only {k} target: no interval",
+                unit,
+                PAPER_FUSION,
+                n=k,
+                **common,
+            ),
+            **extra,
+            "effect": float(np.mean(means)) if means else float("nan"),
+        }
+    effect, low, high, p_up, p_down = target_test(by_target, n_boot, seed)
+    return verdicts.claim_row(
+        f"fusion_gain_{scope}_{mode}_n{size}",
+        claim,
+        effect,
+        low,
+        high,
+        k,
+        unit,
+        p_value=p_up,
+        p_opposite=p_down,
+        paper=PAPER_FUSION,
+        note=note,
+        **common,
+        **extra,
+    )
+
+
+def _outcome_note(means: list, gains: pd.Series) -> str:
+    """Wins, ties and losses counted by target (their mean gains) and by run."""
+    counts = {o: int(sum(outcome(g) == o for g in means)) for o in ("win", "tie", "loss")}
+    run_counts = {o: int(sum(outcome(g) == o for g in gains)) for o in ("win", "tie", "loss")}
+    return (
+        f"targets: {counts['win']} wins, {counts['tie']} ties, {counts['loss']} losses; runs: "
+        f"{run_counts['win']} wins, {run_counts['tie']} ties, {run_counts['loss']} losses"
+    )
+
+
+def _claim_fields(scope, mode, size, group: pd.DataFrame) -> dict:
+    """A fusion claim row's own columns: the mean accuracies, what is measured, and the group."""
+    return dict(
+        value=float(group["accuracy"].mean()),
+        reference=float(group["accuracy_pretrained"].mean()),
+        statistic=(
+            "mean over targets of the paired test-accuracy gain, fused - pretrained start "
+            "(percentage points; seeds averaged within a target)"
+        ),
+        interval=INTERVAL,
+        null=NULL,
+        scope=scope,
+        mode=mode,
+        size=size,
+    )
