@@ -8,12 +8,13 @@ from snakemake.utils import validate
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 # rule scripts (local, conda or SLURM jobs) import the library from the same checkout
-os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p))
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p)
+)
 CONDA_ENV = "../envs/weightspace.yaml"
 
 from weightspace import study  # noqa: E402
 from weightspace.plan import claim_design, study_plan, traversal  # noqa: E402
-
 
 # fills every key the config leaves out with the schema's default, then the checks a schema cannot make
 validate(config, schema="../schemas/config.schema.yaml")
@@ -40,7 +41,8 @@ def weights_file(model_id):
 
 def model_recipe(model_id):
     """(weights files, coefficients) whose combination is this model's encoder: a stored model is one file; a
-    mix (a point on a line, plane or region) is built in memory from its stored endpoints, never written."""
+    mix (a point on a line, plane or region) is built in memory from its stored endpoints, never written.
+    """
     ids, coefficients = zip(*PLAN.recipe(model_id))
     return [weights_file(m) for m in ids], list(coefficients)
 
@@ -53,12 +55,20 @@ def group_recipes(group):
 
 
 def evaluation_dataset(dataset):
-    return {"name": dataset, "data_dir": f"{RESULTS}/data/{dataset}", "max_length": dataset_max_length(dataset)}
+    return {
+        "name": dataset,
+        "data_dir": f"{RESULTS}/data/{dataset}",
+        "max_length": dataset_max_length(dataset),
+    }
 
 
 def probe_data_files(datasets):
     """The prepared files a probe reads: the probe split it trains on, the test split and meta.json."""
-    return [f"{RESULTS}/data/{d}/{name}" for d in datasets for name in ("probe.parquet", "test.parquet", "meta.json")]
+    return [
+        f"{RESULTS}/data/{d}/{name}"
+        for d in datasets
+        for name in ("probe.parquet", "test.parquet", "meta.json")
+    ]
 
 
 def model_results(model_ids):
@@ -74,8 +84,11 @@ def traversal_results():
 
 def all_targets():
     """What a run produces: every stage's tables and figures, and the summary page."""
-    targets = expand(f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json", dataset=PLAN.datasets,
-                     seed=PLAN.seeds)
+    targets = expand(
+        f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json",
+        dataset=PLAN.datasets,
+        seed=PLAN.seeds,
+    )
     targets += [weights_file(m) for m in PLAN.stored_models]
     targets += [
         f"{RESULTS}/geometry/claims.csv",
@@ -90,8 +103,13 @@ def all_targets():
     ]
     if PLAN.fusion_runs:
         targets.append(f"{RESULTS}/fusion/wins.csv")
-    targets += list(rules.report_pages.output)  # the report's pages (rules/report.smk, included after this file)
-    targets += [f"{RESULTS}/tables/stage_times.csv", f"{RESULTS}/tables/stage_times.html"]  # rules/stage_times.smk
+    targets += list(
+        rules.report_pages.output
+    )  # the report's pages (rules/report.smk, included after this file)
+    targets += [
+        f"{RESULTS}/tables/stage_times.csv",
+        f"{RESULTS}/tables/stage_times.html",
+    ]  # rules/stage_times.smk
     return targets
 
 
@@ -104,7 +122,8 @@ def dataset_max_length(dataset):
 
 def finetune_settings(dataset):
     """The fine-tuning recipe of one dataset (study.finetune_settings). How often a job checkpoints or
-    validates is not the recipe: the scripts read it from the config, so changing it reruns nothing."""
+    validates is not the recipe: the scripts read it from the config, so changing it reruns nothing.
+    """
     return study.finetune_settings(config, dataset)
 
 
@@ -127,7 +146,9 @@ def _finetune_resources(runs=1):
 
 
 FINETUNE_RESOURCES = _finetune_resources()
-FUSION_RESOURCES = _finetune_resources(runs=len(PLAN.fusion_seeds))  # a finetune_from job runs every fusion seed
+FUSION_RESOURCES = _finetune_resources(
+    runs=len(PLAN.fusion_seeds)
+)  # a finetune_from job runs every fusion seed
 
 
 def fusion_run_metrics(run):
@@ -142,7 +163,9 @@ def fusion_run_metrics(run):
 
 GEOMETRY = config["geometry"]
 GEOMETRY_SQUARES = expand(
-    f"{RESULTS}/geometry/square/{{metric}}_{{space}}.csv", metric=GEOMETRY["metrics"], space=GEOMETRY["spaces"]
+    f"{RESULTS}/geometry/square/{{metric}}_{{space}}.csv",
+    metric=GEOMETRY["metrics"],
+    space=GEOMETRY["spaces"],
 )
 
 
@@ -151,13 +174,20 @@ def geometry_table():
 
 
 def geometry_settings():
-    return {key: GEOMETRY[key] for key in ("primary", "bootstrap", "permutations", "tsne", "seed") if key in GEOMETRY}
+    return {
+        key: GEOMETRY[key]
+        for key in ("primary", "bootstrap", "permutations", "tsne", "seed")
+        if key in GEOMETRY
+    }
 
 
 def distances_mem_mb(wildcards, attempt):
     """n×n float64 matrices per group, the long table (~150 bytes a row), the block of every model (X, its
-    float32 read buffer and the reference: < 2 × block_mb), the interpreter with numpy and pandas."""
+    float32 read buffer and the reference: < 2 × block_mb), the interpreter with numpy and pandas.
+    """
     n = len(PLAN.stored_models)
     groups = 1 + len(GEOMETRY["groups"]) + (12 if GEOMETRY["per_layer"] else 0)
     rows = n * n * groups * len(GEOMETRY["metrics"]) * len(GEOMETRY["spaces"])
-    return int((600 + 2 * GEOMETRY["block_mb"] + (n * n * groups * 8 * 4 + rows * 150) / 2**20) * attempt)
+    return int(
+        (600 + 2 * GEOMETRY["block_mb"] + (n * n * groups * 8 * 4 + rows * 150) / 2**20) * attempt
+    )

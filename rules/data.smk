@@ -14,17 +14,19 @@ rule prepare_dataset:
         test=f"{RESULTS}/data/{{dataset}}/test.parquet",
         probe=f"{RESULTS}/data/{{dataset}}/probe.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
-    params:
-        settings=lambda wc: data_prep.settings(config["datasets"][wc.dataset], config.get("data", {})),
     log:
         f"{RESULTS}/logs/prepare_dataset/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prepare_dataset/{{dataset}}.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        CONDA_ENV
+    params:
+        settings=lambda wc: data_prep.settings(
+            config["datasets"][wc.dataset], config.get("data", {})
+        ),
     script:
         "../workflow/scripts/prepare_dataset.py"

@@ -6,19 +6,19 @@ rule fuse:
         lambda wc: [weights_file(m) for m in PLAN.fused[f"fused.{wc.target}.{wc.scope}"].members],
     output:
         f"{RESULTS}/weights/fused.{{target}}.{{scope}}.safetensors",
-    wildcard_constraints:
-        target=study.DATASET_PATTERN,
-        scope="task|all",
     log:
         f"{RESULTS}/logs/fuse/{{target}}.{{scope}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fuse/{{target}}.{{scope}}.tsv"
+    wildcard_constraints:
+        target=study.DATASET_PATTERN,
+        scope="task|all",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=3000,
         runtime=10,
-    conda:
-        CONDA_ENV
     script:
         "../workflow/scripts/fuse.py"
 
@@ -30,29 +30,39 @@ rule finetune_from:
     input:
         base=rules.base_model.output[0],
         init=f"{RESULTS}/weights/{{start}}.safetensors",
-        data=multiext(f"{RESULTS}/data/{{target}}/", "train.parquet", "validation.parquet", "test.parquet", "meta.json"),
+        data=multiext(
+            f"{RESULTS}/data/{{target}}/",
+            "train.parquet",
+            "validation.parquet",
+            "test.parquet",
+            "meta.json",
+        ),
     output:
-        metrics=expand(f"{RESULTS}/fusion/runs/{{{{target}}}}/{{{{start}}}}/{{{{mode}}}}/n{{{{size}}}}/seed{{seed}}/metrics.json",
-                       seed=PLAN.fusion_seeds),
-        log_csv=expand(f"{RESULTS}/fusion/runs/{{{{target}}}}/{{{{start}}}}/{{{{mode}}}}/n{{{{size}}}}/seed{{seed}}/train_log.csv",
-                       seed=PLAN.fusion_seeds),
+        metrics=expand(
+            f"{RESULTS}/fusion/runs/{{{{target}}}}/{{{{start}}}}/{{{{mode}}}}/n{{{{size}}}}/seed{{seed}}/metrics.json",
+            seed=PLAN.fusion_seeds,
+        ),
+        log_csv=expand(
+            f"{RESULTS}/fusion/runs/{{{{target}}}}/{{{{start}}}}/{{{{mode}}}}/n{{{{size}}}}/seed{{seed}}/train_log.csv",
+            seed=PLAN.fusion_seeds,
+        ),
+    log:
+        f"{RESULTS}/logs/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}.tsv"
     wildcard_constraints:
         target=study.DATASET_PATTERN,
         start=r"pretrained|fused\.[a-z][a-z0-9_]*\.(task|all)",
         mode="full|bitfit",
         size=r"all|[0-9]+",
-    params:
-        settings=lambda wc: fusion_settings(wc.target, wc.mode, wc.size),
-        seeds=PLAN.fusion_seeds,
-    log:
-        f"{RESULTS}/logs/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}.tsv"
+    conda:
+        CONDA_ENV
     threads: config["finetune"].get("threads", 2)
     resources:
         **FUSION_RESOURCES,
-    conda:
-        CONDA_ENV
+    params:
+        settings=lambda wc: fusion_settings(wc.target, wc.mode, wc.size),
+        seeds=PLAN.fusion_seeds,
     script:
         "../workflow/scripts/finetune_from.py"
 
@@ -65,18 +75,20 @@ rule fusion_summary:
         wins=f"{RESULTS}/fusion/wins.csv",
         overview=f"{RESULTS}/fusion/wins_overview.csv",
         claims=f"{RESULTS}/fusion/claims.csv",
-        figure=report(f"{RESULTS}/figures/fusion.png", caption="../report/fusion.rst", category="Fusion"),
-    params:
-        runs=[vars(run) for run in PLAN.fusion_runs],
-        bootstrap=config["geometry"]["bootstrap"],
-        seed=config["geometry"]["seed"],
+        figure=report(
+            f"{RESULTS}/figures/fusion.png", caption="../report/fusion.rst", category="Fusion"
+        ),
     log:
         f"{RESULTS}/logs/fusion_summary.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        CONDA_ENV
+    params:
+        runs=[vars(run) for run in PLAN.fusion_runs],
+        bootstrap=config["geometry"]["bootstrap"],
+        seed=config["geometry"]["seed"],
     script:
         "../workflow/scripts/fusion_summary.py"

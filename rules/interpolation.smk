@@ -10,23 +10,32 @@ rule interpolation_summary:
         planes=f"{RESULTS}/interpolation/planes.csv",
         region=f"{RESULTS}/interpolation/region.csv",
         claims=f"{RESULTS}/interpolation/claims.csv",
-        line_figure=report(f"{RESULTS}/figures/interpolation.png", caption="../report/interpolation.rst",
-                           category="Interpolation"),
-        plane_figure=report(f"{RESULTS}/figures/planes.png", caption="../report/planes_figure.rst",
-                            category="Interpolation"),
-        region_figure=report(f"{RESULTS}/figures/region.png", caption="../report/region_figure.rst",
-                             category="Interpolation"),
-    params:
-        points=[dict(p.as_row(), eval_datasets=list(p.eval_datasets)) for p in PLAN.points],
-        bootstrap=config["geometry"]["bootstrap"],
-        seed=config["geometry"]["seed"],
+        line_figure=report(
+            f"{RESULTS}/figures/interpolation.png",
+            caption="../report/interpolation.rst",
+            category="Interpolation",
+        ),
+        plane_figure=report(
+            f"{RESULTS}/figures/planes.png",
+            caption="../report/planes_figure.rst",
+            category="Interpolation",
+        ),
+        region_figure=report(
+            f"{RESULTS}/figures/region.png",
+            caption="../report/region_figure.rst",
+            category="Interpolation",
+        ),
     log:
         f"{RESULTS}/logs/interpolation_summary.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        CONDA_ENV
+    params:
+        points=[dict(p.as_row(), eval_datasets=list(p.eval_datasets)) for p in PLAN.points],
+        bootstrap=config["geometry"]["bootstrap"],
+        seed=config["geometry"]["seed"],
     script:
         "../workflow/scripts/interpolation_summary.py"

@@ -6,7 +6,16 @@
 # involve it, and a rerun reads what is already there. The number of jobs grows as models + datasets.
 
 PROBE = config["probe"]
-PROBE_PROTOCOL_KEYS = ("optimizer", "max_iter", "tolerance", "l2", "l2_grid", "cv_folds", "seed", "standardize")
+PROBE_PROTOCOL_KEYS = (
+    "optimizer",
+    "max_iter",
+    "tolerance",
+    "l2",
+    "l2_grid",
+    "cv_folds",
+    "seed",
+    "standardize",
+)
 PROBE_SETTINGS = {
     "pooling": PROBE["pooling"],
     "batch_size": PROBE["batch_size"],
@@ -29,20 +38,20 @@ rule evaluate_model:
         data=lambda wc: probe_data_files(PLAN.probed[wc.model_id]),
     output:
         f"{RESULTS}/probe/models/{{model_id}}.json",
+    log:
+        f"{RESULTS}/logs/evaluate_model/{{model_id}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_model/{{model_id}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: PROBE["threads"]
+    resources:
+        **PROBE_RESOURCES,
     params:
         pairs=lambda wc: [(wc.model_id, d) for d in PLAN.probed[wc.model_id]],
         datasets=lambda wc: {d: evaluation_dataset(d) for d in PLAN.probed[wc.model_id]},
         settings=PROBE_SETTINGS,
         cache_dir=PROBE_CACHE,
-    log:
-        f"{RESULTS}/logs/evaluate_model/{{model_id}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/evaluate_model/{{model_id}}.tsv"
-    threads: PROBE["threads"]
-    resources:
-        **PROBE_RESOURCES,
-    conda:
-        CONDA_ENV
     script:
         "../workflow/scripts/evaluate.py"
 
@@ -54,23 +63,23 @@ rule evaluate_group:
         data=lambda wc: probe_data_files(PLAN.group_datasets(wc.group)),
     output:
         f"{RESULTS}/probe/groups/{{group}}.json",
+    log:
+        f"{RESULTS}/logs/evaluate_group/{{group}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_group/{{group}}.tsv"
     wildcard_constraints:
         group=traversal.GROUP_PATTERN,
+    conda:
+        CONDA_ENV
+    threads: PROBE["threads"]
+    resources:
+        **PROBE_RESOURCES,
     params:
         pairs=lambda wc: PLAN.group_pairs(wc.group),
         recipes=lambda wc: group_recipes(wc.group),
         datasets=lambda wc: {d: evaluation_dataset(d) for d in PLAN.group_datasets(wc.group)},
         settings=PROBE_SETTINGS,
         cache_dir=PROBE_CACHE,
-    log:
-        f"{RESULTS}/logs/evaluate_group/{{group}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/evaluate_group/{{group}}.tsv"
-    threads: PROBE["threads"]
-    resources:
-        **PROBE_RESOURCES,
-    conda:
-        CONDA_ENV
     script:
         "../workflow/scripts/evaluate.py"
 
@@ -80,22 +89,30 @@ rule probe_matrix:
         probes=model_results(PLAN.stored_models),
         distances=f"{RESULTS}/geometry/distances.parquet",
     output:
-        matrix=report(f"{RESULTS}/probe/matrix.csv", caption="../report/probe_matrix.rst", category="Probe"),
-        heatmap=report(f"{RESULTS}/figures/probe_loss_heatmap.png", caption="../report/probe_loss_heatmap.rst",
-                       category="Probe"),
-        vs_distance=report(f"{RESULTS}/figures/probe_vs_distance.png", caption="../report/probe_vs_distance.rst",
-                           category="Probe"),
-    params:
-        tasks=dict(PLAN.task_of),
+        matrix=report(
+            f"{RESULTS}/probe/matrix.csv", caption="../report/probe_matrix.rst", category="Probe"
+        ),
+        heatmap=report(
+            f"{RESULTS}/figures/probe_loss_heatmap.png",
+            caption="../report/probe_loss_heatmap.rst",
+            category="Probe",
+        ),
+        vs_distance=report(
+            f"{RESULTS}/figures/probe_vs_distance.png",
+            caption="../report/probe_vs_distance.rst",
+            category="Probe",
+        ),
     log:
         f"{RESULTS}/logs/probe_matrix.log",
     benchmark:
         f"{RESULTS}/benchmarks/probe_matrix.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        CONDA_ENV
+    params:
+        tasks=dict(PLAN.task_of),
     script:
         "../workflow/scripts/probe_matrix.py"

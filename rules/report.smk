@@ -5,49 +5,105 @@
 rule study_tables:
     input:
         metas=expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=PLAN.datasets),
-        metrics=expand(f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json", dataset=PLAN.datasets, seed=PLAN.seeds),
+        metrics=expand(
+            f"{RESULTS}/finetune/{{dataset}}/seed{{seed}}/metrics.json",
+            dataset=PLAN.datasets,
+            seed=PLAN.seeds,
+        ),
     output:
         datasets=f"{RESULTS}/tables/datasets.csv",
         finetune=f"{RESULTS}/tables/finetune_metrics.csv",
         config=f"{RESULTS}/tables/config.yaml",
-    params:
-        config=config,
     log:
         f"{RESULTS}/logs/study_tables.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        CONDA_ENV
+    params:
+        config=config,
     script:
         "../workflow/scripts/study_tables.py"
 
 
 # page name -> (the table it renders, its title, report category, caption)
 REPORT_PAGES = {
-    "geometry_claims": (rules.cluster_stats.output.claims, "Weight geometry: the paper's claims", "Claims",
-                        "geometry_claims.rst"),
-    "interpolation_claims": (rules.interpolation_summary.output.claims, "Lines and regions: the paper's claims",
-                             "Claims", "interpolation_claims.rst"),
-    "cluster_stats": (rules.cluster_stats.output.stats, "Cluster statistics", "Geometry", "cluster_stats.rst"),
-    "probe_matrix": (f"{RESULTS}/probe/matrix.csv", "Linear-probe results, every model on every dataset", "Probe",
-                     "probe_matrix.rst"),
-    "lines": (rules.interpolation_summary.output.lines, "Interpolation lines", "Interpolation", "lines.rst"),
-    "planes": (rules.interpolation_summary.output.planes, "Planes through three models", "Interpolation",
-               "planes.rst"),
-    "region": (rules.interpolation_summary.output.region, "Inside the regions", "Interpolation", "region.rst"),
+    "geometry_claims": (
+        rules.cluster_stats.output.claims,
+        "Weight geometry: the paper's claims",
+        "Claims",
+        "geometry_claims.rst",
+    ),
+    "interpolation_claims": (
+        rules.interpolation_summary.output.claims,
+        "Lines and regions: the paper's claims",
+        "Claims",
+        "interpolation_claims.rst",
+    ),
+    "cluster_stats": (
+        rules.cluster_stats.output.stats,
+        "Cluster statistics",
+        "Geometry",
+        "cluster_stats.rst",
+    ),
+    "probe_matrix": (
+        f"{RESULTS}/probe/matrix.csv",
+        "Linear-probe results, every model on every dataset",
+        "Probe",
+        "probe_matrix.rst",
+    ),
+    "lines": (
+        rules.interpolation_summary.output.lines,
+        "Interpolation lines",
+        "Interpolation",
+        "lines.rst",
+    ),
+    "planes": (
+        rules.interpolation_summary.output.planes,
+        "Planes through three models",
+        "Interpolation",
+        "planes.rst",
+    ),
+    "region": (
+        rules.interpolation_summary.output.region,
+        "Inside the regions",
+        "Interpolation",
+        "region.rst",
+    ),
     "datasets": (rules.study_tables.output.datasets, "Datasets", "Setup", "datasets.rst"),
-    "finetune_metrics": (rules.study_tables.output.finetune, "Fine-tuned models", "Setup", "finetune_metrics.rst"),
+    "finetune_metrics": (
+        rules.study_tables.output.finetune,
+        "Fine-tuned models",
+        "Setup",
+        "finetune_metrics.rst",
+    ),
     "config": (rules.study_tables.output.config, "The run's configuration", "Setup", "config.rst"),
 }
 if PLAN.fusion_runs:
-    REPORT_PAGES.update({
-        "fusion_claims": (rules.fusion_summary.output.claims, "Fusion: the paper's claim", "Claims",
-                          "fusion_claims.rst"),
-        "fusion_summary": (rules.fusion_summary.output.summary, "Fusion: every run", "Fusion", "fusion_summary.rst"),
-        "fusion_wins": (rules.fusion_summary.output.wins, "Fusion: gain per target", "Fusion", "fusion_wins.rst"),
-    })
+    REPORT_PAGES.update(
+        {
+            "fusion_claims": (
+                rules.fusion_summary.output.claims,
+                "Fusion: the paper's claim",
+                "Claims",
+                "fusion_claims.rst",
+            ),
+            "fusion_summary": (
+                rules.fusion_summary.output.summary,
+                "Fusion: every run",
+                "Fusion",
+                "fusion_summary.rst",
+            ),
+            "fusion_wins": (
+                rules.fusion_summary.output.wins,
+                "Fusion: gain per target",
+                "Fusion",
+                "fusion_wins.rst",
+            ),
+        }
+    )
 
 
 rule report_pages:
@@ -55,19 +111,21 @@ rule report_pages:
         **{name: page[0] for name, page in REPORT_PAGES.items()},
     output:
         **{
-            name: report(f"{RESULTS}/tables/{name}.html", caption=f"../report/{page[3]}", category=page[2])
+            name: report(
+                f"{RESULTS}/tables/{name}.html", caption=f"../report/{page[3]}", category=page[2]
+            )
             for name, page in REPORT_PAGES.items()
         },
-    params:
-        titles={name: page[1] for name, page in REPORT_PAGES.items()},
     log:
         f"{RESULTS}/logs/report_pages.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        CONDA_ENV
+    params:
+        titles={name: page[1] for name, page in REPORT_PAGES.items()},
     script:
         "../workflow/scripts/report_pages.py"
 
@@ -92,15 +150,15 @@ rule summary:
     output:
         markdown=f"{RESULTS}/summary.md",
         html=report(f"{RESULTS}/summary.html", caption="../report/summary.rst", category="Summary"),
-    params:
-        config=config,
     log:
         f"{RESULTS}/logs/summary.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        CONDA_ENV
+    params:
+        config=config,
     script:
         "../workflow/scripts/summary.py"

@@ -9,19 +9,27 @@ localrules:
 
 rule stage_times:
     input:
-        lambda wc: [t for t in all_targets() if "stage_times." not in t and not t.endswith((".html", "summary.md"))],
+        lambda wc: [
+            t
+            for t in all_targets()
+            if "stage_times." not in t and not t.endswith((".html", "summary.md"))
+        ],
     output:
         csv=f"{RESULTS}/tables/stage_times.csv",
-        html=report(f"{RESULTS}/tables/stage_times.html", caption="../report/stage_times.rst", category="Run time"),
-    params:
-        benchmarks=f"{RESULTS}/benchmarks",
+        html=report(
+            f"{RESULTS}/tables/stage_times.html",
+            caption="../report/stage_times.rst",
+            category="Run time",
+        ),
     log:
         f"{RESULTS}/logs/stage_times.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        CONDA_ENV
+    params:
+        benchmarks=f"{RESULTS}/benchmarks",
     script:
         "../workflow/scripts/stage_times.py"

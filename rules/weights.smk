@@ -11,11 +11,11 @@ rule extract_pretrained_weights:
         f"{RESULTS}/logs/extract_weights/pretrained.log",
     benchmark:
         f"{RESULTS}/benchmarks/extract_weights/pretrained.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        CONDA_ENV
     script:
         "../workflow/scripts/extract_weights.py"
