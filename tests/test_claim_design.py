@@ -1,4 +1,5 @@
-"""What a config's design can decide, said before anything runs: the floors the claims code will meet."""
+"""What a config's design can decide, said before anything runs: the floors the claims code will
+meet."""
 
 from __future__ import annotations
 
@@ -31,27 +32,47 @@ def default():
 
 def test_the_default_says_which_claims_it_cannot_decide(default):
     rows = {r["claim_id"]: r for r in claim_design.floors(default)}
-    assert rows["dataset_closer_than_task"]["testable"] and rows["nn1_dataset"]["floor"] == pytest.approx(1 / 1000)
+    assert rows["dataset_closer_than_task"]["testable"] and rows["nn1_dataset"][
+        "floor"
+    ] == pytest.approx(1 / 1000)
     for claim in ("task_closer_than_across", "nn1_task"):
         assert not rows[claim]["testable"] and rows[claim]["floor"] == pytest.approx(1 / 15)
-    assert not rows["fusion_gain_all_full_n64"]["testable"] and rows["fusion_gain_all_full_n64"]["floor"] == 1 / 16
+    assert (
+        not rows["fusion_gain_all_full_n64"]["testable"]
+        and rows["fusion_gain_all_full_n64"]["floor"] == 1 / 16
+    )
     warnings = claim_design.warnings(default)
     assert len(warnings) == 3
-    assert any("nn1_task" in w and "15 ways to split 6 datasets into tasks of 2, 2, 2" in w and "more datasets per "
-               "task" in w for w in warnings)
-    assert any("fusion_gain_all_full_n64" in w and "4 targets (16 sign patterns)" in w for w in warnings)
+    assert any(
+        "nn1_task" in w
+        and "15 ways to split 6 datasets into tasks of 2, 2, 2" in w
+        and "more datasets per task" in w
+        for w in warnings
+    )
+    assert any(
+        "fusion_gain_all_full_n64" in w and "4 targets (16 sign patterns)" in w for w in warnings
+    )
 
 
 def test_a_design_with_enough_units_decides_every_headline_claim(default):
     config = copy.deepcopy(default)
     names = [f"d{i}" for i in range(9)]
-    config["datasets"] = {n: {"task": f"t{i // 3}", "builtin": "rotten_tomatoes"} for i, n in enumerate(names)}
+    config["datasets"] = {
+        n: {"task": f"t{i // 3}", "builtin": "rotten_tomatoes"} for i, n in enumerate(names)
+    }
     config["fusion"]["targets"] = names[:7]
-    config["interpolation"].update(enabled=True, fraction={"same_dataset": 1.0, "same_task": 0.0, "cross_task": 0.0,
-                                                           "pretrained": 0.0})
+    config["interpolation"].update(
+        enabled=True,
+        fraction={"same_dataset": 1.0, "same_task": 0.0, "cross_task": 0.0, "pretrained": 0.0},
+    )
     config["region"].update(enabled=True, groups=["dataset"])
     rows = claim_design.floors(filled(config))
-    assert {r["family"] for r in rows} == {"dataset geometry", "task geometry", "lines and regions", "fusion"}
+    assert {r["family"] for r in rows} == {
+        "dataset geometry",
+        "task geometry",
+        "lines and regions",
+        "fusion",
+    }
     assert all(r["testable"] for r in rows), [r for r in rows if not r["testable"]]
     assert claim_design.warnings(filled(config)) == []
 
@@ -66,3 +87,27 @@ def test_the_floors_are_the_ones_the_claims_meet(default):
     for row in claim_design.floors(default):
         if row["family"] in ("dataset geometry", "task geometry"):
             assert found.loc[row["claim_id"], "p_floor"] == pytest.approx(row["floor"])
+
+
+def test_a_study_beyond_a_floats_range_of_relabelings_is_said_not_raised(default):
+    """106 datasets x 5 seeds in 3 tasks: ~1e700 ways to reassign the models, more than a float
+    holds. The start-up check then said nothing: 1.0 / that count raised OverflowError in
+    rules/common.smk, before any job."""
+    config = copy.deepcopy(default)
+    tasks = [default["datasets"][d]["task"] for d in default["datasets"]]
+    config["datasets"] = {
+        f"d{i:03d}": {"task": tasks[i % len(tasks)], "builtin": "rotten_tomatoes"}
+        for i in range(106)
+    }
+    config["seeds"] = [0, 1, 2, 3, 4]
+    rows = {r["claim_id"]: r for r in claim_design.floors(filled(config))}
+    dataset_row = rows["nn1_dataset"]
+    assert dataset_row["testable"] and dataset_row["floor"] == 0.0
+    mantissa, _, exponent = dataset_row["design"].split()[0].partition("e+")
+    assert 1 <= float(mantissa) < 10 and int(exponent) > 308
+    assert "ways to reassign 530 models" in dataset_row["design"]
+    assert claim_design._count(10**7) == "1.00e+07"
+    assert claim_design._count(123_456_789) == "1.23e+08"
+    assert claim_design._count(10**400) == "1.00e+400"
+    assert claim_design._count(9996 * 10**400) == "1.00e+404"
+    claim_design.warnings(filled(config))

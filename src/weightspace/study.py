@@ -10,6 +10,7 @@ Dataset names are lower-case words joined by '_' so that ids parse back unambigu
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -20,6 +21,9 @@ SEED_PATTERN = r"[0-9]+"
 PRETRAINED = "pretrained"
 FINETUNED_PATTERN = rf"(?P<dataset>{DATASET_PATTERN})\.seed(?P<seed>{SEED_PATTERN})"
 MODEL_ID_PATTERN = r"[a-z][a-z0-9_.]*"
+_FINETUNED = re.compile(FINETUNED_PATTERN)
+_FUSED = re.compile(rf"fused\.(?P<dataset>{DATASET_PATTERN})\.[a-z]+")
+_MIX = re.compile(r"mix\.[0-9a-f]+")
 
 
 @dataclass(frozen=True)
@@ -61,16 +65,18 @@ def finetuned_ids(config: dict) -> list[str]:
     return [finetuned_id(d, s) for d in datasets(config) for s in seeds(config)]
 
 
+# a ModelId is frozen: cached, as planning a large study parses each id many times
+@functools.lru_cache(maxsize=1 << 16)
 def parse(model_id: str) -> ModelId:
     if model_id == PRETRAINED:
         return ModelId(model_id, "pretrained")
-    m = re.fullmatch(FINETUNED_PATTERN, model_id)
+    m = _FINETUNED.fullmatch(model_id)
     if m:
         return ModelId(model_id, "finetuned", m["dataset"], int(m["seed"]))
-    m = re.fullmatch(rf"fused\.(?P<dataset>{DATASET_PATTERN})\.[a-z]+", model_id)
+    m = _FUSED.fullmatch(model_id)
     if m:
         return ModelId(model_id, "fused", m["dataset"])
-    if re.fullmatch(r"mix\.[0-9a-f]+", model_id):
+    if _MIX.fullmatch(model_id):
         return ModelId(model_id, "mix")
     raise WeightspaceError(f"'{model_id}' is not a model id of this study")
 
@@ -81,14 +87,21 @@ def model_table(config: dict, model_ids: list[str]) -> list[dict]:
     for mid in model_ids:
         m = parse(mid)
         task = task_of(config, m.dataset) if m.kind == "finetuned" else None
-        rows.append({"model_id": mid, "kind": m.kind, "dataset": m.dataset if m.kind == "finetuned" else None,
-                     "task": task, "seed": m.seed})
+        rows.append(
+            {
+                "model_id": mid,
+                "kind": m.kind,
+                "dataset": m.dataset if m.kind == "finetuned" else None,
+                "task": task,
+                "seed": m.seed,
+            }
+        )
     return rows
 
 
 def check(config: dict) -> None:
-    """What the schema cannot say, checked at start-up (before any job): every builtin dataset exists, and
-    early stopping has a validation loss to read.
+    """What the schema cannot say, checked at start-up (before any job): every builtin dataset
+    exists, and early stopping has a validation loss to read.
 
     Raises a WeightspaceError that names the config key (and lists the known names).
     """
@@ -99,29 +112,47 @@ def check(config: dict) -> None:
         builtin = entry.get("builtin")
         if builtin is not None and builtin not in known:
             raise WeightspaceError(
-                f"config key datasets.{name}.builtin: unknown builtin dataset '{builtin}'; known: {', '.join(known)}"
+                f"config key datasets.{name}.builtin: unknown builtin dataset '{builtin}'; "
+                f"known: {', '.join(known)}"
             )
     finetune = config.get("finetune", {})
-    for key, recipe in (("finetune", finetune), ("fusion.finetune", config.get("fusion", {}).get("finetune") or {})):
+    for key, recipe in (
+        ("finetune", finetune),
+        ("fusion.finetune", config.get("fusion", {}).get("finetune") or {}),
+    ):
         if finetune.get("validation") == "end" and recipe.get("early_stopping_patience"):
-            raise WeightspaceError(f"config key finetune.validation: 'end' leaves {key}.early_stopping_patience no "
-                                   "validation loss to read after each epoch; use 'epoch'")
+            raise WeightspaceError(
+                f"config key finetune.validation: 'end' leaves {key}.early_stopping_patience no "
+                "validation loss to read after each epoch; use 'epoch'"
+            )
 
 
 # ---------------------------------------------------------------- size and cost of a study
 
 
-# the finetune keys that decide a fine-tune's weights (the run policy, checkpoints and validation, does not)
-FINETUNE_RECIPE_KEYS = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "warmup_ratio",
-                        "early_stopping_patience", "mixed_precision")
+# the finetune keys that decide a fine-tune's weights (the run policy, checkpoints and validation,
+# does not)
+FINETUNE_RECIPE_KEYS = (
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "warmup_ratio",
+    "early_stopping_patience",
+    "mixed_precision",
+)
 
 
 def dataset_max_length(config: dict, dataset: str) -> int:
-    return config["datasets"][dataset].get("max_length", config.get("data", {}).get("max_length", 128))
+    return config["datasets"][dataset].get(
+        "max_length", config.get("data", {}).get("max_length", 128)
+    )
 
 
 def finetune_settings(config: dict, dataset: str) -> dict:
-    """The fine-tuning recipe of one dataset: the finetune section's recipe keys plus its max_length."""
+    """The fine-tuning recipe of one dataset: the finetune section's recipe keys plus its
+    max_length."""
     section = config["finetune"]
     settings = {k: section[k] for k in FINETUNE_RECIPE_KEYS if k in section}
     if section.get("head_seed") is not None:  # absent when unset: older studies' params still match
@@ -131,8 +162,8 @@ def finetune_settings(config: dict, dataset: str) -> dict:
 
 
 def fusion_settings(config: dict, target: str, mode: str, size: str) -> dict:
-    """A fusion run's recipe: the target's, with `fusion.finetune` over it, in a mode (full or BitFit) and
-    at a training-set size ("all" or a number of examples)."""
+    """A fusion run's recipe: the target's, with `fusion.finetune` over it, in a mode (full or
+    BitFit) and at a training-set size ("all" or a number of examples)."""
     section = config.get("fusion", {})
     settings = dict(finetune_settings(config, target), **section.get("finetune", {}))
     if mode == "bitfit":

@@ -9,12 +9,15 @@ from weightspace.plan.study_plan import StudyPlan
 
 
 def builtin_source_sizes(config: dict) -> dict[str, tuple[int, int]]:
-    """dataset -> (train, test) examples in its packaged source before the config's caps, for ``estimate``; where the
-    source has no test split, the preparation's split of test_fraction. Builtin datasets only."""
+    """dataset -> (train, test) examples in its packaged source before the config's caps, for
+    ``estimate``; where the source has no test split, the preparation's split of test_fraction.
+    Builtin datasets only."""
     sizes = {}
     for name, spec in config["datasets"].items():
         if "builtin" not in spec:
-            raise WeightspaceError(f"datasets.{name}: not a builtin dataset; its source size is not known offline")
+            raise WeightspaceError(
+                f"datasets.{name}: not a builtin dataset; its source size is not known offline"
+            )
         raw = registry.load(spec["builtin"])
         train = len(raw["train"])
         test = len(raw["test"]) if "test" in raw else 0
@@ -26,15 +29,24 @@ def builtin_source_sizes(config: dict) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def estimate(config: dict, plan: StudyPlan, sizes: dict[str, tuple[int, int]], train_examples_per_second: float,
-         encode_examples_per_second: float, encoder_parameters: int, head_parameters: int, hidden: int) -> dict:
+def estimate(
+    config: dict,
+    plan: StudyPlan,
+    sizes: dict[str, tuple[int, int]],
+    train_examples_per_second: float,
+    encode_examples_per_second: float,
+    encoder_parameters: int,
+    head_parameters: int,
+    hidden: int,
+) -> dict:
     """An estimate of a study's GPU-hours and disk from its config and its datasets' sizes.
 
-    ``sizes``: dataset -> (train, test) examples in the source, before the config's caps. Fine-tuning is
-    counted at its upper bound (every epoch, no early stop, max_steps respected) plus a validation pass
-    per epoch (`finetune.validation: epoch`) and a final one; evaluation is one encoder pass over a
-    dataset's train and test split per (model, dataset) pair that the plan probes (StudyPlan.probed), and per mix of
-    the traversal studies; disk is the weights files, the fine-tuned models and the features, float32.
+    ``sizes``: dataset -> (train, test) examples in the source, before the config's caps.
+    Fine-tuning is counted at its upper bound (every epoch, no early stop, max_steps respected) plus
+    a validation pass per epoch (`finetune.validation: epoch`) and a final one; evaluation is one
+    encoder pass over a dataset's train and test split per (model, dataset) pair that the plan
+    probes (StudyPlan.probed), and per mix of the traversal studies; disk is the weights files, the
+    fine-tuned models and the features, float32.
     """
     data = config.get("data", {})
     caps = data.get("max_examples") or {}
@@ -66,13 +78,17 @@ def estimate(config: dict, plan: StudyPlan, sizes: dict[str, tuple[int, int]], t
     counts = plan.job_counts()
     main = sum(finetune_seconds(d) for d in plan.datasets) * len(plan.seeds)
     runs = [r for r in plan.fusion_runs if not plan.reused(r)]
-    from_fused = sum(finetune_seconds(r.target, fusion.section(config).get("finetune"), r.size) for r in runs)
+    from_fused = sum(
+        finetune_seconds(r.target, fusion.section(config).get("finetune"), r.size) for r in runs
+    )
     stored = 1 + counts["finetune"] + counts["fuse"]
     stored_pairs = [(m, d) for m, names in plan.probed.items() for d in names]
     mix_pairs = {p for p in plan.evaluations() if p[0] in plan.mixes}
     pairs = len(stored_pairs) + len(mix_pairs)
     per_dataset = {d: sum(capped(d)[::2]) for d in plan.datasets}
-    encoded = sum(per_dataset[d] for _, d in stored_pairs) + sum(per_dataset[d] for _, d in mix_pairs)
+    encoded = sum(per_dataset[d] for _, d in stored_pairs) + sum(
+        per_dataset[d] for _, d in mix_pairs
+    )
     gb = 1e9
     return {
         "models_stored": stored,

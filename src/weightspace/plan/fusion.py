@@ -101,9 +101,9 @@ FAMILY = "fusion"  # the verdicts family of the fusion claims
 
 
 def headline_keys(keys) -> set:
-    """The fusion family's headline rows among (scope, mode, size) keys: the paper's scope ('all': every other
-    dataset's models) and mode ('full') where run, else the first; its full-data size and its smallest few-shot
-    size."""
+    """The fusion family's headline rows among (scope, mode, size) keys: the paper's scope ('all':
+    every other dataset's models) and mode ('full') where run, else the first; its full-data size
+    and its smallest few-shot size."""
     keys = list(keys)
     if not keys:
         return set()

@@ -1,16 +1,17 @@
 """The study plan: which models, runs, points and evaluations a config makes, built once.
 
 `build(config)` reads a validated, default-filled config and returns a frozen `StudyPlan`. The rules
-(rules/common.smk), the job counts, the cost estimate and the start-up checks read this one object, so the
-question "which jobs does this config make?" has one answer. Planning is pure: no file is read, nothing is
-imported from Snakemake, and building the plan twice from one config gives equal plans.
+(rules/common.smk), the job counts, the cost estimate and the start-up checks read this one object,
+so the question "which jobs does this config make?" has one answer. Planning is pure: no file is
+read, nothing is imported from Snakemake, and building the plan twice from one config gives equal
+plans.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from weightspace import WeightspaceError, study
 from weightspace.plan import fusion, traversal
@@ -35,17 +36,20 @@ class StudyPlan:
     fused: Mapping[str, FusedBase]  # fused model id -> its members
     fusion_seeds: tuple[int, ...]
     fusion_runs: tuple[Run, ...]
-    reused_runs: frozenset[Run]  # fusion runs that are the main fine-tune itself (no job of their own)
+    # fusion runs that are the main fine-tune itself (no job of their own)
+    reused_runs: frozenset[Run]
     points: tuple[Point, ...]  # every traversal point: lines, planes, regions
     mixes: Mapping[str, Recipe]  # mix id -> its recipe (a point that is not a stored model)
     groups: Mapping[str, tuple[Point, ...]]  # traversal group (one evaluation job) -> its points
-    probed: Mapping[str, tuple[str, ...]]  # stored model id -> the datasets its evaluation job probes
+    # stored model id -> the datasets its evaluation job probes
+    probed: Mapping[str, tuple[str, ...]]
 
     # ------------------------------------------------------------ models
 
     @property
     def stored_models(self) -> list[str]:
-        """Every stored model: the pretrained encoder, the fine-tunes and the fused bases (the geometry's rows)."""
+        """Every stored model: the pretrained encoder, the fine-tunes and the fused bases (the
+        geometry's rows)."""
         return [study.PRETRAINED, *self.finetuned, *self.fused]
 
     def recipe(self, model_id: str) -> Recipe:
@@ -58,16 +62,24 @@ class StudyPlan:
         return run in self.reused_runs
 
     def fusion_jobs(self) -> list[tuple[str, str, str, str]]:
-        """(target, start, mode, size) of each finetune_from job: one job runs a start's fusion seeds."""
-        return sorted({(r.target, r.base, r.mode, r.size) for r in self.fusion_runs if r not in self.reused_runs})
+        """(target, start, mode, size) of each finetune_from job: one job runs a start's fusion
+        seeds."""
+        return sorted(
+            {
+                (r.target, r.base, r.mode, r.size)
+                for r in self.fusion_runs
+                if r not in self.reused_runs
+            }
+        )
 
-    # ------------------------------------------------------------ traversal groups (evaluate_group jobs)
+    # ------------------------------------------------------- traversal groups (evaluate_group jobs)
 
     def _mix_points(self, group: str) -> list[Point]:
         return [p for p in self.groups[group] if p.model_id in self.mixes]
 
     def group_pairs(self, group: str) -> list[tuple[str, str]]:
-        """(mix id, dataset) pairs a group's job evaluates; its stored models are evaluated by their own jobs."""
+        """(mix id, dataset) pairs a group's job evaluates; its stored models are evaluated by their
+        own jobs."""
         return sorted({(p.model_id, d) for p in self._mix_points(group) for d in p.eval_datasets})
 
     def group_recipes(self, group: str) -> dict[str, Recipe]:
@@ -93,39 +105,67 @@ class StudyPlan:
     def job_counts(self) -> dict[str, int]:
         """Jobs per rule that follow from the datasets, seeds and fusion alone.
 
-        A fine-tune writes its encoder weights itself: no extraction job but the pretrained one's. The fusion
-        run of the pretrained start on all the data with the study's own recipe is the main fine-tune, reused.
+        A fine-tune writes its encoder weights itself: no extraction job but the pretrained one's.
+        The fusion run of the pretrained start on all the data with the study's own recipe is the
+        main fine-tune, reused.
         """
-        return {"base_model": 1, "prepare_dataset": len(self.datasets), "finetune": len(self.finetuned),
-                "extract_pretrained_weights": 1, "fuse": len(self.fused), "finetune_from": len(self.fusion_jobs())}
+        return {
+            "base_model": 1,
+            "prepare_dataset": len(self.datasets),
+            "finetune": len(self.finetuned),
+            "extract_pretrained_weights": 1,
+            "fuse": len(self.fused),
+            "finetune_from": len(self.fusion_jobs()),
+        }
 
 
 def _reused(config: dict, run: Run, fusion_seeds: list[int]) -> bool:
-    """Whether a fusion run is the main fine-tune itself: the pretrained start on all the data with the study's
-    own recipe, and every fusion seed a study seed (one job runs a start's seeds: reused whole or not at all)."""
-    same_recipe = (study.fusion_settings(config, run.target, run.mode, run.size)
-                   == dict(study.finetune_settings(config, run.target), train_size=None))
-    return (run.base == study.PRETRAINED and run.mode == "full" and run.size == "all" and same_recipe
-            and set(fusion_seeds) <= set(study.seeds(config)))
+    """Whether a fusion run is the main fine-tune itself: the pretrained start on all the data with
+    the study's own recipe, and every fusion seed a study seed (one job runs a start's seeds: reused
+    whole or not at all)."""
+    same_recipe = study.fusion_settings(config, run.target, run.mode, run.size) == dict(
+        study.finetune_settings(config, run.target), train_size=None
+    )
+    return (
+        run.base == study.PRETRAINED
+        and run.mode == "full"
+        and run.size == "all"
+        and same_recipe
+        and set(fusion_seeds) <= set(study.seeds(config))
+    )
 
 
-def _probed(config: dict, names: list[str], finetuned: list[str], fused: list[FusedBase],
-            evaluations: set[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+def _probed(
+    config: dict,
+    names: list[str],
+    finetuned: list[str],
+    fused: list[FusedBase],
+    evaluations: set[tuple[str, str]],
+) -> dict[str, tuple[str, ...]]:
     """Stored model id -> the datasets its evaluation job probes it on.
 
-    The pretrained model: every dataset (it is every probe's baseline). A fine-tuned model: every dataset
-    (`probe.scope: all`) or its own task's (`task`), plus any dataset a traversal study reads at that model. A
-    fused base: its target only, where fusion fine-tunes it (its other cells would repeat its members').
+    The pretrained model: every dataset (it is every probe's baseline). A fine-tuned model: every
+    dataset (`probe.scope: all`) or its own task's (`task`), plus any dataset a traversal study
+    reads at that model. A fused base: its target only, where fusion fine-tunes it (its other cells
+    would repeat its members').
     """
     scope = config.get("probe", {}).get("scope", "all")
+    task_of = {d: study.task_of(config, d) for d in names}
+    by_task = {
+        task: tuple(d for d in names if scope == "all" or task_of[d] == task)
+        for task in set(task_of.values())
+    }
     wanted: dict[str, set[str]] = {}
-    for model_id, dataset in evaluations:
-        wanted.setdefault(model_id, set()).add(dataset)
+    if scope != "all":  # (under 'all' a model's own datasets are every dataset already)
+        for model_id, dataset in evaluations:
+            wanted.setdefault(model_id, set()).add(dataset)
     probed = {study.PRETRAINED: tuple(names)}
     for model_id in finetuned:
-        task = study.task_of(config, study.parse(model_id).dataset)
-        ends = wanted.get(model_id, set())
-        probed[model_id] = tuple(d for d in names if scope == "all" or study.task_of(config, d) == task or d in ends)
+        task = task_of[study.parse(model_id).dataset]
+        ends = wanted.get(model_id)
+        probed[model_id] = (
+            tuple(d for d in names if task_of[d] == task or d in ends) if ends else by_task[task]
+        )
     for base in fused:
         probed[base.model_id] = (base.target,)
     return probed

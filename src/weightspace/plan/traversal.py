@@ -43,7 +43,8 @@ PLANE_KINDS = ("same_task", "pretrained")
 
 
 def point_id(recipe: dict[str, float]) -> str:
-    """The model id of Σ c_i θ_i: the model itself for a single coefficient of 1, else mix.{hash}."""
+    """The model id of Σ c_i θ_i: the model itself for a single coefficient of 1, else
+    mix.{hash}."""
     recipe = {m: float(c) for m, c in recipe.items() if float(c) != 0.0}
     if len(recipe) == 1 and next(iter(recipe.values())) == 1.0:
         return next(iter(recipe))
@@ -56,7 +57,8 @@ class Point:
     model_id: str
     recipe: tuple[tuple[str, float], ...]  # (stored model id, coefficient)
     eval_datasets: tuple[str, ...]
-    # where the point sits in its study: line (pair, relation, alpha), plane (u, v), region (group, kind)
+    # where the point sits in its study: line (pair, relation, alpha), plane (u, v), region (group,
+    # kind)
     info: tuple[tuple[str, object], ...]
 
     def as_row(self) -> dict:
@@ -79,7 +81,8 @@ def _eval_sets(config: dict, section: dict, models) -> list[str]:
 
 
 def _score(*parts) -> float:
-    """A number in [0, 1) fixed by the parts alone (sha1): the coin that decides whether a group is studied."""
+    """A number in [0, 1) fixed by the parts alone (sha1): the coin that decides whether a group is
+    studied."""
     digest = hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()
     return int(digest[:13], 16) / 16**13
 
@@ -88,11 +91,17 @@ def _seed_order(config: dict) -> list[int]:
     return sorted(set(study.seeds(config)))
 
 
-def _combinations(sizes: tuple[int, ...], distinct_first_two: bool = False) -> list[tuple[int, ...]]:
-    """Tuples of seed ranks, those with a smaller highest rank first: adding a seed (a higher rank) only appends.
-    distinct_first_two: the first two ranks index seeds of one dataset, so they must differ (i < j)."""
-    combos = [c for c in itertools.product(*(range(n) for n in sizes))
-              if not distinct_first_two or c[0] < c[1]]
+def _combinations(
+    sizes: tuple[int, ...], distinct_first_two: bool = False
+) -> list[tuple[int, ...]]:
+    """Tuples of seed ranks, those with a smaller highest rank first: adding a seed (a higher rank)
+    only appends. distinct_first_two: the first two ranks index seeds of one dataset, so they must
+    differ (i < j)."""
+    combos = [
+        c
+        for c in itertools.product(*(range(n) for n in sizes))
+        if not distinct_first_two or c[0] < c[1]
+    ]
     return sorted(combos, key=lambda c: (max(c), c))
 
 
@@ -110,13 +119,14 @@ def candidate_pairs(config: dict, relation: str) -> list[tuple[str, str]]:
     models = study.finetuned_ids(config)
     if relation == "pretrained":
         return [(study.PRETRAINED, m) for m in models]
-    pairs = []
-    for a, b in itertools.combinations(models, 2):
-        da, db = _dataset(a), _dataset(b)
-        kind = "same_dataset" if da == db else _relation(config, da, db)
-        if kind == relation:
-            pairs.append((a, b))
-    return pairs
+    dataset = {m: _dataset(m) for m in models}
+    task = {d: study.task_of(config, d) for d in set(dataset.values())}
+
+    def kind(a: str, b: str) -> str:
+        da, db = dataset[a], dataset[b]
+        return "same_dataset" if da == db else "same_task" if task[da] == task[db] else "cross_task"
+
+    return [(a, b) for a, b in itertools.combinations(models, 2) if kind(a, b) == relation]
 
 
 def line_groups(config: dict, relation: str) -> list[tuple[str, ...]]:
@@ -124,7 +134,9 @@ def line_groups(config: dict, relation: str) -> list[tuple[str, ...]]:
     names = sorted(study.datasets(config))
     if relation in ("same_dataset", "pretrained"):
         return [(d,) for d in names]
-    return [(a, b) for a, b in itertools.combinations(names, 2) if _relation(config, a, b) == relation]
+    return [
+        (a, b) for a, b in itertools.combinations(names, 2) if _relation(config, a, b) == relation
+    ]
 
 
 def chosen_pairs(config: dict, relation: str) -> list[tuple[str, str]]:
@@ -139,12 +151,21 @@ def chosen_pairs(config: dict, relation: str) -> list[tuple[str, str]]:
             continue
         if relation == "same_dataset":
             combos = _combinations((len(seeds), len(seeds)), distinct_first_two=True)
-            pairs += [(model(group[0], seeds[i]), model(group[0], seeds[j])) for i, j in combos[:per_group]]
+            pairs += [
+                (model(group[0], seeds[i]), model(group[0], seeds[j]))
+                for i, j in combos[:per_group]
+            ]
         elif relation == "pretrained":
-            pairs += [(study.PRETRAINED, model(group[0], seeds[i])) for (i,) in _combinations((len(seeds),))[:per_group]]
+            pairs += [
+                (study.PRETRAINED, model(group[0], seeds[i]))
+                for (i,) in _combinations((len(seeds),))[:per_group]
+            ]
         else:
             combos = _combinations((len(seeds), len(seeds)))
-            pairs += [(model(group[0], seeds[i]), model(group[1], seeds[j])) for i, j in combos[:per_group]]
+            pairs += [
+                (model(group[0], seeds[i]), model(group[1], seeds[j]))
+                for i, j in combos[:per_group]
+            ]
     return pairs
 
 
@@ -156,21 +177,32 @@ def lines(config: dict) -> list[Point]:
     extrapolate = set(section.get("extrapolate", RELATIONS))
     points = []
     for relation in section.get("relations", list(RELATIONS)):
-        # beyond the ends only where it is studied: a point outside [0, 1] costs as much as one inside
+        # beyond the ends only where it is studied: a point outside [0, 1] costs as much as one
+        # inside
         kept = [a for a in alphas if relation in extrapolate or 0.0 <= a <= 1.0]
         for a, b in chosen_pairs(config, relation):
+            evals = _eval_sets(config, section, (a, b))
             for alpha in kept:
-                points.append(_point({a: 1.0 - alpha, b: alpha}, _eval_sets(config, section, (a, b)),
-                                     study="line", relation=relation, model_a=a, model_b=b, alpha=float(alpha)))
+                points.append(
+                    _point(
+                        {a: 1.0 - alpha, b: alpha},
+                        evals,
+                        study="line",
+                        relation=relation,
+                        model_a=a,
+                        model_b=b,
+                        alpha=float(alpha),
+                    )
+                )
     return points
 
 
 def plane_triples(config: dict, kind: str) -> list[tuple[str, str, str]]:
     """The studied planes' (origin, u-end, v-end) models.
 
-    same_task: two seeds of one dataset and a model of another dataset of its task; the group is the pair of
-    datasets, and which of the two gives the two seeds is a coin of the pair too. pretrained: the base and
-    models of two datasets of different tasks.
+    same_task: two seeds of one dataset and a model of another dataset of its task; the group is the
+    pair of datasets, and which of the two gives the two seeds is a coin of the pair too.
+    pretrained: the base and models of two datasets of different tasks.
     """
     section = config.get("interpolation", {}).get("planes", {})
     seeds, count = _seed_order(config), section.get("count", 1)
@@ -184,10 +216,16 @@ def plane_triples(config: dict, kind: str) -> list[tuple[str, str, str]]:
             if _score(seed, "plane-orientation", a, b) >= 0.5:
                 a, b = b, a
             combos = _combinations((len(seeds), len(seeds), len(seeds)), distinct_first_two=True)
-            triples += [(model(a, seeds[i]), model(a, seeds[j]), model(b, seeds[k])) for i, j, k in combos[:count]]
+            triples += [
+                (model(a, seeds[i]), model(a, seeds[j]), model(b, seeds[k]))
+                for i, j, k in combos[:count]
+            ]
         else:
             combos = _combinations((len(seeds), len(seeds)))
-            triples += [(study.PRETRAINED, model(a, seeds[i]), model(b, seeds[j])) for i, j in combos[:count]]
+            triples += [
+                (study.PRETRAINED, model(a, seeds[i]), model(b, seeds[j]))
+                for i, j in combos[:count]
+            ]
     return triples
 
 
@@ -200,18 +238,30 @@ def planes(config: dict) -> list[Point]:
     for kind in section.get("kinds", list(PLANE_KINDS)):
         for a, b, c in plane_triples(config, kind):
             plane = f"{kind}:{a}|{b}|{c}"
+            evals = _eval_sets(config, section, (a, b, c))
             for u, v in itertools.product(grid, grid):
-                points.append(_point({a: 1.0 - u - v, b: u, c: v}, _eval_sets(config, section, (a, b, c)),
-                                     study="plane", plane=plane, kind=kind, model_a=a, model_b=b, model_c=c,
-                                     u=float(u), v=float(v)))
+                points.append(
+                    _point(
+                        {a: 1.0 - u - v, b: u, c: v},
+                        evals,
+                        study="plane",
+                        plane=plane,
+                        kind=kind,
+                        model_a=a,
+                        model_b=b,
+                        model_c=c,
+                        u=float(u),
+                        v=float(v),
+                    )
+                )
     return points
 
 
 def region_points(config: dict) -> list[Point]:
     """Per group (a dataset's seeds, a task's models): the centroid and Dirichlet samples.
 
-    The samples come from a generator seeded by a hash of the group's members: they are the same in every
-    study that has this group with exactly these members."""
+    The samples come from a generator seeded by a hash of the group's members: they are the same in
+    every study that has this group with exactly these members."""
     section = config.get("region", {})
     if not section.get("enabled", True):
         return []
@@ -227,16 +277,46 @@ def region_points(config: dict) -> list[Point]:
             continue
         members = sorted(members)
         evals = sorted({_dataset(m) for m in members})
-        points.append(_point({m: 1.0 / len(members) for m in members}, evals,
-                             study="region", group=group, level=level, kind="centroid", sample=-1))
+        points.append(
+            _point(
+                {m: 1.0 / len(members) for m in members},
+                evals,
+                study="region",
+                group=group,
+                level=level,
+                kind="centroid",
+                sample=-1,
+            )
+        )
         key = int(_score(section.get("seed", 2), "region", group, *members) * 2**52)
         rng = np.random.default_rng(key)
-        weights = rng.dirichlet([section.get("concentration", 1.0)] * len(members), size=section.get("samples", 3))
+        weights = rng.dirichlet(
+            [section.get("concentration", 1.0)] * len(members), size=section.get("samples", 3)
+        )
         for i, w in enumerate(weights):
-            points.append(_point(dict(zip(members, w)), evals,
-                                 study="region", group=group, level=level, kind="sample", sample=i))
+            points.append(
+                _point(
+                    dict(zip(members, w)),
+                    evals,
+                    study="region",
+                    group=group,
+                    level=level,
+                    kind="sample",
+                    sample=i,
+                )
+            )
         for m in members:  # the members themselves, for "is the centre better than the edges?"
-            points.append(_point({m: 1.0}, evals, study="region", group=group, level=level, kind="member", sample=-1))
+            points.append(
+                _point(
+                    {m: 1.0},
+                    evals,
+                    study="region",
+                    group=group,
+                    level=level,
+                    kind="member",
+                    sample=-1,
+                )
+            )
     return points
 
 
@@ -258,8 +338,9 @@ def evaluations(config: dict) -> set[tuple[str, str]]:
 
 
 def group_name(row: dict) -> str:
-    """The job a traversal point is evaluated in: its relation's lines (or kind's planes) that start at one
-    dataset, or its region group. So the number of these jobs grows as the datasets, not as the lines."""
+    """The job a traversal point is evaluated in: its relation's lines (or kind's planes) that start
+    at one dataset, or its region group. So the number of these jobs grows as the datasets, not as
+    the lines."""
     kind = row.get("study")
     if kind in ("line", "plane"):
         ends = [row[k] for k in ("model_a", "model_b", "model_c") if row.get(k)]
