@@ -3,8 +3,14 @@ cached by content."""
 
 from pathlib import Path
 
-from weightspace import logs
-from weightspace.probe import evaluation
+from weightspace.startup import collector_paused
+
+# a job's imports leave long-lived objects only: no garbage collection among them
+with collector_paused():
+    import torch  # noqa: F401 (every evaluation job needs it: its cache keys name the precision)
+
+    from weightspace import logs
+    from weightspace.probe import evaluation
 
 logs.to_file(snakemake.log[0])
 base = Path(snakemake.input.base)  # the base folder, or its base.json

@@ -2,8 +2,12 @@
 
 from pathlib import Path
 
-from weightspace import logs
-from weightspace.train import finetune
+from weightspace.startup import collector_paused
+
+# a job's imports leave long-lived objects only: no garbage collection among them
+with collector_paused():
+    from weightspace import logs
+    from weightspace.train import finetune
 
 logs.to_file(snakemake.log[0], append=True)  # a retry after a time limit appends
 w = snakemake.wildcards

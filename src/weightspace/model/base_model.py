@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 from weightspace import WeightspaceError
+from weightspace.startup import collector_paused
 
 # Files a tokenizer needs; whichever of them a base folder has is copied.
 TOKENIZER_FILES = (
@@ -207,11 +208,12 @@ def base_info(base_dir: str | Path) -> dict:
 
 
 def load_tokenizer(base_dir: str | Path):
-    from transformers import AutoTokenizer
+    with collector_paused():  # the first call imports transformers
+        from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(
-        str(base_dir), trust_remote_code=base_info(base_dir)["trust_remote_code"]
-    )
+        return AutoTokenizer.from_pretrained(
+            str(base_dir), trust_remote_code=base_info(base_dir)["trust_remote_code"]
+        )
 
 
 def pad_id(tokenizer) -> int:
@@ -228,19 +230,20 @@ def load_classifier(base_dir: str | Path, num_labels: int, encoder_weights: dict
     the head and keeps the base's weights. The head's initialisation follows the global torch
     seed, so set it before calling.
     """
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
+    with collector_paused():  # imports the family's model code and builds the model
+        from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the new head is "missing" from the base by design
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(base_dir),
-            num_labels=num_labels,
-            trust_remote_code=base_info(base_dir)["trust_remote_code"],
-        )
-    finally:
-        hf_logging.set_verbosity(verbosity)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the new head is "missing" from the base by design
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(base_dir),
+                num_labels=num_labels,
+                trust_remote_code=base_info(base_dir)["trust_remote_code"],
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
     if encoder_weights is not None:
         load_encoder_state(model, encoder_weights)
     return model
@@ -252,11 +255,12 @@ def load_encoder(base_dir: str | Path, encoder_weights: dict | None = None):
 
     Features read its last hidden state; a pooler it may have is not part of the encoder and unused.
     """
-    from transformers import AutoModel
+    with collector_paused():  # imports the family's model code and builds the model
+        from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(
-        str(base_dir), trust_remote_code=base_info(base_dir)["trust_remote_code"]
-    )
+        model = AutoModel.from_pretrained(
+            str(base_dir), trust_remote_code=base_info(base_dir)["trust_remote_code"]
+        )
     if encoder_weights is not None:
         load_encoder_state(model, encoder_weights)
     return model
