@@ -33,8 +33,8 @@ def test_a_collector_switched_off_before_stays_off():
 
 
 def test_loading_the_base_runs_no_collection_and_leaves_the_collector_on(tmp_path):
-    """In a fresh process (as a job): importing transformers and building the packaged base's encoder
-    trigger no collection, and afterwards the collector runs again."""
+    """In a fresh process (as a job): importing transformers and building the packaged base's
+    encoder trigger no collection, and afterwards the collector runs again."""
     code = (
         "import gc, json, sys\n"
         "from weightspace.model import base_model\n"
