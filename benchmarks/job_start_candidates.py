@@ -2,13 +2,16 @@
 current way in fresh processes, and checked to change no computed number.
 
 Every heavy job (finetune, finetune_from, evaluate_model, evaluate_group) is a new Python process:
-Snakemake's preamble unpickles its `snakemake` object (importing snakemake), the script sets up
-logging (weightspace.logs.to_file), imports torch and transformers, and loads the base's tokenizer
-and encoder. Each variant below does exactly that, on the packaged base (all-MiniLM-L6-v2)
-materialised as the workflow does, changing one thing:
+Snakemake's preamble unpickles its `snakemake` object (importing snakemake), the script imports
+torch and weightspace and sets up logging (weightspace.logs.to_file), and base_model's loaders
+import transformers and load the base's tokenizer and encoder. Each variant below does exactly
+that, on the packaged base (all-MiniLM-L6-v2) materialised as the workflow does, changing one
+thing:
 
-  current          as the code does now: base_model.load_tokenizer, base_model.load_encoder
-                   (AutoTokenizer / AutoModel.from_pretrained)
+  current          as the jobs do now: the cyclic garbage collector paused (weightspace.startup.
+                   collector_paused) around the script's imports and in the loaders, which call
+                   AutoTokenizer / AutoModel.from_pretrained
+  no-pause         the same with the collector running throughout (the way before the pause)
   direct-class     BertTokenizer / BertModel imported from their modules, not through Auto*
   env-switches     TRANSFORMERS_NO_ADVISORY_WARNINGS, TRANSFORMERS_VERBOSITY=error,
                    TORCHDYNAMO_DISABLE, HF_HUB_DISABLE_TELEMETRY set
@@ -16,8 +19,6 @@ materialised as the workflow does, changing one thing:
   build+safetens   AutoModel.from_config under transformers.initialization.no_init_weights, then
                    safetensors.torch.load_file + load_state_dict(strict=True, assign=True), eval()
   tokenizer-fast   PreTrainedTokenizerFast.from_pretrained with BERT's model_input_names
-  gc-off           gc.disable() first thing after the preamble; gc.freeze() + gc.enable() once the
-                   model is loaded (the import-time objects leave the collector's generations)
   scan-once        transformers 5.23.0 scans its ~1,600 model files for __all__ twice per process
                    (transformers/__init__ and transformers/models/__init__; the per-folder
                    lru_cache holds 128 of ~550 folders, so the second scan misses everything): an
@@ -25,8 +26,7 @@ materialised as the workflow does, changing one thing:
   scan-cache       the same hook, caching define_import_structure's result for the models folder
                    on disk (keyed by version, path, the folder's and its __init__'s stat), so no
                    process scans
-  gc+scan-once     gc-off and scan-once together (no state on disk)
-  all              gc-off, scan-cache, build+safetens and tokenizer-fast together
+  all              scan-cache, build+safetens and tokenizer-fast together
   finetune-current current, then what a few-shot fine-tune does next (finetune.subsample: sklearn's
                    train_test_split, stratified, 64 rows); the baseline of:
   numpy-subsample  the same rows drawn by SPLIT, sklearn's algorithm in numpy (no sklearn import,
@@ -36,8 +36,11 @@ The hooks patch transformers only where its version is the pinned 5.23.0, and le
 any error. Runs are interleaved (every round runs every variant, in a rotated order) after one
 uncounted warm-up each (page cache, the scan cache). Prints the CPU, each variant's min and median
 seconds from process start to a loaded encoder and tokenizer, the saving and ratio against
-`current` from the same rounds, the medians of the phases, peak RSS, and whether everything it
-computes is bitwise the current way's: the encoder's parameters and buffers, its last hidden state
+`current` from the same rounds, the medians of the phases (preamble, torch, transformers with its
+Auto names, tokenizer, the BERT module's code, model load, subsample), the median CPU seconds
+(user + system, steadier than wall time where other work shares the machine; the phase medians
+also tell a real saving from noise), peak RSS, and whether everything it computes is bitwise the
+current way's: the encoder's parameters and buffers, its last hidden state
 on a batch (one thread), token ids of every text (single and paired, max_length 128 and 32),
 transformers' lazy import tables, and eval mode / attention implementation. --classifier also
 checks that build+safetens reproduces load_classifier's seeded head and the RNG state after it.
@@ -146,52 +149,56 @@ spec, base, log = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 t = {"start": float(sys.argv[4])}
 import snakemake.iocontainers  # what the `script:` preamble's unpickling imports
 t["preamble"] = time.time()
-if spec["gc"]:
-    import gc
-    gc.disable()
 if spec["hook"]:
     hook = {}
     exec(spec["hook_source"], hook)
     hook["install"](spec["hook"], spec["cache_dir"])
-from weightspace import logs
-logs.to_file(log)
-from weightspace.model import base_model
-import torch
+from contextlib import nullcontext
+if spec["pause"]:
+    from weightspace.startup import collector_paused as pause
+else:
+    pause = nullcontext
+with pause():  # the rule script's imports
+    import torch
+    from weightspace import logs
+    from weightspace.model import base_model
 t["torch"] = time.time()
-import transformers
-from transformers import AutoModel, AutoTokenizer  # noqa: F401 (what the current way resolves)
+logs.to_file(log)
+trust = base_model.base_info(base)["trust_remote_code"]
+with pause():  # base_model.load_tokenizer's import of transformers
+    import transformers
+    from transformers import AutoModel, AutoTokenizer
 t["transformers"] = time.time()
-if spec["tokenizer"] == "current":
-    tokenizer = base_model.load_tokenizer(base)
-elif spec["tokenizer"] == "direct":
-    from transformers.models.bert.tokenization_bert import BertTokenizer
-    tokenizer = BertTokenizer.from_pretrained(base)
-else:
-    from transformers import PreTrainedTokenizerFast
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(
-        base, model_input_names=["input_ids", "token_type_ids", "attention_mask"]
-    )
+with pause():  # base_model.load_tokenizer
+    if spec["tokenizer"] == "current":
+        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust)
+    elif spec["tokenizer"] == "direct":
+        from transformers.models.bert.tokenization_bert import BertTokenizer
+        tokenizer = BertTokenizer.from_pretrained(base)
+    else:
+        from transformers import PreTrainedTokenizerFast
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(
+            base, model_input_names=["input_ids", "token_type_ids", "attention_mask"]
+        )
 t["tokenizer"] = time.time()
-import transformers.models.bert.modeling_bert  # the family's code, which every variant imports
-t["model code"] = time.time()
-if spec["model"] == "current":
-    model = base_model.load_encoder(base)
-elif spec["model"] == "direct":
-    from transformers.models.bert.modeling_bert import BertModel
-    model = BertModel.from_pretrained(base)
-else:
-    from safetensors.torch import load_file
-    from transformers import AutoConfig
-    from transformers.initialization import no_init_weights
-    config = AutoConfig.from_pretrained(base)
-    with no_init_weights():
-        model = AutoModel.from_config(config)
-    weights = load_file(os.path.join(base, "model.safetensors"))
-    model.load_state_dict(weights, strict=True, assign=True)
-    model.eval()
-if spec["gc"]:
-    gc.freeze()
-    gc.enable()
+with pause():  # base_model.load_encoder: the family's code (every variant imports it), the model
+    import transformers.models.bert.modeling_bert
+    t["model code"] = time.time()
+    if spec["model"] == "current":
+        model = AutoModel.from_pretrained(base, trust_remote_code=trust)
+    elif spec["model"] == "direct":
+        from transformers.models.bert.modeling_bert import BertModel
+        model = BertModel.from_pretrained(base)
+    else:
+        from safetensors.torch import load_file
+        from transformers import AutoConfig
+        from transformers.initialization import no_init_weights
+        config = AutoConfig.from_pretrained(base)
+        with no_init_weights():
+            model = AutoModel.from_config(config)
+        weights = load_file(os.path.join(base, "model.safetensors"))
+        model.load_state_dict(weights, strict=True, assign=True)
+        model.eval()
 t["model"] = time.time()
 if spec["subsample"]:  # what a few-shot fine-tune does next: finetune.subsample, its training rows
     import pandas as pd
@@ -205,6 +212,8 @@ if spec["subsample"]:  # what a few-shot fine-tune does next: finetune.subsample
         exec(spec["split_source"], split)
         subset = frame.iloc[split["train_positions"](len(frame), 64, 3, frame["label"].to_numpy())]
 t["subsample"] = time.time()
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu_seconds = usage.ru_utime + usage.ru_stime
 
 # ---- what the start computed, for the bitwise check (not timed)
 import hashlib
@@ -240,7 +249,7 @@ check = {
 if spec["subsample"]:
     check["subset"] = digest(subset.index.tolist(), subset["text"].tolist())
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"stamps": t, "check": check, "max_rss_mb": rss}))
+print(json.dumps({"stamps": t, "check": check, "max_rss_mb": rss, "cpu": cpu_seconds}))
 """
 
 CLASSIFIER_CHECK = r"""
@@ -314,7 +323,7 @@ def train_positions(n, size, seed, labels=None):
 """
 
 CURRENT = {
-    "gc": False,
+    "pause": True,
     "hook": None,
     "tokenizer": "current",
     "model": "current",
@@ -323,6 +332,7 @@ CURRENT = {
 }
 VARIANTS = {
     "current": {},
+    "no-pause": {"pause": False},
     "direct-class": {"tokenizer": "direct", "model": "direct"},
     "env-switches": {
         "env": {
@@ -335,11 +345,9 @@ VARIANTS = {
     "sync-load": {"env": {"HF_DEACTIVATE_ASYNC_LOAD": "1"}},
     "build+safetens": {"model": "fast"},
     "tokenizer-fast": {"tokenizer": "fast"},
-    "gc-off": {"gc": True},
     "scan-once": {"hook": "once"},
     "scan-cache": {"hook": "disk"},
-    "gc+scan-once": {"gc": True, "hook": "once"},
-    "all": {"gc": True, "hook": "disk", "tokenizer": "fast", "model": "fast"},
+    "all": {"hook": "disk", "tokenizer": "fast", "model": "fast"},
     # a few-shot fine-tune's start: current, then its training subset drawn (compared with this)
     "finetune-current": {"subsample": "sklearn"},
     "numpy-subsample": {"subsample": "numpy"},
@@ -415,6 +423,7 @@ def one_start(name: str, base: Path, work: Path) -> dict:
         "phases": phases,
         "total": stamps["subsample"] - stamps["start"],
         "check": result["check"],
+        "cpu": result["cpu"],
         "rss": result["max_rss_mb"],
     }
 
@@ -503,6 +512,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     names = ["current"] + [v for v in args.variants.split(",") if v and v != "current"]
+    for variant, baseline in BASELINE.items():
+        if variant in names and baseline not in names:
+            names.insert(names.index(variant), baseline)
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
@@ -555,7 +567,7 @@ def main() -> None:
     print(
         f"{'variant':16s} {'min':>6s} {'median':>7s} {'saves(min/med)':>15s} {'ratio':>6s}  "
         + " ".join(f"{p.replace('model code', 'code')[:8]:>8s}" for p in PHASES)
-        + f" {'RSS MB':>7s}  bitwise"
+        + f" {'CPU s':>6s} {'saves':>6s} {'RSS MB':>7s}  bitwise"
     )
     for name in names:
         baseline = BASELINE.get(name, "current") if BASELINE.get(name) in runs else "current"
@@ -563,6 +575,8 @@ def main() -> None:
         ref_med = statistics.median(x["total"] for x in runs[baseline])
         totals = [x["total"] for x in runs[name]]
         lo, med = min(totals), statistics.median(totals)
+        cpu = statistics.median(x["cpu"] for x in runs[name])
+        ref_cpu = statistics.median(x["cpu"] for x in runs[baseline])
         phases = [statistics.median(x["phases"][p] for x in runs[name]) for p in PHASES]
         checks = [x["check"] for x in runs[name]]
         differs = sorted({k for c in checks for k in c if c[k] != reference[k]})
@@ -570,12 +584,15 @@ def main() -> None:
             f"{name:16s} {lo:6.2f} {med:7.2f} {ref_min - lo:+7.2f}/{ref_med - med:+6.2f} "
             f"{med / ref_med:6.2f}  "
             + " ".join(f"{p:8.2f}" for p in phases)
+            + f" {cpu:6.2f} {ref_cpu - cpu:+6.2f}"
             + f" {statistics.median(x['rss'] for x in runs[name]):7.0f}  "
             + ("identical" if not differs else "DIFFERS: " + ", ".join(differs))
         )
     print(
         "saves: the baseline's min - the variant's min / the baseline's median - the variant's "
-        "median (s); ratio: the variant's median / the baseline's; baseline: current, for "
+        "median (s); ratio: the variant's median / the baseline's; CPU s: the process's median "
+        "user + system seconds (steadier than wall time on a shared machine), saves: the "
+        "baseline's median - the variant's; baseline: current, for "
         + ", ".join(f"{k}: {v}" for k, v in BASELINE.items())
     )
 
