@@ -40,13 +40,14 @@ seconds from process start to a loaded encoder and tokenizer, the saving and rat
 Auto names, tokenizer, the BERT module's code, model load, subsample), the median CPU seconds
 (user + system, steadier than wall time where other work shares the machine; the phase medians
 also tell a real saving from noise), peak RSS, and whether everything it computes is bitwise the
-current way's: the encoder's parameters and buffers, its last hidden state
-on a batch (one thread), token ids of every text (single and paired, max_length 128 and 32),
-transformers' lazy import tables, and eval mode / attention implementation. --classifier also
-checks that build+safetens reproduces load_classifier's seeded head and the RNG state after it.
+current way's: the encoder's parameters and buffers, its last hidden state on a batch (one
+thread), token ids of every text (single and paired, max_length 128 and 32), transformers' lazy
+import tables, and eval mode / attention implementation. --classifier also checks that
+build+safetens reproduces load_classifier's seeded head and the RNG state after it.
 
-    .venv/bin/python benchmarks/job_start_candidates.py [--repeats 5] [--variants current,gc-off]
-        [--texts data/train.parquet] [--classifier] [--split-check 2000]
+    .venv/bin/python benchmarks/job_start_candidates.py [--repeats 5]
+        [--variants no-pause,scan-once] [--texts data/train.parquet] [--classifier]
+        [--split-check 2000]
 """
 
 from __future__ import annotations
