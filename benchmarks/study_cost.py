@@ -117,7 +117,7 @@ def measure(config: dict, dataset: str, threads: int, steps: int, work: Path) ->
         "train_examples_per_second": metrics["examples_per_second"],
         "encode_examples_per_second": evaluator.stats["examples_encoded"] / encode_seconds,
         "precision": metrics["precision"],
-        "probe_dtype": evaluator.dtype,
+        "probe_dtype": evaluator.encoder.dtype,
         "encoder_parameters": int(info["encoder_parameters"]),
         "hidden": int(hidden),
     }
