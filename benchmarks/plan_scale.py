@@ -2,11 +2,11 @@
 
 Writes a large study's config: config.yaml with its datasets (its packaged builtins) repeated under
 new names (rotten_tomatoes_017: same builtin, same task) up to --datasets, and --seeds seeds; the
-originals keep their names, so fusion's targets stay those of config.yaml. Its stages are
-config.yaml's (lines and regions off, the probe on each model's own task); --full lays
-configs/default-full.yaml over it (lines, regions, the full probe matrix), as
-`--configfile config.yaml configs/default-full.yaml` does. --source registry repeats every builtin
-of weightspace.data.registry (with its default task) instead of config.yaml's six. Then it times:
+originals keep their names. Its stages are config.yaml's (since 2026-12-07 every stage: lines,
+planes, regions, the full probe matrix, fusion on every target; before, the 106 x 5 figures of
+README/issue 24 were taken with a `--full` overlay that turned them on). --source registry repeats
+every builtin of weightspace.data.registry (with its default task) instead of config.yaml's
+datasets. Then it times:
 
   in-process    the start-up work of rules/common.smk on the config, each step alone: the schema
                 validation (Snakemake's validate), study.check, claim_design.warnings and
@@ -17,12 +17,12 @@ of weightspace.data.registry (with its default task) instead of config.yaml's si
   snakemake -n  `snakemake -n --quiet rules --configfile <it> --directory <an empty folder>`, the
                 whole process
 
-each --repeats times (min and median), and the same for the baseline, config.yaml itself (the 6 x 3
+each --repeats times (min and median), and the same for the baseline, config.yaml itself (the 8 x 2
 default), in the same run: the ratio says what a study of this size costs over the default. -n
 minus -l is the DAG: Snakemake's job graph, the input functions of rules/*.smk, the dry-run
 listing. Names the CPU. Not a timed test: run by hand.
 
-    .venv/bin/python benchmarks/plan_scale.py [--datasets 106] [--seeds 5] [--full] [--repeats 3]
+    .venv/bin/python benchmarks/plan_scale.py [--datasets 106] [--seeds 5] [--repeats 3]
         [--source config|registry] [--write PATH]   (--write: only write the config)
 
 To check that a change to the planning leaves every job as it was, dump the jobs of a dry run (one
@@ -55,14 +55,9 @@ import yaml  # noqa: E402
 from weightspace import hardware, study  # noqa: E402
 
 
-def study_config(datasets: int, seeds: int, full: bool = False, source: str = "config") -> dict:
+def study_config(datasets: int, seeds: int, source: str = "config") -> dict:
     """config.yaml with `datasets` datasets (its builtins repeated, renamed) and `seeds` seeds."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    if full:
-        for key, section in yaml.safe_load(
-            (REPO / "configs" / "default-full.yaml").read_text()
-        ).items():
-            config[key].update(section)
     if source == "registry":
         from weightspace.data import registry
 
@@ -228,9 +223,6 @@ def main() -> None:
     )
     parser.add_argument("--datasets", type=int, default=106)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument(
-        "--full", action="store_true", help="lay configs/default-full.yaml over config.yaml"
-    )
     parser.add_argument("--source", choices=("config", "registry"), default="config")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", type=Path, help="only write the config to this file")
@@ -244,14 +236,14 @@ def main() -> None:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
-    config = study_config(args.datasets, args.seeds, args.full, args.source)
+    config = study_config(args.datasets, args.seeds, args.source)
     if args.write:
         args.write.write_text(yaml.safe_dump(config, sort_keys=False))
         print(f"wrote {args.write}: {args.datasets} datasets x {args.seeds} seeds")
         return
 
     print(f"CPU: {hardware.cpu_name()} ({os.cpu_count()} cores)")
-    stages = "config.yaml + configs/default-full.yaml" if args.full else "config.yaml"
+    stages = "config.yaml"
     baseline = yaml.safe_load((REPO / "config.yaml").read_text())
     print(
         f"study: {args.datasets} datasets x {args.seeds} seeds, the stages of {stages}; "

@@ -54,24 +54,6 @@ REPORT_PAGES = {
         "Probe",
         "probe_matrix.rst",
     ),
-    "lines": (
-        rules.interpolation_summary.output.lines,
-        "Interpolation lines",
-        "Interpolation",
-        "lines.rst",
-    ),
-    "planes": (
-        rules.interpolation_summary.output.planes,
-        "Planes through three models",
-        "Interpolation",
-        "planes.rst",
-    ),
-    "region": (
-        rules.interpolation_summary.output.region,
-        "Inside the regions",
-        "Interpolation",
-        "region.rst",
-    ),
     "datasets": (rules.study_tables.output.datasets, "Datasets", "Setup", "datasets.rst"),
     "finetune_metrics": (
         rules.study_tables.output.finetune,
@@ -81,6 +63,35 @@ REPORT_PAGES = {
     ),
     "config": (rules.study_tables.output.config, "The run's configuration", "Setup", "config.rst"),
 }
+# the traversal studies' tables, where their study is on (study name -> page)
+TRAVERSAL_PAGES = {
+    "line": {
+        "lines": (
+            rules.interpolation_summary.output.lines,
+            "Interpolation lines",
+            "Interpolation",
+            "lines.rst",
+        )
+    },
+    "plane": {
+        "planes": (
+            rules.interpolation_summary.output.planes,
+            "Planes through three models",
+            "Interpolation",
+            "planes.rst",
+        )
+    },
+    "region": {
+        "region": (
+            rules.interpolation_summary.output.region,
+            "Inside the regions",
+            "Interpolation",
+            "region.rst",
+        )
+    },
+}
+for study_name in sorted(PLAN.traversal_studies()):
+    REPORT_PAGES.update(TRAVERSAL_PAGES[study_name])
 if PLAN.fusion_runs:
     REPORT_PAGES.update(
         {
@@ -144,7 +155,9 @@ rule summary:
         tsne_table=f"{RESULTS}/geometry/tsne.csv",
         heatmap=f"{RESULTS}/figures/distance_heatmap.png",
         probe=f"{RESULTS}/figures/probe_loss_heatmap.png",
-        interpolation=rules.interpolation_summary.output.line_figure,
+        interpolation=traversal_figure("line_figure"),
+        planes=traversal_figure("plane_figure"),
+        region=traversal_figure("region_figure"),
         fusion=rules.fusion_summary.output.figure if PLAN.fusion_runs else [],
         stage_times=f"{RESULTS}/tables/stage_times.csv",
     output:

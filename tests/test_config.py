@@ -511,7 +511,9 @@ def default() -> dict:
 
 def test_task_scope_probes_a_finetuned_model_on_its_own_tasks_datasets_only():
     config = default()
-    assert config["probe"]["scope"] == "task"
+    assert config["probe"]["scope"] == "all"  # the default: the full matrix
+    config["probe"]["scope"] = "task"
+    config["interpolation"]["enabled"] = config["region"]["enabled"] = False  # their reads aside
     plan = {m: list(d) for m, d in study_plan.build(config).probed.items()}
     names = study.datasets(config)
     assert plan[study.PRETRAINED] == names  # every probe's baseline
@@ -537,6 +539,7 @@ def test_all_scope_probes_every_finetuned_model_on_every_dataset():
 
 def test_task_scope_still_probes_a_line_end_on_the_datasets_its_line_reads():
     config = default()
+    config["probe"]["scope"] = "task"
     config["interpolation"]["enabled"] = True
     config["interpolation"]["fraction"]["cross_task"] = (
         1.0  # every pair of datasets of different tasks
@@ -552,10 +555,12 @@ def test_task_scope_still_probes_a_line_end_on_the_datasets_its_line_reads():
     assert all(d in plan[m] for m, d in needed)
 
 
-def test_task_scope_encodes_a_third_of_the_finetuned_models_pairs():
-    """The cost estimate counts what the plan probes: with 3 tasks of 2 datasets, 2 of 6 datasets a
-    model."""
+def test_task_scope_encodes_only_the_finetuned_models_own_tasks_pairs():
+    """The cost estimate counts what the plan probes: with tasks of 4, 2 and 2 datasets, a model
+    of a 4-dataset task is probed on 4 of 8, the others on 2 of 8."""
     config = default()
+    config["probe"]["scope"] = "task"
+    config["interpolation"]["enabled"] = config["region"]["enabled"] = False  # their reads aside
     sizes = {d: (1000, 1000) for d in study.datasets(config)}
     args = dict(
         train_examples_per_second=10.0,
@@ -567,8 +572,10 @@ def test_task_scope_encodes_a_third_of_the_finetuned_models_pairs():
     task = cost.estimate(config, study_plan.build(config), sizes, **args)
     config["probe"]["scope"] = "all"
     full = cost.estimate(config, study_plan.build(config), sizes, **args)
-    finetuned = len(study.finetuned_ids(config))
-    assert full["probe_pairs"] - task["probe_pairs"] == finetuned * (6 - 2)
+    tasks = [study.task_of(config, d) for d in study.datasets(config)]
+    assert sorted(tasks.count(t) for t in set(tasks)) == [2, 2, 4]
+    off_task = sum(len(tasks) - tasks.count(t) for t in tasks)  # per seed: 4 x 4 + 4 x 6
+    assert full["probe_pairs"] - task["probe_pairs"] == off_task * len(study.seeds(config))
 
 
 def test_validation_at_the_end_with_early_stopping_is_refused_before_any_job():

@@ -3,13 +3,15 @@ as models + datasets (not their product) and that plans in seconds."""
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO
-from tiny_study import planned_jobs
+from tiny_study import dry_run_jobs, planned_jobs
 from weightspace import study
 from weightspace.plan import fusion
 
@@ -37,17 +39,42 @@ def test_default_study_has_at_most_150_jobs(tmp_path):
     assert jobs.get("evaluate_group", 0) <= 4 * len(config["datasets"]) + 3
 
 
-def test_the_full_default_overlay_has_at_most_150_jobs(tmp_path):
-    """configs/default-full.yaml turns the lines, the regions and the full probe matrix back on."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    for section, values in yaml.safe_load(
-        (REPO / "configs" / "default-full.yaml").read_text()
-    ).items():
-        config[section].update(values)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+def test_the_default_dag_runs_every_stage_and_draws_every_figure(tmp_path):
+    """The default is the whole mission: every rule of the workflow has a job in its DAG (lines,
+    planes, regions, the full probe matrix and fusion included), and the summary reads every
+    figure."""
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     jobs = planned_jobs(tmp_path)
-    assert sum(jobs.values()) <= MAX_DEFAULT_JOBS, jobs
-    assert jobs["evaluate_group"] > 0 and jobs["interpolation_summary"] == 1, jobs
+    rules = set()
+    for path in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]:
+        rules |= set(re.findall(r"^rule (\w+):", path.read_text(), flags=re.M))
+    assert rules and rules <= set(jobs), sorted(rules - set(jobs))
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    # the full probe matrix: one evaluation job per stored model, each on every dataset
+    assert config["probe"]["scope"] == "all"
+    jobs_of = {job["rule"]: job for job in dry_run_jobs(tmp_path)}
+    figures = {Path(f).name for f in jobs_of["summary"]["input"] if f.endswith(".png")}
+    assert figures == {
+        "tsne.png",
+        "distance_heatmap.png",
+        "probe_loss_heatmap.png",
+        "interpolation.png",
+        "planes.png",
+        "region.png",
+        "fusion.png",
+    }
+
+
+def test_a_stage_that_is_off_draws_no_figure(tmp_path):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["interpolation"]["planes"]["enabled"] = False
+    config["region"]["enabled"] = False
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs_of = {job["rule"]: job for job in dry_run_jobs(tmp_path)}
+    drawn = {Path(f).name for f in jobs_of["interpolation_summary"]["output"] if f.endswith(".png")}
+    assert drawn == {"interpolation.png"}
+    read = {Path(f).name for f in jobs_of["summary"]["input"] if f.endswith(".png")}
+    assert "planes.png" not in read and "region.png" not in read and "interpolation.png" in read
 
 
 def paper_config(n_datasets: int, seeds: int = 5) -> dict:

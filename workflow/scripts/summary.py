@@ -20,5 +20,9 @@ summary.write(
     probe_matrix=i.probe_matrix,
     stage_times=i.stage_times,
     tsne_table=i.tsne_table,
-    figures={k: i[k] for k in ("tsne", "heatmap", "probe", "interpolation", "fusion") if i[k]},
+    figures={
+        k: i[k]
+        for k in ("tsne", "heatmap", "probe", "interpolation", "planes", "region", "fusion")
+        if i[k]
+    },
 )

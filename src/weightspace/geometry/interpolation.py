@@ -573,7 +573,8 @@ def pretrained_losses(probe_files) -> dict[str, list]:
 
 
 def write(points, probe_files, out: dict, n_boot: int = N_BOOT, seed: int = 0) -> None:
-    """Rule entry: lines/planes/region CSVs, the claims and three figures."""
+    """Rule entry: lines/planes/region CSVs, the claims, and the figures ``out`` names (a study that
+    is off has no figure to draw)."""
     frame = evaluated(points, probe_files)
     lines, planes, region = line_table(frame), plane_table(frame), region_table(frame)
     lines_with_losses = line_table(frame, losses=True)
@@ -588,6 +589,9 @@ def write(points, probe_files, out: dict, n_boot: int = N_BOOT, seed: int = 0) -
     write_csv(out["planes"], planes)
     write_csv(out["region"], region)
     write_csv(out["claims"], found)
-    save_figure(line_figure(lines_with_losses, n_boot), out["line_figure"])
-    save_figure(plane_figure(planes), out["plane_figure"])
-    save_figure(region_figure(region), out["region_figure"])
+    if "line_figure" in out:
+        save_figure(line_figure(lines_with_losses, n_boot), out["line_figure"])
+    if "plane_figure" in out:
+        save_figure(plane_figure(planes), out["plane_figure"])
+    if "region_figure" in out:
+        save_figure(region_figure(region), out["region_figure"])

@@ -96,6 +96,11 @@ class StudyPlan:
         """Stored models that are traversal points themselves (line ends, region members)."""
         return sorted({p.model_id for p in self.points if p.model_id not in self.mixes})
 
+    def traversal_studies(self) -> frozenset[str]:
+        """The traversal studies that have points ('line', 'plane', 'region'): each draws a figure,
+        a study that is off or empty draws none."""
+        return frozenset(p.as_row()["study"] for p in self.points)
+
     def evaluations(self) -> set[tuple[str, str]]:
         """(model id, dataset) pairs whose probe results the traversal studies read."""
         return {(p.model_id, d) for p in self.points for d in p.eval_datasets}

@@ -221,6 +221,80 @@ def projection_note(tsne_path) -> str:
     )
 
 
+# the figures of the first screen, in the paper's order (figure key -> caption)
+FIRST_SCREEN_FIGURES = (
+    ("tsne", "t-SNE of the fine-tuned weights"),
+    ("interpolation", "Lines between models, with extrapolation beyond their ends"),
+    ("probe", "Probe loss minus the pretrained model's, every model on every dataset"),
+    ("fusion", "Fusion: the fused start against the pretrained start, per target"),
+)
+
+# stages a config can leave out: (what, whether this config has it, the key that turns it on)
+STAGES = (
+    (
+        "lines and extrapolation",
+        lambda c: c.get("interpolation", {}).get("enabled", True),
+        "`interpolation.enabled: true`",
+    ),
+    (
+        "planes",
+        lambda c: (
+            c.get("interpolation", {}).get("enabled", True)
+            and c.get("interpolation", {}).get("planes", {}).get("enabled", True)
+        ),
+        "`interpolation.enabled: true` and `interpolation.planes.enabled: true`",
+    ),
+    (
+        "regions (Dirichlet samples and centroids)",
+        lambda c: c.get("region", {}).get("enabled", True),
+        "`region.enabled: true`",
+    ),
+    (
+        "the full probe matrix (every model on every dataset)",
+        lambda c: c.get("probe", {}).get("scope", "all") == "all",
+        "`probe.scope: all`",
+    ),
+    ("fusion", lambda c: c.get("fusion", {}).get("enabled", True), "`fusion.enabled: true`"),
+)
+
+
+def stages_off(config: dict) -> str:
+    """A line per stage this config leaves out, with the key that turns it on; '' when none."""
+    off = [(what, key) for what, is_on, key in STAGES if not is_on(config)]
+    if not off:
+        return ""
+    return (
+        "**Not in this study:** "
+        + "; ".join(f"{what} (off: {key} turns it on)" for what, key in off)
+        + ". A stage that is off draws no figure and makes no claim.\n\n"
+    )
+
+
+def first_screen(frames: list[pd.DataFrame], figures: dict, root: Path) -> str:
+    """The paper's claims, one row each with the paper's figure or table, this run's effect,
+    interval and verdict; then the headline figures of this run."""
+    found = [f for f in frames if not f.empty]
+    claims = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+    if not claims.empty and "headline" in claims.columns:
+        claims = claims[claims["headline"].fillna(False).astype(bool)]
+    text = "## The paper's claims in this run\n\n"
+    if claims.empty:
+        text += "No headline claim in this study.\n\n"
+    else:
+        view = claims_view(claims)
+        text += (
+            markdown_table(
+                view[["family", "claim", "paper", "effect", "95% interval", "p", "verdict"]]
+            )
+            + "\nThe sections below give each claim's unit, floor, Holm threshold and notes.\n"
+        )
+    for key, caption in FIRST_SCREEN_FIGURES:
+        path = figures.get(key)
+        if path and Path(path).exists():
+            text += f"\n![{caption}]({os.path.relpath(path, root)})\n"
+    return text + "\n"
+
+
 def verdict_counts(frames: list[pd.DataFrame]) -> str:
     """How many headline claims hold, do not hold, are inconclusive or not testable; descriptions
     are counted apart."""
@@ -236,7 +310,7 @@ def verdict_counts(frames: list[pd.DataFrame]) -> str:
     )
 
 
-def probe_section(matrix_path, figure: str | None, root: Path) -> str:
+def probe_section(matrix_path) -> str:
     """Per dataset: the chosen L2, the label-prior loss, the pretrained model's loss and the
     dataset's own models'."""
     matrix = pd.read_csv(matrix_path)
@@ -272,11 +346,6 @@ def probe_section(matrix_path, figure: str | None, root: Path) -> str:
         "label frequencies (the label prior) and the pretrained model's loss.\n\n"
         + markdown_table(pd.DataFrame(rows))
     )
-    if figure:
-        text += (
-            "\n![Probe loss minus the pretrained model's, model × dataset]"
-            f"({os.path.relpath(figure, root)})\n"
-        )
     return text + "\n"
 
 
@@ -315,18 +384,17 @@ def write(
     )
     fused = pd.read_csv(fusion_claims) if fusion_claims else pd.DataFrame()
     page = f"# weightspace summary\n\nWhat this run found, claim by claim, next to {PAPER}.\n\n"
-    page += "**How a verdict is decided.** " + VERDICT_RULE + "\n\n"
     page += "**This run:** " + verdict_counts([geometry, lines, fused]) + "\n\n"
+    page += stages_off(config)
+    page += first_screen([geometry, lines, fused], figures, root)
+    page += "**How a verdict is decided.** " + VERDICT_RULE + "\n\n"
     page += setup_section(config, metas, base_description) + "\n"
     page += finetune_section(metrics) + "\n"
     if not geometry.empty:
         page += claims_section(
             "Weight geometry: clusters by dataset and task",
             geometry,
-            [
-                ("t-SNE of the fine-tuned weights", figures.get("tsne", "")),
-                ("Pairwise distances", figures.get("heatmap", "")),
-            ],
+            [("Pairwise distances", figures.get("heatmap", ""))],  # the t-SNE: first screen
             root,
             "Dataset claims: models reassigned to datasets within their task (the unit where a "
             "dataset label was assigned; a task structure alone cannot make them hold). Task "
@@ -335,18 +403,21 @@ def write(
             after_table=projection_note(tsne_table) if tsne_table else "",
         )
     if probe_matrix:
-        page += probe_section(probe_matrix, figures.get("probe"), root)
+        page += probe_section(probe_matrix)
     if interpolation_claims and not traversal_on:
         page += (
             "## Lines, the edge of the region, and its centre\n\nNot in this study: "
-            "`interpolation.enabled` and `region.enabled` are false (the 30-minute default leaves "
-            "them out; `--configfile config.yaml configs/default-full.yaml` adds them to it).\n\n"
+            "`interpolation.enabled` and `region.enabled` are false (set them to true in the "
+            "config to add the lines, planes and regions).\n\n"
         )
     elif interpolation_claims:
         page += claims_section(
             "Lines, the edge of the region, and its centre",
             lines,
-            [("Interpolation lines", figures.get("interpolation", ""))],
+            [
+                ("A plane through three models", figures.get("planes", "")),
+                ("Inside the regions: samples and centroids", figures.get("region", "")),
+            ],  # the lines' figure: first screen
             root,
             "Paired over the same test examples (per-example probe losses).",
         )
@@ -354,7 +425,7 @@ def write(
         page += claims_section(
             "Fusion: the fused start against the pretrained start",
             fused,
-            [("Fusion gains", figures.get("fusion", ""))],
+            [],  # its figure: first screen
             root,
             "Paired over targets × seeds; few-shot sizes are rows of their own; ties are not wins.",
         )
