@@ -8,9 +8,11 @@ import transformers and load the base's tokenizer and encoder. Each variant belo
 that, on the packaged base (all-MiniLM-L6-v2) materialised as the workflow does, changing one
 thing:
 
-  current          as the jobs do now: the cyclic garbage collector paused (weightspace.startup.
-                   collector_paused) around the script's imports and in the loaders, which call
-                   AutoTokenizer / AutoModel.from_pretrained
+  current          as the jobs did before scan-once and numpy-subsample were adopted: the cyclic
+                   garbage collector paused (weightspace.startup.collector_paused) around the
+                   script's imports and in the loaders, which call AutoTokenizer / AutoModel.
+                   from_pretrained (the jobs now also do scan-once, and a few-shot fine-tune
+                   numpy-subsample: kept out of `current` here so that their savings stay measured)
   no-pause         the same with the collector running throughout (the way before the pause)
   direct-class     BertTokenizer / BertModel imported from their modules, not through Auto*
   env-switches     TRANSFORMERS_NO_ADVISORY_WARNINGS, TRANSFORMERS_VERBOSITY=error,
@@ -22,15 +24,18 @@ thing:
   scan-once        transformers 5.23.0 scans its ~1,600 model files for __all__ twice per process
                    (transformers/__init__ and transformers/models/__init__; the per-folder
                    lru_cache holds 128 of ~550 folders, so the second scan misses everything): an
-                   import hook gives that function an unbounded cache (same function, same result)
+                   import hook gives that function an unbounded cache (same function, same result);
+                   adopted as weightspace.startup.scan_transformers_once (the heavy jobs' scripts
+                   and base_model's loaders call it)
   scan-cache       the same hook, caching define_import_structure's result for the models folder
                    on disk (keyed by version, path, the folder's and its __init__'s stat), so no
                    process scans
   all              scan-cache, build+safetens and tokenizer-fast together
-  finetune-current current, then what a few-shot fine-tune does next (finetune.subsample: sklearn's
-                   train_test_split, stratified, 64 rows); the baseline of:
+  finetune-current current, then what a few-shot fine-tune did next (finetune.subsample as it was:
+                   sklearn's train_test_split, stratified, 64 rows); the baseline of:
   numpy-subsample  the same rows drawn by SPLIT, sklearn's algorithm in numpy (no sklearn import,
-                   which pulls scipy.stats); --split-check compares it with sklearn on random splits
+                   which pulls scipy.stats); --split-check compares it with sklearn on random
+                   splits; adopted as finetune.subsample (tests/test_subsample.py compares it too)
 
 The hooks patch transformers only where its version is the pinned 5.23.0, and leave it as it is on
 any error. Runs are interleaved (every round runs every variant, in a rotated order) after one

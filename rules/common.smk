@@ -82,6 +82,30 @@ def traversal_results():
     return groups + model_results(PLAN.traversal_stored_models())
 
 
+# figure output -> (the traversal study it draws, file, report caption); a study that is off draws none
+TRAVERSAL_FIGURES = {
+    "line_figure": ("line", "interpolation.png", "interpolation.rst"),
+    "plane_figure": ("plane", "planes.png", "planes_figure.rst"),
+    "region_figure": ("region", "region.png", "region_figure.rst"),
+}
+
+
+def traversal_figures():
+    return {
+        name: report(
+            f"{RESULTS}/figures/{file}", caption=f"../report/{caption}", category="Interpolation"
+        )
+        for name, (study_name, file, caption) in TRAVERSAL_FIGURES.items()
+        if study_name in PLAN.traversal_studies()
+    }
+
+
+def traversal_figure(name):
+    """A traversal figure's path where its study has points, else no input."""
+    study_name, file, _ = TRAVERSAL_FIGURES[name]
+    return f"{RESULTS}/figures/{file}" if study_name in PLAN.traversal_studies() else []
+
+
 def all_targets():
     """What a run produces: every stage's tables and figures, and the summary page."""
     targets = expand(

@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
-from weightspace.startup import collector_paused
+from weightspace.startup import collector_paused, scan_transformers_once
 
+# transformers (imported by the base's loaders) scans its model files once, not twice
+scan_transformers_once()
 # a job's imports leave long-lived objects only: no garbage collection among them
 with collector_paused():
     from weightspace import logs
