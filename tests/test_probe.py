@@ -203,6 +203,46 @@ def test_select_l2_regularises_noise_and_not_signal():
         assert counts.max() - counts.min() <= 1
 
 
+def test_the_cross_validations_looser_tolerance_ranks_the_grid_as_the_tight_one():
+    """The fold fits stop at cv_tolerance (1e-4): on problems of 2 to 20 labels, with signal and
+    with noise, the CV losses agree with fits to 1e-6 to 1e-3 nats and the same L2 is chosen; the
+    fold fits take fewer iterations; the setting is part of a probe's cache key."""
+    from dataclasses import replace
+
+    from weightspace.probe import cache
+
+    rng = np.random.default_rng(11)
+    tight_protocol = replace(linear.Protocol(), cv_tolerance=1e-6)
+    iterations = {"loose": 0, "tight": 0}
+    real_fit = linear.fit
+
+    def counting_fit(head, features, y, protocol, l2=None):
+        out = real_fit(head, features, y, protocol, l2)
+        iterations["tight" if protocol.tolerance == 1e-6 else "loose"] += out["iterations"]
+        return out
+
+    linear.fit = counting_fit
+    try:
+        for labels, signal in ((2, 1.0), (6, 0.5), (20, 0.7), (3, 0.0)):
+            n, d = 240, 48
+            y = np.arange(n) % labels
+            centres = rng.normal(size=(labels, d)) * signal
+            x = centres[y] + rng.normal(size=(n, d))
+            loose = linear.select_l2(x, y, labels, linear.Protocol())
+            tight = linear.select_l2(x, y, labels, tight_protocol)
+            assert loose["l2"] == tight["l2"], (labels, loose, tight)
+            gap = np.abs(np.subtract(loose["cv_loss"], tight["cv_loss"]))
+            assert gap.max() < 1e-2, (labels, gap)
+    finally:
+        linear.fit = real_fit
+    assert iterations["loose"] < 0.8 * iterations["tight"], iterations
+    assert cache.probe_key("f", linear.Protocol(), None) != cache.probe_key(
+        "f", tight_protocol, None
+    )
+    with pytest.raises(WeightspaceError, match="probe.cv_tolerance"):
+        linear.Protocol.from_config({"cv_tolerance": 0})
+
+
 def test_select_l2_gives_a_probe_below_the_prior(learnable):
     chosen = linear.select_l2(learnable["train_x"], learnable["train_y"], 2, PROTOCOL)
     assert chosen["l2"] in PROTOCOL.l2_grid and chosen["grid"] == sorted(PROTOCOL.l2_grid)

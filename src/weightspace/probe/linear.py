@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,12 @@ class Protocol:
     # candidates of select_l2 (a log grid)
     l2_grid: tuple = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
     cv_folds: int = 5  # folds of select_l2's cross-validation
+    # select_l2's fold fits stop at this gradient tolerance: the held-out losses that rank the grid
+    # agree with fits to `tolerance` to ~1e-2 nats at the smallest L2s and far closer elsewhere
+    # (40 of the default's probes: the same L2 on 39, the 40th a tie to 6e-6 nats; 8e-4 at most
+    # at the chosen L2), at 2.3x less CPU;
+    # the chosen L2's own fit still runs to `tolerance`
+    cv_tolerance: float = 1e-4
 
     @classmethod
     def from_config(cls, section: dict) -> Protocol:
@@ -64,10 +70,15 @@ class Protocol:
             raise WeightspaceError(
                 f"config key probe.optimizer: '{protocol.optimizer}' is not one of {OPTIMIZERS}"
             )
-        if protocol.l2 < 0 or protocol.max_iter < 1 or protocol.tolerance <= 0:
+        if (
+            protocol.l2 < 0
+            or protocol.max_iter < 1
+            or protocol.tolerance <= 0
+            or protocol.cv_tolerance <= 0
+        ):
             raise WeightspaceError(
-                "config keys probe.l2 >= 0, probe.max_iter >= 1 and "
-                "probe.tolerance > 0 are required"
+                "config keys probe.l2 >= 0, probe.max_iter >= 1, probe.tolerance > 0 and "
+                "probe.cv_tolerance > 0 are required"
             )
         if not protocol.l2_grid or min(protocol.l2_grid) < 0 or protocol.cv_folds < 2:
             raise WeightspaceError(
@@ -252,6 +263,7 @@ def select_l2(
             f"select_l2 needs at least {2 * k} training examples for {k} folds (has {len(train_y)})"
         )
     fold = folds(train_y, k, protocol.seed)
+    fold_protocol = replace(protocol, tolerance=protocol.cv_tolerance)
     held_out = np.zeros((len(grid), len(train_y)))
     prior_losses = np.zeros(len(train_y))
     started = time.perf_counter()
@@ -267,7 +279,7 @@ def select_l2(
         for g, l2 in enumerate(grid):
             # warm start from the previous (larger) l2; fit calls the lambda before this
             # iteration ends, so x_in is this fold's (B023 does not apply)
-            fit(head, lambda: x_in, y_in, protocol, l2=l2)  # noqa: B023
+            fit(head, lambda: x_in, y_in, fold_protocol, l2=l2)  # noqa: B023
             held_out[g, outside] = evaluate(head, x_out, y_out, per_example=True)["losses"]
         prior = (np.bincount(train_y[inside], minlength=num_labels) + 1.0) / (
             inside.sum() + num_labels
