@@ -515,14 +515,23 @@ def plane_figure(planes: pd.DataFrame):
             fig.colorbar(contour, ax=ax, label="probe test loss (nats)")
         ax.scatter(g["u"], g["v"], c="white", s=6, edgecolors="none")
         first = g.iloc[0]
-        for (u, v), name in (
-            ((0, 0), first["model_a"]),
-            ((1, 0), first["model_b"]),
-            ((0, 1), first["model_c"]),
+        # each corner's name inside the axes, clear of the title and the colour bar
+        for (u, v), name, offset, align in (
+            ((0, 0), first["model_a"], (6, 6), ("left", "bottom")),
+            ((1, 0), first["model_b"], (-6, 6), ("right", "bottom")),
+            ((0, 1), first["model_c"], (6, -6), ("left", "top")),
         ):
             ax.scatter([u], [v], marker="*", s=160, c="red", edgecolors="black", zorder=3)
             ax.annotate(
-                name, (u, v), textcoords="offset points", xytext=(4, 6), fontsize=7, color="black"
+                name,
+                (u, v),
+                textcoords="offset points",
+                xytext=offset,
+                ha=align[0],
+                va=align[1],
+                fontsize=7,
+                color="black",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.7, "lw": 0},
             )
         ax.set_title(f"{first['kind']} plane, evaluated on {dataset}", fontsize=9)
         ax.set_xlabel("u (towards model B)")

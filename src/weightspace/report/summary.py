@@ -277,6 +277,9 @@ def first_screen(frames: list[pd.DataFrame], figures: dict, root: Path) -> str:
     claims = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
     if not claims.empty and "headline" in claims.columns:
         claims = claims[claims["headline"].fillna(False).astype(bool)]
+    if not claims.empty:  # family by family, in the order their tables came
+        order = {family: i for i, family in enumerate(dict.fromkeys(claims["family"]))}
+        claims = claims.sort_values("family", key=lambda f: f.map(order), kind="stable")
     text = "## The paper's claims in this run\n\n"
     if claims.empty:
         text += "No headline claim in this study.\n\n"
