@@ -224,8 +224,9 @@ mark("harness")
 namespace = {"__name__": "__main__", "__file__": spec["kept"], "__builtins__": builtins}
 exec(compile(spec["preamble"], spec["kept"], "exec"), namespace)  # Snakemake's preamble
 snakemake = namespace["snakemake"]
-if spec["cache_dir"]:
-    snakemake.params.cache_dir = spec["cache_dir"]
+if spec["cache_dir"]:  # `params` is built from this store at each access
+    store = snakemake._params_store
+    store[store._names["cache_dir"][0]] = spec["cache_dir"]
 mark("preamble")
 try:
     runpy.run_path(spec["script"], init_globals={"snakemake": snakemake}, run_name="__main__")
@@ -251,21 +252,15 @@ WORDS = {0: ("dull", "bad", "awful", "boring", "weak"), 1: ("great", "fine", "lo
 
 def write_inputs(root: Path) -> dict:
     """Two generated two-label datasets (train/test CSV; the default's caps cut them to 256 train,
-    64 validation, 256 test rows) and the study's config."""
-    config = {  # the default's caps, recipes and probe; a fine-tune of two steps
-        "base_model": {"builtin": "all-MiniLM-L6-v2"},
-        "seeds": [0],
-        "datasets": {},
-        "finetune": {"max_steps": 2},
-        "interpolation": {
-            "alphas": [0.0, 0.5, 1.0],
-            "relations": ["pretrained"],
-            "extrapolate": [],
-            "pairs_per_relation": 1,
-            "fraction": {"pretrained": 1.0},
-        },
-        "fusion": {"targets": ["alpha"]},
-    }
+    64 validation, 256 test rows) and the study's config: config.yaml's, with these datasets."""
+    # the default study's settings (caps, recipes, threads, probe) with a fine-tune of two steps
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(seeds=[0], datasets={})
+    config["finetune"]["max_steps"] = 2
+    config["fusion"]["targets"] = ["alpha"]
+    config["interpolation"].update(
+        relations=["pretrained"], extrapolate=[], pairs_per_relation=1, fraction={"pretrained": 1.0}
+    )
     for k, name in enumerate(("alpha", "beta")):
         folder = root / "inputs" / name
         folder.mkdir(parents=True, exist_ok=True)
