@@ -288,45 +288,10 @@ print(json.dumps({"missing": missing, "same_keys": list(a) == list(b),
 """
 
 # sklearn.model_selection.train_test_split(frame, train_size=size, random_state=seed,
-# stratify=labels)'s training rows in numpy alone (checked equal to sklearn 1.9.1 by --split-check)
-SPLIT = r"""
-import numpy as np
-
-
-def _approximate_mode(class_counts, n_draws, rng):
-    continuous = class_counts / class_counts.sum() * n_draws
-    floored = np.floor(continuous)
-    need_to_add = int(n_draws - floored.sum())
-    if need_to_add > 0:
-        remainder = continuous - floored
-        for value in np.sort(np.unique(remainder))[::-1]:
-            (inds,) = np.where(remainder == value)
-            add_now = min(len(inds), need_to_add)
-            floored[rng.choice(inds, size=add_now, replace=False)] += 1
-            need_to_add -= add_now
-            if need_to_add == 0:
-                break
-    return floored.astype(int)
-
-
-def train_positions(n, size, seed, labels=None):
-    rng = np.random.RandomState(seed)
-    n_test = n - size
-    if labels is None:  # ShuffleSplit
-        return rng.permutation(n)[n_test : n_test + size]
-    classes, y = np.unique(np.asarray(labels), return_inverse=True)  # StratifiedShuffleSplit
-    counts = np.bincount(y)
-    if min(size, n_test) < len(classes) or counts.min() < 2:
-        raise ValueError("sklearn refuses this split: use it, for its message")
-    class_indices = np.split(np.argsort(y, kind="mergesort"), np.cumsum(counts)[:-1])
-    n_i = _approximate_mode(counts, size, rng)
-    _approximate_mode(counts - n_i, n_test, rng)  # the test rows' draws: the RNG moves as sklearn's
-    train = []
-    for i in range(len(classes)):
-        permuted = class_indices[i].take(rng.permutation(counts[i]), mode="clip")
-        train.extend(permuted[: n_i[i]])
-    return rng.permutation(train)
-"""
+# stratify=labels)'s training rows in numpy alone: the prototype now lives in the library
+# (weightspace.train.finetune, checked equal to sklearn 1.9.1 by tests/test_subsample.py and
+# --split-check)
+SPLIT = "from weightspace.train.finetune import _train_positions as train_positions\n"
 
 CURRENT = {
     "pause": True,
