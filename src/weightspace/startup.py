@@ -44,6 +44,15 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+@contextmanager
+def job_imports() -> Iterator[None]:
+    """A heavy job's imports (torch, transformers, the model code): transformers' scan done once,
+    the collector paused. The one way the scripts and the base's loaders import them."""
+    scan_transformers_once()
+    with collector_paused():
+        yield
+
+
 def _transformers_version() -> str | None:
     """The version of the transformers being imported: its ``__version__`` (set on the first line
     of its ``__init__``, before it imports its utils), else the installed distribution's."""

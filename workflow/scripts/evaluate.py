@@ -3,12 +3,9 @@ cached by content."""
 
 from pathlib import Path
 
-from weightspace.startup import collector_paused, scan_transformers_once
+from weightspace.startup import job_imports
 
-# transformers (imported by the base's loaders) scans its model files once, not twice
-scan_transformers_once()
-# a job's imports leave long-lived objects only: no garbage collection among them
-with collector_paused():
+with job_imports():  # transformers' scan once, no garbage collection among long-lived objects
     import torch  # noqa: F401 (every evaluation job needs it: its cache keys name the precision)
 
     from weightspace import logs

@@ -2,12 +2,9 @@
 
 from pathlib import Path
 
-from weightspace.startup import collector_paused, scan_transformers_once
+from weightspace.startup import job_imports
 
-# transformers (imported by the base's loaders) scans its model files once, not twice
-scan_transformers_once()
-# a job's imports leave long-lived objects only: no garbage collection among them
-with collector_paused():
+with job_imports():  # transformers' scan once, no garbage collection among long-lived objects
     from weightspace import logs
     from weightspace.train import finetune
 

@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 from weightspace import WeightspaceError
-from weightspace.startup import collector_paused, scan_transformers_once
+from weightspace.startup import job_imports
 
 # Files a tokenizer needs; whichever of them a base folder has is copied.
 TOKENIZER_FILES = (
@@ -208,8 +208,7 @@ def base_info(base_dir: str | Path) -> dict:
 
 
 def load_tokenizer(base_dir: str | Path):
-    scan_transformers_once()  # the first import of transformers scans its model files once
-    with collector_paused():  # the first call imports transformers
+    with job_imports():  # the first call imports transformers
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(
@@ -231,8 +230,7 @@ def load_classifier(base_dir: str | Path, num_labels: int, encoder_weights: dict
     the head and keeps the base's weights. The head's initialisation follows the global torch
     seed, so set it before calling.
     """
-    scan_transformers_once()
-    with collector_paused():  # imports the family's model code and builds the model
+    with job_imports():  # imports the family's model code and builds the model
         from transformers import AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
 
@@ -257,8 +255,7 @@ def load_encoder(base_dir: str | Path, encoder_weights: dict | None = None):
 
     Features read its last hidden state; a pooler it may have is not part of the encoder and unused.
     """
-    scan_transformers_once()
-    with collector_paused():  # imports the family's model code and builds the model
+    with job_imports():  # imports the family's model code and builds the model
         from transformers import AutoModel
 
         model = AutoModel.from_pretrained(
