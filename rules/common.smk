@@ -96,14 +96,14 @@ def traversal_figures():
             f"{RESULTS}/figures/{file}", caption=f"../report/{caption}", category="Interpolation"
         )
         for name, (study_name, file, caption) in TRAVERSAL_FIGURES.items()
-        if study_name in PLAN.traversal_studies()
+        if study_name in PLAN.traversal_studies
     }
 
 
 def traversal_figure(name):
     """A traversal figure's path where its study has points, else no input."""
     study_name, file, _ = TRAVERSAL_FIGURES[name]
-    return f"{RESULTS}/figures/{file}" if study_name in PLAN.traversal_studies() else []
+    return f"{RESULTS}/figures/{file}" if study_name in PLAN.traversal_studies else []
 
 
 def all_targets():

@@ -90,7 +90,7 @@ TRAVERSAL_PAGES = {
         )
     },
 }
-for study_name in sorted(PLAN.traversal_studies()):
+for study_name in sorted(PLAN.traversal_studies):
     REPORT_PAGES.update(TRAVERSAL_PAGES[study_name])
 if PLAN.fusion_runs:
     REPORT_PAGES.update(

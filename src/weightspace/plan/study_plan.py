@@ -41,6 +41,9 @@ class StudyPlan:
     points: tuple[Point, ...]  # every traversal point: lines, planes, regions
     mixes: Mapping[str, Recipe]  # mix id -> its recipe (a point that is not a stored model)
     groups: Mapping[str, tuple[Point, ...]]  # traversal group (one evaluation job) -> its points
+    # the traversal studies with points ('line', 'plane', 'region'): each draws a figure, a study
+    # that is off or empty draws none
+    traversal_studies: frozenset[str]
     # stored model id -> the datasets its evaluation job probes
     probed: Mapping[str, tuple[str, ...]]
 
@@ -95,11 +98,6 @@ class StudyPlan:
     def traversal_stored_models(self) -> list[str]:
         """Stored models that are traversal points themselves (line ends, region members)."""
         return sorted({p.model_id for p in self.points if p.model_id not in self.mixes})
-
-    def traversal_studies(self) -> frozenset[str]:
-        """The traversal studies that have points ('line', 'plane', 'region'): each draws a figure,
-        a study that is off or empty draws none."""
-        return frozenset(p.as_row()["study"] for p in self.points)
 
     def evaluations(self) -> set[tuple[str, str]]:
         """(model id, dataset) pairs whose probe results the traversal studies read."""
@@ -187,8 +185,11 @@ def build(config: dict) -> StudyPlan:
         raise WeightspaceError("config key fusion.seeds: fusion runs need at least one seed")
     points = traversal.all_points(config)
     groups: dict[str, list[Point]] = {}
+    studies = set()
     for point in points:
-        groups.setdefault(traversal.group_name(point.as_row()), []).append(point)
+        row = point.as_row()
+        groups.setdefault(traversal.group_name(row), []).append(point)
+        studies.add(row["study"])
     evaluations = {(p.model_id, d) for p in points for d in p.eval_datasets}
     return StudyPlan(
         datasets=tuple(names),
@@ -202,5 +203,6 @@ def build(config: dict) -> StudyPlan:
         points=tuple(points),
         mixes=_frozen({p.model_id: p.recipe for p in points if p.model_id.startswith("mix.")}),
         groups=_frozen({g: tuple(ps) for g, ps in groups.items()}),
+        traversal_studies=frozenset(studies),
         probed=_frozen(_probed(config, names, finetuned, fused, evaluations)),
     )
