@@ -19,11 +19,13 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/finetune.smk"
+include: "rules/models.smk"
 include: "rules/weights.smk"
 include: "rules/geometry.smk"
 include: "rules/probe.smk"
 include: "rules/fusion.smk"
 include: "rules/interpolation.smk"
+include: "rules/starts.smk"
 include: "rules/report.smk"
 include: "rules/stage_times.smk"
 
@@ -36,6 +38,9 @@ localrules:
     projection,
     probe_matrix,
     fusion_summary,
+    merge_summary,
+    rank_starts,
+    start_summary,
     interpolation_summary,
     study_tables,
     report_pages,
@@ -46,6 +51,8 @@ if "hub" in config["base_model"]:
     workflow.localrules("base_model")
 if any("hub" in entry for entry in config["datasets"].values()):
     workflow.localrules("prepare_dataset")
+if any("hub" in entry for entry in config["models"].values()):
+    workflow.localrules("import_model")
 
 
 rule all:

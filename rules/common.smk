@@ -3,6 +3,7 @@ import os
 import sys
 from pathlib import Path
 
+import pandas as pd
 from snakemake.utils import validate
 
 SRC = str(Path(workflow.basedir) / "src")
@@ -19,10 +20,19 @@ from weightspace.plan import claim_design, study_plan, traversal  # noqa: E402
 # fills every key the config leaves out with the schema's default, then the checks a schema cannot make
 validate(config, schema="../schemas/config.schema.yaml")
 study.check(config)
-# a headline claim the design can never decide is said now, not after the compute (once: not in every job)
+# a headline claim the design can never decide is said now, not after the compute (once: not in every job);
+# a brought model whose encoder is not the base's is named now, from its safetensors headers alone
 if workflow.is_main_process:
     for warning in claim_design.warnings(config):
         logger.warning(f"weightspace: {warning}")
+    if config["models"]:
+        from weightspace.model import base_model, brought
+
+        brought.check(
+            config,
+            base_model.local_folder(config["base_model"]),
+            base_model.describe(config["base_model"]),
+        )
 
 RESULTS = "results"
 # what this config makes: models, fusion runs, traversal points and groups, probed datasets (built once)
@@ -127,6 +137,10 @@ def all_targets():
     ]
     if PLAN.fusion_runs:
         targets.append(f"{RESULTS}/fusion/wins.csv")
+    if PLAN.merge_runs:
+        targets.append(f"{RESULTS}/fusion/merges.csv")
+    if PLAN.start_targets:
+        targets.append(f"{RESULTS}/starts/outcomes.csv")
     targets += list(
         rules.report_pages.output
     )  # the report's pages (rules/report.smk, included after this file)
@@ -175,12 +189,36 @@ FUSION_RESOURCES = _finetune_resources(
 )  # a finetune_from job runs every fusion seed
 
 
+# the merged bases' runs and their means' twins (the runs of the fused bases they are paired with)
+MERGE_TWINS = [*PLAN.merge_runs, *(r for r in PLAN.fusion_runs if r.base in PLAN.fused)]
+
+
 def fusion_run_metrics(run):
     """A run's metrics.json; a fusion run that is the main fine-tune itself (the plan's reused runs) reads the
     main one's."""
     if PLAN.reused(run):
         return f"{RESULTS}/finetune/{run.target}/seed{run.seed}/metrics.json"
     return f"{RESULTS}/{run.path}/metrics.json"
+
+
+def start_runs():
+    """The fine-tunes the where-to-start summary reads: every candidate's in evaluation mode; in use mode the top
+    k and the pretrained start of each target's ranking (a checkpoint: the ranking decides which jobs run).
+    """
+    runs = []
+    for target in PLAN.start_targets:
+        chosen = list(PLAN.start_candidates[target])
+        if PLAN.start_mode == "use":
+            from weightspace.train import start_outcomes
+
+            ranking = checkpoints.rank_starts.get(target=target).output[0]
+            chosen = start_outcomes.chosen_starts(pd.read_csv(ranking), PLAN.start_top_k)
+        runs += PLAN.start_runs(target, chosen)
+    return runs
+
+
+def start_run_metrics(wildcards):
+    return [fusion_run_metrics(run) for run in start_runs()]
 
 
 # ---------------------------------------------------------------- geometry (rules/geometry.smk)

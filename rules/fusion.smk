@@ -23,6 +23,35 @@ rule fuse:
         "../workflow/scripts/fuse.py"
 
 
+rule merge:
+    input:
+        pretrained=f"{RESULTS}/weights/pretrained.safetensors",
+        members=lambda wc: [
+            weights_file(m)
+            for m in PLAN.fused[f"merged.{wc.target}.{wc.scope}.{wc.method}"].members
+        ],
+    output:
+        f"{RESULTS}/weights/merged.{{target}}.{{scope}}.{{method}}.safetensors",
+    log:
+        f"{RESULTS}/logs/merge/{{target}}.{{scope}}.{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/merge/{{target}}.{{scope}}.{{method}}.tsv"
+    wildcard_constraints:
+        target=study.DATASET_PATTERN,
+        scope="task|all",
+        method="task_arithmetic|ties|dare_linear|dare_ties",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        settings=config["fusion"]["merges"],
+    script:
+        "../workflow/scripts/merge.py"
+
+
 # One job per (target, start, mode, size) runs its seeds one after another in one process: a few-shot run is
 # seconds of training, less than a process start and model load (~10 s here); each seed keeps its own
 # directory, checkpoint and metrics.
@@ -52,7 +81,7 @@ rule finetune_from:
         f"{RESULTS}/benchmarks/finetune_from/{{target}}/{{start}}/{{mode}}/n{{size}}.tsv"
     wildcard_constraints:
         target=study.DATASET_PATTERN,
-        start=r"pretrained|fused\.[a-z][a-z0-9_]*\.(task|all)",
+        start=study.START_PATTERN,
         mode="full|bitfit",
         size=r"all|[0-9]+",
     conda:
@@ -92,3 +121,27 @@ rule fusion_summary:
         seed=config["geometry"]["seed"],
     script:
         "../workflow/scripts/fusion_summary.py"
+
+
+rule merge_summary:
+    input:
+        runs=[fusion_run_metrics(run) for run in MERGE_TWINS],
+    output:
+        runs=f"{RESULTS}/fusion/merge_runs.csv",
+        comparison=report(
+            f"{RESULTS}/fusion/merges.csv", caption="../report/merges.rst", category="Fusion"
+        ),
+    log:
+        f"{RESULTS}/logs/merge_summary.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        runs=[vars(run) for run in MERGE_TWINS],
+        bootstrap=config["geometry"]["bootstrap"],
+        seed=config["geometry"]["seed"],
+    script:
+        "../workflow/scripts/merge_summary.py"

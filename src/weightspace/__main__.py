@@ -7,7 +7,8 @@ import sys
 from weightspace import WeightspaceError
 
 COMMANDS = {
-    "claims": "the workflow's clustering claims and t-SNE on any distance or similarity matrix"
+    "claims": "the workflow's clustering claims and t-SNE on any distance or similarity matrix",
+    "export": "a study's fine-tunes as Hugging Face folders (to bring into another study)",
 }
 
 
@@ -21,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
+        if argv[0] == "export":
+            from weightspace.model import export
+
+            return export.main(argv[1:])
         from weightspace.geometry import matrix_claims
 
         return matrix_claims.main(argv[1:])

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from weightspace import WeightspaceError
+from weightspace import WeightspaceError, study
 from weightspace.atomic import write_csv
 from weightspace.stats import inference, verdicts
 
@@ -72,7 +72,7 @@ def _labelled(D: pd.DataFrame, table: pd.DataFrame):
     """Fine-tuned models: their distances (m×m), dataset and task codes, and distances to
     pretrained."""
     tab = table_frame(table, list(D.index))
-    ft = tab.index[tab["kind"] == "finetuned"].tolist()
+    ft = tab.index[study.labelled(tab)].tolist()
     sub = D.loc[ft, ft].to_numpy(dtype=float)
     datasets = tab.loc[ft, "dataset"].astype(str).to_numpy()
     tasks = tab.loc[ft, "task"].astype(str).to_numpy()

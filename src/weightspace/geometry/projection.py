@@ -19,7 +19,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from weightspace import WeightspaceError
+from weightspace import WeightspaceError, study
 from weightspace.atomic import write_csv
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def projections(D: pd.DataFrame, table, settings: dict) -> tuple[pd.DataFrame, p
     # once and would be every point's nearest neighbour, which erases the neighbourhoods t-SNE is
     # there to show (with them, 1-NN by dataset in the plane fell from 1.00 to 0.28 on the default).
     # PCA, linear, places them all.
-    finetuned = (tab["kind"] == "finetuned").to_numpy()
+    finetuned = tab["kind"].isin(study.LABELLED_KINDS).to_numpy()  # brought ones, labelled or not
     keep = finetuned if finetuned.sum() >= 3 else np.ones(len(tab), dtype=bool)
     sub, n = D.to_numpy()[np.ix_(keep, keep)], int(keep.sum())
     seed = int(settings.get("seed", 0))
@@ -159,7 +159,7 @@ def nearest_neighbour_agreement(
 
     from weightspace.geometry.clusters import nn1_accuracy
 
-    ft = frame[frame["kind"] == "finetuned"]
+    ft = frame[study.labelled(frame)]
     if len(ft) < 2:
         return float("nan")
     xy = ft[[x, y]].to_numpy(dtype=float)

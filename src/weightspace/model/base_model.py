@@ -127,6 +127,11 @@ def resolve_source(spec: dict) -> str:
     raise WeightspaceError("config key base_model needs one of: builtin, path, hub")
 
 
+def local_folder(spec: dict) -> Path | None:
+    """The base's folder where it is on this machine (builtin or path); None for a hub id."""
+    return None if "hub" in spec else Path(resolve_source(spec))
+
+
 def natural_pooling(folder: str | Path) -> str:
     """'mean' for sentence-transformers folders that mean-pool, else 'cls'."""
     pooling = Path(folder) / POOLING_FILE

@@ -274,6 +274,23 @@ def _read_encoder(folder: Path, model_type_or_config, framework: str) -> dict:
     }
 
 
+def encoder_layout(folder: str | Path, model_type_or_config=None) -> dict[str, tuple[int, ...]]:
+    """Canonical encoder name -> shape of a model folder's safetensors, from the headers alone
+    (no tensor is read): what a compatibility check compares."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    model_type = model_type_of(model_type_or_config if model_type_or_config is not None else folder)
+    shapes, floating = {}, {}
+    for path in model_files(folder):
+        with safe_open(str(path), framework="np") as handle:
+            for key in handle.keys():
+                piece = handle.get_slice(key)
+                shapes[key] = tuple(piece.get_shape())
+                floating[key] = piece.get_dtype() in FLOAT_DTYPES
+    return {name: shapes[key] for name, key in encoder_keys(floating, model_type).items()}
+
+
 def read_encoder(folder: str | Path, model_type_or_config=None) -> dict[str, torch.Tensor]:
     """The encoder tensors of a model folder's safetensors, float32, read tensor by tensor
     (no model is built).
@@ -295,18 +312,31 @@ def extract(
     model type comes from the base's config.json. Neither a model nor torch is loaded (numpy reads
     and writes; torch only for bf16 sources). Returns the parameter names and shapes.
     """
-    import logging
-
-    import numpy as np
-
     base_dir = Path(base_dir)
     if model_dir is None:
         folder, model_id = base_dir, "pretrained"
     else:
         folder, model_id = Path(model_dir), f"{Path(model_dir).parent.name}.{Path(model_dir).name}"
-    tensors = _read_encoder(folder, base_dir / "config.json", "np")
-    metadata = {"model_id": model_id, "format": FORMAT}
-    base_json = base_dir / "base.json"
+    return extract_folder(folder, out_path, model_id, base_dir, base_dir / "config.json")
+
+
+def extract_folder(
+    folder: str | Path,
+    out_path: str | Path,
+    model_id: str,
+    base_dir: str | Path,
+    model_type_or_config=None,
+    **metadata,
+) -> dict[str, tuple]:
+    """Write the encoder weights of any model folder (``extract``'s work; brought models give
+    their own config and metadata such as their source). Returns the names and shapes."""
+    import logging
+
+    import numpy as np
+
+    tensors = _read_encoder(Path(folder), model_type_or_config, "np")
+    metadata = {"model_id": model_id, "format": FORMAT, **metadata}
+    base_json = Path(base_dir) / "base.json"
     if base_json.exists():
         info = json.loads(base_json.read_text())
         metadata.update(base=info.get("source", ""), base_commit=info.get("commit") or "")

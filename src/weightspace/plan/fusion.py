@@ -3,9 +3,12 @@
 For a target dataset, the fused base of a scope is the element-wise mean (over models
 only) of the fine-tuned encoders of the *other* datasets — within the target's task
 (scope 'task') or across every task (scope 'all'). The target's own models are never
-members. Each fused base and the pretrained base are fine-tuned on the target with the
-same seeds, budget, mode (full or BitFit) and training-set size; the tables say how
-often and by how much the fused start wins.
+members (nor a brought model labelled with the target). Each fused base and the pretrained base
+are fine-tuned on the target with the same seeds, budget, mode (full or BitFit) and training-set
+size; the tables say how often and by how much the fused start wins.
+
+Merged bases (`fusion.merges`) take the same members through a PEFT merge (task arithmetic, TIES,
+DARE) instead of the mean; they are fine-tuned the same way and compared paired with the mean.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from weightspace import study
 
 SCOPES = ("task", "all")
+MEAN = "mean"
 
 
 @dataclass(frozen=True)
@@ -23,10 +27,15 @@ class FusedBase:
     target: str
     scope: str
     members: tuple[str, ...]
+    method: str = MEAN  # mean, or a PEFT merge method
 
 
 def fused_id(target: str, scope: str) -> str:
     return f"fused.{target}.{scope}"
+
+
+def merged_id(target: str, scope: str, method: str) -> str:
+    return f"merged.{target}.{scope}.{method}"
 
 
 def section(config: dict) -> dict:
@@ -41,12 +50,13 @@ def targets(config: dict) -> list[str]:
 
 
 def members(config: dict, target: str, scope: str) -> list[str]:
+    """The fine-tunes, and the labelled brought models, of the other datasets (of the target's
+    task, for scope 'task')."""
     task = study.task_of(config, target)
     return [
         m
-        for m in study.finetuned_ids(config)
-        if study.parse(m).dataset != target
-        and (scope == "all" or study.task_of(config, study.parse(m).dataset) == task)
+        for m, dataset, model_task in study.labelled_models(config)
+        if dataset != target and (scope == "all" or model_task == task)
     ]
 
 
@@ -58,6 +68,20 @@ def fused_bases(config: dict) -> list[FusedBase]:
             if chosen:  # a task with one dataset has no 'task' region to fuse for it
                 out.append(FusedBase(fused_id(target, scope), target, scope, tuple(chosen)))
     return out
+
+
+def merge_settings(config: dict) -> dict:
+    return section(config).get("merges") or {}
+
+
+def merged_bases(config: dict) -> list[FusedBase]:
+    """Each fused base's members merged by each configured method."""
+    methods = merge_settings(config).get("methods") or []
+    return [
+        FusedBase(merged_id(b.target, b.scope, method), b.target, b.scope, b.members, method)
+        for b in fused_bases(config)
+        for method in methods
+    ]
 
 
 def size_label(size) -> str:
@@ -77,23 +101,49 @@ class Run:
         return f"fusion/runs/{self.target}/{self.base}/{self.mode}/n{self.size}/seed{self.seed}"
 
 
+def run_of_path(path: str) -> Run:
+    """The run whose metrics.json a path is: .../fusion/runs/{target}/{start}/{mode}/n{size}/
+    seed{seed}/metrics.json, or a main fine-tune's .../finetune/{target}/seed{seed}/metrics.json
+    (the pretrained start on all the data, reused)."""
+    parts = str(path).replace("\\", "/").split("/")
+    if parts[-4] == "finetune":
+        return Run(parts[-3], study.PRETRAINED, "full", "all", int(parts[-2][len("seed") :]))
+    target, start, mode, size, seed = parts[-6:-1]
+    return Run(target, start, mode, size[1:], int(seed[len("seed") :]))
+
+
 def seeds(config: dict) -> list[int]:
     """The fusion runs' seeds (every start, mode and size runs each)."""
     return [int(s) for s in section(config).get("seeds", study.seeds(config)[:1])]
 
 
-def runs(config: dict) -> list[Run]:
+def _runs(config: dict, target: str, bases: list[str]) -> list[Run]:
     sec = section(config)
+    return [
+        Run(target, base, mode, size_label(size), seed)
+        for base in bases
+        for mode in sec.get("modes", ["full"])
+        for size in sec.get("train_sizes", [None])
+        for seed in seeds(config)
+    ]
+
+
+def runs(config: dict) -> list[Run]:
+    """The fusion runs: the pretrained start and each fused base (the mean) on its target."""
     bases_by_target: dict[str, list[str]] = {}
     for fused in fused_bases(config):
         bases_by_target.setdefault(fused.target, []).append(fused.model_id)
     out = []
     for target, fused_ids in bases_by_target.items():
-        for base in [study.PRETRAINED, *fused_ids]:
-            for mode in sec.get("modes", ["full"]):
-                for size in sec.get("train_sizes", [None]):
-                    for seed in seeds(config):
-                        out.append(Run(target, base, mode, size_label(size), seed))
+        out += _runs(config, target, [study.PRETRAINED, *fused_ids])
+    return out
+
+
+def merge_runs(config: dict) -> list[Run]:
+    """Each merged base's runs, twins of its mean's (same target, mode, size and seeds)."""
+    out = []
+    for merged in merged_bases(config):
+        out += _runs(config, merged.target, [merged.model_id])
     return out
 
 

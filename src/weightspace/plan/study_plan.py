@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from weightspace import WeightspaceError, study
-from weightspace.plan import fusion, traversal
+from weightspace.plan import fusion, starts, traversal
 from weightspace.plan.fusion import FusedBase, Run
 from weightspace.plan.traversal import Point
 
@@ -33,9 +33,11 @@ class StudyPlan:
     task_of: Mapping[str, str]  # dataset -> task
     seeds: tuple[int, ...]
     finetuned: tuple[str, ...]  # fine-tuned model ids, dataset-major
-    fused: Mapping[str, FusedBase]  # fused model id -> its members
+    brought: tuple[str, ...]  # the user's own checkpoints (config key models)
+    fused: Mapping[str, FusedBase]  # fused or merged model id -> its members and method
     fusion_seeds: tuple[int, ...]
-    fusion_runs: tuple[Run, ...]
+    fusion_runs: tuple[Run, ...]  # the pretrained start and the fused bases (the mean)
+    merge_runs: tuple[Run, ...]  # the merged bases, twins of their mean's runs
     # fusion runs that are the main fine-tune itself (no job of their own)
     reused_runs: frozenset[Run]
     points: tuple[Point, ...]  # every traversal point: lines, planes, regions
@@ -46,6 +48,11 @@ class StudyPlan:
     traversal_studies: frozenset[str]
     # stored model id -> the datasets its evaluation job probes
     probed: Mapping[str, tuple[str, ...]]
+    # where to start: target -> its candidate starts (model id -> kind)
+    start_candidates: Mapping[str, Mapping[str, str]]
+    start_mode: str  # use | evaluate
+    start_top_k: int
+    start_sizes: tuple[str, ...]
 
     # ------------------------------------------------------------ models
 
@@ -53,7 +60,7 @@ class StudyPlan:
     def stored_models(self) -> list[str]:
         """Every stored model: the pretrained encoder, the fine-tunes and the fused bases (the
         geometry's rows)."""
-        return [study.PRETRAINED, *self.finetuned, *self.fused]
+        return [study.PRETRAINED, *self.finetuned, *self.brought, *self.fused]
 
     def recipe(self, model_id: str) -> Recipe:
         """The stored models and coefficients whose combination is this model's encoder."""
@@ -65,14 +72,27 @@ class StudyPlan:
         return run in self.reused_runs
 
     def fusion_jobs(self) -> list[tuple[str, str, str, str]]:
-        """(target, start, mode, size) of each finetune_from job: one job runs a start's fusion
-        seeds."""
-        return sorted(
-            {
-                (r.target, r.base, r.mode, r.size)
-                for r in self.fusion_runs
-                if r not in self.reused_runs
-            }
+        """(target, start, mode, size) of each finetune_from job the plan knows before any result:
+        one job runs a start's fusion seeds. Use mode's top-k starts follow from the rankings."""
+        runs = self.fusion_runs + self.merge_runs
+        if self.start_mode == "evaluate":
+            for target in self.start_targets:
+                runs += self.start_runs(target, self.start_candidates[target])
+        return sorted({(r.target, r.base, r.mode, r.size) for r in runs if not self.reused(r)})
+
+    # ------------------------------------------------------------ where to start
+
+    @property
+    def start_targets(self) -> list[str]:
+        return list(self.start_candidates)
+
+    def start_runs(self, target: str, chosen) -> tuple[Run, ...]:
+        """The runs of a target from the chosen starts (use mode: the top k and pretrained)."""
+        return tuple(
+            Run(target, start, starts.MODE, size, seed)
+            for start in chosen
+            for size in self.start_sizes
+            for seed in self.fusion_seeds
         )
 
     # ------------------------------------------------------- traversal groups (evaluate_group jobs)
@@ -117,7 +137,9 @@ class StudyPlan:
             "prepare_dataset": len(self.datasets),
             "finetune": len(self.finetuned),
             "extract_pretrained_weights": 1,
-            "fuse": len(self.fused),
+            "import_model": len(self.brought),
+            "fuse": sum(b.method == fusion.MEAN for b in self.fused.values()),
+            "merge": sum(b.method != fusion.MEAN for b in self.fused.values()),
             "finetune_from": len(self.fusion_jobs()),
         }
 
@@ -169,6 +191,8 @@ def _probed(
         probed[model_id] = (
             tuple(d for d in names if task_of[d] == task or d in ends) if ends else by_task[task]
         )
+    for model_id in study.brought_ids(config):  # a map of a zoo: every model on every dataset
+        probed[model_id] = tuple(names)
     for base in fused:
         probed[base.model_id] = (base.target,)
     return probed
@@ -178,11 +202,15 @@ def build(config: dict) -> StudyPlan:
     """The plan of a validated, default-filled config."""
     names = study.datasets(config)
     finetuned = study.finetuned_ids(config)
-    fused = fusion.fused_bases(config)
+    fused = fusion.fused_bases(config) + fusion.merged_bases(config)
     fusion_seeds = fusion.seeds(config)
     runs = fusion.runs(config)
     if runs and not fusion_seeds:
         raise WeightspaceError("config key fusion.seeds: fusion runs need at least one seed")
+    candidates = {t: starts.candidates(config, t, fused) for t in starts.targets(config)}
+    # a candidate is ranked by its probe on the target (under probe.scope 'task' a fine-tune is
+    # not probed on other tasks' datasets otherwise)
+    start_evaluations = {(m, t) for t, chosen in candidates.items() for m in chosen}
     points = traversal.all_points(config)
     groups: dict[str, list[Point]] = {}
     studies = set()
@@ -190,19 +218,32 @@ def build(config: dict) -> StudyPlan:
         row = point.as_row()
         groups.setdefault(traversal.group_name(row), []).append(point)
         studies.add(row["study"])
-    evaluations = {(p.model_id, d) for p in points for d in p.eval_datasets}
+    evaluations = {(p.model_id, d) for p in points for d in p.eval_datasets} | start_evaluations
     return StudyPlan(
         datasets=tuple(names),
         task_of=_frozen({d: study.task_of(config, d) for d in names}),
         seeds=tuple(study.seeds(config)),
         finetuned=tuple(finetuned),
+        brought=tuple(study.brought_ids(config)),
         fused=_frozen({b.model_id: b for b in fused}),
         fusion_seeds=tuple(fusion_seeds),
         fusion_runs=tuple(runs),
-        reused_runs=frozenset(r for r in runs if _reused(config, r, fusion_seeds)),
+        merge_runs=tuple(fusion.merge_runs(config)),
+        reused_runs=frozenset(
+            r
+            for r in [
+                *runs,
+                *(r for t in candidates for r in starts.runs(config, t, [study.PRETRAINED])),
+            ]
+            if _reused(config, r, fusion_seeds)
+        ),
         points=tuple(points),
         mixes=_frozen({p.model_id: p.recipe for p in points if p.model_id.startswith("mix.")}),
         groups=_frozen({g: tuple(ps) for g, ps in groups.items()}),
         traversal_studies=frozenset(studies),
         probed=_frozen(_probed(config, names, finetuned, fused, evaluations)),
+        start_candidates=_frozen({t: _frozen(c) for t, c in candidates.items()}),
+        start_mode=starts.section(config).get("mode", "use"),
+        start_top_k=int(starts.section(config).get("top_k", 3)),
+        start_sizes=tuple(starts.sizes(config)),
     )

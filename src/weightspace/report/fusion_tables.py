@@ -10,6 +10,7 @@ from weightspace import study
 from weightspace.atomic import save_figure, write_csv
 from weightspace.train.fusion_outcomes import (
     claims,
+    merge_comparison,
     paired_gains,
     summary_table,
     wins_overview,
@@ -138,3 +139,22 @@ def write(
     if claims_path:
         write_csv(claims_path, found)
     save_figure(figure(wins, paired_gains(summary), found), figure_path)
+
+
+def write_merges(runs, metrics_files, runs_path, comparison_path, n_boot=1000, seed=0) -> None:
+    """Rule entry: each merged base's runs beside its mean's twins, and the paired comparison."""
+    rows = []
+    for run, path in zip(runs, metrics_files, strict=True):
+        kind = study.parse(run["base"])
+        parts = run["base"].split(".")  # fused.{target}.{scope} | merged.{target}.{scope}.{method}
+        rows.append(
+            {
+                **run,
+                "scope": parts[2],
+                "method": parts[3] if kind.kind == "merged" else "mean",
+                "accuracy": json.loads(open(path).read())["test"]["accuracy"],
+            }
+        )
+    frame = pd.DataFrame(rows)
+    write_csv(runs_path, frame)
+    write_csv(comparison_path, merge_comparison(frame, n_boot, seed))

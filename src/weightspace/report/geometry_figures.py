@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from weightspace import study
 from weightspace.atomic import save_figure
 from weightspace.report.palette import FUSED_COLOR, PRETRAINED_COLOR, dataset_markers, task_colors
 
@@ -105,7 +106,7 @@ def _legend_handles(frame: pd.DataFrame, colors: dict, markers: dict):
 def projection_figure(tsne: pd.DataFrame, pca: pd.DataFrame, path) -> None:
     """t-SNE (left) and PCA (right) of the models, coloured by task, marked by dataset."""
     plt = _pyplot()
-    ft = tsne[tsne["kind"] == "finetuned"]
+    ft = tsne[study.labelled(tsne)]
     colors = task_colors(ft["task"].dropna())
     markers = dataset_markers(ft["dataset"].dropna())
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.8))
@@ -143,7 +144,7 @@ def _bar_colors(tab: pd.DataFrame) -> pd.DataFrame:
     """Per model, the colour of its task and of its dataset (pretrained black, fused/mix grey)."""
     import seaborn as sns
 
-    ft = tab[tab["kind"] == "finetuned"]
+    ft = tab[study.labelled(tab)]
     t_colors = task_colors(ft["task"].dropna())
     names = sorted(ft["dataset"].dropna().unique())
     # a palette unlike the task colours, so a dataset bar is not read as a task

@@ -260,3 +260,63 @@ def _claim_fields(scope, mode, size, group: pd.DataFrame) -> dict:
         mode=mode,
         size=size,
     )
+
+
+MERGE_COLUMNS = [
+    "method",
+    "scope",
+    "mode",
+    "size",
+    "targets",
+    "merged_accuracy",
+    "mean_accuracy",
+    "gain",
+    "ci_low",
+    "ci_high",
+    "p_merge_better",
+    "p_mean_better",
+    "targets_won",
+    "targets_lost",
+]
+
+
+def merge_comparison(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Each merge method against the plain mean of the same members, paired by (target, scope,
+    mode, size, seed): the mean over targets of the accuracy gain (points), its interval over
+    targets then seeds, and sign-flip p-values over targets in both directions.
+
+    ``runs``: one row per run with target, method ('mean' for the fused base), scope, mode, size,
+    seed, accuracy."""
+    keys = ["target", "scope", "mode", "size", "seed"]
+    mean = runs[runs["method"] == "mean"].set_index(keys)["accuracy"]
+    rows = []
+    merged = runs[runs["method"] != "mean"]
+    for (method, scope, mode, size), group in merged.groupby(
+        ["method", "scope", "mode", "size"], sort=True
+    ):
+        paired = group.set_index(keys)[["accuracy"]].join(mean.rename("mean"), how="inner")
+        paired = paired.reset_index().assign(gain=lambda f: f["accuracy"] - f["mean"])
+        by_target = target_gains(paired)
+        target_means = [g.mean() for g in by_target.values()]
+        effect, low, high, p_up, p_down = (
+            target_test(by_target, n_boot, seed) if len(by_target) >= 2 else (np.nan,) * 5
+        )
+        rows.append(
+            {
+                "method": method,
+                "scope": scope,
+                "mode": mode,
+                "size": size,
+                "targets": len(by_target),
+                "merged_accuracy": float(paired["accuracy"].mean()),
+                "mean_accuracy": float(paired["mean"].mean()),
+                "gain": effect if len(by_target) >= 2 else float(np.mean(target_means)),
+                "ci_low": low,
+                "ci_high": high,
+                "p_merge_better": p_up,
+                "p_mean_better": p_down,
+                "targets_won": int(sum(g > 0 for g in target_means)),
+                "targets_lost": int(sum(g < 0 for g in target_means)),
+            }
+        )
+    return pd.DataFrame(rows, columns=MERGE_COLUMNS)
