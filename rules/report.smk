@@ -160,6 +160,10 @@ rule summary:
         region=traversal_figure("region_figure"),
         fusion=rules.fusion_summary.output.figure if PLAN.fusion_runs else [],
         stage_times=f"{RESULTS}/tables/stage_times.csv",
+        merges=rules.merge_summary.output.comparison if PLAN.merge_runs else [],
+        start_outcomes=rules.start_summary.output.outcomes if PLAN.start_targets else [],
+        start_targets=rules.start_summary.output.targets if PLAN.start_targets else [],
+        where_to_start=rules.start_summary.output.figure if PLAN.start_targets else [],
     output:
         markdown=f"{RESULTS}/summary.md",
         html=report(f"{RESULTS}/summary.html", caption="../report/summary.rst", category="Summary"),

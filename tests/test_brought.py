@@ -78,7 +78,7 @@ def test_exported_finetunes_brought_back_give_the_same_distances_and_only_their_
     first.mkdir()
     config = _tiny(first)
     write_config(first, config)
-    snakemake(first, "--cores", "2", "results/geometry/distances.parquet")
+    snakemake(first, "--cores", "2", "results/geometry/distances.parquet", "results/probe/matrix.csv")
     exported = subprocess.run(
         [sys.executable, "-m", "weightspace", "export", "results", str(tmp_path / "zoo")],
         cwd=first,
@@ -146,7 +146,8 @@ def test_a_mismatched_brought_model_stops_the_study_before_any_job(tmp_path):
     write_config(tmp_path, config)
     result = snakemake(tmp_path, "-n", check=False)
     assert result.returncode != 0
-    assert "brought model 'odd'" in result.stderr and "encoder tensor" in result.stderr
+    output = result.stdout + result.stderr
+    assert "brought model 'odd'" in output and "encoder tensor" in output
     assert not (tmp_path / "results").exists()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, packaged_model_folder
 from tiny_study import dry_run_jobs, planned_jobs
 from weightspace import study
 from weightspace.plan import fusion
@@ -18,6 +18,8 @@ from weightspace.plan import fusion
 pytestmark = pytest.mark.workflow
 
 MAX_DEFAULT_JOBS = 150
+# the rules of opt-in stages (config keys models, fusion.merges, where_to_start): not in the default
+OPT_IN = {"import_model", "merge", "merge_summary", "rank_starts", "start_summary"}
 
 
 def stored_models(config: dict) -> int:
@@ -47,8 +49,8 @@ def test_the_default_dag_runs_every_stage_and_draws_every_figure(tmp_path):
     jobs = planned_jobs(tmp_path)
     rules = set()
     for path in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]:
-        rules |= set(re.findall(r"^rule (\w+):", path.read_text(), flags=re.M))
-    assert rules and rules <= set(jobs), sorted(rules - set(jobs))
+        rules |= set(re.findall(r"^(?:rule|checkpoint) (\w+):", path.read_text(), flags=re.M))
+    assert rules and rules - OPT_IN <= set(jobs), sorted(rules - OPT_IN - set(jobs))
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     # the full probe matrix: one evaluation job per stored model, each on every dataset
     assert config["probe"]["scope"] == "all"
@@ -63,6 +65,25 @@ def test_the_default_dag_runs_every_stage_and_draws_every_figure(tmp_path):
         "region.png",
         "fusion.png",
     }
+
+
+def test_the_opt_in_stages_join_the_default_through_their_overlay(tmp_path):
+    """Brought models, merges and where to start are opt-in (issue 27: the evaluation runs in its
+    own config, not in the time-bounded default): configs/where-to-start.yaml on top of the default,
+    with one brought model, has a job of every one of their rules."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    overlay = yaml.safe_load((REPO / "configs/where-to-start.yaml").read_text())
+    config["where_to_start"] = overlay["where_to_start"]
+    config["fusion"]["merges"] = overlay["fusion"]["merges"]
+    config["models"] = {"own": {"path": str(packaged_model_folder())}}  # the base itself: it fits
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(tmp_path)
+    assert OPT_IN <= set(jobs), sorted(OPT_IN - set(jobs))
+    assert jobs["rank_starts"] == 4 and jobs["merge"] == 3 * len(config["datasets"])
+    # evaluation mode fine-tunes every candidate of its 4 targets (the pretrained start, 14 other
+    # datasets' fine-tunes, the brought model, the fused base and 3 merges), each (target, start)
+    # once: the pretrained, fused and merged starts' runs are fusion's (8 targets x 5 starts)
+    assert jobs["finetune_from"] == 8 * 5 + 4 * 15
 
 
 def test_a_stage_that_is_off_draws_no_figure(tmp_path):

@@ -20,9 +20,15 @@ summary.write(
     probe_matrix=i.probe_matrix,
     stage_times=i.stage_times,
     tsne_table=i.tsne_table,
+    merges=i.merges or None,
+    start_outcomes=i.start_outcomes or None,
+    start_targets=i.start_targets or None,
     figures={
         k: i[k]
-        for k in ("tsne", "heatmap", "probe", "interpolation", "planes", "region", "fusion")
+        for k in (
+            *("tsne", "heatmap", "probe", "interpolation", "planes", "region", "fusion"),
+            "where_to_start",
+        )
         if i[k]
     },
 )

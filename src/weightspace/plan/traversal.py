@@ -266,17 +266,19 @@ def region_points(config: dict) -> list[Point]:
     if not section.get("enabled", True):
         return []
     groups: dict[str, tuple[str, list[str]]] = {}
-    models = study.finetuned_ids(config)
+    # the fine-tunes, and brought models labelled with a dataset of this study: they join its
+    # dataset's and task's regions
+    labels = {m: (d, t) for m, d, t in study.labelled_models(config) if d in config["datasets"]}
     for level in section.get("groups", ["dataset", "task"]):
-        for model in models:
-            name = _dataset(model) if level == "dataset" else study.task_of(config, _dataset(model))
+        for model, (dataset, task) in labels.items():
+            name = dataset if level == "dataset" else task
             groups.setdefault(f"{level}:{name}", (level, []))[1].append(model)
     points = []
     for group, (level, members) in groups.items():
         if len(members) < 2:
             continue
         members = sorted(members)
-        evals = sorted({_dataset(m) for m in members})
+        evals = sorted({labels[m][0] for m in members})
         points.append(
             _point(
                 {m: 1.0 / len(members) for m in members},

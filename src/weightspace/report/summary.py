@@ -367,6 +367,9 @@ def write(
     html_path: str | Path | None = None,
     stage_times: str | Path | None = None,
     tsne_table: str | Path | None = None,
+    start_outcomes: str | Path | None = None,
+    start_targets: str | Path | None = None,
+    merges: str | Path | None = None,
 ) -> str:
     # Long because it assembles summary.md in page order; each section is a function of its own,
     # and this one only reads the inputs and decides which sections appear.
@@ -438,6 +441,10 @@ def write(
             + markdown_table(pd.read_csv(fusion_overview))
             + "\n"
         )
+    if merges:
+        page += merges_section(merges)
+    if start_outcomes:
+        page += starts_section(start_outcomes, start_targets, figures.get("where_to_start"), root)
     if stage_times:
         from weightspace.report import stage_times as stage_table
 
@@ -448,6 +455,54 @@ def write(
 
         write_markdown_page(out_path, html_path, "weightspace summary")
     return page
+
+
+def merges_section(merges_path) -> str:
+    """Each PEFT merge against the plain mean of the same members (fusion.merges)."""
+    frame = pd.read_csv(merges_path)
+    view = pd.DataFrame(
+        {
+            "method": frame["method"],
+            "scope": frame["scope"],
+            "size": frame["size"],
+            "targets": frame["targets"],
+            "merged − mean (points)": frame["gain"].map(lambda v: f"{v:+.2f}"),
+            "95% interval": [_interval(a, b) for a, b in zip(frame["ci_low"], frame["ci_high"])],
+            "p (merge better)": frame["p_merge_better"].map(_p),
+            "p (mean better)": frame["p_mean_better"].map(_p),
+            "targets won / lost": [
+                f"{w} / {lost}" for w, lost in zip(frame["targets_won"], frame["targets_lost"])
+            ],
+        }
+    )
+    return (
+        "## Merges against the mean of the same members\n\n"
+        "Each fused base's members merged by PEFT (`fusion.merges`) and fine-tuned on the target "
+        "like the mean, paired by target, size and seed; the unit is the target (interval over "
+        "targets then seeds, sign flips over targets).\n\n" + markdown_table(view) + "\n"
+    )
+
+
+def starts_section(outcomes_path, targets_path, figure, root: Path) -> str:
+    """Where to start: the ranking's outcomes next to the published figures, per target, figure."""
+    from weightspace.report.start_figures import start_table_markdown
+
+    targets = pd.read_csv(targets_path) if targets_path else pd.DataFrame()
+    names = list(dict.fromkeys(targets["target"])) if not targets.empty else []
+    text = "## Where to start: candidate starts ranked by their probe loss on the target\n\n"
+    text += start_table_markdown(pd.read_csv(outcomes_path), names) + "\n"
+    if not targets.empty:
+        columns = [
+            c
+            for c in ("target", "size", "chosen", "gain", "gain_low", "gain_high", "best")
+            + ("regret_top1", "regret_topk", "spearman", "n_candidates", "n_finetuned")
+            if c in targets.columns
+        ]
+        text += "Per target (gains and regrets in accuracy points):\n\n"
+        text += markdown_table(targets[columns]) + "\n"
+    if figure and Path(figure).exists():
+        text += f"![Where to start]({os.path.relpath(figure, root)})\n\n"
+    return text
 
 
 def study_tables(
