@@ -40,9 +40,32 @@ def _what(frame: pd.DataFrame) -> str:
     return f"{METRIC_WORDS.get(metric, metric)} between {SPACE_WORDS.get(space, space)}"
 
 
+BROUGHT_EDGE = "#d62728"  # a brought model's outline: labelled ones keep their task's colour
+
+
 def _scatter(ax, frame: pd.DataFrame, x: str, y: str, colors: dict, markers: dict) -> None:
     for row in frame.itertuples():
-        if row.kind in SPECIAL:
+        if row.kind == "brought":
+            labelled = isinstance(row.task, str) and isinstance(row.dataset, str)
+            ax.scatter(
+                getattr(row, x),
+                getattr(row, y),
+                c=colors.get(row.task, FUSED_COLOR) if labelled else FUSED_COLOR,
+                marker=markers.get(row.dataset, "D") if labelled else "D",
+                s=70,
+                edgecolors=BROUGHT_EDGE,
+                linewidths=1.4,
+                zorder=2,
+            )
+            if not labelled:  # no label to read it by: its name
+                ax.annotate(
+                    row.model_id.removeprefix("brought."),
+                    (getattr(row, x), getattr(row, y)),
+                    fontsize=7,
+                    xytext=(4, 3),
+                    textcoords="offset points",
+                )
+        elif row.kind in SPECIAL:
             color, marker, size, _ = SPECIAL[row.kind]
             ax.scatter(
                 getattr(row, x),
@@ -87,6 +110,19 @@ def _legend_handles(frame: pd.DataFrame, colors: dict, markers: dict):
         )
         for d, m in markers.items()
     ]
+    if (frame["kind"] == "brought").any():
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="D",
+                linestyle="",
+                color=FUSED_COLOR,
+                markeredgecolor=BROUGHT_EDGE,
+                markersize=8,
+                label="brought (red outline; named where unlabelled)",
+            )
+        )
     for kind, (color, marker, size, label) in SPECIAL.items():
         if (frame["kind"] == kind).any():
             handles.append(
@@ -114,7 +150,8 @@ def projection_figure(tsne: pd.DataFrame, pca: pd.DataFrame, path) -> None:
     perplexity = tsne["perplexity"].iloc[0]
     agreement = tsne["nn1_dataset_plane"].iloc[0] if "nn1_dataset_plane" in tsne else np.nan
     title = (
-        f"t-SNE of the fine-tuned models (perplexity {perplexity:.3g})"
+        f"t-SNE of the fine-tuned{' and brought' if (tsne['kind'] == 'brought').any() else ''} "
+        f"models (perplexity {perplexity:.3g})"
         if np.isfinite(perplexity)
         else "t-SNE (too few models)"
     )
