@@ -78,7 +78,9 @@ def test_exported_finetunes_brought_back_give_the_same_distances_and_only_their_
     first.mkdir()
     config = _tiny(first)
     write_config(first, config)
-    snakemake(first, "--cores", "2", "results/geometry/distances.parquet", "results/probe/matrix.csv")
+    snakemake(
+        first, "--cores", "2", "results/geometry/distances.parquet", "results/probe/matrix.csv"
+    )
     exported = subprocess.run(
         [sys.executable, "-m", "weightspace", "export", "results", str(tmp_path / "zoo")],
         cwd=first,

@@ -606,3 +606,11 @@ def test_a_fusion_run_reuses_the_main_fine_tune_exactly_when_its_recipe_is_the_s
     # a seed the study does not have: the start's job runs all of them
     config["fusion"]["seeds"] = [0, 7]
     assert not any(study_plan.build(config).reused(r) for r in pretrained_runs)
+
+
+@pytest.mark.parametrize("key", ["where_to_start", "fusion"])
+def test_an_unknown_target_is_named(key):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config[key]["targets"] = ["rotten_tomatoes", "imbd"]
+    with pytest.raises(WeightspaceError, match=rf"config key {key}.targets: imbd not among"):
+        study.check(config)

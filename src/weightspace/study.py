@@ -174,6 +174,16 @@ def check(config: dict) -> None:
                 f"config key datasets.{name}.builtin: unknown builtin dataset '{builtin}'; "
                 f"known: {', '.join(known)}"
             )
+    for key, chosen in (
+        ("where_to_start.targets", (config.get("where_to_start") or {}).get("targets")),
+        ("fusion.targets", (config.get("fusion") or {}).get("targets")),
+    ):
+        unknown = [t for t in chosen or [] if t not in config["datasets"]]
+        if unknown:
+            raise WeightspaceError(
+                f"config key {key}: {', '.join(unknown)} not among the datasets "
+                f"({', '.join(config['datasets'])})"
+            )
     finetune = config.get("finetune", {})
     for key, recipe in (
         ("finetune", finetune),
