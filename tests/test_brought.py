@@ -190,6 +190,40 @@ def test_where_to_start_ranks_and_fine_tunes_through_snakemake(tmp_path):
     planned = dry_run_jobs(tmp_path, "results/starts/outcomes.csv")
     starts = {j["output"][0].split("/")[4] for j in planned if j["rule"] == "finetune_from"}
     assert starts == set(ranking["candidate"]) - {top, "pretrained"}
-    snakemake(tmp_path, "--cores", "2", "results/starts/outcomes.csv")
+    snakemake(tmp_path, "--cores", "2", "results/starts/outcomes.csv", "results/fusion/merges.csv")
     targets = pd.read_csv(tmp_path / "results/starts/targets.csv")
     assert targets["regret_top1"].notna().all() and targets["n_finetuned"].tolist() == [5]
+    # the merge against the mean of the same members, paired over the target's two seeds
+    merges = pd.read_csv(tmp_path / "results/fusion/merges.csv")
+    runs = pd.read_csv(tmp_path / "results/starts/runs.csv").set_index(["start", "seed"])
+    expected = 100 * (
+        runs.loc["merged.alpha.all.ties", "accuracy"] - runs.loc["fused.alpha.all", "accuracy"]
+    )
+    assert merges[["method", "targets"]].values.tolist() == [["ties", 1]]
+    assert merges["gain"].iloc[0] == pytest.approx(expected.mean())
+
+
+def test_brought_models_in_the_claims_only_where_labelled_and_all_in_the_maps():
+    from weightspace import study
+    from weightspace.geometry import clusters, projection
+
+    config = {
+        "datasets": {"a": {"task": "x"}, "b": {"task": "x"}, "c": {"task": "y"}},
+        "seeds": [0, 1],
+        "models": {"mine": {"path": "/m", "dataset": "a"}, "hub_one": {"hub": "org/m"}},
+    }
+    ids = ["pretrained", *study.finetuned_ids(config), *study.brought_ids(config)]
+    table = study.model_table(config, ids)
+    rows = {r["model_id"]: r for r in table}
+    assert (rows["brought.mine"]["dataset"], rows["brought.mine"]["task"]) == ("a", "x")
+    assert rows["brought.hub_one"]["dataset"] is None
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(len(ids), 4))
+    d = pd.DataFrame(np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1)), index=ids, columns=ids)
+    labelled_ids = clusters._labelled(d, table)[0]
+    assert "brought.mine" in labelled_ids and "brought.hub_one" not in labelled_ids
+    tsne, pca = projection.projections(d, table, {"tsne": {"perplexity": 2}})
+    assert {"brought.mine", "brought.hub_one"} <= set(tsne["model_id"])
+    assert set(pca["model_id"]) == set(ids)
