@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 from weightspace import WeightspaceError
+from weightspace.atomic import atomic_folder
 from weightspace.startup import job_imports
 
 # Files a tokenizer needs; whichever of them a base folder has is copied.
@@ -160,9 +161,7 @@ def materialise(spec: dict, out_dir: str | Path) -> dict:
     requested = spec.get("revision")
     commit = hub.resolve_commit(source, requested) if "hub" in spec else None
     pinned = {"revision": commit or requested} if "hub" in spec and (commit or requested) else {}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust, **pinned)
         model = AutoModel.from_pretrained(
             source, trust_remote_code=trust, use_safetensors=_has_safetensors(source), **pinned
@@ -187,12 +186,6 @@ def materialise(spec: dict, out_dir: str | Path) -> dict:
             "trust_remote_code": trust,
         }
         (tmp / "base.json").write_text(json.dumps(info, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return info
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from weightspace import WeightspaceError
+from weightspace.atomic import atomic_folder
 from weightspace.model.base_model import TOKENIZER_FILES
 
 
@@ -41,20 +41,13 @@ def export_finetunes(results: str | Path, out: str | Path) -> list[Path]:
     for weights in runs:
         run = weights.parent
         folder = out / f"{run.parent.name}_{run.name}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=out))
-        try:
+        with atomic_folder(folder) as tmp:
             config = json.loads((run / "config.json").read_text())
             (tmp / "config.json").write_text(json.dumps(_classifier_config(config), indent=2))
             shutil.copyfile(weights, tmp / "model.safetensors")
             for name in TOKENIZER_FILES:
                 if (base / name).exists():
                     shutil.copyfile(base / name, tmp / name)
-            if folder.exists():
-                shutil.rmtree(folder)
-            tmp.rename(folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
         written.append(folder)
     return written
 
