@@ -44,8 +44,10 @@ rule merge:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=3000,
-        runtime=10,
+        # PEFT stacks every member's task vector of one tensor in float64, with its masks: the embeddings
+        # (half of MiniLM) of 14 members took 7.2 GB; ~6x the inputs' size holds it
+        mem_mb=lambda wc, input, attempt: int((1000 + 6 * input.size_mb) * attempt),
+        runtime=lambda wc, attempt: 20 * attempt,
     params:
         settings=config["fusion"]["merges"],
     script:
