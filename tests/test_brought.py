@@ -103,8 +103,21 @@ def test_exported_finetunes_brought_back_give_the_same_distances_and_only_their_
         "b0": {"path": str(tmp_path / "zoo/beta_seed0"), "dataset": "beta", "task": "sentiment"},
         "g0": {"path": str(tmp_path / "zoo/gamma_seed0")},
     }
+    # a line you choose from an unlabelled brought model to a fine-tune: its own panel, no claim
+    config2["interpolation"] = dict(
+        config2["interpolation"], enabled=True, relations=[], chosen=[["brought.g0", "alpha.seed0"]]
+    )
     write_config(second, config2)
-    snakemake(second, "--cores", "2", "results/geometry/distances.parquet")
+    snakemake(
+        second,
+        "--cores",
+        "2",
+        "results/geometry/distances.parquet",
+        "results/interpolation/claims.csv",
+    )
+    lines = pd.read_csv(second / "results/interpolation/lines.csv")
+    assert set(lines["relation"]) == {"chosen"} and set(lines["eval_dataset"]) == {"alpha"}
+    assert (second / "results/figures/interpolation.png").stat().st_size > 0
     d1 = pd.read_csv(first / "results/geometry/square/euclidean_raw.csv", index_col=0)
     d2 = pd.read_csv(second / "results/geometry/square/euclidean_raw.csv", index_col=0)
     names = {"a0": "alpha.seed0", "b0": "beta.seed0", "g0": "gamma.seed0"}
@@ -227,3 +240,33 @@ def test_brought_models_in_the_claims_only_where_labelled_and_all_in_the_maps():
     tsne, pca = projection.projections(d, table, {"tsne": {"perplexity": 2}})
     assert {"brought.mine", "brought.hub_one"} <= set(tsne["model_id"])
     assert set(pca["model_id"]) == set(ids)
+
+
+def test_a_chosen_line_joins_a_brought_model_to_the_study():
+    from weightspace.plan import study_plan, traversal
+
+    config = {
+        "datasets": {"a": {"task": "x"}, "b": {"task": "y"}},
+        "seeds": [0, 1],
+        "models": {"mine": {"path": "/m", "dataset": "a"}, "other": {"path": "/o"}},
+        "interpolation": {
+            "alphas": [-0.5, 0.0, 0.5, 1.0],
+            "relations": [],
+            "chosen": [["brought.mine", "b.seed0"], ["brought.other", "pretrained"]],
+        },
+        "region": {"enabled": False},
+        "fusion": {"enabled": False},
+    }
+    points = traversal.lines(config)
+    rows = [p.as_row() for p in points]
+    assert {r["relation"] for r in rows} == {"chosen"}
+    # inside [0, 1] only ('chosen' is not in extrapolate): 3 alphas per line
+    assert len(rows) == 6 and {traversal.group_name(r) for r in rows} == {"line.chosen.all"}
+    evals = {(r["model_a"], r["model_b"]): p.eval_datasets for r, p in zip(rows, points)}
+    assert evals[("brought.mine", "b.seed0")] == ("a", "b")  # the ends' datasets, labels included
+    assert evals[("brought.other", "pretrained")] == ("a", "b")  # no dataset at either end: all
+    plan = study_plan.build(config)
+    assert "brought.mine" in plan.group_members("line.chosen.all")
+    config["interpolation"]["chosen"] = [["brought.nobody", "a.seed0"]]
+    with pytest.raises(WeightspaceError, match="interpolation.chosen.*brought.nobody"):
+        traversal.lines(config)

@@ -161,10 +161,8 @@ def line_group(pair: str) -> str:
     """A line's group, as traversal chose it: the sorted datasets of its fine-tuned ends."""
     from weightspace import study
 
-    names = sorted(
-        {study.parse(m.strip()).dataset for m in pair.split(" — ") if m.strip() != study.PRETRAINED}
-    )
-    return " + ".join(n for n in names if n)
+    names = {study.parse(m.strip()).dataset for m in pair.split(" — ")}
+    return " + ".join(sorted(names - {None}))  # the pretrained and brought ends name none
 
 
 def grouped_test(cells: dict[str, list[np.ndarray]], n_boot: int = N_BOOT, seed: int = 0):
@@ -257,12 +255,15 @@ def _curves(lines: pd.DataFrame):
             yield relation, pair, dataset, curve
 
 
+RELATIONS_READ = ("same_dataset", "same_task", "cross_task", "pretrained")
+
+
 def line_claims(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> list[dict]:
     interior: dict[str, dict[str, list]] = {r: {} for r in RELATION_CLAIMS}
     edge: dict[str, list] = {}
     for relation, pair, _dataset, curve in _curves(lines):
-        if 0.0 not in curve or 1.0 not in curve:
-            continue
+        if 0.0 not in curve or 1.0 not in curve or relation not in RELATIONS_READ:
+            continue  # a chosen line is drawn, in no claim
         group = line_group(pair)
         ends = 0.5 * (curve[0.0] + curve[1.0])
         inside = [a for a in curve if 0 < a < 1]
@@ -435,7 +436,7 @@ def line_figure(lines: pd.DataFrame, n_boot: int = N_BOOT):
 
     relations = [
         r
-        for r in ("same_dataset", "same_task", "cross_task", "pretrained")
+        for r in ("same_dataset", "same_task", "cross_task", "pretrained", "chosen")
         if r in set(lines["relation"])
     ]
     fig, axes = plt.subplots(

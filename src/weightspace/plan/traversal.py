@@ -169,6 +169,34 @@ def chosen_pairs(config: dict, relation: str) -> list[tuple[str, str]]:
     return pairs
 
 
+CHOSEN = "chosen"  # the relation of the lines a config names itself (interpolation.chosen)
+
+
+def chosen_lines(config: dict) -> list[tuple[str, str]]:
+    """The lines the config names between two stored models (brought ones included); an end that
+    is no stored model of the study is named in the error."""
+    pairs = [tuple(p) for p in config.get("interpolation", {}).get("chosen") or []]
+    stored = {study.PRETRAINED, *study.finetuned_ids(config), *study.brought_ids(config)}
+    for pair in pairs:
+        unknown = [m for m in pair if m not in stored]
+        if unknown or pair[0] == pair[1]:
+            raise WeightspaceError(
+                f"config key interpolation.chosen: {list(pair)} needs two distinct stored models "
+                f"(pretrained, {{dataset}}.seed{{n}}, brought.{{name}}); not one: {unknown or pair}"
+            )
+    return pairs
+
+
+def _line_datasets(config: dict, section: dict, ends) -> list[str]:
+    """A chosen line's evaluation datasets: its ends' study datasets (labels of brought models
+    included), else every dataset."""
+    if section.get("evaluate_on", "ends") == "all":
+        return study.datasets(config)
+    labels = {m: d for m, d, _ in study.labelled_models(config)}
+    found = sorted({labels[m] for m in ends if labels.get(m) in config["datasets"]})
+    return found or study.datasets(config)
+
+
 def lines(config: dict) -> list[Point]:
     section = config.get("interpolation", {})
     if not section.get("enabled", True):
@@ -176,12 +204,17 @@ def lines(config: dict) -> list[Point]:
     alphas = section.get("alphas", [-0.5, 0.0, 0.5, 1.0, 1.5])
     extrapolate = set(section.get("extrapolate", RELATIONS))
     points = []
-    for relation in section.get("relations", list(RELATIONS)):
+    relations = [(r, chosen_pairs(config, r)) for r in section.get("relations", list(RELATIONS))]
+    for relation, pairs in [*relations, (CHOSEN, chosen_lines(config))]:
         # beyond the ends only where it is studied: a point outside [0, 1] costs as much as one
         # inside
         kept = [a for a in alphas if relation in extrapolate or 0.0 <= a <= 1.0]
-        for a, b in chosen_pairs(config, relation):
-            evals = _eval_sets(config, section, (a, b))
+        for a, b in pairs:
+            evals = (
+                _line_datasets(config, section, (a, b))
+                if relation == CHOSEN
+                else _eval_sets(config, section, (a, b))
+            )
             for alpha in kept:
                 points.append(
                     _point(
@@ -344,6 +377,8 @@ def group_name(row: dict) -> str:
     at one dataset, or its region group. So the number of these jobs grows as the datasets, not as
     the lines."""
     kind = row.get("study")
+    if kind == "line" and row.get("relation") == CHOSEN:  # a few lines: one job
+        return "line.chosen.all"
     if kind in ("line", "plane"):
         ends = [row[k] for k in ("model_a", "model_b", "model_c") if row.get(k)]
         names = sorted({study.parse(m).dataset for m in ends} - {None}) or ["pretrained"]
