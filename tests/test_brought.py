@@ -191,7 +191,7 @@ def test_where_to_start_ranks_and_fine_tunes_through_snakemake(tmp_path):
     planned = dry_run_jobs(tmp_path, "results/starts/outcomes.csv")
     starts = {j["output"][0].split("/")[4] for j in planned if j["rule"] == "finetune_from"}
     assert starts == set(ranking["candidate"]) - {top, "pretrained"}
-    snakemake(tmp_path, "--cores", "2", "results/starts/outcomes.csv", "results/fusion/merges.csv")
+    snakemake(tmp_path, "--cores", "2", "results/summary.md")
     targets = pd.read_csv(tmp_path / "results/starts/targets.csv")
     assert targets["regret_top1"].notna().all() and targets["n_finetuned"].tolist() == [5]
     # the merge against the mean of the same members, paired over the target's two seeds
@@ -202,6 +202,9 @@ def test_where_to_start_ranks_and_fine_tunes_through_snakemake(tmp_path):
     )
     assert merges[["method", "targets"]].values.tolist() == [["ties", 1]]
     assert merges["gain"].iloc[0] == pytest.approx(expected.mean())
+    page = (tmp_path / "results/summary.md").read_text()
+    assert "## Merges against the mean of the same members" in page
+    assert "## Where to start" in page and "figures/where_to_start.png" in page
 
 
 def test_brought_models_in_the_claims_only_where_labelled_and_all_in_the_maps():

@@ -108,14 +108,14 @@ VERDICT_RULE = (
 )
 
 
-def _interval(low, high) -> str:
+def _interval(low, high, digits: str = ".4g") -> str:
     try:
         low, high = float(low), float(high)
     except (TypeError, ValueError):
         return ""
     if not (pd.notna(low) and pd.notna(high)):
         return "—"
-    return f"[{low:.4g}, {high:.4g}]"
+    return f"[{low:{digits}}, {high:{digits}}]"
 
 
 def _value_range(values: pd.Series) -> str:
@@ -466,8 +466,10 @@ def merges_section(merges_path) -> str:
             "scope": frame["scope"],
             "size": frame["size"],
             "targets": frame["targets"],
-            "merged − mean (points)": frame["gain"].map(lambda v: f"{v:+.2f}"),
-            "95% interval": [_interval(a, b) for a, b in zip(frame["ci_low"], frame["ci_high"])],
+            "merged − mean (points)": frame["gain"].round(2),
+            "95% interval": [
+                _interval(a, b, ".2f") for a, b in zip(frame["ci_low"], frame["ci_high"])
+            ],
             "p (merge better)": frame["p_merge_better"].map(_p),
             "p (mean better)": frame["p_mean_better"].map(_p),
             "targets won / lost": [
@@ -492,14 +494,34 @@ def starts_section(outcomes_path, targets_path, figure, root: Path) -> str:
     text = "## Where to start: candidate starts ranked by their probe loss on the target\n\n"
     text += start_table_markdown(pd.read_csv(outcomes_path), names) + "\n"
     if not targets.empty:
-        columns = [
-            c
-            for c in ("target", "size", "chosen", "gain", "gain_low", "gain_high", "best")
-            + ("regret_top1", "regret_topk", "spearman", "n_candidates", "n_finetuned")
-            if c in targets.columns
-        ]
-        text += "Per target (gains and regrets in accuracy points):\n\n"
-        text += markdown_table(targets[columns]) + "\n"
+        view = pd.DataFrame(
+            {
+                "target": targets["target"],
+                "size": targets["size"],
+                "top-ranked start": targets["chosen"],
+                "its gain (points)": targets["gain"].round(1),
+                "95% interval (seeds)": [
+                    _interval(a, b, ".1f")
+                    for a, b in zip(targets["gain_low"], targets["gain_high"])
+                ],
+                "best candidate": targets["best"].fillna("—"),
+                "regret top 1": targets["regret_top1"].map(lambda v: f"{v:.1f}"),
+                f"regret top {int(targets['top_k'].iloc[0])}": targets["regret_topk"].map(
+                    lambda v: f"{v:.1f}"
+                ),
+                "Spearman ρ": [
+                    f"{r:.2f} {_interval(a, b, '.2f')}"
+                    for r, a, b in zip(
+                        targets["spearman"], targets["spearman_low"], targets["spearman_high"]
+                    )
+                ],
+                "candidates (fine-tuned)": [
+                    f"{c} ({f})" for c, f in zip(targets["n_candidates"], targets["n_finetuned"])
+                ],
+            }
+        )
+        text += "Per target (regret: the best candidate's accuracy minus the top one's):\n\n"
+        text += markdown_table(view) + "\n"
     if figure and Path(figure).exists():
         text += f"![Where to start]({os.path.relpath(figure, root)})\n\n"
     return text
