@@ -388,13 +388,14 @@ def test_finetune_killed_at_its_time_limit_resumes_on_the_retry(slurm_cluster, t
     snakemake(root, "--cores", "2", "results/base", "results/data/alpha/meta.json")
 
     # SLURM's smallest time limit is a minute and slurmctld enforces limits every 30 s: the job gets
-    # SIGTERM 60-90 s after it starts. Train ~150 s at the calibrated speed, so the first attempt is
-    # cut short even when the job runs faster than the calibration (two processes at once): with
-    # ~110 s, a clean-clone CI run on a 2-core Zen 3 once ended with nothing resumed
-    # (resumed_from_step None), most likely training done inside attempt 1. The rule's runtime =
+    # SIGTERM 60-90 s after it starts. Train ~130 s at the calibrated speed: the first attempt must
+    # be cut short (with ~110 s a clean-clone CI run once ended with nothing resumed, training done
+    # inside attempt 1), and the second, 2 minutes with its ~15 s start, must end well inside its
+    # limit (with ~150 s one finished 3 s before it, was killed while exiting, and the third attempt
+    # trained from scratch: resumed_from_step None again). The rule's runtime =
     # finetune.runtime x attempt gives the retry 2 minutes, a third attempt 3. checkpoint_every =
     # all the steps: the only checkpoint to resume from is the one the SIGTERM handler writes.
-    steps = int(150 / seconds_per_step(root, config))
+    steps = int(130 / seconds_per_step(root, config))
     config["finetune"].update(epochs=steps, max_steps=steps, checkpoint_every=steps, runtime=1)
     write_config(root, config)
     shutil.copytree(root, reference, symlinks=True)
