@@ -16,7 +16,7 @@ target once serves both stages.
 from __future__ import annotations
 
 from weightspace import study
-from weightspace.plan.fusion import FusedBase, Run, seeds, size_label
+from weightspace.plan.fusion import FusedBase, Run, size_label
 
 MODES = ("use", "evaluate")
 MODE = "full"  # the runs fine-tune every parameter, as the paper's
@@ -59,11 +59,11 @@ def candidates(config: dict, target: str, bases: list[FusedBase]) -> dict[str, s
     return out
 
 
-def runs(config: dict, target: str, starts) -> list[Run]:
-    """The fine-tunes of a target from each start, at each size, with the fusion seeds."""
-    return [
+def runs(target: str, chosen, sizes_, seeds_) -> tuple[Run, ...]:
+    """The fine-tunes of a target from each chosen start, at each size, with each (fusion) seed."""
+    return tuple(
         Run(target, start, MODE, size, seed)
-        for start in starts
-        for size in sizes(config)
-        for seed in seeds(config)
-    ]
+        for start in chosen
+        for size in sizes_
+        for seed in seeds_
+    )

@@ -88,12 +88,7 @@ class StudyPlan:
 
     def start_runs(self, target: str, chosen) -> tuple[Run, ...]:
         """The runs of a target from the chosen starts (use mode: the top k and pretrained)."""
-        return tuple(
-            Run(target, start, starts.MODE, size, seed)
-            for start in chosen
-            for size in self.start_sizes
-            for seed in self.fusion_seeds
-        )
+        return starts.runs(target, chosen, self.start_sizes, self.fusion_seeds)
 
     # ------------------------------------------------------- traversal groups (evaluate_group jobs)
 
@@ -219,6 +214,10 @@ def build(config: dict) -> StudyPlan:
         groups.setdefault(traversal.group_name(row), []).append(point)
         studies.add(row["study"])
     evaluations = {(p.model_id, d) for p in points for d in p.eval_datasets} | start_evaluations
+    # runs that may be a main fine-tune itself: fusion's, and each target's pretrained start
+    reusable = [*runs]
+    for target in candidates:
+        reusable += starts.runs(target, [study.PRETRAINED], starts.sizes(config), fusion_seeds)
     return StudyPlan(
         datasets=tuple(names),
         task_of=_frozen({d: study.task_of(config, d) for d in names}),
@@ -229,14 +228,7 @@ def build(config: dict) -> StudyPlan:
         fusion_seeds=tuple(fusion_seeds),
         fusion_runs=tuple(runs),
         merge_runs=tuple(fusion.merge_runs(config)),
-        reused_runs=frozenset(
-            r
-            for r in [
-                *runs,
-                *(r for t in candidates for r in starts.runs(config, t, [study.PRETRAINED])),
-            ]
-            if _reused(config, r, fusion_seeds)
-        ),
+        reused_runs=frozenset(r for r in reusable if _reused(config, r, fusion_seeds)),
         points=tuple(points),
         mixes=_frozen({p.model_id: p.recipe for p in points if p.model_id.startswith("mix.")}),
         groups=_frozen({g: tuple(ps) for g, ps in groups.items()}),
