@@ -312,6 +312,8 @@ def region_points(config: dict) -> list[Point]:
             continue
         members = sorted(members)
         evals = sorted({labels[m][0] for m in members})
+        if level == "task" and len(evals) < 2 and "dataset:" + evals[0] in groups:
+            continue  # a one-dataset task's region is its dataset's: a copy would count it twice
         points.append(
             _point(
                 {m: 1.0 / len(members) for m in members},
