@@ -50,16 +50,18 @@ def test_the_default_can_decide_every_headline_claim(default):
     paper makes claims in is there, and each claim's floor is below its Bonferroni threshold."""
     rows = assert_decides_every_family(default)
     by_id = {r["claim_id"]: r for r in rows}
-    # 8 datasets in tasks of 4, 2, 2: 210 splits; 8 same-dataset groups, 8 fusion targets
-    assert by_id["nn1_task"]["floor"] == pytest.approx(1 / 210)
-    assert by_id["interior_same_dataset"]["floor"] == pytest.approx(1 / 256)
-    assert by_id["fusion_gain_all_full_n64"]["floor"] == pytest.approx(1 / 256)
+    # 9 datasets in tasks of 4, 2, 2, 1: 1,890 splits; 9 same-dataset groups, 12 region groups
+    # (the one-dataset task's region is its dataset's), 9 fusion targets
+    assert by_id["nn1_task"]["floor"] == pytest.approx(1 / 1890)
+    assert by_id["interior_same_dataset"]["floor"] == pytest.approx(1 / 512)
+    assert by_id["centroid_beats_own_members"]["floor"] == pytest.approx(1 / 4096)
+    assert by_id["fusion_gain_all_full_n64"]["floor"] == pytest.approx(1 / 512)
 
 
 def test_a_smaller_design_says_which_claims_it_cannot_decide(default):
     """The default before: 6 datasets in 3 pairs x 3 seeds, 4 fusion targets, no lines."""
     config = copy.deepcopy(default)
-    for name in ("vader_amazon", "vader_nyt_editorials"):
+    for name in ("vader_amazon", "vader_nyt_editorials", "sms_spam"):
         del config["datasets"][name]
     config["seeds"] = [0, 1, 2]
     config["fusion"]["targets"] = [

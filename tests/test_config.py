@@ -556,8 +556,8 @@ def test_task_scope_still_probes_a_line_end_on_the_datasets_its_line_reads():
 
 
 def test_task_scope_encodes_only_the_finetuned_models_own_tasks_pairs():
-    """The cost estimate counts what the plan probes: with tasks of 4, 2 and 2 datasets, a model
-    of a 4-dataset task is probed on 4 of 8, the others on 2 of 8."""
+    """The cost estimate counts what the plan probes: with tasks of 4, 2, 2 and 1 datasets, a model
+    of the 4-dataset task is probed on 4 of 9, of a 2-dataset task on 2 of 9, of the last on 1."""
     config = default()
     config["probe"]["scope"] = "task"
     config["interpolation"]["enabled"] = config["region"]["enabled"] = False  # their reads aside
@@ -573,8 +573,8 @@ def test_task_scope_encodes_only_the_finetuned_models_own_tasks_pairs():
     config["probe"]["scope"] = "all"
     full = cost.estimate(config, study_plan.build(config), sizes, **args)
     tasks = [study.task_of(config, d) for d in study.datasets(config)]
-    assert sorted(tasks.count(t) for t in set(tasks)) == [2, 2, 4]
-    off_task = sum(len(tasks) - tasks.count(t) for t in tasks)  # per seed: 4 x 4 + 4 x 6
+    assert sorted(tasks.count(t) for t in set(tasks)) == [1, 2, 2, 4]
+    off_task = sum(len(tasks) - tasks.count(t) for t in tasks)  # per seed: 4 x 5 + 4 x 7 + 8
     assert full["probe_pairs"] - task["probe_pairs"] == off_task * len(study.seeds(config))
 
 

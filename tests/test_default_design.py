@@ -1,13 +1,16 @@
 """The default's own design (config.yaml), simulated: its false-"holds" rate under each family's
-null and its power at the effects its run measured (docs/example/summary.md, 2026-12-07).
+null and its power at the effects its run measured (docs/example/summary.md, 2026-12-08).
 
-The design is read from config.yaml: tasks of 4, 2 and 2 datasets × 2 seeds, 8 fusion targets × 2
-seeds, one same-dataset line per dataset. The effects are the run's (README "Design of the
-default"):
+The design is read from config.yaml: tasks of 4, 2, 2 and 1 datasets × 2 seeds, 9 fusion targets ×
+2 seeds, one same-dataset line per dataset, 12 region groups (9 datasets, the 3 tasks of two or
+more). The effects are the run's, measured by benchmarks/design_effects.py (README "Design of the
+default"), each unit's spread with its own noise taken out so that the simulation does not count
+the noise twice:
 
-- dataset geometry: within-dataset / within-task distance 0.9415, within-task / across-tasks 0.9731;
-- fusion: +5.81 points, target means with sd 6.17, seeds within a target sd 4.55;
-- same-dataset lines: interior gain 0.0183 nats, its sd over the 8 datasets 0.0157 (one line each).
+- dataset geometry: within-dataset / within-task distance 0.9498, within-task / across-tasks 0.9654;
+- fusion: +5.30 points, targets' spread (between-target sd) 5.02, seeds within a target sd 3.55;
+- lines and regions: interior gain 0.0189 nats (between-dataset sd 0.0125, test-example se 0.0087),
+  extrapolation rise 0.0368 (0.0209), centroid over its own members 0.0220 (0.0126).
 
 Power is asserted where the design reaches 80 % and, where it does not, pinned to the range the
 README states, so that a change of design or rule that moves it cannot pass unnoticed.
@@ -27,6 +30,7 @@ from scipy.spatial.distance import cdist
 from conftest import REPO
 from test_calibration import (
     ALPHA,
+    ALPHAS,
     N_BOOT,
     assert_at_least,
     assert_at_most,
@@ -34,19 +38,24 @@ from test_calibration import (
     family_holds,
     fusion_study,
     layout,
-    lines_study,
     rate,
 )
 from weightspace.geometry import clusters, interpolation
+from weightspace.plan import traversal
 from weightspace.stats import verdicts
 from weightspace.train import fusion_outcomes
 
 STUDIES = 200
 
-WITHIN_DATASET_OVER_TASK = 0.9415
-WITHIN_TASK_OVER_ACROSS = 0.9731
-FUSION_GAIN, FUSION_TARGET_SD, FUSION_SEED_SD = 5.81, 6.17, 4.55
-INTERIOR_GAIN, INTERIOR_GROUP_SD = 0.0183, 0.0157
+WITHIN_DATASET_OVER_TASK = 0.9498
+WITHIN_TASK_OVER_ACROSS = 0.9654
+FUSION_GAIN, FUSION_TARGET_SD, FUSION_SEED_SD = 5.30, 5.02, 3.55
+INTERIOR_GAIN, INTERIOR_GROUP_SD, INTERIOR_EXAMPLE_SE = 0.0189, 0.0125, 0.0087
+EDGE_GAIN, EDGE_GROUP_SD = 0.0368, 0.0209
+CENTROID_GAIN, CENTROID_GROUP_SD = 0.0220, 0.0126
+# per-example test noise of every point: an interior gain averages the two ends and three interior
+# points, each with this noise, so its standard error over the examples is noise·√(1/2 + 1/3)/√n
+EXAMPLE_NOISE = INTERIOR_EXAMPLE_SE * np.sqrt(256) / np.sqrt(0.5 + 1 / 3)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +67,7 @@ def design() -> dict:
     targets = config["fusion"]["targets"] or list(config["datasets"])
     return {
         "per_task": sorted(tasks.values(), reverse=True),
+        "region_groups": len({dict(p.info)["group"] for p in traversal.region_points(config)}),
         "seeds": seeds,
         "targets": len(targets),
         "fusion_seeds": len(config["fusion"]["seeds"]),
@@ -78,11 +88,12 @@ def scales() -> tuple[float, float]:
 
 def test_the_design_is_the_one_the_effects_were_measured_on(design):
     assert design == {
-        "per_task": [4, 2, 2],
+        "per_task": [4, 2, 2, 1],
+        "region_groups": 12,
         "seeds": 2,
-        "targets": 8,
+        "targets": 9,
         "fusion_seeds": 2,
-        "groups": 8,
+        "groups": 9,
         "lines": 1,
         "test_examples": 256,
     }
@@ -121,9 +132,10 @@ def test_geometry_nulls_and_power_on_the_default_design(design):
 
 
 def test_fusion_null_and_power_on_the_default_design(design):
-    """8 targets × 2 seeds: at most 5 % false holds with target effects of mean zero; at the run's
-    gain and spread the claim holds in about 61 % of studies (README), below 80 %: the targets
-    vary too much for 8 of them (a third seed barely helps: the spread is the targets')."""
+    """9 targets × 2 seeds: at most 5 % false holds with target effects of mean zero; at the run's
+    gain, its targets' spread and its seeds' noise the claim holds in >= 80 % of studies. (With 8
+    targets, the design before, about 73 %: the targets vary almost as much as the gain, and a
+    third seed barely helps, the spread being the targets'.)"""
     rng = np.random.default_rng(21)
     null, hits = [], []
     for _ in range(STUDIES):
@@ -133,30 +145,94 @@ def test_fusion_null_and_power_on_the_default_design(design):
         summary = fusion_study(rng, *args, FUSION_GAIN, FUSION_TARGET_SD, FUSION_SEED_SD)
         hits.append(family_holds(fusion_outcomes.claims(summary, n_boot=N_BOOT), "fusion"))
     print("fusion null:", assert_at_most(null, ALPHA, "false holds"))
-    share, text = rate(hits)
-    print("fusion power:", text)
-    assert 0.45 <= share <= 0.78, text
+    print("fusion power:", assert_at_least(hits, 0.8, "power"))
 
 
-def test_lines_null_and_power_on_the_default_design(design):
-    """One line in each of 8 datasets: at most 5 % false holds with group effects of mean zero;
-    at the run's interior gain and spread the claim holds in about 65 % of studies (README)."""
+def lines_and_regions_study(rng, design: dict, interior: float, noise: float = EXAMPLE_NOISE):
+    """One study of the family "lines and regions" on the default's design: a same-dataset line in
+    every dataset, its seeds' region and its task's, each claim's group effects drawn at the run's
+    mean and between-group sd (interior: ``interior``), every point's per-example losses with test
+    noise that gives the run's standard error over its test examples. With two seeds a dataset's
+    centroid is its line's midpoint, so the two claims share those losses, as in the run; a task's
+    centroid (tasks of two or more datasets) is evaluated on each of its datasets."""
+    lines, region = [], []
+    examples = design["test_examples"]
+    for t, count in enumerate(design["per_task"]):
+        task_gain = CENTROID_GAIN + CENTROID_GROUP_SD * rng.normal()
+        for i in range(count):
+            name = f"d{t}{i}"
+            gain = interior + INTERIOR_GROUP_SD * rng.normal()
+            rise = EDGE_GAIN + EDGE_GROUP_SD * rng.normal()
+            base = rng.gamma(2.0, 0.3, size=examples)
+            curve = {}
+            for alpha in ALPHAS:
+                shift = -gain if 0 < alpha < 1 else rise if alpha < 0 or alpha > 1 else 0.0
+                curve[alpha] = base + shift + noise * rng.normal(size=examples)
+                lines.append(
+                    {
+                        "relation": "same_dataset",
+                        "pair": f"{name}.seed0 — {name}.seed1",
+                        "eval_dataset": name,
+                        "alpha": alpha,
+                        "loss": np.nan,
+                        "test_losses": curve[alpha],
+                    }
+                )
+            members = [(f"{name}.seed0", curve[0.0]), (f"{name}.seed1", curve[1.0])]
+            own_mean = 0.5 * (curve[0.0] + curve[1.0])
+            centroids = [(f"dataset:{name}", curve[0.5])]
+            if count > 1:
+                task_centroid = own_mean - task_gain + noise * rng.normal(size=examples)
+                centroids.append((f"task:t{t}", task_centroid))
+            for group, centroid in centroids:
+                for model, losses in [*members, ("mix", centroid)]:
+                    kind = "centroid" if model == "mix" else "member"
+                    region.append(
+                        {
+                            "group": group,
+                            "eval_dataset": name,
+                            "kind": kind,
+                            "model_id": model,
+                            "test_losses": losses,
+                        }
+                    )
+    return pd.DataFrame(lines), pd.DataFrame(region)
+
+
+def test_the_simulated_lines_have_the_runs_noise(design):
+    """The simulation's test noise gives an interior gain's standard error over test examples
+    equal to the run's (within 10 %), so its group means spread as the run's did."""
+    rng = np.random.default_rng(23)
+    lines, _ = lines_and_regions_study(rng, design, INTERIOR_GAIN)
+    errors = []
+    for _, g in lines.groupby("pair"):
+        curve = dict(zip(g["alpha"], g["test_losses"]))
+        ends = 0.5 * (curve[0.0] + curve[1.0])
+        gain = np.mean([ends - curve[a] for a in curve if 0 < a < 1], axis=0)
+        errors.append(gain.std(ddof=1) / np.sqrt(len(gain)))
+    rms = float(np.sqrt(np.mean(np.square(errors))))
+    assert rms == pytest.approx(INTERIOR_EXAMPLE_SE, rel=0.1)
+
+
+def test_lines_and_regions_null_and_power_on_the_default_design(design):
+    """The whole family, its three headline claims at the run's effects, Holm among them as in the
+    run: with no interior gain (group effects of mean zero) the interior claim holds in at most
+    5 % of studies; at the run's gain it holds in >= 80 % (the extrapolation and centroid claims,
+    decided first, leave it Holm's last threshold, 0.05)."""
     rng = np.random.default_rng(22)
-    shape = (design["groups"], design["lines"], design["test_examples"])
-    null, hits = [], []
+    groups = sum(design["per_task"])
+    assert groups == design["groups"]
+    null, hits, family = [], [], []
     for _ in range(STUDIES):
-        lines = lines_study(rng, *shape, 0.0, INTERIOR_GROUP_SD, 0.0)
-        null.append(
-            family_holds(
-                interpolation.claims(lines, pd.DataFrame(), {}, N_BOOT), "lines and regions"
-            )
-        )
-        lines = lines_study(rng, *shape, INTERIOR_GAIN, INTERIOR_GROUP_SD, 0.0)
-        found = interpolation.claims(lines, pd.DataFrame(), {}, n_boot=N_BOOT)
-        hits.append(
-            found.set_index("claim_id").loc["interior_same_dataset", "verdict"] == verdicts.HOLDS
-        )
-    print("lines null:", assert_at_most(null, ALPHA, "false holds"))
-    share, text = rate(hits)
-    print("interior power:", text)
-    assert 0.5 <= share <= 0.8, text
+        for gain, out in ((0.0, null), (INTERIOR_GAIN, hits)):
+            lines, region = lines_and_regions_study(rng, design, gain)
+            found = interpolation.claims(lines, region, {}, n_boot=N_BOOT).set_index("claim_id")
+            out.append(found.loc["interior_same_dataset", "verdict"] == verdicts.HOLDS)
+            if gain:
+                family.append(
+                    (found.loc[list(interpolation.HEADLINE), "verdict"] == verdicts.HOLDS).all()
+                )
+    assert found.loc["centroid_beats_own_members", "n"] == design["region_groups"]
+    print("interior null:", assert_at_most(null, ALPHA, "false holds"))
+    print("interior power:", assert_at_least(hits, 0.8, "power"))
+    print("all three headline claims hold:", rate(family)[1])

@@ -80,10 +80,10 @@ def test_the_opt_in_stages_join_the_default_through_their_overlay(tmp_path):
     jobs = planned_jobs(tmp_path)
     assert OPT_IN <= set(jobs), sorted(OPT_IN - set(jobs))
     assert jobs["rank_starts"] == 4 and jobs["merge"] == 3 * len(config["datasets"])
-    # evaluation mode fine-tunes every candidate of its 4 targets (the pretrained start, 14 other
+    # evaluation mode fine-tunes every candidate of its 4 targets (the pretrained start, 16 other
     # datasets' fine-tunes, the brought model, the fused base and 3 merges), each (target, start)
-    # once: the pretrained, fused and merged starts' runs are fusion's (8 targets x 5 starts)
-    assert jobs["finetune_from"] == 8 * 5 + 4 * 15
+    # once: the pretrained, fused and merged starts' runs are fusion's (9 targets x 5 starts)
+    assert jobs["finetune_from"] == 9 * 5 + 4 * 17
 
 
 def test_a_stage_that_is_off_draws_no_figure(tmp_path):

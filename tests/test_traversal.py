@@ -116,6 +116,16 @@ def test_region_has_centroid_samples_and_members():
     assert all(abs(c - 0.25) < 1e-12 for _, c in centroid.recipe)
 
 
+def test_a_one_dataset_task_has_no_region_of_its_own_beside_its_datasets():
+    """A task of one dataset has the same members as that dataset's region: studied twice, the
+    centroid claim would count one group as two units. Without dataset regions it is studied."""
+    c = _grown(paper_like(), datasets={"sms_spam": {"task": "spam"}})
+    groups = {dict(p.info)["group"] for p in traversal.region_points(c)}
+    assert "dataset:sms_spam" in groups and "task:spam" not in groups
+    c["region"] = {**c.get("region", {}), "groups": ["task"]}
+    assert "task:spam" in {dict(p.info)["group"] for p in traversal.region_points(c)}
+
+
 def _grown(base: dict, datasets: dict | None = None, seeds=None) -> dict:
     grown = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     grown["datasets"] = {**base["datasets"], **(datasets or {})}
