@@ -100,10 +100,11 @@ def test_the_design_is_the_one_the_effects_were_measured_on(design):
 
 
 def test_geometry_nulls_and_power_on_the_default_design(design):
-    """Under a task-only structure no dataset claim holds, under dataset effects alone no task
-    claim holds (each at most 5 % of studies); at the run's effects both dataset claims hold in
-    >= 80 % of studies, the distance task claim too, and 1-NN by task almost never (nearest
-    other-dataset neighbours barely feel a task offset this small)."""
+    """Datasets and tasks alike (isotropic offsets): under a task-only structure no dataset claim
+    holds, under dataset effects alone no task claim holds (each at most 5 % of studies); at the
+    run's effects both dataset claims hold in >= 80 % of studies, the distance task claim too, and
+    1-NN by task almost never (nearest other-dataset neighbours barely feel a task offset this
+    small)."""
     rng = np.random.default_rng(20)
     datasets, tasks = layout(design["per_task"], design["seeds"])
     plan = clusters.Design(datasets, tasks, 1000, 0)
