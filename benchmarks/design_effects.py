@@ -5,16 +5,16 @@ script measures them from that run's results/ (README "Design of the default"), 
 the test hard-codes can be traced and re-measured after a change of design.
 
   fusion   per target and seed the gain of the fused start over the pretrained one (accuracy
-           points; fusion/summary.csv, the headline's scope, mode and smallest size). A target's
-           gain is its effect plus seed noise, so the sd of the target means over-states the
-           targets' spread by the seeds' share: between-target variance = var(target means) -
-           mean within-target variance / seeds (one-way random effects, method of moments).
-  lines    per same-dataset line the interior gain (mean of the ends' losses - the interior
-           points' loss) and the extrapolation rise (the outer points' loss - the nearer end's),
-           each a mean over test examples with its standard error over them; between-group
-           variance = var(group means) - mean squared standard error (one line per group here).
-  regions  per region group the centroid's gain over its own members (the claim's cells), same
-           decomposition.
+           points; fusion_outcomes.paired_gains of fusion/summary.csv at the headline's scope, mode
+           and smallest size). A target's gain is its effect plus seed noise, so the sd of the
+           target means over-states the targets' spread by the seeds' share: between-target
+           variance = var(target means) - mean within-target variance / seeds (one-way random
+           effects, method of moments).
+  lines    per same-dataset line the interior gain and the extrapolation rise, the claims' own
+           cells (interpolation.line_cells), each a mean over test examples with its standard error
+           over them; between-group variance = var(group means) - mean squared standard error.
+  regions  per region group the centroid's gain over its own members (interpolation.region_cells),
+           the same decomposition.
 
 Usage: python benchmarks/design_effects.py RESULTS
 """
@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from weightspace import study
+from weightspace.geometry import interpolation
 from weightspace.probe import store
+from weightspace.train import fusion_outcomes
 
 
 def between(means: np.ndarray, noise_var: float) -> float:
@@ -37,25 +38,26 @@ def between(means: np.ndarray, noise_var: float) -> float:
 
 
 def fusion(results: Path) -> str:
-    runs = pd.read_csv(results / "fusion" / "summary.csv")
-    runs = runs[(runs["mode"] == "full") & (runs["size"] == runs["size"].min())]
-    runs = runs.assign(start=np.where(runs["base"] == "pretrained", "pretrained", "fused"))
-    runs = runs[(runs["scope"] == "all") | (runs["start"] == "pretrained")]
-    paired = runs.pivot_table(index=["target", "seed"], columns="start", values="accuracy")
-    gain = 100 * (paired["fused"] - paired["pretrained"])
-    means = gain.groupby(level="target").mean()
-    seeds = gain.groupby(level="target").size().mean()
-    within = float(gain.groupby(level="target").var(ddof=1).mean())
+    paired = fusion_outcomes.paired_gains(pd.read_csv(results / "fusion" / "summary.csv"))
+    paired = paired[(paired["mode"] == "full") & (paired["scope"] == "all")]
+    by_target = fusion_outcomes.target_gains(paired[paired["size"] == paired["size"].min()])
+    means = np.array([g.mean() for g in by_target.values()])
+    seeds = np.mean([len(g) for g in by_target.values()])
+    within = float(np.mean([g.var(ddof=1) for g in by_target.values()]))
     return (
         f"fusion: {len(means)} targets x {seeds:g} seeds, gain {means.mean():.2f} points, sd of "
         f"target means {means.std(ddof=1):.2f}, seed sd {np.sqrt(within):.2f}, between-target sd "
-        f"{between(means.to_numpy(), within / seeds):.2f}"
+        f"{between(means, within / seeds):.2f}"
     )
 
 
-def _probe_losses(results: Path) -> dict:
-    probe = results / "probe"
-    return store.read([*probe.glob("groups/*.json"), *probe.glob("models/*.json")])
+def _with_losses(table: pd.DataFrame, by_key: dict) -> pd.DataFrame:
+    """A lines or region table with each row's per-example test losses (the claims' input)."""
+    return table.assign(
+        test_losses=[
+            by_key[(m, d)]["test_losses"] for m, d in zip(table["model_id"], table["eval_dataset"])
+        ]
+    )
 
 
 def _summarise(name: str, cells: dict[str, list[np.ndarray]]) -> str:
@@ -72,49 +74,17 @@ def _summarise(name: str, cells: dict[str, list[np.ndarray]]) -> str:
     )
 
 
-def lines(results: Path, by_key: dict) -> list[str]:
-    table = pd.read_csv(results / "interpolation" / "lines.csv")
-    table = table[table["relation"] == "same_dataset"]
-    interior: dict[str, list] = {}
-    edge: dict[str, list] = {}
-    for _pair, g in table.groupby("pair"):
-        curve = {
-            float(a): np.asarray(by_key[(m, d)]["test_losses"], dtype=float)
-            for a, m, d in zip(g["alpha"], g["model_id"], g["eval_dataset"])
-        }
-        group = g["eval_dataset"].iloc[0]
-        ends = 0.5 * (curve[0.0] + curve[1.0])
-        inside = [ends - curve[a] for a in curve if 0 < a < 1]
-        outside = [curve[a] - curve[0.0 if a < 0 else 1.0] for a in curve if a < 0 or a > 1]
-        interior.setdefault(group, []).append(np.mean(inside, axis=0))
-        if outside:
-            edge.setdefault(group, []).append(np.mean(outside, axis=0))
-    return [_summarise("interior", interior), _summarise("extrapolation", edge)]
-
-
-def regions(results: Path, by_key: dict) -> str:
-    table = pd.read_csv(results / "interpolation" / "region.csv")
-    cells: dict[str, list] = {}
-    for (group, dataset), g in table.groupby(["group", "eval_dataset"]):
-        centroid = g[g["kind"] == "centroid"]
-        own = [
-            np.asarray(by_key[(m, dataset)]["test_losses"], dtype=float)
-            for m in g.loc[g["kind"] == "member", "model_id"]
-            if study.parse(m).dataset == dataset
-        ]
-        if centroid.empty or not own:
-            continue
-        losses = np.asarray(by_key[(centroid["model_id"].iloc[0], dataset)]["test_losses"])
-        cells.setdefault(group, []).append(np.mean(own, axis=0) - losses)
-    return _summarise("centroid over its own members", cells)
-
-
 def main(results: Path) -> None:
-    by_key = _probe_losses(results)
+    probe = results / "probe"
+    by_key = store.read([*probe.glob("groups/*.json"), *probe.glob("models/*.json")])
+    lines = _with_losses(pd.read_csv(results / "interpolation" / "lines.csv"), by_key)
+    region = _with_losses(pd.read_csv(results / "interpolation" / "region.csv"), by_key)
+    interior, edge = interpolation.line_cells(lines)
+    own, _, _ = interpolation.region_cells(region, {})
     print(fusion(results))
-    for line in lines(results, by_key):
-        print(line)
-    print(regions(results, by_key))
+    print(_summarise("interior", interior["same_dataset"]))
+    print(_summarise("extrapolation", edge))
+    print(_summarise("centroid over its own members", own))
 
 
 if __name__ == "__main__":

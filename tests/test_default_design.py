@@ -207,12 +207,9 @@ def test_the_simulated_lines_have_the_runs_noise(design):
     equal to the run's (within 10 %), so its group means spread as the run's did."""
     rng = np.random.default_rng(23)
     lines, _ = lines_and_regions_study(rng, design, INTERIOR_GAIN)
-    errors = []
-    for _, g in lines.groupby("pair"):
-        curve = dict(zip(g["alpha"], g["test_losses"]))
-        ends = 0.5 * (curve[0.0] + curve[1.0])
-        gain = np.mean([ends - curve[a] for a in curve if 0 < a < 1], axis=0)
-        errors.append(gain.std(ddof=1) / np.sqrt(len(gain)))
+    interior, _ = interpolation.line_cells(lines)  # the claim's own per-line gains
+    gains = [g for cells in interior["same_dataset"].values() for g in cells]
+    errors = [g.std(ddof=1) / np.sqrt(len(g)) for g in gains]
     rms = float(np.sqrt(np.mean(np.square(errors))))
     assert rms == pytest.approx(INTERIOR_EXAMPLE_SE, rel=0.1)
 

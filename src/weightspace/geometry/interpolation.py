@@ -258,7 +258,10 @@ def _curves(lines: pd.DataFrame):
 RELATIONS_READ = ("same_dataset", "same_task", "cross_task", "pretrained")
 
 
-def line_claims(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> list[dict]:
+def line_cells(lines: pd.DataFrame) -> tuple[dict[str, dict[str, list]], dict[str, list]]:
+    """The line claims' cells: per relation and group, each line's per-example interior gain (mean
+    of the ends' losses - the interior points' loss); per same-dataset group, each line's
+    per-example rise beyond its ends (the outer points' loss - the nearer end's)."""
     interior: dict[str, dict[str, list]] = {r: {} for r in RELATION_CLAIMS}
     edge: dict[str, list] = {}
     for relation, pair, _dataset, curve in _curves(lines):
@@ -276,6 +279,11 @@ def line_claims(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> lis
             edge.setdefault(group, []).append(
                 np.mean([curve[a] - curve[0.0 if a < 0 else 1.0] for a in outside], axis=0)
             )
+    return interior, edge
+
+
+def line_claims(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> list[dict]:
+    interior, edge = line_cells(lines)
     rows = []
     for relation, (claim_id, paper) in RELATION_CLAIMS.items():
         rows.append(
@@ -309,22 +317,14 @@ def line_claims(lines: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> lis
     return rows
 
 
-def region_claims(
-    region: pd.DataFrame,
-    pretrained: dict[str, list] | None = None,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
-) -> list[dict]:
-    """Centroid vs its own dataset's members and vs the pretrained model; Dirichlet samples vs the
-    members; the region group is the unit.
-
-    pretrained: dataset -> the pretrained model's per-example test losses on it.
-
-    Long because one pass over the (group, dataset) cells collects the cells of all three claims,
-    and the three claims are then written out as a table of their specifications."""
+def region_cells(
+    region: pd.DataFrame, pretrained: dict[str, list]
+) -> tuple[dict[str, list], dict[str, list], dict[str, list]]:
+    """The region claims' cells per group, each a dataset's per-example difference: its own members'
+    mean loss - the centroid's; the pretrained model's - the centroid's; the members' mean - the
+    Dirichlet samples' mean."""
     from weightspace import study
 
-    pretrained = pretrained or {}
     own: dict[str, list] = {}
     vs_pre: dict[str, list] = {}
     interior: dict[str, list] = {}
@@ -352,6 +352,20 @@ def region_claims(
                 interior.setdefault(group, []).append(
                     np.mean(losses["member"], axis=0) - np.mean(losses["sample"], axis=0)
                 )
+    return own, vs_pre, interior
+
+
+def region_claims(
+    region: pd.DataFrame,
+    pretrained: dict[str, list] | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> list[dict]:
+    """Centroid vs its own dataset's members and vs the pretrained model; Dirichlet samples vs the
+    members; the region group is the unit.
+
+    pretrained: dataset -> the pretrained model's per-example test losses on it."""
+    own, vs_pre, interior = region_cells(region, pretrained or {})
     unit = "region groups"
     specs = [
         (

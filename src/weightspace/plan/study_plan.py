@@ -215,9 +215,10 @@ def build(config: dict) -> StudyPlan:
         studies.add(row["study"])
     evaluations = {(p.model_id, d) for p in points for d in p.eval_datasets} | start_evaluations
     # runs that may be a main fine-tune itself: fusion's, and each target's pretrained start
+    start_sizes = tuple(starts.sizes(config))
     reusable = [*runs]
     for target in candidates:
-        reusable += starts.runs(target, [study.PRETRAINED], starts.sizes(config), fusion_seeds)
+        reusable += starts.runs(target, [study.PRETRAINED], start_sizes, fusion_seeds)
     return StudyPlan(
         datasets=tuple(names),
         task_of=_frozen({d: study.task_of(config, d) for d in names}),
@@ -237,5 +238,5 @@ def build(config: dict) -> StudyPlan:
         start_candidates=_frozen({t: _frozen(c) for t, c in candidates.items()}),
         start_mode=starts.section(config).get("mode", "use"),
         start_top_k=int(starts.section(config).get("top_k", 3)),
-        start_sizes=tuple(starts.sizes(config)),
+        start_sizes=start_sizes,
     )
